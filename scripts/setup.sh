@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages gantry's demo and tests need, if missing.
+# Idempotent; safe to run on every invocation.
+set -euo pipefail
+
+need=()
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+[ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 && file -L /bin/busybox 2>/dev/null | grep -q static || need+=(busybox-static)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+command -v git >/dev/null 2>&1 || need+=(git)
+command -v file >/dev/null 2>&1 || need+=(file)
+
+if [ ${#need[@]} -gt 0 ]; then
+	echo "setup: installing ${need[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# The docker.io package may have started the system daemon on the default
+# bridge; gantry runs its own daemon (scripts/engine.sh) and needs none other.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker 2>/dev/null; then
+	systemctl stop docker docker.socket >/dev/null 2>&1 || true
+fi
