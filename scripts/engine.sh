@@ -3,6 +3,7 @@
 #
 #   scripts/engine.sh start   start dockerd (if not running) and wait until it answers
 #   scripts/engine.sh stop    stop the dockerd this script started (by its PID file)
+#   scripts/engine.sh status  exit 0 if the engine this script manages is running
 #   scripts/engine.sh env     print the DOCKER_HOST export for this engine
 #
 # The engine runs with --iptables=false --ip6tables=false --bridge=none, its own data
@@ -60,8 +61,16 @@ stop)
 env)
 	echo "export DOCKER_HOST=unix://$sock"
 	;;
+status)
+	if running; then
+		echo "engine: running (pid $(cat "$pidfile"), socket $sock)"
+	else
+		echo "engine: not running"
+		exit 1
+	fi
+	;;
 *)
-	echo "usage: $0 start|stop|env" >&2
+	echo "usage: $0 start|stop|status|env" >&2
 	exit 2
 	;;
 esac

@@ -1,0 +1,84 @@
+// Package api is the wire contract of gantry's control API: the JSON request
+// and response types, the error codes and their HTTP statuses. The server
+// (internal/httpapi) and the Go client (package client) both use it, so the
+// two cannot drift apart.
+//
+// All paths are under /v1. Requests authenticate with HTTP Basic (the admin
+// user, a registry token, or a run credential) or a Bearer run credential.
+// Times are RFC 3339 in UTC.
+package api
+
+import "time"
+
+// Registry is one registry: its own login server and repositories.
+type Registry struct {
+	Name string `json:"name"`
+	// LoginServer is the host:port clients push to and pull from.
+	LoginServer   string    `json:"loginServer"`
+	AnonymousPull bool      `json:"anonymousPullEnabled"`
+	CreatedAt     time.Time `json:"creationDate"`
+	// Running reports whether the registry's listener is serving.
+	Running bool `json:"running"`
+}
+
+// CreateRegistryRequest is the body of POST /v1/registries.
+type CreateRegistryRequest struct {
+	Name string `json:"name"`
+	// Listen is the host:port the registry serves on, e.g. 127.0.0.1:5001.
+	Listen        string `json:"listen"`
+	AnonymousPull bool   `json:"anonymousPullEnabled"`
+}
+
+// Repository is one repository of a registry.
+type Repository struct {
+	Registry      string    `json:"registry"`
+	Name          string    `json:"name"`
+	TagCount      int       `json:"tagCount"`
+	ManifestCount int       `json:"manifestCount"`
+	CreatedAt     time.Time `json:"createdTime"`
+	UpdatedAt     time.Time `json:"lastUpdateTime"`
+}
+
+// Tag is a tag of a repository and the manifest it points to.
+type Tag struct {
+	Name      string    `json:"name"`
+	Digest    string    `json:"digest"`
+	CreatedAt time.Time `json:"createdTime"`
+	UpdatedAt time.Time `json:"lastUpdateTime"`
+}
+
+// Manifest is a manifest stored in a repository.
+type Manifest struct {
+	Digest       string    `json:"digest"`
+	MediaType    string    `json:"mediaType"`
+	ArtifactType string    `json:"artifactType,omitempty"`
+	Size         int64     `json:"imageSize"`
+	Tags         []string  `json:"tags"`
+	Subject      string    `json:"subject,omitempty"`
+	CreatedAt    time.Time `json:"createdTime"`
+}
+
+// TagEvent is one entry of a tag's history: the tag moved from Old to New.
+type TagEvent struct {
+	Registry   string    `json:"registry"`
+	Repository string    `json:"repository"`
+	Tag        string    `json:"tag"`
+	Old        string    `json:"previousDigest,omitempty"`
+	New        string    `json:"digest"`
+	PushedBy   string    `json:"pushedBy,omitempty"`
+	RunID      string    `json:"runId,omitempty"`
+	Time       time.Time `json:"time"`
+}
+
+// Whoami describes the caller, as answered by GET /v1/whoami.
+type Whoami struct {
+	Principal string `json:"principalId"`
+	Name      string `json:"name"`
+	RunID     string `json:"runId,omitempty"`
+}
+
+// Version is the server's version, answered by GET /v1/version without
+// authentication.
+type Version struct {
+	Version string `json:"version"`
+}

@@ -1,0 +1,155 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gantryhq/gantry/client"
+	"github.com/gantryhq/gantry/internal/buildinfo"
+)
+
+// savedLogin is what `gantry login` keeps, in a 0600 file.
+type savedLogin struct {
+	Server   string `json:"server"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// loginPath is $GANTRY_CONFIG_DIR/login.json, else the user config
+// directory's gantry/login.json.
+func loginPath() (string, error) {
+	dir := os.Getenv("GANTRY_CONFIG_DIR")
+	if dir == "" {
+		base, err := os.UserConfigDir()
+		if err != nil {
+			return "", fmt.Errorf("locating the config directory (set GANTRY_CONFIG_DIR): %w", err)
+		}
+		dir = filepath.Join(base, "gantry")
+	}
+	return filepath.Join(dir, "login.json"), nil
+}
+
+func loadLogin() (savedLogin, error) {
+	var s savedLogin
+	p, err := loginPath()
+	if err != nil {
+		return s, nil // no config directory: no saved login
+	}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("reading %s: %w", p, err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("reading %s: %w", p, err)
+	}
+	return s, nil
+}
+
+func saveLogin(s savedLogin) (string, error) {
+	p, err := loginPath()
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return "", err
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return "", err
+	}
+	return p, os.Rename(tmp, p)
+}
+
+func newLoginCmd(o *rootOpts) *cobra.Command {
+	var username, password string
+	var passwordStdin bool
+	cmd := &cobra.Command{
+		Use:   "login",
+		Short: "Log in to a gantry server and remember the credentials",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			server := firstNonEmpty(o.server, os.Getenv("GANTRY_SERVER"), client.DefaultServer)
+			username = firstNonEmpty(username, os.Getenv("GANTRY_USERNAME"), "admin")
+			if passwordStdin {
+				line, err := bufio.NewReader(o.in).ReadString('\n')
+				if err != nil && line == "" {
+					return fmt.Errorf("reading the password from stdin: %w", err)
+				}
+				password = strings.TrimRight(line, "\r\n")
+			}
+			password = firstNonEmpty(password, os.Getenv("GANTRY_PASSWORD"))
+			if password == "" {
+				return errors.New("no password: use --password-stdin, -p or GANTRY_PASSWORD")
+			}
+			c, err := client.New(server, client.WithBasicAuth(username, password))
+			if err != nil {
+				return err
+			}
+			who, err := c.Whoami(cmd.Context())
+			if err != nil {
+				return fmt.Errorf("logging in to %s: %w", server, err)
+			}
+			p, err := saveLogin(savedLogin{Server: c.Server(), Username: username, Password: password})
+			if err != nil {
+				return fmt.Errorf("saving the login: %w", err)
+			}
+			fmt.Fprintf(o.errOut, "Login succeeded as %s; credentials saved in %s\n", who.Name, p)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&username, "username", "u", "", "user or token name (default admin)")
+	cmd.Flags().StringVarP(&password, "password", "p", "", "password (prefer --password-stdin)")
+	cmd.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from stdin")
+	return cmd
+}
+
+func newLogoutCmd(o *rootOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "logout",
+		Short: "Forget the saved login",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			p, err := loginPath()
+			if err != nil {
+				return err
+			}
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			fmt.Fprintln(o.errOut, "Logged out")
+			return nil
+		},
+	}
+}
+
+func newVersionCmd(o *rootOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the client and server versions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := map[string]string{"client": buildinfo.Version()}
+			if c, err := o.client(); err == nil {
+				if v, err := c.Version(cmd.Context()); err == nil {
+					out["server"] = v.Version
+				}
+			}
+			return o.print(out, nil)
+		},
+	}
+}

@@ -1,0 +1,149 @@
+// Package cli is the gantry command line: one cobra command per verb, each a
+// thin layer of flags → one client (or server) call → printed result.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gantryhq/gantry/api"
+	"github.com/gantryhq/gantry/client"
+)
+
+// rootOpts holds the global flags and the I/O of one invocation.
+type rootOpts struct {
+	server  string
+	output  string
+	query   string
+	verbose bool
+	in      io.Reader
+	out     io.Writer
+	errOut  io.Writer
+}
+
+// Execute runs the gantry command line with args and returns the process
+// exit code.
+func Execute(ctx context.Context, args []string, in io.Reader, out, errOut io.Writer) int {
+	o := &rootOpts{in: in, out: out, errOut: errOut}
+	cmd := newRoot(o)
+	cmd.SetArgs(args)
+	cmd.SetIn(in)
+	cmd.SetOut(out)
+	cmd.SetErr(errOut)
+	err := cmd.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ec exitCode
+	if errors.As(err, &ec) {
+		if ec.msg != "" {
+			fmt.Fprintln(errOut, "ERROR:", ec.msg)
+		}
+		return ec.code
+	}
+	fmt.Fprintln(errOut, "ERROR:", err)
+	return 1
+}
+
+// exitCode lets a command choose the process exit code (e.g. `task run`
+// exits non-zero when the run fails) without printing a second error.
+type exitCode struct {
+	code int
+	msg  string
+}
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit code %d", e.code) }
+
+func newRoot(o *rootOpts) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:           "gantry",
+		Short:         "A self-hosted container registry with a task engine",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&o.server, "server", "", "control API address (default $GANTRY_SERVER, the login, or "+client.DefaultServer+")")
+	pf.StringVarP(&o.output, "output", "o", "json", "output format: json, jsonc, table, tsv, yaml, none")
+	pf.StringVar(&o.query, "query", "", "JMESPath query applied to the result")
+	pf.BoolVar(&o.verbose, "verbose", false, "log requests and details to stderr")
+	cmd.AddCommand(
+		newServerCmd(o),
+		newLoginCmd(o),
+		newLogoutCmd(o),
+		newVersionCmd(o),
+		newRegistryCmd(o),
+		newRepositoryCmd(o),
+	)
+	return cmd
+}
+
+// logger returns the CLI's logger: text to stderr, debug level with --verbose.
+func (o *rootOpts) logger() *slog.Logger {
+	level := slog.LevelInfo
+	if o.verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(o.errOut, &slog.HandlerOptions{Level: level}))
+}
+
+// client builds an API client from, in order of precedence: --server and
+// GANTRY_SERVER; GANTRY_TOKEN (a run credential), GANTRY_USERNAME and
+// GANTRY_PASSWORD; the saved login.
+func (o *rootOpts) client() (*client.Client, error) {
+	saved, err := loadLogin()
+	if err != nil {
+		return nil, err
+	}
+	server := firstNonEmpty(o.server, os.Getenv("GANTRY_SERVER"), saved.Server, client.DefaultServer)
+	var opts []client.Option
+	switch {
+	case os.Getenv("GANTRY_TOKEN") != "":
+		opts = append(opts, client.WithBearer(os.Getenv("GANTRY_TOKEN")))
+	case os.Getenv("GANTRY_USERNAME") != "" || os.Getenv("GANTRY_PASSWORD") != "":
+		opts = append(opts, client.WithBasicAuth(os.Getenv("GANTRY_USERNAME"), os.Getenv("GANTRY_PASSWORD")))
+	case saved.Username != "" && sameServer(saved.Server, server):
+		opts = append(opts, client.WithBasicAuth(saved.Username, saved.Password))
+	}
+	return client.New(server, opts...)
+}
+
+// print renders a command's result with the global -o and --query flags.
+func (o *rootOpts) print(v any, view tableView) error {
+	return render(o.out, o.output, o.query, v, view)
+}
+
+func firstNonEmpty(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func sameServer(a, b string) bool {
+	norm := func(s string) string {
+		s = strings.TrimRight(s, "/")
+		if !strings.Contains(s, "://") {
+			s = "http://" + s
+		}
+		return s
+	}
+	return norm(a) == norm(b)
+}
+
+// notFoundHint adds a hint to authentication errors, the most common
+// first-use problem.
+func hint(err error) error {
+	if errors.Is(err, api.ErrUnauthenticated) {
+		return fmt.Errorf("%w (run `gantry login` or set GANTRY_USERNAME and GANTRY_PASSWORD)", err)
+	}
+	return err
+}

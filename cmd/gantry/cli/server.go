@@ -1,0 +1,72 @@
+package cli
+
+import (
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gantryhq/gantry/internal/config"
+	"github.com/gantryhq/gantry/internal/server"
+)
+
+func newServerCmd(o *rootOpts) *cobra.Command {
+	var data, file, listen string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the gantry server: the control API and every registry",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadServerConfig(cmd, file, data, listen)
+			if err != nil {
+				return err
+			}
+			return server.Run(cmd.Context(), cfg, server.Options{
+				AdminPassword: os.Getenv("GANTRY_ADMIN_PASSWORD"),
+				Logger:        serverLogger(o, cfg),
+				Stdout:        o.out,
+			})
+		},
+	}
+	cmd.Flags().StringVar(&data, "data", "", "data directory (default gantry-data, or the config file's)")
+	cmd.Flags().StringVar(&file, "config", "", "YAML configuration file")
+	cmd.Flags().StringVar(&listen, "listen", "", "control API address (default 127.0.0.1:7000)")
+	return cmd
+}
+
+// loadServerConfig applies, in order: defaults, the file, GANTRY_* env
+// overrides, then flags; and validates the result.
+func loadServerConfig(cmd *cobra.Command, file, data, listen string) (config.Config, error) {
+	cfg := config.Default()
+	if file != "" {
+		if err := cfg.LoadFile(file); err != nil {
+			return cfg, err
+		}
+	}
+	if err := cfg.ApplyEnv(os.Environ()); err != nil {
+		return cfg, err
+	}
+	if cmd.Flags().Changed("data") {
+		cfg.Data = data
+	}
+	if cmd.Flags().Changed("listen") {
+		cfg.Listen = listen
+	}
+	if cfg.Engine.Host == "" {
+		cfg.Engine.Host = os.Getenv("DOCKER_HOST")
+	}
+	return cfg, cfg.Validate()
+}
+
+func serverLogger(o *rootOpts, cfg config.Config) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	if o.verbose {
+		level = slog.LevelDebug
+	}
+	h := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(o.errOut, h))
+	}
+	return slog.New(slog.NewTextHandler(o.errOut, h))
+}

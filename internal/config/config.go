@@ -1,0 +1,225 @@
+// Package config is the gantry server's configuration: defaults, a versioned
+// YAML file laid over them, then GANTRY_SECTION_FIELD environment overrides,
+// then Validate. Only cmd reads files and the environment; the result is
+// handed to internal/server as plain values.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Config is the whole server configuration. YAML keys are camelCase without
+// underscores so that environment overrides map one to one: the field
+// engine.host is GANTRY_ENGINE_HOST.
+type Config struct {
+	// Version of the file format; 1 is the only one.
+	Version int `yaml:"version"`
+	// Data is the data directory (database, blobs, logs, keys).
+	Data string `yaml:"data"`
+	// Listen is the control API address.
+	Listen string `yaml:"listen"`
+	Log    Log    `yaml:"log"`
+	Engine Engine `yaml:"engine"`
+	// Storage trades durability for speed.
+	Storage  Storage  `yaml:"storage"`
+	Tasks    Tasks    `yaml:"tasks"`
+	Triggers Triggers `yaml:"triggers"`
+	Cache    Cache    `yaml:"cache"`
+}
+
+// Log configures the server log.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Engine locates the container engine steps and container instances run on.
+type Engine struct {
+	// Host is a DOCKER_HOST-style address, e.g. unix:///tmp/gantry-engine/docker.sock.
+	// Empty means $DOCKER_HOST as given to the server process by cmd.
+	Host string `yaml:"host"`
+}
+
+// Storage configures the blob store.
+type Storage struct {
+	// Fsync makes every committed blob durable against power loss before the
+	// upload is acknowledged. Off by default: a process crash never leaves a
+	// partial blob visible either way (blobs are renamed into place only
+	// after verification), but an OS crash may lose the last seconds of
+	// acknowledged uploads.
+	Fsync bool `yaml:"fsync"`
+	// GCInterval is how often unreferenced blobs are collected; 0 disables.
+	GCInterval time.Duration `yaml:"gcInterval"`
+}
+
+// Tasks configures the run queue.
+type Tasks struct {
+	// Concurrency is how many runs execute at once.
+	Concurrency int `yaml:"concurrency"`
+	// LogRetention is how long run logs are kept.
+	LogRetention time.Duration `yaml:"logRetention"`
+}
+
+// Triggers configures polling intervals.
+type Triggers struct {
+	// CommitPollInterval is how often git contexts are polled for new commits.
+	CommitPollInterval time.Duration `yaml:"commitPollInterval"`
+	// BaseImagePollInterval is how often base images in external registries
+	// are checked for a new digest.
+	BaseImagePollInterval time.Duration `yaml:"baseImagePollInterval"`
+}
+
+// Cache configures pull-through cache rules.
+type Cache struct {
+	// TagTTL is how long a cached tag is served before it is revalidated
+	// against the upstream with a HEAD request.
+	TagTTL time.Duration `yaml:"tagTTL"`
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		Version:  1,
+		Data:     "gantry-data",
+		Listen:   "127.0.0.1:7000",
+		Log:      Log{Level: "info", Format: "text"},
+		Storage:  Storage{GCInterval: time.Hour},
+		Tasks:    Tasks{Concurrency: 4, LogRetention: 30 * 24 * time.Hour},
+		Triggers: Triggers{CommitPollInterval: 2 * time.Second, BaseImagePollInterval: 5 * time.Minute},
+		Cache:    Cache{TagTTL: 5 * time.Minute},
+	}
+}
+
+// Load lays the YAML document r over c. Unknown keys are errors, so typos
+// do not pass silently.
+func (c *Config) Load(r io.Reader, name string) error {
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: %w: %v", name, ErrInvalid, err)
+	}
+	return nil
+}
+
+// LoadFile is Load on a file.
+func (c *Config) LoadFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("reading configuration: %w", err)
+	}
+	defer f.Close()
+	return c.Load(f, path)
+}
+
+// ApplyEnv applies GANTRY_<SECTION>_<FIELD> overrides from environ (as from
+// os.Environ), e.g. GANTRY_STORAGE_FSYNC=true, GANTRY_LISTEN=127.0.0.1:7001.
+func (c *Config) ApplyEnv(environ []string) error {
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "GANTRY_") {
+			env[k] = v
+		}
+	}
+	return applyEnv(reflect.ValueOf(c).Elem(), "GANTRY", env)
+}
+
+func applyEnv(v reflect.Value, prefix string, env map[string]string) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		key := prefix + "_" + strings.ToUpper(strings.Split(f.Tag.Get("yaml"), ",")[0])
+		fv := v.Field(i)
+		if f.Type.Kind() == reflect.Struct {
+			if err := applyEnv(fv, key, env); err != nil {
+				return err
+			}
+			continue
+		}
+		s, ok := env[key]
+		if !ok {
+			continue
+		}
+		if err := setScalar(fv, s); err != nil {
+			return fmt.Errorf("%s=%q: %w: %v", key, s, ErrInvalid, err)
+		}
+	}
+	return nil
+}
+
+func setScalar(v reflect.Value, s string) error {
+	switch v.Interface().(type) {
+	case time.Duration:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(d))
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(s)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		v.SetBool(b)
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return err
+		}
+		v.SetInt(n)
+	default:
+		return fmt.Errorf("unsupported kind %s", v.Kind())
+	}
+	return nil
+}
+
+// Validate checks the configuration and says which field is wrong.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %w: %s", field, ErrInvalid, fmt.Sprintf(format, args...)))
+	}
+	if c.Version != 1 {
+		bad("version", "%d is not supported (want 1)", c.Version)
+	}
+	if c.Data == "" {
+		bad("data", "must be set")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "%q is not host:port", c.Listen)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q: want text or json", c.Log.Format)
+	}
+	if c.Tasks.Concurrency < 1 {
+		bad("tasks.concurrency", "must be at least 1")
+	}
+	if c.Triggers.CommitPollInterval < 0 || c.Triggers.BaseImagePollInterval < 0 {
+		bad("triggers", "intervals must not be negative")
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,55 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadEnvValidate(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	err := c.Load(strings.NewReader("version: 1\nlisten: 127.0.0.1:7100\nstorage:\n  fsync: true\n"), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ApplyEnv([]string{"GANTRY_TRIGGERS_COMMITPOLLINTERVAL=500ms", "GANTRY_TASKS_CONCURRENCY=2", "PATH=/bin"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:7100" || !c.Storage.Fsync || c.Triggers.CommitPollInterval != 500*time.Millisecond || c.Tasks.Concurrency != 2 {
+		t.Fatalf("unexpected config: %+v", c)
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, yaml, env, want string
+	}{
+		{"unknown key", "lissten: x\n", "", "field lissten not found"},
+		{"bad listen", "listen: nope\n", "", "listen: invalid configuration"},
+		{"bad version", "version: 2\n", "", "version: invalid configuration"},
+		{"bad env duration", "", "GANTRY_CACHE_TAGTTL=soon", "GANTRY_CACHE_TAGTTL"},
+		{"bad level", "log:\n  level: loud\n", "", "log.level"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := Default()
+			err := c.Load(strings.NewReader(tt.yaml), "f.yaml")
+			if err == nil && tt.env != "" {
+				err = c.ApplyEnv([]string{tt.env})
+			}
+			if err == nil {
+				err = c.Validate()
+			}
+			if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an ErrInvalid mentioning %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,188 @@
+// Package httpapi serves gantry's control API: JSON over HTTP under /v1, on
+// the stdlib mux with method patterns. Handlers return errors; one wrapper
+// logs them and translates them to api.Error responses (errors.go), so no
+// handler writes an error body itself. Every route except /v1/version
+// authenticates the caller and checks the operation against its scope
+// before touching anything.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/gantryhq/gantry/api"
+	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/buildinfo"
+	"github.com/gantryhq/gantry/internal/store"
+)
+
+// Registries starts and stops registry listeners; the server composition
+// implements it.
+type Registries interface {
+	// Start serves r on its listen address, returning it with the address
+	// filled in when it was chosen automatically.
+	Start(ctx context.Context, r store.Registry) (store.Registry, error)
+	// Stop stops serving the named registry (no error if it is not running).
+	Stop(ctx context.Context, name string) error
+	// Running reports whether the named registry is being served.
+	Running(name string) bool
+}
+
+// Server is the control API.
+type Server struct {
+	log   *slog.Logger
+	store *store.Store
+	auth  *auth.Service
+	regs  Registries
+	mux   *http.ServeMux
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// New returns the control API over its services.
+func New(st *store.Store, au *auth.Service, regs Registries, opts ...Option) *Server {
+	s := &Server{
+		log:   slog.New(slog.DiscardHandler),
+		store: st,
+		auth:  au,
+		regs:  regs,
+		mux:   http.NewServeMux(),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	s.routes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /v1/version", s.public(s.version))
+	s.mux.HandleFunc("GET /v1/whoami", s.authed(s.whoami))
+	s.registryRoutes()
+	s.mux.HandleFunc("/v1/", s.public(func(w http.ResponseWriter, r *http.Request) error {
+		return fmt.Errorf("%s %s: no such endpoint: %w", r.Method, r.URL.Path, errNoRoute)
+	}))
+}
+
+var errNoRoute = errors.New("not found")
+
+// handlerFunc is a handler that returns its error instead of writing it.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// public wraps a handler that needs no authentication.
+func (s *Server) public(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.fail(w, r, err)
+		}
+	}
+}
+
+type identityKey struct{}
+
+// authed wraps a handler that needs an authenticated caller; the identity is
+// in the request context (see identity).
+func (s *Server) authed(h handlerFunc) http.HandlerFunc {
+	return s.public(func(w http.ResponseWriter, r *http.Request) error {
+		id, err := s.auth.Authenticate(r, r.PathValue("reg"))
+		if err != nil {
+			return err
+		}
+		ctx := context.WithValue(r.Context(), identityKey{}, id)
+		return h(w, r.WithContext(ctx))
+	})
+}
+
+// identity returns the caller of an authed request.
+func identity(ctx context.Context) auth.Identity {
+	id, _ := ctx.Value(identityKey{}).(auth.Identity)
+	return id
+}
+
+// check authorizes op on scope for the request's caller.
+func (s *Server) check(r *http.Request, op auth.Operation, scope string) error {
+	return s.auth.Check(r.Context(), identity(r.Context()), op, scope)
+}
+
+// fail logs err and writes its API error response.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	e := toAPIError(err)
+	level := slog.LevelInfo
+	if e.Code == api.CodeInternal {
+		level = slog.LevelError
+	}
+	s.log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "code", e.Code, "err", err)
+	var te *auth.ThrottledError
+	if errors.As(err, &te) {
+		w.Header().Set("Retry-After", fmt.Sprint(int(te.RetryAfter.Seconds()+0.999)))
+	}
+	if e.Code == api.CodeUnauthenticated {
+		w.Header().Set("WWW-Authenticate", `Basic realm="gantry"`)
+	}
+	api.WriteError(w, e)
+}
+
+// maxBody bounds JSON request bodies.
+const maxBody = 1 << 20
+
+// decode reads a JSON request body into v, rejecting unknown fields.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &te):
+			return invalidField(te.Field, "want a %s, got a %s", te.Type, te.Value)
+		case errors.As(err, &se):
+			return invalid("request body is not valid JSON (offset %d): %v", se.Offset, err)
+		case errors.Is(err, io.EOF):
+			return invalid("request body is empty; want a JSON object")
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return invalidField(f, "unknown field")
+		default:
+			return invalid("reading request body: %v", err)
+		}
+	}
+	return nil
+}
+
+// reply writes v as a JSON response with status.
+func reply(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if v == nil {
+		return nil
+	}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+func (s *Server) version(w http.ResponseWriter, _ *http.Request) error {
+	return reply(w, http.StatusOK, api.Version{Version: buildinfo.Version()})
+}
+
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request) error {
+	id := identity(r.Context())
+	return reply(w, http.StatusOK, api.Whoami{Principal: id.Principal, Name: id.Name, RunID: id.RunID})
+}

@@ -1,0 +1,139 @@
+// Package server is gantry's composition root: it opens the database and the
+// stores, builds the services, serves the control API and one listener per
+// registry, and shuts everything down in order when its context ends.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/config"
+	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/httpapi"
+	"github.com/gantryhq/gantry/internal/registry"
+	"github.com/gantryhq/gantry/internal/store"
+)
+
+// Options are the inputs of Run that do not come from the config file.
+type Options struct {
+	// AdminPassword is GANTRY_ADMIN_PASSWORD as read by cmd ("" for a
+	// random one written to the data directory on first start).
+	AdminPassword string
+	// Logger receives the server log.
+	Logger *slog.Logger
+	// Stdout receives the few lines an operator must see (where the admin
+	// password is, the addresses served).
+	Stdout io.Writer
+	// Ready, if set, is called once every listener is serving, with the
+	// control API's address.
+	Ready func(controlAddr string)
+}
+
+// drainTimeout bounds graceful shutdown.
+const drainTimeout = 10 * time.Second
+
+// Run serves until ctx ends, then shuts down gracefully.
+func Run(ctx context.Context, cfg config.Config, o Options) error {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	out := o.Stdout
+	if out == nil {
+		out = io.Discard
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("creating data directory: %w", err)
+	}
+	database, err := db.Open(ctx, filepath.Join(cfg.Data, "gantry.db"))
+	if err != nil {
+		return err
+	}
+	defer database.Close()
+
+	st, err := store.Open(ctx, database, cfg.Data, store.WithLogger(log.With("component", "store")), store.WithSync(cfg.Storage.Fsync))
+	if err != nil {
+		return err
+	}
+	au, err := auth.New(database, filepath.Join(cfg.Data, "keys"),
+		auth.WithLogger(log.With("component", "auth")), auth.WithRegistryLookup(st))
+	if err != nil {
+		return err
+	}
+	setup, err := au.EnsureAdmin(ctx, o.AdminPassword, cfg.Data)
+	if err != nil {
+		return err
+	}
+	if setup.PasswordFile != "" {
+		fmt.Fprintf(out, "Created user admin; its password is in %s\n", setup.PasswordFile)
+	}
+
+	regLog := log.With("component", "registry")
+	regs := newListeners(regLog, func(r store.Registry) http.Handler {
+		mux := http.NewServeMux()
+		mux.Handle("/v2/", registry.New(r.Name, st, registry.WithLogger(regLog.With("registry", r.Name)), registry.WithAuthorizer(au)))
+		mux.Handle("/oauth2/", au.TokenHandler(r.Name))
+		return mux
+	})
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+		defer cancel()
+		if err := regs.StopAll(sctx); err != nil {
+			log.Error("stopping registries", "err", err)
+		}
+	}()
+	all, err := st.ListRegistries(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range all {
+		if _, err := regs.Start(ctx, r); err != nil {
+			// One registry's port being taken must not keep the others down.
+			log.Error("registry not started", "registry", r.Name, "err", err)
+		}
+	}
+
+	api := httpapi.New(st, au, regs, httpapi.WithLogger(log.With("component", "api")))
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("control API: listening on %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	fmt.Fprintf(out, "gantry control API on http://%s\n", ln.Addr())
+	log.Info("serving", "control", ln.Addr().String(), "data", cfg.Data, "registries", len(all))
+	if o.Ready != nil {
+		o.Ready(ln.Addr().String())
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("control API: %w", err)
+		}
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	if err := shutdown(sctx, srv); err != nil {
+		log.Error("stopping control API", "err", err)
+	}
+	return nil
+}

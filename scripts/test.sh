@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every gantry test on this machine: installs what the tests need
+# (Debian packages, pinned client tools), starts a private Docker Engine if
+# none is running, runs vet, the Go tests (unit and integration, which must
+# not skip here) and the OCI conformance suite against a real `gantry server`,
+# then stops what it started.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+scripts/setup.sh
+scripts/tools.sh
+
+started_engine=0
+if ! scripts/engine.sh status >/dev/null 2>&1; then
+	scripts/engine.sh start
+	started_engine=1
+fi
+cleanup() {
+	if [ "$started_engine" = 1 ]; then
+		scripts/engine.sh stop || true
+	fi
+}
+trap cleanup EXIT
+eval "$(scripts/engine.sh env)"
+export GANTRY_REQUIRE_INTEGRATION=1
+export PATH="$root/.tools/bin:$PATH"
+
+echo "== go vet" >&2
+go vet ./...
+echo "== go test" >&2
+go test -count=1 -timeout 60m "$@" ./...
+echo "== OCI conformance against gantry server" >&2
+scripts/conformance-server.sh
+echo "== all tests passed" >&2
