@@ -1,0 +1,602 @@
+package docker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ContainerConfig is the portable part of a container's configuration.
+// Containers never get a TTY: their output is the multiplexed stream.
+type ContainerConfig struct {
+	Image string
+	// Cmd are the arguments (or, without an entrypoint, the command); nil
+	// keeps the image's CMD.
+	Cmd []string
+	// Entrypoint replaces the image's ENTRYPOINT; nil keeps it and an empty,
+	// non-nil slice clears it.
+	Entrypoint   []string
+	Env          []string // KEY=value
+	WorkingDir   string
+	User         string // user[:group], names or numeric IDs
+	Labels       map[string]string
+	ExposedPorts []string // "8080/tcp" or "8080" (tcp)
+	StopSignal   string   // e.g. SIGTERM (the image's or the engine's default when empty)
+}
+
+// HostConfig is the host-dependent part of a container's configuration.
+type HostConfig struct {
+	// NetworkMode is "host", "none", a network name, or "" for the engine's
+	// default (on gantry's engine, which runs with --bridge=none, the default
+	// leaves the container with loopback only).
+	NetworkMode string
+	Binds       []string // "volume-or-/host/path:/container/path[:ro]"
+	Mounts      []Mount
+	Privileged  bool
+	// AutoRemove makes the engine remove the container once it has exited.
+	AutoRemove    bool
+	RestartPolicy RestartPolicy
+	CPUs          float64 // CPU quota in cores (0: unlimited)
+	Memory        int64   // bytes (0: unlimited)
+	// PortBindings publish container ports ("8080/tcp") on the host; they
+	// are ignored with NetworkMode "host".
+	PortBindings map[string][]PortBinding
+}
+
+// Mount is a volume, bind or tmpfs mount.
+type Mount struct {
+	Type     string // "volume", "bind" or "tmpfs"
+	Source   string // volume name or host path (empty for tmpfs)
+	Target   string // path in the container
+	ReadOnly bool
+}
+
+// RestartPolicy tells the engine whether to restart a container that exits.
+type RestartPolicy struct {
+	Name              string // "", "no", "always", "unless-stopped", "on-failure"
+	MaximumRetryCount int    // for on-failure
+}
+
+// PortBinding is one host address a container port is published on.
+type PortBinding struct {
+	HostIP   string `json:"HostIp"`
+	HostPort string
+}
+
+// containerConfigJSON is the wire form of ContainerConfig (create and inspect).
+type containerConfigJSON struct {
+	Image        string
+	Cmd          []string            // no omitempty: null keeps the image's CMD, [] clears it
+	Entrypoint   []string            // likewise
+	Env          []string            `json:",omitempty"`
+	WorkingDir   string              `json:",omitempty"`
+	User         string              `json:",omitempty"`
+	Labels       map[string]string   `json:",omitempty"`
+	ExposedPorts map[string]struct{} `json:",omitempty"`
+	StopSignal   string              `json:",omitempty"`
+	Tty          bool
+	OpenStdin    bool
+	AttachStdin  bool
+	AttachStdout bool
+	AttachStderr bool
+}
+
+type mountJSON struct {
+	Type     string
+	Source   string `json:",omitempty"`
+	Target   string
+	ReadOnly bool `json:",omitempty"`
+}
+
+type hostConfigJSON struct {
+	NetworkMode   string                   `json:",omitempty"`
+	Binds         []string                 `json:",omitempty"`
+	Mounts        []mountJSON              `json:",omitempty"`
+	Privileged    bool                     `json:",omitempty"`
+	AutoRemove    bool                     `json:",omitempty"`
+	RestartPolicy RestartPolicy            `json:",omitempty"`
+	NanoCPUs      int64                    `json:"NanoCpus,omitempty"`
+	Memory        int64                    `json:",omitempty"`
+	PortBindings  map[string][]PortBinding `json:",omitempty"`
+}
+
+// portKey normalises "8080" to "8080/tcp".
+func portKey(p string) string {
+	if strings.Contains(p, "/") {
+		return p
+	}
+	return p + "/tcp"
+}
+
+func portSet(ports []string) map[string]struct{} {
+	if len(ports) == 0 {
+		return nil
+	}
+	m := make(map[string]struct{}, len(ports))
+	for _, p := range ports {
+		m[portKey(p)] = struct{}{}
+	}
+	return m
+}
+
+func portList(m map[string]struct{}) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	l := make([]string, 0, len(m))
+	for p := range m {
+		l = append(l, p)
+	}
+	sort.Strings(l)
+	return l
+}
+
+// CreateContainer creates a container named name (empty: the engine picks a
+// name) and returns its ID. The image must be present; CreateContainer does
+// not pull. A taken name fails with ErrConflict, a missing image with
+// ErrNotFound.
+func (c *Client) CreateContainer(ctx context.Context, name string, cfg ContainerConfig, host HostConfig) (string, error) {
+	body := struct {
+		containerConfigJSON
+		HostConfig hostConfigJSON
+	}{
+		containerConfigJSON: containerConfigJSON{
+			Image:        cfg.Image,
+			Cmd:          cfg.Cmd,
+			Entrypoint:   cfg.Entrypoint,
+			Env:          cfg.Env,
+			WorkingDir:   cfg.WorkingDir,
+			User:         cfg.User,
+			Labels:       cfg.Labels,
+			ExposedPorts: portSet(cfg.ExposedPorts),
+			StopSignal:   cfg.StopSignal,
+		},
+		HostConfig: hostConfigJSON{
+			NetworkMode:   host.NetworkMode,
+			Binds:         host.Binds,
+			Privileged:    host.Privileged,
+			AutoRemove:    host.AutoRemove,
+			RestartPolicy: host.RestartPolicy,
+			NanoCPUs:      int64(host.CPUs * 1e9),
+			Memory:        host.Memory,
+		},
+	}
+	for _, m := range host.Mounts {
+		body.HostConfig.Mounts = append(body.HostConfig.Mounts, mountJSON(m))
+	}
+	if len(host.PortBindings) > 0 {
+		body.HostConfig.PortBindings = make(map[string][]PortBinding, len(host.PortBindings))
+		for p, b := range host.PortBindings {
+			body.HostConfig.PortBindings[portKey(p)] = b
+		}
+	}
+	q := url.Values{}
+	if name != "" {
+		q.Set("name", name)
+	}
+	var resp struct {
+		ID       string `json:"Id"`
+		Warnings []string
+	}
+	if err := c.sendJSON(ctx, http.MethodPost, "/containers/create", q, body, &resp); err != nil {
+		return "", fmt.Errorf("creating container %q from %q: %w", name, cfg.Image, err)
+	}
+	for _, w := range resp.Warnings {
+		c.log.WarnContext(ctx, "engine warning", logKeyObject, name, logKeyWarning, w)
+	}
+	return resp.ID, nil
+}
+
+// StartContainer starts a created or stopped container. Starting a running
+// container is not an error. An executable missing from the image fails
+// here (ErrInvalid on dockerd 20.10).
+func (c *Client) StartContainer(ctx context.Context, id string) error {
+	if err := c.sendJSON(ctx, http.MethodPost, "/containers/"+id+"/start", nil, nil, nil); err != nil {
+		return fmt.Errorf("starting container %q: %w", id, err)
+	}
+	return nil
+}
+
+// StopContainer sends the container its stop signal, waits up to timeout
+// and then kills it. Stopping a stopped container is not an error. ctx must
+// allow for the timeout.
+func (c *Client) StopContainer(ctx context.Context, id string, timeout time.Duration) error {
+	q := url.Values{"t": {strconv.Itoa(int(timeout.Round(time.Second) / time.Second))}}
+	if err := c.sendJSON(ctx, http.MethodPost, "/containers/"+id+"/stop", q, nil, nil); err != nil {
+		return fmt.Errorf("stopping container %q: %w", id, err)
+	}
+	return nil
+}
+
+// KillContainer sends a signal (default SIGKILL) to the container. A
+// container that is not running fails with ErrNotRunning.
+func (c *Client) KillContainer(ctx context.Context, id, signal string) error {
+	q := url.Values{}
+	if signal != "" {
+		q.Set("signal", signal)
+	}
+	if err := c.sendJSON(ctx, http.MethodPost, "/containers/"+id+"/kill", q, nil, nil); err != nil {
+		return fmt.Errorf("killing container %q: %w", id, err)
+	}
+	return nil
+}
+
+// RemoveContainerOptions configures RemoveContainer.
+type RemoveContainerOptions struct {
+	Force         bool // kill a running container first
+	RemoveVolumes bool // also remove its anonymous volumes
+}
+
+// RemoveContainer removes a container. A running container without Force
+// fails with ErrConflict; a missing one with ErrNotFound.
+func (c *Client) RemoveContainer(ctx context.Context, id string, opts RemoveContainerOptions) error {
+	q := url.Values{}
+	if opts.Force {
+		q.Set("force", "1")
+	}
+	if opts.RemoveVolumes {
+		q.Set("v", "1")
+	}
+	if err := c.sendJSON(ctx, http.MethodDelete, "/containers/"+id, q, nil, nil); err != nil {
+		return fmt.Errorf("removing container %q: %w", id, err)
+	}
+	return nil
+}
+
+// WaitCondition says which state change WaitContainer waits for.
+type WaitCondition string
+
+// Wait conditions.
+const (
+	// WaitNotRunning returns as soon as the container is not running; for a
+	// container that was created but not yet started, that is immediately.
+	WaitNotRunning WaitCondition = "not-running"
+	// WaitNextExit returns at the next exit. Registered before
+	// StartContainer, it cannot miss a container that exits at once.
+	WaitNextExit WaitCondition = "next-exit"
+	// WaitRemoved returns once the container has been removed (use it with
+	// AutoRemove; the exit code is still reported).
+	WaitRemoved WaitCondition = "removed"
+)
+
+// WaitResult is the outcome of a WaitContainer.
+type WaitResult struct {
+	ExitCode int
+	Err      error // the wait itself failed (cancelled ctx, lost connection, engine error)
+}
+
+// WaitContainer asks the engine to wait for cond and returns once the engine
+// has registered the wait, so that a WaitNextExit issued before
+// StartContainer sees the exit however soon it comes. The result arrives on
+// the channel (buffered; it is sent exactly once). Cancelling ctx ends the
+// wait with ctx's error.
+func (c *Client) WaitContainer(ctx context.Context, id string, cond WaitCondition) (<-chan WaitResult, error) {
+	q := url.Values{}
+	if cond != "" {
+		q.Set("condition", string(cond))
+	}
+	// dockerd writes the response header as soon as the wait is registered
+	// and the body once the condition is met.
+	resp, err := c.do(ctx, http.MethodPost, "/containers/"+id+"/wait", q, nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for container %q: %w", id, err)
+	}
+	ch := make(chan WaitResult, 1)
+	go func() {
+		defer resp.Body.Close()
+		var w struct {
+			StatusCode int
+			Error      *struct{ Message string }
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&w); err != nil {
+			ch <- WaitResult{ExitCode: -1, Err: fmt.Errorf("waiting for container %q: %w", id, ctxErr(ctx, err))}
+			return
+		}
+		r := WaitResult{ExitCode: w.StatusCode}
+		if w.Error != nil && w.Error.Message != "" {
+			r.Err = fmt.Errorf("waiting for container %q: %w", id, &apiError{status: http.StatusInternalServerError, msg: w.Error.Message})
+		}
+		ch <- r
+	}()
+	return ch, nil
+}
+
+// LogsOptions configures ContainerLogs.
+type LogsOptions struct {
+	Follow     bool      // keep streaming until the container stops (or ctx ends)
+	Since      time.Time // only output after this time
+	Tail       int       // only the last Tail lines (0: all)
+	Timestamps bool      // prefix every line with an RFC 3339 timestamp
+}
+
+// ContainerLogs copies the container's output to stdout and stderr, split by
+// stream (a nil writer leaves that stream out). With Follow it returns when
+// the container stops or ctx ends (then with ctx's error).
+func (c *Client) ContainerLogs(ctx context.Context, id string, opts LogsOptions, stdout, stderr io.Writer) error {
+	q := url.Values{}
+	if stdout != nil {
+		q.Set("stdout", "1")
+	}
+	if stderr != nil {
+		q.Set("stderr", "1")
+	}
+	if opts.Follow {
+		q.Set("follow", "1")
+	}
+	if !opts.Since.IsZero() {
+		q.Set("since", strconv.FormatFloat(float64(opts.Since.UnixNano())/1e9, 'f', 9, 64))
+	}
+	if opts.Tail > 0 {
+		q.Set("tail", strconv.Itoa(opts.Tail))
+	}
+	if opts.Timestamps {
+		q.Set("timestamps", "1")
+	}
+	if stdout == nil && stderr == nil {
+		return nil
+	}
+	resp, err := c.do(ctx, http.MethodGet, "/containers/"+id+"/logs", q, nil, nil)
+	if err != nil {
+		return fmt.Errorf("reading logs of container %q: %w", id, err)
+	}
+	defer resp.Body.Close()
+	if err := demux(stdout, stderr, resp.Body); err != nil {
+		return fmt.Errorf("reading logs of container %q: %w", id, ctxErr(ctx, err))
+	}
+	return nil
+}
+
+// AttachContainer attaches to the container's stdout and stderr and returns
+// once attached: output produced after that, in particular all output of a
+// container started afterwards, is copied to stdout and stderr (nil
+// discards) as it arrives. The channel receives the outcome (nil when the
+// stream ended because the container exited) and is then closed. Cancelling
+// ctx detaches.
+func (c *Client) AttachContainer(ctx context.Context, id string, stdout, stderr io.Writer) (<-chan error, error) {
+	q := url.Values{"stream": {"1"}, "stdout": {"1"}, "stderr": {"1"}}
+	hdr := http.Header{"Connection": {"Upgrade"}, "Upgrade": {"tcp"}}
+	resp, err := c.do(ctx, http.MethodPost, "/containers/"+id+"/attach", q, nil, hdr)
+	if err != nil {
+		return nil, fmt.Errorf("attaching to container %q: %w", id, err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode != http.StatusOK {
+		_ = drain(resp)
+		return nil, fmt.Errorf("attaching to container %q: unexpected status %s", id, resp.Status)
+	}
+	ch := make(chan error, 1)
+	go func() {
+		defer close(ch)
+		// A 101 body is the raw connection; closing it when ctx ends is what
+		// unblocks the read (the transport no longer watches ctx).
+		stop := context.AfterFunc(ctx, func() { resp.Body.Close() })
+		defer stop()
+		defer resp.Body.Close()
+		if err := demux(stdout, stderr, resp.Body); err != nil {
+			ch <- fmt.Errorf("attached to container %q: %w", id, ctxErr(ctx, err))
+			return
+		}
+		ch <- ctx.Err()
+	}()
+	return ch, nil
+}
+
+// ContainerState is the run state of a container.
+type ContainerState struct {
+	Status     string // created, running, paused, restarting, removing, exited, dead
+	Running    bool
+	Paused     bool
+	Restarting bool
+	OOMKilled  bool
+	Dead       bool
+	Pid        int
+	ExitCode   int
+	Error      string // why the engine could not start it, if so
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// Container is the engine's view of one container (GET /containers/{id}/json).
+type Container struct {
+	ID           string
+	Name         string // without the leading "/"
+	Image        string // image ID
+	Created      time.Time
+	State        ContainerState
+	Config       ContainerConfig
+	RestartCount int
+	Mounts       []Mount
+}
+
+// Labels returns the container's labels.
+func (ct Container) Labels() map[string]string { return ct.Config.Labels }
+
+type containerJSON struct {
+	ID           string `json:"Id"`
+	Name         string
+	Image        string
+	Created      time.Time
+	State        ContainerState
+	Config       containerConfigJSON
+	RestartCount int
+	Mounts       []struct {
+		Type        string
+		Name        string
+		Source      string
+		Destination string
+		RW          bool
+	}
+}
+
+// InspectContainer returns the container with the given name or ID.
+func (c *Client) InspectContainer(ctx context.Context, id string) (Container, error) {
+	var j containerJSON
+	if err := c.getJSON(ctx, "/containers/"+id+"/json", nil, &j); err != nil {
+		return Container{}, fmt.Errorf("inspecting container %q: %w", id, err)
+	}
+	ct := Container{
+		ID:      j.ID,
+		Name:    strings.TrimPrefix(j.Name, "/"),
+		Image:   j.Image,
+		Created: j.Created,
+		State:   j.State,
+		Config: ContainerConfig{
+			Image:        j.Config.Image,
+			Cmd:          j.Config.Cmd,
+			Entrypoint:   j.Config.Entrypoint,
+			Env:          j.Config.Env,
+			WorkingDir:   j.Config.WorkingDir,
+			User:         j.Config.User,
+			Labels:       j.Config.Labels,
+			ExposedPorts: portList(j.Config.ExposedPorts),
+			StopSignal:   j.Config.StopSignal,
+		},
+		RestartCount: j.RestartCount,
+	}
+	for _, m := range j.Mounts {
+		src := m.Source
+		if m.Type == "volume" {
+			src = m.Name
+		}
+		ct.Mounts = append(ct.Mounts, Mount{Type: m.Type, Source: src, Target: m.Destination, ReadOnly: !m.RW})
+	}
+	return ct, nil
+}
+
+// ContainerSummary is one entry of ListContainers.
+type ContainerSummary struct {
+	ID      string `json:"Id"`
+	Names   []string
+	Image   string
+	ImageID string
+	Command string
+	Created int64  // Unix seconds
+	State   string // created, running, exited, ...
+	Status  string // human-readable, e.g. "Exited (0) 2 seconds ago"
+	Labels  map[string]string
+}
+
+// ListContainersOptions filters ListContainers.
+type ListContainersOptions struct {
+	All    bool     // include containers that are not running
+	Labels []string // carry all of these labels ("key" or "key=value")
+	Name   string   // name contains (the engine's filter is a regular expression)
+}
+
+// ListContainers lists containers (only running ones unless All).
+func (c *Client) ListContainers(ctx context.Context, opts ListContainersOptions) ([]ContainerSummary, error) {
+	q := url.Values{}
+	f := map[string][]string{"label": opts.Labels}
+	if opts.Name != "" {
+		f["name"] = []string{opts.Name}
+	}
+	if s := filters(f); s != "" {
+		q.Set("filters", s)
+	}
+	if opts.All {
+		q.Set("all", "1")
+	}
+	var list []ContainerSummary
+	if err := c.getJSON(ctx, "/containers/json", q, &list); err != nil {
+		return nil, fmt.Errorf("listing containers: %w", err)
+	}
+	for i := range list {
+		for j, n := range list[i].Names {
+			list[i].Names[j] = strings.TrimPrefix(n, "/")
+		}
+	}
+	return list, nil
+}
+
+// killTimeout bounds the clean-up calls RunContainer makes, which run even
+// after its context has ended.
+const killTimeout = 15 * time.Second
+
+// RunContainer runs a container to completion, like docker run without -d:
+// it creates the container, attaches to its output, registers a wait,
+// starts it and copies its stdout and stderr to the writers (nil discards)
+// while it runs. It returns the container's ID and exit code; a non-zero
+// exit code is not an error.
+//
+// When ctx ends first, RunContainer kills the container and returns ctx's
+// error. With AutoRemove the engine removes the container after it exits
+// (RunContainer waits for that, and removes the container itself when it
+// fails to start); otherwise the caller removes it, whatever the outcome.
+func (c *Client) RunContainer(ctx context.Context, name string, cfg ContainerConfig, host HostConfig, stdout, stderr io.Writer) (id string, exitCode int, err error) {
+	id, err = c.CreateContainer(ctx, name, cfg, host)
+	if err != nil {
+		return "", -1, err
+	}
+	// The attach and the wait live as long as the run; they end with
+	// actx when RunContainer returns early.
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	attached, err := c.AttachContainer(actx, id, stdout, stderr)
+	if err != nil {
+		c.abandon(ctx, id, host.AutoRemove)
+		return id, -1, err
+	}
+	cond := WaitNextExit
+	if host.AutoRemove {
+		cond = WaitRemoved
+	}
+	waited, err := c.WaitContainer(actx, id, cond)
+	if err != nil {
+		c.abandon(ctx, id, host.AutoRemove)
+		return id, -1, err
+	}
+	if err := c.StartContainer(ctx, id); err != nil {
+		// It may have started all the same when ctx ended mid-request.
+		c.abandon(ctx, id, host.AutoRemove)
+		return id, -1, err
+	}
+
+	var r WaitResult
+	select {
+	case r = <-waited:
+	case <-ctx.Done():
+	}
+	// The wait also ends when ctx does; cancellation takes precedence.
+	if ctx.Err() != nil {
+		c.abandon(ctx, id, false) // AutoRemove follows the kill
+		return id, -1, ctx.Err()
+	}
+	if r.Err != nil {
+		return id, -1, r.Err
+	}
+	// The output stream ends when the container's stdio closes, which
+	// precedes the exit event; this returns at once in practice.
+	select {
+	case aerr := <-attached:
+		if aerr != nil {
+			return id, r.ExitCode, aerr
+		}
+	case <-ctx.Done():
+		return id, r.ExitCode, ctx.Err()
+	}
+	return id, r.ExitCode, nil
+}
+
+// abandon cleans up after a run that did not complete, on a context of its
+// own: it kills the container if it runs and, with remove, removes it.
+func (c *Client) abandon(ctx context.Context, id string, remove bool) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killTimeout)
+	defer cancel()
+	if err := c.KillContainer(cctx, id, ""); err != nil && !errors.Is(err, ErrNotRunning) && !errors.Is(err, ErrNotFound) {
+		c.log.WarnContext(ctx, "killing abandoned container", logKeyObject, id, logKeyErr, err)
+	}
+	if !remove {
+		return
+	}
+	// ErrConflict: the engine is already removing it.
+	if err := c.RemoveContainer(cctx, id, RemoveContainerOptions{Force: true}); err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrConflict) {
+		c.log.WarnContext(ctx, "removing abandoned container", logKeyObject, id, logKeyErr, err)
+	}
+}

@@ -1,0 +1,112 @@
+package docker_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/docker/dockertest"
+)
+
+// testCtx returns a context bounded by the test's deadline (at most 2
+// minutes).
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// engine returns the client and a cached busybox image for t.
+func engine(t *testing.T) (*docker.Client, string) {
+	t.Helper()
+	c := dockertest.Engine(t)
+	return c, dockertest.BusyboxImage(t, c, "")
+}
+
+// lockedBuffer is a bytes.Buffer for writers used from other goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// run runs a container on the host network to completion and returns its
+// output and exit code; the container is removed when t ends.
+func run(t *testing.T, c *docker.Client, cfg docker.ContainerConfig, host docker.HostConfig) (stdout, stderr string, code int) {
+	t.Helper()
+	if host.NetworkMode == "" {
+		host.NetworkMode = "host"
+	}
+	cfg.Labels = mergeLabels(cfg.Labels, dockertest.Labels(t))
+	var so, se lockedBuffer
+	id, code, err := c.RunContainer(testCtx(t), dockertest.Name(t, "run"), cfg, host, &so, &se)
+	if id != "" {
+		dockertest.RemoveContainerOnCleanup(t, c, id)
+	}
+	if err != nil {
+		t.Fatalf("running %v: %v", cfg.Cmd, err)
+	}
+	return so.String(), se.String(), code
+}
+
+func mergeLabels(a, b map[string]string) map[string]string {
+	m := map[string]string{}
+	for k, v := range a {
+		m[k] = v
+	}
+	for k, v := range b {
+		m[k] = v
+	}
+	return m
+}
+
+func TestEngineVersion(t *testing.T) {
+	t.Parallel()
+	c := dockertest.Engine(t)
+	ctx := testCtx(t)
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.Version(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.APIVersion == "" || v.Version == "" || v.Os != "linux" {
+		t.Errorf("version = %+v", v)
+	}
+	t.Logf("engine %s, API %s (min %s), %s/%s", v.Version, v.APIVersion, v.MinAPIVersion, v.Os, v.Arch)
+}
+
+// ignoreNotFound is for clean-up calls racing with AutoRemove.
+func ignoreNotFound(err error) error {
+	if errors.Is(err, docker.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+func hasLine(out, line string) bool {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.TrimSpace(l) == line {
+			return true
+		}
+	}
+	return false
+}
