@@ -1,12 +1,12 @@
-// Package auth decides who a caller is and what they may do: the admin user,
-// repository-scoped tokens with scope maps, task identities with role
-// assignments, and the short-lived bearer tokens the registries hand to
-// Docker clients.
 package auth
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/db"
 )
 
 // Sentinel errors. Callers match them with errors.Is; the registry and the
@@ -18,6 +18,60 @@ var (
 	ErrDenied = errors.New("access denied")
 )
 
+// Sentinel errors of the management API. ErrNotFound also matches
+// db.ErrNotFound, and ErrExists and ErrConflict also match db.ErrConflict, so
+// one error table can serve every domain package.
+var (
+	// ErrNotFound means a registry, token, scope map, principal or role
+	// assignment does not exist.
+	ErrNotFound error = &kindError{"not found", db.ErrNotFound}
+	// ErrExists means an object with that name already exists.
+	ErrExists error = &kindError{"already exists", db.ErrConflict}
+	// ErrConflict means a write conflicts with the current state, e.g.
+	// deleting a scope map that tokens still use.
+	ErrConflict error = &kindError{"conflict", db.ErrConflict}
+	// ErrInvalid means an argument is malformed or not allowed: a bad name,
+	// pattern, action, role or scope, or an edit of a system scope map.
+	ErrInvalid = errors.New("invalid argument")
+	// ErrTooManyAttempts means a client failed to log in too often and is
+	// refused for a while. It wraps ErrUnauthenticated, so handlers that only
+	// know ErrUnauthenticated still answer 401; see [ThrottledError] for the
+	// delay to put in a Retry-After header (or answer 429).
+	ErrTooManyAttempts error = &kindError{"too many failed login attempts, try again later", ErrUnauthenticated}
+)
+
+// kindError is a sentinel with its own message that also matches a more
+// general sentinel through errors.Is.
+type kindError struct {
+	msg    string
+	parent error
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.parent }
+
+// ThrottledError is returned (wrapped) when the brute-force limiter refuses
+// a login. It matches ErrTooManyAttempts and ErrUnauthenticated.
+type ThrottledError struct {
+	// RetryAfter is how long the client must wait before trying again.
+	RetryAfter time.Duration
+}
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("%s (retry after %s)", ErrTooManyAttempts, e.RetryAfter.Round(time.Second))
+}
+
+// Unwrap returns ErrTooManyAttempts.
+func (e *ThrottledError) Unwrap() error { return ErrTooManyAttempts }
+
+// Resource types of Docker token scopes.
+const (
+	TypeRepository = "repository"
+	TypeRegistry   = "registry"
+	// CatalogName is the Access.Name of the catalog ("registry:catalog:*").
+	CatalogName = "catalog"
+)
+
 // Registry-protocol actions, as they appear in Docker token scopes
 // ("repository:name:pull,push").
 const (
@@ -27,6 +81,13 @@ const (
 	// ActionCatalog is the only action on the "registry" resource type
 	// ("registry:catalog:*"); tokens are never granted it.
 	ActionCatalog = "*"
+	// ActionList is a gantry action for listing a repository's tags
+	// (GET /v2/<name>/tags/list). It is allowed with content/read or
+	// metadata/read. Docker clients ask the token endpoint for "pull" to list
+	// tags, so a bearer token carrying pull satisfies it; challenges spell it
+	// "pull". Registry handlers may also ask for ActionPull on tag lists, which
+	// then requires content/read.
+	ActionList = "list"
 )
 
 // Access is one resource a request needs, in Docker token-scope form.
@@ -39,6 +100,23 @@ type Access struct {
 	Actions []string
 }
 
+// Kind tells what sort of principal an Identity is.
+type Kind string
+
+// Kinds of identities.
+const (
+	KindAnonymous Kind = ""
+	KindAdmin     Kind = "admin"
+	KindToken     Kind = "token"
+	// KindIdentity is a task identity acting directly, e.g. when the engine
+	// resolves vault secrets on behalf of a task.
+	KindIdentity Kind = "identity"
+	// KindRun is a task run authenticated with a run credential. Its
+	// Principal is the task identity, or the credential's own ID when the
+	// task has no identity.
+	KindRun Kind = "run"
+)
+
 // Identity is the authenticated caller of a request.
 type Identity struct {
 	// Principal is the principal ID (admin, a token, a task identity), empty
@@ -48,10 +126,17 @@ type Identity struct {
 	Name string
 	// RunID is set when the caller is a task run; tag history records it.
 	RunID string
+	// Kind is the sort of principal.
+	Kind Kind
+	// Registry is the registry a token or a run belongs to.
+	Registry string
 }
 
 // Anonymous reports whether the identity is the unauthenticated caller.
 func (i Identity) Anonymous() bool { return i.Principal == "" }
+
+// Admin reports whether the identity is the admin user.
+func (i Identity) Admin() bool { return i.Kind == KindAdmin && i.Principal != "" }
 
 // Authorizer authenticates registry requests and checks access. The registry
 // handler calls it before any read or write.
