@@ -1,0 +1,157 @@
+package task
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/engine"
+	"github.com/gantryhq/gantry/internal/store"
+)
+
+// Registries looks up registries (their login servers).
+type Registries interface {
+	GetRegistry(ctx context.Context, name string) (store.Registry, error)
+}
+
+// Identities manages task identities and run credentials.
+type Identities interface {
+	CreateIdentity(ctx context.Context, name string) (auth.Principal, error)
+	DeleteIdentity(ctx context.Context, id string) error
+	IssueRunCredential(ctx context.Context, g auth.RunGrant) (string, error)
+	RevokeRun(ctx context.Context, registry, runID string) error
+}
+
+// Secrets resolves vault URIs with an identity's permissions.
+type Secrets interface {
+	Resolve(ctx context.Context, id auth.Identity, uri string) (string, error)
+}
+
+// Sealer encrypts the secrets a task stores itself.
+type Sealer interface {
+	Seal(plaintext []byte, binding string) ([]byte, error)
+	Open(sealed []byte, binding string) ([]byte, error)
+}
+
+// Executor runs a job on the container engine.
+type Executor interface {
+	Execute(ctx context.Context, job engine.Job) (engine.Result, error)
+	// Cleanup removes whatever an interrupted run left on the engine.
+	Cleanup(ctx context.Context, registry, runID string) error
+}
+
+// Change describes a task that was created, updated or deleted; triggers
+// subscribe to refresh what they watch.
+type Change struct {
+	Registry string
+	Task     string
+	TaskID   string
+	Deleted  bool
+}
+
+// Service keeps tasks and runs and executes runs.
+type Service struct {
+	db      *db.DB
+	regs    Registries
+	ids     Identities
+	secrets Secrets
+	sealer  Sealer
+	exec    Executor
+	log     *slog.Logger
+	now     func() time.Time
+	dataDir string
+	// controlURL is the control API address handed to steps running the
+	// gantry CLI image.
+	controlURL  string
+	concurrency int
+
+	wake chan struct{}
+	logs *logBook
+
+	mu       sync.Mutex
+	running  map[string]context.CancelCauseFunc // registry/run -> cancel
+	subs     []func(Change)
+	runSubs  []func(Run)
+	workerWG sync.WaitGroup
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+
+// WithClock replaces time.Now, for tests.
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// WithConcurrency sets how many runs execute at once (default 4).
+func WithConcurrency(n int) Option {
+	return func(s *Service) {
+		if n > 0 {
+			s.concurrency = n
+		}
+	}
+}
+
+// WithControlURL sets the control API address given to gantry CLI steps.
+func WithControlURL(u string) Option { return func(s *Service) { s.controlURL = u } }
+
+// New returns a task service storing run logs and workspaces under dataDir.
+func New(d *db.DB, dataDir string, regs Registries, ids Identities, secrets Secrets, sealer Sealer, exec Executor, opts ...Option) *Service {
+	s := &Service{
+		db:          d,
+		regs:        regs,
+		ids:         ids,
+		secrets:     secrets,
+		sealer:      sealer,
+		exec:        exec,
+		log:         slog.New(slog.DiscardHandler),
+		now:         time.Now,
+		dataDir:     dataDir,
+		concurrency: 4,
+		wake:        make(chan struct{}, 1),
+		running:     map[string]context.CancelCauseFunc{},
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	s.logs = newLogBook(filepath.Join(dataDir, "logs"))
+	return s
+}
+
+// Subscribe registers fn for task changes. fn must not block.
+func (s *Service) Subscribe(fn func(Change)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.subs = append(s.subs, fn)
+}
+
+// SubscribeRuns registers fn for run state changes (queued, started,
+// finished). fn must not block.
+func (s *Service) SubscribeRuns(fn func(Run)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.runSubs = append(s.runSubs, fn)
+}
+
+func (s *Service) notify(c Change) {
+	s.mu.Lock()
+	subs := s.subs
+	s.mu.Unlock()
+	for _, fn := range subs {
+		fn(c)
+	}
+}
+
+func (s *Service) notifyRun(r Run) {
+	s.mu.Lock()
+	subs := s.runSubs
+	s.mu.Unlock()
+	for _, fn := range subs {
+		fn(r)
+	}
+}

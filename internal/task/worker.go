@@ -1,0 +1,516 @@
+package task
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/engine"
+	"github.com/gantryhq/gantry/internal/git"
+	"github.com/gantryhq/gantry/internal/taskfile"
+	"github.com/gantryhq/gantry/internal/vault"
+)
+
+// interruptedReason is recorded on runs a crash or stop interrupted.
+const interruptedReason = "interrupted: the server stopped while the run was running"
+
+// Start recovers runs interrupted by a previous process and starts the
+// workers. They stop when ctx ends; Wait waits for them.
+func (s *Service) Start(ctx context.Context) error {
+	if err := s.recoverInterrupted(ctx); err != nil {
+		return err
+	}
+	for i := 0; i < s.concurrency; i++ {
+		s.workerWG.Add(1)
+		go func() {
+			defer s.workerWG.Done()
+			s.work(ctx)
+		}()
+	}
+	return nil
+}
+
+// Wait waits for the workers to stop after Start's context ended.
+func (s *Service) Wait() { s.workerWG.Wait() }
+
+// recoverInterrupted marks runs left Running as Failed and has the engine
+// remove their containers, so nothing stays Running forever.
+func (s *Service) recoverInterrupted(ctx context.Context) error {
+	rows, err := s.db.R.QueryContext(ctx, `SELECT registry, id FROM runs WHERE status = ?`, RunRunning)
+	if err != nil {
+		return err
+	}
+	type key struct{ registry, id string }
+	var stale []key
+	for rows.Next() {
+		var k key
+		if err := rows.Scan(&k.registry, &k.id); err != nil {
+			rows.Close()
+			return err
+		}
+		stale = append(stale, k)
+	}
+	rows.Close()
+	for _, k := range stale {
+		if err := s.exec.Cleanup(ctx, k.registry, k.id); err != nil {
+			s.log.WarnContext(ctx, "cleaning up an interrupted run", "registry", k.registry, "run", k.id, "err", err)
+		}
+		_ = s.ids.RevokeRun(ctx, k.registry, k.id)
+		if _, err := s.db.W.ExecContext(ctx, `UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE registry = ? AND id = ?`,
+			RunFailed, interruptedReason, formatTime(s.now()), k.registry, k.id); err != nil {
+			return err
+		}
+		if w, err := s.logs.create(k.registry, k.id); err == nil {
+			fmt.Fprintf(w, "%s Run ID: %s failed: %s\n", logStamp(s.now()), k.id, interruptedReason)
+			w.Close()
+		}
+		s.log.WarnContext(ctx, "run marked failed after restart", "registry", k.registry, "run", k.id)
+	}
+	return nil
+}
+
+// work claims and executes queued runs until ctx ends.
+func (s *Service) work(ctx context.Context) {
+	poll := time.NewTicker(2 * time.Second)
+	defer poll.Stop()
+	for {
+		r, err := s.claim(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.log.ErrorContext(ctx, "claiming a run", "err", err)
+		}
+		if r != nil {
+			s.execute(ctx, r)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		case <-poll.C:
+		}
+	}
+}
+
+// claim moves the oldest queued run to Running and returns it (nil if none).
+func (s *Service) claim(ctx context.Context) (*Run, error) {
+	var registry, id string
+	err := s.db.W.QueryRowContext(ctx, `UPDATE runs SET status = ?, started_at = ?
+		WHERE rowid = (SELECT rowid FROM runs WHERE status = ? ORDER BY created_at, seq LIMIT 1)
+		RETURNING registry, id`, RunRunning, formatTime(s.now()), RunQueued).Scan(&registry, &id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Another worker may be waiting too: let it look for more.
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return s.GetRun(ctx, registry, id)
+}
+
+// execute runs one claimed run to its end and records the outcome. Only a
+// server shutdown (ctx) leaves it Running, for the next start to recover.
+func (s *Service) execute(ctx context.Context, r *Run) {
+	key := r.Registry + "/" + r.ID
+	runCtx, cancel := context.WithCancelCause(ctx)
+	s.mu.Lock()
+	s.running[key] = cancel
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.running, key)
+		s.mu.Unlock()
+		cancel(nil)
+	}()
+	s.notifyRun(*r)
+
+	lw, err := s.logs.create(r.Registry, r.ID)
+	if err != nil {
+		s.finishRun(ctx, r, RunError, fmt.Errorf("opening the run log: %w", err), engine.Result{}, nil)
+		return
+	}
+	defer lw.Close()
+	log := &maskingWriter{w: lw}
+
+	res, err := s.prepareAndExecute(runCtx, r, log)
+	status := RunSucceeded
+	switch {
+	case err == nil:
+	case errors.Is(context.Cause(runCtx), errCanceledByUser):
+		status, err = RunCanceled, errCanceledByUser
+	case ctx.Err() != nil:
+		// The server is stopping: leave the run Running; the next start
+		// marks it interrupted and cleans up.
+		return
+	case errors.Is(err, context.DeadlineExceeded):
+		status = RunTimeout
+	case errors.Is(err, engine.ErrEngine):
+		status = RunError
+	default:
+		status = RunFailed
+	}
+	elapsed := s.now().Sub(r.StartedAt).Round(time.Second)
+	if err == nil {
+		fmt.Fprintf(log, "%s Run ID: %s was successful after %s\n", logStamp(s.now()), r.ID, elapsed)
+	} else {
+		fmt.Fprintf(log, "%s Run ID: %s failed after %s. Error: %v\n", logStamp(s.now()), r.ID, elapsed, err)
+	}
+	s.finishRun(ctx, r, status, err, res, nil)
+}
+
+func logStamp(t time.Time) string { return t.UTC().Format("2006/01/02 15:04:05") }
+
+// finishRun stores a run's outcome, updates the task's tracked base images
+// after a success, and revokes the run's credential.
+func (s *Service) finishRun(ctx context.Context, r *Run, status string, runErr error, res engine.Result, _ error) {
+	r.Status = status
+	r.FinishedAt = s.now().UTC()
+	if runErr != nil {
+		r.Error = runErr.Error()
+	}
+	r.Steps = res.Steps
+	r.OutputImages = res.Images
+	r.BaseImages = flattenDeps(res.Dependencies)
+	images, _ := json.Marshal(nonNil(r.OutputImages))
+	bases, _ := json.Marshal(nonNil(r.BaseImages))
+	steps, _ := json.Marshal(nonNil(r.Steps))
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, finished_at = ?, error = ?, output_images = ?, base_images = ?,
+			steps = ?, commit_sha = ?, branch = ? WHERE registry = ? AND id = ?`,
+			r.Status, formatTime(r.FinishedAt), r.Error, string(images), string(bases), string(steps), r.Commit, r.Branch,
+			r.Registry, r.ID)
+		if err != nil {
+			return err
+		}
+		if status == RunSucceeded && r.TaskID != "" && len(res.Dependencies) > 0 {
+			return replaceBaseImages(ctx, tx, r, s.now)
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.ErrorContext(ctx, "recording a run", "registry", r.Registry, "run", r.ID, "err", err)
+	}
+	if err := s.ids.RevokeRun(context.WithoutCancel(ctx), r.Registry, r.ID); err != nil {
+		s.log.WarnContext(ctx, "revoking a run credential", "registry", r.Registry, "run", r.ID, "err", err)
+	}
+	os.Remove(s.archivePath(r.Registry, r.ID))
+	s.logs.finish(r.Registry, r.ID)
+	s.log.InfoContext(ctx, "run finished", "registry", r.Registry, "run", r.ID, "task", r.TaskName, "status", r.Status,
+		"duration", r.Duration(r.FinishedAt))
+	s.notifyRun(*r)
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func flattenDeps(deps []engine.Dependency) []BaseImage {
+	var out []BaseImage
+	for _, d := range deps {
+		if d.Runtime.Repository != "" {
+			out = append(out, BaseImage{Image: d.Runtime, Runtime: true, Step: d.Step})
+		}
+		for _, b := range d.Buildtime {
+			out = append(out, BaseImage{Image: b, Step: d.Step})
+		}
+	}
+	return out
+}
+
+// replaceBaseImages records what the task now depends on: the bases of this
+// run, replacing those of earlier runs.
+func replaceBaseImages(ctx context.Context, tx *sql.Tx, r *Run, now func() time.Time) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM task_base_images WHERE task_id = ?`, r.TaskID); err != nil {
+		return err
+	}
+	for _, b := range r.BaseImages {
+		if b.Tag == "" {
+			continue // a base pinned by digest never moves
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO task_base_images(task_id, image, registry, repository, tag, digest, runtime, run_id, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT(task_id, image) DO UPDATE SET runtime = max(runtime, excluded.runtime), digest = excluded.digest`,
+			r.TaskID, b.Reference(), b.Registry, b.Repository, b.Tag, b.Digest, b.Runtime, r.ID, formatTime(now()))
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prepareAndExecute builds the run's workspace and job and executes it.
+func (s *Service) prepareAndExecute(ctx context.Context, r *Run, log io.Writer) (engine.Result, error) {
+	var t *Task
+	if r.TaskID != "" {
+		var err error
+		if t, err = s.getTaskByID(ctx, r.TaskID); err != nil {
+			return engine.Result{}, fmt.Errorf("loading task %s: %w", r.TaskName, err)
+		}
+	}
+	reg, err := s.regs.GetRegistry(ctx, r.Registry)
+	if err != nil {
+		return engine.Result{}, err
+	}
+	timeout := DefaultTimeout
+	switch {
+	case t != nil:
+		timeout = t.Timeout
+	case r.Request.TimeoutSeconds > 0:
+		timeout = time.Duration(r.Request.TimeoutSeconds) * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	ws := filepath.Join(s.dataDir, "work", r.Registry, r.ID)
+	defer os.RemoveAll(ws)
+	if err := os.MkdirAll(ws, 0o700); err != nil {
+		return engine.Result{}, err
+	}
+	contextDir, err := s.prepareContext(ctx, r, t, ws, log)
+	if err != nil {
+		return engine.Result{}, err
+	}
+
+	fileName, file, docker, err := s.taskFile(r, t, contextDir)
+	if err != nil {
+		return engine.Result{}, err
+	}
+
+	identity := auth.Identity{}
+	principal := ""
+	name := "run:" + r.Registry + "/" + r.ID
+	if t != nil {
+		name = "task:" + t.Registry + "/" + t.Name
+		if t.Identity != "" {
+			principal = t.Identity
+			identity = auth.Identity{Kind: auth.KindIdentity, Principal: t.Identity, Name: name}
+		}
+	}
+	runCred, err := s.ids.IssueRunCredential(ctx, auth.RunGrant{
+		Registry: r.Registry, RunID: r.ID, Principal: principal, Name: name, TTL: timeout + 5*time.Minute,
+	})
+	if err != nil {
+		return engine.Result{}, fmt.Errorf("issuing the run credential: %w", err)
+	}
+	mask := log.(*maskingWriter)
+	mask.add(runCred)
+
+	creds := []engine.Credential{{Registry: reg.Listen, Username: auth.RunUsername, Password: runCred}}
+	if t != nil {
+		more, err := s.resolveCredentials(ctx, t, identity, runCred, mask)
+		if err != nil {
+			return engine.Result{}, err
+		}
+		creds = append(creds, more...)
+	}
+
+	values := map[string]string{}
+	if t != nil {
+		for k, v := range t.Spec.Values {
+			values[k] = v
+		}
+	}
+	for k, v := range r.Request.Values {
+		values[k] = v
+	}
+	job := engine.Job{
+		RunID:        r.ID,
+		Registry:     reg.Listen,
+		RegistryName: r.Registry,
+		Commit:       r.Commit,
+		Branch:       r.Branch,
+		Date:         r.StartedAt,
+		FileName:     fileName,
+		File:         file,
+		Docker:       docker,
+		Values:       values,
+		Workspace:    contextDir,
+		Credentials:  creds,
+		GantryEnv:    map[string]string{"GANTRY_SERVER": s.controlURL, "GANTRY_TOKEN": runCred},
+		Log:          log,
+		Timeout:      timeout,
+		ResolveSecret: func(ctx context.Context, id, uri string) (string, error) {
+			if identity.Principal == "" {
+				return "", fmt.Errorf("secret %q (%s): the task has no identity to read the vault with; create it with --assign-identity and grant it get: %w",
+					id, uri, auth.ErrDenied)
+			}
+			v, err := s.secrets.Resolve(ctx, identity, uri)
+			if err == nil {
+				mask.add(v)
+			}
+			return v, err
+		},
+	}
+	if t != nil {
+		job.TaskName = t.Name
+	}
+	return s.exec.Execute(ctx, job)
+}
+
+// prepareContext fills the workspace with the run's context and returns the
+// directory the build context is in.
+func (s *Service) prepareContext(ctx context.Context, r *Run, t *Task, ws string, log io.Writer) (string, error) {
+	switch {
+	case r.Request.Archive:
+		if err := extractArchive(s.archivePath(r.Registry, r.ID), ws); err != nil {
+			return "", fmt.Errorf("unpacking the uploaded context: %w", err)
+		}
+		return ws, nil
+	case t == nil || t.Context == "":
+		return ws, nil
+	case git.IsGit(t.Context):
+		gc, err := git.Parse(t.Context)
+		if err != nil {
+			return "", err
+		}
+		token, err := s.gitToken(ctx, t)
+		if err != nil {
+			return "", err
+		}
+		want := ""
+		if r.Cause.Commit != nil {
+			want = r.Cause.Commit.Commit
+		}
+		fmt.Fprintf(log, "%s Cloning %s\n", logStamp(s.now()), gc)
+		sha, dir, err := git.Checkout(ctx, gc, token, want, ws)
+		if err != nil {
+			return "", fmt.Errorf("fetching the context %s: %w", gc, err)
+		}
+		r.Commit, r.Branch = sha, gc.Branch()
+		if _, err := s.db.W.ExecContext(ctx, `UPDATE runs SET commit_sha = ?, branch = ? WHERE registry = ? AND id = ?`,
+			r.Commit, r.Branch, r.Registry, r.ID); err != nil {
+			return "", err
+		}
+		return dir, nil
+	default:
+		fi, err := os.Stat(t.Context)
+		if err != nil || !fi.IsDir() {
+			return "", fmt.Errorf("context %q is neither a git repository nor a directory on the server", t.Context)
+		}
+		if err := copyDir(t.Context, ws); err != nil {
+			return "", fmt.Errorf("copying the context %s: %w", t.Context, err)
+		}
+		return ws, nil
+	}
+}
+
+// taskFile returns the run's task file, or the Dockerfile build of a
+// Dockerfile task or quick build.
+func (s *Service) taskFile(r *Run, t *Task, contextDir string) (string, []byte, *taskfile.DockerBuild, error) {
+	var file string
+	var content []byte
+	var kind string
+	var spec Spec
+	switch {
+	case t != nil:
+		file, content, kind, spec = t.File, t.FileContent, t.Kind, t.Spec
+	case r.RunType == RunTypeQuickBuild:
+		file, kind = r.Request.File, KindDocker
+		spec = Spec{Images: r.Request.Images, Args: r.Request.Args, Target: r.Request.Target, NoPush: r.Request.NoPush}
+	default:
+		file, content, kind = firstNonEmpty(r.Request.File, "acr-task.yaml"), r.Request.FileContent, KindFile
+	}
+	if kind == KindDocker {
+		if _, err := os.Stat(filepath.Join(contextDir, filepath.FromSlash(file))); err != nil {
+			return "", nil, nil, fmt.Errorf("Dockerfile %q not found in the context", file)
+		}
+		keys := make([]string, 0, len(spec.Args))
+		for k := range spec.Args {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var args []string
+		for _, k := range keys {
+			args = append(args, k+"="+spec.Args[k])
+		}
+		return file, nil, &taskfile.DockerBuild{Dockerfile: file, Tags: spec.Images, BuildArgs: args, Target: spec.Target, NoPush: spec.NoPush}, nil
+	}
+	if len(content) > 0 {
+		return firstNonEmpty(file, "acr-task.yaml"), content, nil, nil
+	}
+	p := filepath.Join(contextDir, filepath.FromSlash(file))
+	if rel, err := filepath.Rel(contextDir, p); err != nil || strings.HasPrefix(rel, "..") {
+		return "", nil, nil, fmt.Errorf("task file %q is outside the context", file)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("task file %q not found in the context", file)
+	}
+	return file, b, nil, nil
+}
+
+// resolveCredentials turns a task's credentials into logins, reading vault
+// URIs with the task's identity.
+func (s *Service) resolveCredentials(ctx context.Context, t *Task, id auth.Identity, runCred string, mask *maskingWriter) ([]engine.Credential, error) {
+	rows, err := s.db.R.QueryContext(ctx, `SELECT login_server, username, password, password_is_uri, use_identity
+		FROM task_credentials WHERE task_id = ? ORDER BY login_server`, t.ID)
+	if err != nil {
+		return nil, err
+	}
+	type row struct {
+		server, user string
+		pw           []byte
+		isURI        bool
+		useID        string
+	}
+	var rs []row
+	for rows.Next() {
+		var x row
+		if err := rows.Scan(&x.server, &x.user, &x.pw, &x.isURI, &x.useID); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		rs = append(rs, x)
+	}
+	rows.Close()
+	var out []engine.Credential
+	for _, x := range rs {
+		if x.useID != "" {
+			if id.Principal == "" {
+				return nil, fmt.Errorf("credential for %s uses the task identity, but the task has none (--assign-identity)", x.server)
+			}
+			out = append(out, engine.Credential{Registry: x.server, Username: auth.RunUsername, Password: runCred})
+			continue
+		}
+		user := x.user
+		if vault.IsURI(user) {
+			v, err := s.secrets.Resolve(ctx, id, user)
+			if err != nil {
+				return nil, fmt.Errorf("credential for %s: username: %w", x.server, err)
+			}
+			user = v
+		}
+		var pw string
+		if x.isURI {
+			v, err := s.secrets.Resolve(ctx, id, string(x.pw))
+			if err != nil {
+				return nil, fmt.Errorf("credential for %s: password: %w", x.server, err)
+			}
+			pw = v
+		} else if len(x.pw) > 0 {
+			b, err := s.sealer.Open(x.pw, sealContext(t.ID, "credential/"+x.server))
+			if err != nil {
+				return nil, fmt.Errorf("credential for %s: %w", x.server, err)
+			}
+			pw = string(b)
+		}
+		mask.add(pw)
+		out = append(out, engine.Credential{Registry: x.server, Username: user, Password: pw})
+	}
+	return out, nil
+}
