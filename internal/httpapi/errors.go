@@ -8,6 +8,7 @@ import (
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/vault"
 )
 
 // errInvalid marks request errors found by the handlers themselves.
@@ -43,6 +44,7 @@ var codes = []struct {
 	{db.ErrConflict, api.CodeConflict},
 	{errInvalid, api.CodeInvalid},
 	{auth.ErrInvalid, api.CodeInvalid},
+	{vault.ErrInvalid, api.CodeInvalid},
 	{store.ErrNameInvalid, api.CodeInvalid},
 	{store.ErrDigestInvalid, api.CodeInvalid},
 	{store.ErrSizeInvalid, api.CodeInvalid},

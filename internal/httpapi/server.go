@@ -20,6 +20,7 @@ import (
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/buildinfo"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/vault"
 )
 
 // Registries starts and stops registry listeners; the server composition
@@ -39,6 +40,7 @@ type Server struct {
 	log   *slog.Logger
 	store *store.Store
 	auth  *auth.Service
+	vault *vault.Service
 	regs  Registries
 	mux   *http.ServeMux
 }
@@ -50,11 +52,12 @@ type Option func(*Server)
 func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 
 // New returns the control API over its services.
-func New(st *store.Store, au *auth.Service, regs Registries, opts ...Option) *Server {
+func New(st *store.Store, au *auth.Service, v *vault.Service, regs Registries, opts ...Option) *Server {
 	s := &Server{
 		log:   slog.New(slog.DiscardHandler),
 		store: st,
 		auth:  au,
+		vault: v,
 		regs:  regs,
 		mux:   http.NewServeMux(),
 	}
@@ -76,6 +79,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/version", s.public(s.version))
 	s.mux.HandleFunc("GET /v1/whoami", s.authed(s.whoami))
 	s.registryRoutes()
+	s.accessRoutes()
+	s.vaultRoutes()
 	s.mux.HandleFunc("/v1/", s.public(func(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%s %s: no such endpoint: %w", r.Method, r.URL.Path, errNoRoute)
 	}))

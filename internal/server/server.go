@@ -21,6 +21,7 @@ import (
 	"github.com/gantryhq/gantry/internal/httpapi"
 	"github.com/gantryhq/gantry/internal/registry"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/vault"
 )
 
 // Options are the inputs of Run that do not come from the config file.
@@ -69,6 +70,10 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	vlt, err := vault.New(database, filepath.Join(cfg.Data, "keys"), vault.WithLogger(log.With("component", "vault")))
+	if err != nil {
+		return err
+	}
 	setup, err := au.EnsureAdmin(ctx, o.AdminPassword, cfg.Data)
 	if err != nil {
 		return err
@@ -102,7 +107,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		}
 	}
 
-	api := httpapi.New(st, au, regs, httpapi.WithLogger(log.With("component", "api")))
+	api := httpapi.New(st, au, vlt, regs, httpapi.WithLogger(log.With("component", "api")))
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
 	if err != nil {

@@ -33,7 +33,7 @@ type rootOpts struct {
 func Execute(ctx context.Context, args []string, in io.Reader, out, errOut io.Writer) int {
 	o := &rootOpts{in: in, out: out, errOut: errOut}
 	cmd := newRoot(o)
-	cmd.SetArgs(args)
+	cmd.SetArgs(joinNargs(args))
 	cmd.SetIn(in)
 	cmd.SetOut(out)
 	cmd.SetErr(errOut)
@@ -80,6 +80,10 @@ func newRoot(o *rootOpts) *cobra.Command {
 		newVersionCmd(o),
 		newRegistryCmd(o),
 		newRepositoryCmd(o),
+		newScopeMapCmd(o),
+		newTokenCmd(o),
+		newRoleCmd(o),
+		newKeyVaultCmd(o),
 	)
 	return cmd
 }
@@ -112,6 +116,23 @@ func (o *rootOpts) client() (*client.Client, error) {
 		opts = append(opts, client.WithBasicAuth(saved.Username, saved.Password))
 	}
 	return client.New(server, opts...)
+}
+
+// call makes one client call and prints its result; a nil result prints
+// nothing (deletes).
+func (o *rootOpts) call(fn func(c *client.Client) (any, error), view tableView) error {
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	v, err := fn(c)
+	if err != nil {
+		return hint(err)
+	}
+	if v == nil {
+		return nil
+	}
+	return o.print(v, view)
 }
 
 // print renders a command's result with the global -o and --query flags.

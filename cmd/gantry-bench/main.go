@@ -1,0 +1,189 @@
+// Command gantry-bench measures a gantry registry against CNCF Distribution
+// (Debian's docker-registry) in the same run: blob push and pull (8 MiB
+// blobs, 8 concurrent clients) and small manifest PUT and GET, printing
+// MB/s, requests/s and the ratios.
+//
+//	gantry-bench --gantry http://127.0.0.1:5001 --username admin --password ...
+//
+// Distribution is started on a loopback port with a temporary filesystem
+// root and stopped afterwards (--distribution=false skips it). The hidden
+// flag --serve ADDR serves an in-process gantry registry (no access control,
+// temporary data) until interrupted, so the benchmark can run before a
+// gantry server is started; --cpuprofile profiles that process.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+type config struct {
+	gantry       string
+	username     string
+	password     string
+	distribution bool
+	distBin      string
+	blobSize     int
+	blobCount    int
+	pullRounds   int
+	concurrency  int
+	duration     time.Duration
+	manifestMax  int
+	serve        string
+	cpuProfile   string
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := mainErr(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gantry-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func mainErr(ctx context.Context, args []string, out io.Writer) error {
+	var cfg config
+	fs := flag.NewFlagSet("gantry-bench", flag.ContinueOnError)
+	fs.StringVar(&cfg.gantry, "gantry", "", "base URL of the gantry registry to measure (http://host:port); empty: an in-process registry")
+	fs.StringVar(&cfg.username, "username", os.Getenv("GANTRY_USERNAME"), "user or token name for the gantry registry (Basic or Bearer token flow)")
+	fs.StringVar(&cfg.password, "password", os.Getenv("GANTRY_PASSWORD"), "password for the gantry registry")
+	fs.BoolVar(&cfg.distribution, "distribution", true, "also start and measure CNCF Distribution (docker-registry)")
+	fs.StringVar(&cfg.distBin, "distribution-bin", "/usr/bin/docker-registry", "the Distribution binary")
+	fs.IntVar(&cfg.blobSize, "blob-size", 8<<20, "blob size in bytes")
+	fs.IntVar(&cfg.blobCount, "blobs", 96, "blobs to push (each pushed once)")
+	fs.IntVar(&cfg.pullRounds, "pull-rounds", 2, "times each pushed blob is pulled")
+	fs.IntVar(&cfg.concurrency, "concurrency", 8, "concurrent clients")
+	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "duration of each manifest phase")
+	fs.IntVar(&cfg.manifestMax, "manifests", 50000, "upper bound of manifests pushed")
+	fs.StringVar(&cfg.serve, "serve", "", "")
+	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of this process")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: gantry-bench [flags]")
+		fs.VisitAll(func(f *flag.Flag) {
+			if f.Name == "serve" {
+				return // hidden
+			}
+			fmt.Fprintf(fs.Output(), "  --%s\t%s (default %q)\n", f.Name, f.Usage, f.DefValue)
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if cfg.serve != "" {
+		p, err := serveInProcess(ctx, cfg.serve)
+		if err != nil {
+			return err
+		}
+		defer p.close()
+		fmt.Fprintln(out, p.url)
+		<-ctx.Done()
+		return nil
+	}
+
+	var targets []*target
+	gantryURL := strings.TrimSuffix(cfg.gantry, "/")
+	if gantryURL == "" {
+		p, err := serveInProcess(ctx, "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer p.close()
+		gantryURL = p.url
+	}
+	targets = append(targets, &target{name: "gantry", base: gantryURL, client: newClient(cfg, cfg.username, cfg.password)})
+	if cfg.distribution {
+		if _, err := exec.LookPath(cfg.distBin); err != nil {
+			return fmt.Errorf("distribution binary: %w (use --distribution=false to skip)", err)
+		}
+		p, err := startDistribution(ctx, cfg.distBin)
+		if err != nil {
+			return err
+		}
+		defer p.stop()
+		targets = append(targets, &target{name: "distribution", base: "http://" + p.addr, client: newClient(cfg, "", "")})
+	}
+
+	all := make([]results, len(targets))
+	for i, t := range targets {
+		fmt.Fprintf(os.Stderr, "gantry-bench: measuring %s at %s\n", t.name, t.base)
+		r, err := run(ctx, t, cfg)
+		if err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+		all[i] = r
+	}
+	report(out, cfg, targets, all)
+	return nil
+}
+
+func newClient(cfg config, user, pass string) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = cfg.concurrency * 4
+	tr.MaxIdleConnsPerHost = cfg.concurrency * 4
+	tr.DisableCompression = true
+	tr.WriteBufferSize = 256 << 10
+	tr.ReadBufferSize = 256 << 10
+	return &http.Client{Transport: newAuthTransport(tr, user, pass), Timeout: 5 * time.Minute}
+}
+
+func report(out io.Writer, cfg config, targets []*target, all []results) {
+	fmt.Fprintf(out, "blobs: %d x %d MiB, concurrency %d; manifests: %s per phase\n\n",
+		cfg.blobCount, cfg.blobSize>>20, cfg.concurrency, cfg.duration)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	header := "metric\t"
+	for _, t := range targets {
+		header += t.name + "\t"
+	}
+	if len(targets) == 2 {
+		header += "ratio\t"
+	}
+	fmt.Fprintln(tw, header)
+	rows := []struct {
+		name string
+		get  func(results) float64
+	}{
+		{"blob push (MB/s)", func(r results) float64 { return r.BlobPush }},
+		{"blob pull (MB/s)", func(r results) float64 { return r.BlobPull }},
+		{"manifest PUT (req/s)", func(r results) float64 { return r.ManifestPut }},
+		{"manifest GET (req/s)", func(r results) float64 { return r.ManifestGet }},
+	}
+	for _, row := range rows {
+		line := row.name + "\t"
+		for _, r := range all {
+			line += fmt.Sprintf("%.0f\t", row.get(r))
+		}
+		if len(all) == 2 && row.get(all[1]) > 0 {
+			line += fmt.Sprintf("%.2fx\t", row.get(all[0])/row.get(all[1]))
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
+}

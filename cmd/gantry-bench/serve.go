@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/registry"
+	"github.com/gantryhq/gantry/internal/store"
+)
+
+// inProcess is a gantry registry handler served from this process on a
+// loopback port, over a fresh data directory, with access control off. It
+// stands in for `gantry server` until that exists.
+type inProcess struct {
+	srv *http.Server
+	db  *db.DB
+	dir string
+	url string
+}
+
+func serveInProcess(ctx context.Context, addr string) (*inProcess, error) {
+	dir, err := os.MkdirTemp("", "gantry-bench-gantry-")
+	if err != nil {
+		return nil, err
+	}
+	p := &inProcess{dir: dir}
+	if p.db, err = db.Open(ctx, filepath.Join(dir, "gantry.db")); err != nil {
+		p.close()
+		return nil, err
+	}
+	st, err := store.Open(ctx, p.db, dir)
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	if _, err := st.CreateRegistry(ctx, store.Registry{Name: "bench", Listen: addr}); err != nil {
+		p.close()
+		return nil, err
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", registry.New("bench", st, registry.WithAuthorizer(auth.AllowAll{})))
+	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	p.url = "http://" + l.Addr().String()
+	go func() {
+		if err := p.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintln(os.Stderr, "gantry-bench: in-process server:", err)
+		}
+	}()
+	return p, nil
+}
+
+func (p *inProcess) close() {
+	if p.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = p.srv.Shutdown(ctx)
+		cancel()
+	}
+	if p.db != nil {
+		p.db.Close()
+	}
+	os.RemoveAll(p.dir)
+}

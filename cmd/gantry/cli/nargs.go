@@ -1,0 +1,61 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+)
+
+// nargsFlags take several space-separated values, as az's do:
+// `--repository samples/hello content/read content/write` and
+// `--secret-permissions get list`. Cobra flags take one value, so Execute
+// joins such runs into one comma-separated value before parsing.
+var nargsFlags = map[string]bool{
+	"--repository":         true,
+	"--add-repository":     true,
+	"--remove-repository":  true,
+	"--secret-permissions": true,
+}
+
+// joinNargs rewrites `--flag a b c` (up to the next token starting with
+// '-') as `--flag a,b,c` for the flags in nargsFlags.
+func joinNargs(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if !nargsFlags[a] {
+			out = append(out, a)
+			continue
+		}
+		var vals []string
+		for i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+			i++
+			vals = append(vals, args[i])
+		}
+		out = append(out, a)
+		if len(vals) > 0 {
+			out = append(out, strings.Join(vals, ","))
+		}
+	}
+	return out
+}
+
+// repoActions parses joined --repository values ("repo,action,action").
+func repoActions(vals []string, flag string) ([]repoActionPair, error) {
+	var out []repoActionPair
+	for _, v := range vals {
+		parts := strings.Split(v, ",")
+		if len(parts) < 2 {
+			return nil, fmt.Errorf("%s %s: give the repository then its actions, e.g. %s hello-world content/read content/write", flag, v, flag)
+		}
+		out = append(out, repoActionPair{repo: parts[0], actions: parts[1:]})
+	}
+	return out, nil
+}
+
+type repoActionPair struct {
+	repo    string
+	actions []string
+}
