@@ -7,7 +7,9 @@ import (
 	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/git"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/task"
 	"github.com/gantryhq/gantry/internal/vault"
 )
 
@@ -45,6 +47,8 @@ var codes = []struct {
 	{errInvalid, api.CodeInvalid},
 	{auth.ErrInvalid, api.CodeInvalid},
 	{vault.ErrInvalid, api.CodeInvalid},
+	{task.ErrInvalid, api.CodeInvalid},
+	{git.ErrInvalid, api.CodeInvalid},
 	{store.ErrNameInvalid, api.CodeInvalid},
 	{store.ErrDigestInvalid, api.CodeInvalid},
 	{store.ErrSizeInvalid, api.CodeInvalid},

@@ -20,6 +20,7 @@ import (
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/buildinfo"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/task"
 	"github.com/gantryhq/gantry/internal/vault"
 )
 
@@ -43,7 +44,18 @@ type Server struct {
 	vault *vault.Service
 	regs  Registries
 	mux   *http.ServeMux
+	tasks *task.Service
+	chain ChainFunc
 }
+
+// ChainFunc returns the chain of runs that led to a run, origin first.
+type ChainFunc func(ctx context.Context, registry, runID string) ([]api.ChainLink, error)
+
+// WithTasks serves the task and run endpoints.
+func WithTasks(t *task.Service) Option { return func(s *Server) { s.tasks = t } }
+
+// WithChain makes show-run include the chain of causes.
+func WithChain(f ChainFunc) Option { return func(s *Server) { s.chain = f } }
 
 // Option configures a Server.
 type Option func(*Server)
@@ -81,6 +93,9 @@ func (s *Server) routes() {
 	s.registryRoutes()
 	s.accessRoutes()
 	s.vaultRoutes()
+	if s.tasks != nil {
+		s.taskRoutes()
+	}
 	s.mux.HandleFunc("/v1/", s.public(func(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%s %s: no such endpoint: %w", r.Method, r.URL.Path, errNoRoute)
 	}))

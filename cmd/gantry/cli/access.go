@@ -21,7 +21,7 @@ func toRepositoryActions(vals []string, flag string) ([]api.RepositoryActions, e
 	return out, nil
 }
 
-var scopeMapView = tableView{{"NAME", "name"}, {"TYPE", "type"}, {"CREATION DATE", "creationDate"}, {"DESCRIPTION", "description"}}
+var scopeMapView = tableView{{"NAME", "name", nil}, {"TYPE", "type", nil}, {"CREATION DATE", "creationDate", nil}, {"DESCRIPTION", "description", nil}}
 
 func newScopeMapCmd(o *rootOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "scope-map", Short: "Manage scope maps: sets of repository permissions for tokens"}
@@ -106,10 +106,10 @@ func newScopeMapCmd(o *rootOpts) *cobra.Command {
 }
 
 var tokenView = tableView{
-	{"NAME", "name"}, {"SCOPE MAP", "scopeMapId"},
-	{"PASSWORD1 EXPIRY", "credentials.passwords[?name=='password1'] | [0].expiry"},
-	{"PASSWORD2 EXPIRY", "credentials.passwords[?name=='password2'] | [0].expiry"},
-	{"STATUS", "status"}, {"CREATION DATE", "creationDate"},
+	{"NAME", "name", nil}, {"SCOPE MAP", "scopeMapId", nil},
+	{"PASSWORD1 EXPIRY", "credentials.passwords[?name=='password1'] | [0].expiry", nil},
+	{"PASSWORD2 EXPIRY", "credentials.passwords[?name=='password2'] | [0].expiry", nil},
+	{"STATUS", "status", nil}, {"CREATION DATE", "creationDate", nil},
 }
 
 func newTokenCmd(o *rootOpts) *cobra.Command {
@@ -204,7 +204,7 @@ func newTokenCmd(o *rootOpts) *cobra.Command {
 	return cmd
 }
 
-var roleView = tableView{{"PRINCIPAL", "principalId"}, {"ROLE", "roleDefinitionName"}, {"SCOPE", "scope"}}
+var roleView = tableView{{"PRINCIPAL", "principalId", nil}, {"ROLE", "roleDefinitionName", nil}, {"SCOPE", "scope", nil}}
 
 func newRoleCmd(o *rootOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "role", Short: "Manage role assignments of identities"}
@@ -251,8 +251,8 @@ func newRoleCmd(o *rootOpts) *cobra.Command {
 	return cmd
 }
 
-var vaultView = tableView{{"NAME", "name"}, {"URI", "vaultUri"}, {"CREATED", "createdOn"}}
-var secretView = tableView{{"NAME", "name"}, {"ID", "id"}, {"UPDATED", "updated"}}
+var vaultView = tableView{{"NAME", "name", nil}, {"URI", "vaultUri", nil}, {"CREATED", "createdOn", nil}}
+var secretView = tableView{{"NAME", "name", nil}, {"ID", "id", nil}, {"UPDATED", "updated", nil}}
 
 func newKeyVaultCmd(o *rootOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "keyvault", Short: "Manage key vaults, their secrets and access policies"}

@@ -18,6 +18,8 @@ import (
 type column struct {
 	header string
 	expr   string
+	// format, if set, turns the value into the cell text.
+	format func(any) string
 }
 
 // tableView is how a command's result is shown with -o table when no
@@ -165,7 +167,11 @@ func writeTable(w io.Writer, g any, view tableView) error {
 				if err != nil {
 					return fmt.Errorf("table column %s: %w", c.header, err)
 				}
-				line[i] = scalar(v)
+				if c.format != nil {
+					line[i] = c.format(v)
+				} else {
+					line[i] = scalar(v)
+				}
 			}
 			cells = append(cells, line)
 		}

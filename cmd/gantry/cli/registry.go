@@ -7,11 +7,11 @@ import (
 )
 
 var registryView = tableView{
-	{"NAME", "name"},
-	{"LOGIN SERVER", "loginServer"},
-	{"ANONYMOUS PULL", "anonymousPullEnabled"},
-	{"RUNNING", "running"},
-	{"CREATION DATE", "creationDate"},
+	{"NAME", "name", nil},
+	{"LOGIN SERVER", "loginServer", nil},
+	{"ANONYMOUS PULL", "anonymousPullEnabled", nil},
+	{"RUNNING", "running", nil},
+	{"CREATION DATE", "creationDate", nil},
 }
 
 func newRegistryCmd(o *rootOpts) *cobra.Command {

@@ -33,7 +33,7 @@ func newRepositoryCmd(o *rootOpts) *cobra.Command {
 				return hint(err)
 			}
 			if detail {
-				return o.print(rs, tableView{{"NAME", "name"}, {"TAGS", "tagCount"}, {"MANIFESTS", "manifestCount"}, {"LAST UPDATE", "lastUpdateTime"}})
+				return o.print(rs, tableView{{"NAME", "name", nil}, {"TAGS", "tagCount", nil}, {"MANIFESTS", "manifestCount", nil}, {"LAST UPDATE", "lastUpdateTime", nil}})
 			}
 			names := make([]string, len(rs))
 			for i, r := range rs {
@@ -65,7 +65,7 @@ func newRepositoryCmd(o *rootOpts) *cobra.Command {
 				ts = ts[:top]
 			}
 			if detail {
-				return o.print(ts, tableView{{"NAME", "name"}, {"DIGEST", "digest"}, {"LAST UPDATE", "lastUpdateTime"}})
+				return o.print(ts, tableView{{"NAME", "name", nil}, {"DIGEST", "digest", nil}, {"LAST UPDATE", "lastUpdateTime", nil}})
 			}
 			names := make([]string, len(ts))
 			for i, t := range ts {
@@ -98,7 +98,7 @@ func newRepositoryCmd(o *rootOpts) *cobra.Command {
 			if err != nil {
 				return hint(err)
 			}
-			return o.print(es, tableView{{"TIME", "time"}, {"DIGEST", "digest"}, {"PREVIOUS", "previousDigest"}, {"PUSHED BY", "pushedBy"}, {"RUN ID", "runId"}})
+			return o.print(es, tableView{{"TIME", "time", nil}, {"DIGEST", "digest", nil}, {"PREVIOUS", "previousDigest", nil}, {"PUSHED BY", "pushedBy", nil}, {"RUN ID", "runId", nil}})
 		},
 	}
 	regFlag(history)
@@ -121,7 +121,7 @@ func newRepositoryCmd(o *rootOpts) *cobra.Command {
 			if top > 0 && len(ms) > top {
 				ms = ms[:top]
 			}
-			return o.print(ms, tableView{{"DIGEST", "digest"}, {"TAGS", "join(', ', tags)"}, {"MEDIA TYPE", "mediaType"}, {"SIZE", "imageSize"}, {"CREATED", "createdTime"}})
+			return o.print(ms, tableView{{"DIGEST", "digest", nil}, {"TAGS", "join(', ', tags)", nil}, {"MEDIA TYPE", "mediaType", nil}, {"SIZE", "imageSize", nil}, {"CREATED", "createdTime", nil}})
 		},
 	}
 	regFlag(showManifests)

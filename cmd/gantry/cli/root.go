@@ -84,6 +84,9 @@ func newRoot(o *rootOpts) *cobra.Command {
 		newTokenCmd(o),
 		newRoleCmd(o),
 		newKeyVaultCmd(o),
+		newTaskCmd(o),
+		newQuickRunCmd(o),
+		newBuildCmd(o),
 	)
 	return cmd
 }

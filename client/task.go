@@ -1,0 +1,182 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strconv"
+
+	"github.com/gantryhq/gantry/api"
+)
+
+func taskPath(registry, name, rest string) string {
+	return regPath(registry, "/tasks/"+pathEscape(name)+rest)
+}
+
+// CreateTask creates a task.
+func (c *Client) CreateTask(ctx context.Context, registry string, req api.CreateTaskRequest) (*api.Task, error) {
+	var out api.Task
+	return &out, c.do(ctx, http.MethodPost, regPath(registry, "/tasks"), nil, req, &out)
+}
+
+// UpdateTask changes a task.
+func (c *Client) UpdateTask(ctx context.Context, registry, name string, req api.UpdateTaskRequest) (*api.Task, error) {
+	var out api.Task
+	return &out, c.do(ctx, http.MethodPatch, taskPath(registry, name, ""), nil, req, &out)
+}
+
+// GetTask returns a task.
+func (c *Client) GetTask(ctx context.Context, registry, name string) (*api.Task, error) {
+	var out api.Task
+	return &out, c.do(ctx, http.MethodGet, taskPath(registry, name, ""), nil, nil, &out)
+}
+
+// ListTasks returns a registry's tasks.
+func (c *Client) ListTasks(ctx context.Context, registry string) ([]api.Task, error) {
+	var out []api.Task
+	return out, c.do(ctx, http.MethodGet, regPath(registry, "/tasks"), nil, nil, &out)
+}
+
+// DeleteTask deletes a task (its runs stay).
+func (c *Client) DeleteTask(ctx context.Context, registry, name string) error {
+	return c.do(ctx, http.MethodDelete, taskPath(registry, name, ""), nil, nil, nil)
+}
+
+// RunTask queues a manual run of a task.
+func (c *Client) RunTask(ctx context.Context, registry, name string, req api.RunTaskRequest) (*api.Run, error) {
+	var out api.Run
+	return &out, c.do(ctx, http.MethodPost, taskPath(registry, name, "/runs"), nil, req, &out)
+}
+
+// AddTaskCredential adds a registry login to a task.
+func (c *Client) AddTaskCredential(ctx context.Context, registry, name string, req api.CredentialRequest) (*api.Task, error) {
+	var out api.Task
+	return &out, c.do(ctx, http.MethodPost, taskPath(registry, name, "/credentials"), nil, req, &out)
+}
+
+// UpdateTaskCredential replaces a task's login for a server.
+func (c *Client) UpdateTaskCredential(ctx context.Context, registry, name string, req api.CredentialRequest) (*api.Task, error) {
+	var out api.Task
+	return &out, c.do(ctx, http.MethodPut, taskPath(registry, name, "/credentials"), nil, req, &out)
+}
+
+// RemoveTaskCredential removes a task's login for a server.
+func (c *Client) RemoveTaskCredential(ctx context.Context, registry, name, loginServer string) (*api.Task, error) {
+	var out api.Task
+	q := url.Values{"loginServer": {loginServer}}
+	return &out, c.do(ctx, http.MethodDelete, taskPath(registry, name, "/credentials"), q, nil, &out)
+}
+
+// AddTimer adds a timer trigger.
+func (c *Client) AddTimer(ctx context.Context, registry, name string, req api.TimerRequest) (*api.Task, error) {
+	var out api.Task
+	return &out, c.do(ctx, http.MethodPost, taskPath(registry, name, "/timers"), nil, req, &out)
+}
+
+// UpdateTimer changes a timer's schedule or enabled state.
+func (c *Client) UpdateTimer(ctx context.Context, registry, name string, req api.TimerRequest) (*api.Task, error) {
+	var out api.Task
+	return &out, c.do(ctx, http.MethodPatch, taskPath(registry, name, "/timers/"+pathEscape(req.Name)), nil, req, &out)
+}
+
+// RemoveTimer removes a timer trigger.
+func (c *Client) RemoveTimer(ctx context.Context, registry, name, timer string) (*api.Task, error) {
+	var out api.Task
+	return &out, c.do(ctx, http.MethodDelete, taskPath(registry, name, "/timers/"+pathEscape(timer)), nil, nil, &out)
+}
+
+// RunFilter selects runs.
+type RunFilter struct {
+	Task   string
+	Status string
+	Top    int
+}
+
+// ListRuns returns a registry's runs, newest first.
+func (c *Client) ListRuns(ctx context.Context, registry string, f RunFilter) ([]api.Run, error) {
+	q := url.Values{}
+	if f.Task != "" {
+		q.Set("task", f.Task)
+	}
+	if f.Status != "" {
+		q.Set("status", f.Status)
+	}
+	if f.Top != 0 {
+		q.Set("top", strconv.Itoa(f.Top))
+	}
+	var out []api.Run
+	return out, c.do(ctx, http.MethodGet, regPath(registry, "/runs"), q, nil, &out)
+}
+
+// GetRun returns a run, with the chain of runs that caused it.
+func (c *Client) GetRun(ctx context.Context, registry, id string) (*api.Run, error) {
+	var out api.Run
+	return &out, c.do(ctx, http.MethodGet, regPath(registry, "/runs/"+pathEscape(id)), nil, nil, &out)
+}
+
+// CancelRun cancels a queued or running run and returns it once it ended.
+func (c *Client) CancelRun(ctx context.Context, registry, id string) (*api.Run, error) {
+	var out api.Run
+	return &out, c.do(ctx, http.MethodPost, regPath(registry, "/runs/"+pathEscape(id)+"/cancel"), nil, nil, &out)
+}
+
+// RunLogs returns a run's log; with follow, the stream stays open until the
+// run ends. The caller closes it.
+func (c *Client) RunLogs(ctx context.Context, registry, id string, follow bool) (io.ReadCloser, error) {
+	q := url.Values{}
+	if follow {
+		q.Set("follow", "true")
+	}
+	return c.stream(ctx, http.MethodGet, regPath(registry, "/runs/"+pathEscape(id)+"/logs"), q, nil, "")
+}
+
+// QuickRun queues a one-off run or build. context, if not nil, is the
+// build context as a gzipped tar; it is streamed, not buffered.
+func (c *Client) QuickRun(ctx context.Context, registry string, req api.QuickRunRequest, context io.Reader) (*api.Run, error) {
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		err := func() error {
+			h := textproto.MIMEHeader{}
+			h.Set("Content-Disposition", `form-data; name="request"`)
+			h.Set("Content-Type", "application/json")
+			part, err := mw.CreatePart(h)
+			if err != nil {
+				return err
+			}
+			if err := json.NewEncoder(part).Encode(req); err != nil {
+				return err
+			}
+			if context != nil {
+				h := textproto.MIMEHeader{}
+				h.Set("Content-Disposition", `form-data; name="context"; filename="context.tar.gz"`)
+				h.Set("Content-Type", "application/gzip")
+				part, err := mw.CreatePart(h)
+				if err != nil {
+					return err
+				}
+				if _, err := io.Copy(part, context); err != nil {
+					return fmt.Errorf("sending the context: %w", err)
+				}
+			}
+			return mw.Close()
+		}()
+		pw.CloseWithError(err)
+	}()
+	body, err := c.stream(ctx, http.MethodPost, regPath(registry, "/runs"), nil, pr, mw.FormDataContentType())
+	if err != nil {
+		pr.Close()
+		return nil, err
+	}
+	defer body.Close()
+	var out api.Run
+	if err := json.NewDecoder(body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("decoding the queued run: %w", err)
+	}
+	return &out, nil
+}
