@@ -13,8 +13,10 @@ import (
 var timerName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,50}$`)
 
 // CredentialRequest adds or updates a task credential. Username and
-// Password are plain text or vault URIs; UseIdentity "system" logs in with
-// the task's identity instead.
+// Password are plain text or vault URIs. UseIdentity "system" alone logs in
+// with the task's identity; with a username and password, as in the
+// tutorial, it says the identity reads their vault URIs (which is what task
+// credentials always do).
 type CredentialRequest struct {
 	LoginServer string
 	Username    string
@@ -31,11 +33,11 @@ func (c CredentialRequest) validate() error {
 	default:
 		return invalid("useIdentity", "%q: only the system-assigned identity ([system]) is supported", c.UseIdentity)
 	}
-	if c.UseIdentity == "" && (c.Username == "" || c.Password == "") {
-		return invalid("username", "give -u and -p, or --use-identity [system]")
+	if (c.Username == "") != (c.Password == "") {
+		return invalid("username", "give both -u and -p, or neither (--use-identity [system] alone logs in with the task identity)")
 	}
-	if c.UseIdentity != "" && (c.Username != "" || c.Password != "") {
-		return invalid("useIdentity", "give either -u/-p or --use-identity, not both")
+	if c.UseIdentity == "" && c.Username == "" {
+		return invalid("username", "give -u and -p, or --use-identity [system]")
 	}
 	return nil
 }

@@ -480,7 +480,7 @@ func (s *Service) resolveCredentials(ctx context.Context, t *Task, id auth.Ident
 	rows.Close()
 	var out []engine.Credential
 	for _, x := range rs {
-		if x.useID != "" {
+		if x.useID != "" && x.user == "" {
 			if id.Principal == "" {
 				return nil, fmt.Errorf("credential for %s uses the task identity, but the task has none (--assign-identity)", x.server)
 			}
