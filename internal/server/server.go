@@ -18,7 +18,9 @@ import (
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/httpapi"
+	"github.com/gantryhq/gantry/internal/instance"
 	"github.com/gantryhq/gantry/internal/registry"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/vault"
@@ -107,7 +109,31 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		}
 	}
 
-	api := httpapi.New(st, au, vlt, regs, httpapi.WithLogger(log.With("component", "api")))
+	apiOpts := []httpapi.Option{httpapi.WithLogger(log.With("component", "api"))}
+	if cfg.Engine.Host != "" {
+		dc, err := docker.New(cfg.Engine.Host, docker.WithLogger(log.With("component", "docker")))
+		if err != nil {
+			return fmt.Errorf("container engine: %w", err)
+		}
+		defer dc.Close()
+		instances, err := instance.New(database, dc, vlt, instance.WithLogger(log.With("component", "instance")))
+		if err != nil {
+			return err
+		}
+		// After the registries: an image may have to be pulled from one of them.
+		if err := instances.Start(ctx); err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+			defer cancel()
+			if err := instances.Stop(sctx); err != nil {
+				log.Error("stopping container instances", "err", err)
+			}
+		}()
+		apiOpts = append(apiOpts, httpapi.WithContainers(instances))
+	}
+	api := httpapi.New(st, au, vlt, regs, apiOpts...)
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
 	if err != nil {

@@ -10,10 +10,14 @@ import (
 // `--secret-permissions get list`. Cobra flags take one value, so Execute
 // joins such runs into one comma-separated value before parsing.
 var nargsFlags = map[string]bool{
-	"--repository":         true,
-	"--add-repository":     true,
-	"--remove-repository":  true,
-	"--secret-permissions": true,
+	"--repository":                   true,
+	"--add-repository":               true,
+	"--remove-repository":            true,
+	"--secret-permissions":           true,
+	"--ports":                        true,
+	"-e":                             true,
+	"--environment-variables":        true,
+	"--secure-environment-variables": true,
 }
 
 // joinNargs rewrites `--flag a b c` (up to the next token starting with

@@ -87,6 +87,7 @@ func newRoot(o *rootOpts) *cobra.Command {
 		newTaskCmd(o),
 		newQuickRunCmd(o),
 		newBuildCmd(o),
+		newContainerCmd(o),
 	)
 	return cmd
 }
