@@ -43,6 +43,7 @@ type config struct {
 	manifestMax  int
 	serve        string
 	cpuProfile   string
+	prefaultMiB  int64
 }
 
 func main() {
@@ -71,6 +72,7 @@ func mainErr(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&cfg.manifestMax, "manifests", 50000, "upper bound of manifests pushed")
 	fs.StringVar(&cfg.serve, "serve", "", "")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of this process")
+	fs.Int64Var(&cfg.prefaultMiB, "prefault", 4096, "MiB of memory to touch and release before measuring each registry (0: measure a cold VM; see prefault.go)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: gantry-bench [flags]")
 		fs.VisitAll(func(f *flag.Flag) {
@@ -133,7 +135,11 @@ func mainErr(ctx context.Context, args []string, out io.Writer) error {
 
 	all := make([]results, len(targets))
 	for i, t := range targets {
-		fmt.Fprintf(os.Stderr, "gantry-bench: measuring %s at %s\n", t.name, t.base)
+		start := time.Now()
+		if err := prefault(cfg.prefaultMiB << 20); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "gantry-bench: prefaulted %d MiB in %s; measuring %s at %s\n", cfg.prefaultMiB, time.Since(start).Round(time.Millisecond), t.name, t.base)
 		r, err := run(ctx, t, cfg)
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)

@@ -1,0 +1,92 @@
+package registry
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/store"
+)
+
+// getBlob serves GET (with Range) and HEAD of a blob.
+func (h *handler) getBlob(w http.ResponseWriter, r *http.Request, rt route, _ auth.Identity) error {
+	ctx := r.Context()
+	d, err := store.ParseDigest(rt.ref)
+	if err != nil {
+		return err
+	}
+	fetch := func() error { return h.fallback.FetchBlob(ctx, h.name, rt.repo, d) }
+	if r.Method == http.MethodHead {
+		size, err := h.st.StatBlob(ctx, h.name, rt.repo, d)
+		if err != nil {
+			if err := h.fallbackFor(err, fetch); err != nil {
+				return err
+			}
+			if size, err = h.st.StatBlob(ctx, h.name, rt.repo, d); err != nil {
+				return err
+			}
+		}
+		setBlobHeaders(w, d)
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	f, _, err := h.st.OpenBlob(ctx, h.name, rt.repo, d)
+	if err != nil {
+		if err := h.fallbackFor(err, fetch); err != nil {
+			return err
+		}
+		if f, _, err = h.st.OpenBlob(ctx, h.name, rt.repo, d); err != nil {
+			return err
+		}
+	}
+	defer f.Close()
+	setBlobHeaders(w, d)
+	// ServeContent answers Range requests (206, 416) and copies the file
+	// with sendfile.
+	http.ServeContent(w, r, "", time.Time{}, f)
+	return nil
+}
+
+// fallbackFor consults the Fallback after a miss (err is a not-found
+// error): it returns nil if the content was supplied (the caller reads
+// again), err if there is none, or the fallback's own failure (an
+// unreachable or throttling upstream).
+func (h *handler) fallbackFor(err error, fetch func() error) error {
+	if h.fallback == nil || !isNotFound(err) {
+		return err
+	}
+	if ferr := fetch(); ferr != nil {
+		if isNotFound(ferr) {
+			return err
+		}
+		return fmt.Errorf("fetching from upstream: %w", ferr)
+	}
+	return nil
+}
+
+func setBlobHeaders(w http.ResponseWriter, d digest.Digest) {
+	hd := w.Header()
+	hd.Set("Content-Type", "application/octet-stream")
+	hd.Set("Docker-Content-Digest", d.String())
+	hd.Set("Etag", `"`+d.String()+`"`)
+	hd.Set("Accept-Ranges", "bytes")
+	hd.Set("Cache-Control", "max-age=31536000")
+}
+
+func (h *handler) deleteBlob(w http.ResponseWriter, r *http.Request, rt route, _ auth.Identity) error {
+	d, err := store.ParseDigest(rt.ref)
+	if err != nil {
+		return err
+	}
+	if err := h.st.DeleteBlob(r.Context(), h.name, rt.repo, d); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}

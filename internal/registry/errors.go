@@ -1,0 +1,104 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/store"
+)
+
+// ErrTooManyRequests may be returned (wrapped) by a Fallback or PushGuard to
+// answer 429 TOOMANYREQUESTS.
+var ErrTooManyRequests = errors.New("too many requests")
+
+// Handler-level errors.
+var (
+	errUnsupported      = errors.New("operation unsupported")
+	errUploadInvalid    = errors.New("blob upload invalid")
+	errPaginationNumber = errors.New("invalid number of results requested")
+)
+
+// errorTable maps errors to HTTP statuses and OCI error codes; the first
+// entry the error matches (errors.Is) wins, so specific errors come first.
+// This is the only place errors become statuses.
+var errorTable = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{auth.ErrTooManyAttempts, http.StatusTooManyRequests, "TOOMANYREQUESTS"},
+	{auth.ErrUnauthenticated, http.StatusUnauthorized, "UNAUTHORIZED"},
+	{auth.ErrDenied, http.StatusForbidden, "DENIED"},
+	{ErrTooManyRequests, http.StatusTooManyRequests, "TOOMANYREQUESTS"},
+	{store.ErrManifestTooLarge, http.StatusRequestEntityTooLarge, "MANIFEST_INVALID"},
+	{store.ErrManifestBlobUnknown, http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN"},
+	{store.ErrManifestInvalid, http.StatusBadRequest, "MANIFEST_INVALID"},
+	{store.ErrDigestInvalid, http.StatusBadRequest, "DIGEST_INVALID"},
+	{store.ErrSizeInvalid, http.StatusBadRequest, "SIZE_INVALID"},
+	{store.ErrNameInvalid, http.StatusBadRequest, "NAME_INVALID"},
+	{store.ErrRangeInvalid, http.StatusRequestedRangeNotSatisfiable, "BLOB_UPLOAD_INVALID"},
+	{errUploadInvalid, http.StatusBadRequest, "BLOB_UPLOAD_INVALID"},
+	{store.ErrUploadUnknown, http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN"},
+	{store.ErrBlobUnknown, http.StatusNotFound, "BLOB_UNKNOWN"},
+	{store.ErrManifestUnknown, http.StatusNotFound, "MANIFEST_UNKNOWN"},
+	{store.ErrTagUnknown, http.StatusNotFound, "MANIFEST_UNKNOWN"},
+	{store.ErrRepositoryUnknown, http.StatusNotFound, "NAME_UNKNOWN"},
+	{store.ErrRegistryUnknown, http.StatusNotFound, "NAME_UNKNOWN"},
+	{errNoRoute, http.StatusNotFound, "NOT_FOUND"},
+	{errUnsupported, http.StatusMethodNotAllowed, "UNSUPPORTED"},
+	{errPaginationNumber, http.StatusBadRequest, "PAGINATION_NUMBER_INVALID"},
+}
+
+// classify returns the status and code for err (500 for anything unknown).
+func classify(err error) (int, string) {
+	for _, e := range errorTable {
+		if errors.Is(err, e.err) {
+			return e.status, e.code
+		}
+	}
+	return http.StatusInternalServerError, "UNKNOWN"
+}
+
+type errorBody struct {
+	Errors []errorEntry `json:"errors"`
+}
+
+type errorEntry struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Detail  any    `json:"detail,omitempty"`
+}
+
+// writeError answers err as an OCI error body. Messages of unexpected
+// (5xx) errors stay in the log: they may name files on the server.
+func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error, challenge func() string) {
+	status, code := classify(err)
+	msg := err.Error()
+	if status >= 500 {
+		h.log.ErrorContext(r.Context(), "request failed", "registry", h.name, "method", r.Method, "path", r.URL.Path, "err", err)
+		msg = http.StatusText(status)
+	} else {
+		h.log.DebugContext(r.Context(), "request refused", "registry", h.name, "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	var throttled *auth.ThrottledError
+	if errors.As(err, &throttled) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(throttled.RetryAfter.Seconds()+0.999)))
+	}
+	if status == http.StatusUnauthorized && challenge != nil {
+		if c := challenge(); c != "" {
+			w.Header().Set("WWW-Authenticate", c)
+		}
+	}
+	body, _ := json.Marshal(errorBody{Errors: []errorEntry{{Code: code, Message: msg}}})
+	hd := w.Header()
+	hd.Del("Docker-Content-Digest")
+	hd.Set("Content-Type", "application/json")
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}
