@@ -1,51 +1,25 @@
 #!/usr/bin/env bash
-# Benchmarks a gantry registry against CNCF Distribution (Debian's
-# docker-registry) in one run and prints MB/s, requests/s and the ratios.
+# Benchmarks a real `gantry server` registry against CNCF Distribution
+# (Debian's docker-registry) in one run and prints MB/s, requests/s and the
+# ratios: blob push and pull (8 MiB blobs, concurrency 8), manifest PUT and
+# GET. gantry is measured through its access control (admin credentials and
+# the Docker token flow), as clients use it.
 #
 #   scripts/bench.sh [gantry-bench flags...]
-#
-# For now the gantry side is gantry-bench's own in-process registry served
-# from a separate process on a loopback port (the same handler and store as
-# `gantry server`, without access control); switch to a real server with
-# --gantry URL --username U --password P.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 command -v docker-registry >/dev/null 2>&1 || "$root/scripts/setup.sh"
+# shellcheck source=scripts/gantry-server.sh
+. "$root/scripts/gantry-server.sh"
 
 work="$(mktemp -d -t gantry-bench-XXXXXX)"
-bin="$work/gantry-bench"
-(cd "$root" && go build -o "$bin" ./cmd/gantry-bench)
+trap 'gantry_stop; rm -rf "$work"' EXIT
 
-server=""
-cleanup() {
-	if [ -n "$server" ]; then
-		kill "$server" 2>/dev/null || true
-		wait "$server" 2>/dev/null || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
+gantry_build
+(cd "$root" && go build -o "$work/gantry-bench" ./cmd/gantry-bench)
+gantry_start "$work"
+port="$(free_port)"
+"$GANTRY_BIN" registry create -n bench --listen "127.0.0.1:$port" -o none
 
-case " $* " in
-*" --gantry"*)
-	exec_args=("$@")
-	;;
-*)
-	# The gantry side: an in-process registry in a process of its own.
-	"$bin" --serve 127.0.0.1:0 >"$work/server.log" 2>&1 &
-	server=$!
-	for _ in $(seq 1 100); do
-		grep -q '^http://' "$work/server.log" 2>/dev/null && break
-		sleep 0.1
-	done
-	url="$(grep -m1 '^http://' "$work/server.log" || true)"
-	if [ -z "$url" ]; then
-		cat "$work/server.log" >&2
-		exit 1
-	fi
-	exec_args=(--gantry "$url" "$@")
-	;;
-esac
-
-"$bin" "${exec_args[@]}"
+"$work/gantry-bench" --gantry "http://127.0.0.1:$port" --username "$GANTRY_USERNAME" --password "$GANTRY_PASSWORD" "$@"
