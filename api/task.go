@@ -60,6 +60,12 @@ type BaseImageDependency struct {
 	Digest     string    `json:"digest"`
 	RunID      string    `json:"runId"`
 	UpdatedAt  time.Time `json:"lastUpdated"`
+	// CurrentDigest is what the tag points to now (or at the last poll,
+	// for an external registry).
+	CurrentDigest string `json:"currentDigest,omitempty"`
+	// Watched: a change of this base triggers the task (per the trigger
+	// type, Runtime or All).
+	Watched bool `json:"watched"`
 }
 
 // Identity is a task's system-assigned identity.
@@ -85,6 +91,15 @@ type SourceTrigger struct {
 	WebhookPath string `json:"webhookPath,omitempty"`
 	// LastCommit is the newest commit the trigger has seen.
 	LastCommit string `json:"lastCommit,omitempty"`
+	// LastError is the last polling error, if the last poll failed.
+	LastError string `json:"lastError,omitempty"`
+}
+
+// Webhook is a task's webhook: where a git host POSTs push events and the
+// HMAC secret it signs them with.
+type Webhook struct {
+	Path   string `json:"path"`
+	Secret string `json:"secret"`
 }
 
 // BaseImageTrigger runs the task when a tracked base image changes.
@@ -99,6 +114,7 @@ type TimerTrigger struct {
 	Schedule string     `json:"schedule"`
 	Status   string     `json:"status"`
 	NextRun  *time.Time `json:"nextRunTime,omitempty"`
+	LastRun  *time.Time `json:"lastRunTime,omitempty"`
 }
 
 // TaskCredential is a registry login of a task. Username and Password show

@@ -180,3 +180,16 @@ func (c *Client) QuickRun(ctx context.Context, registry string, req api.QuickRun
 	}
 	return &out, nil
 }
+
+// TaskWebhook returns a task's webhook path and HMAC secret (created on
+// first use).
+func (c *Client) TaskWebhook(ctx context.Context, registry, name string) (*api.Webhook, error) {
+	var out api.Webhook
+	return &out, c.do(ctx, http.MethodGet, taskPath(registry, name, "/webhook"), nil, nil, &out)
+}
+
+// RotateTaskWebhook replaces a task's webhook secret.
+func (c *Client) RotateTaskWebhook(ctx context.Context, registry, name string) (*api.Webhook, error) {
+	var out api.Webhook
+	return &out, c.do(ctx, http.MethodPost, taskPath(registry, name, "/webhook/rotate"), nil, nil, &out)
+}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"strconv"
@@ -89,6 +90,7 @@ func (s *Server) createRegistry(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	s.refreshTriggers(ctx)
 	s.log.InfoContext(ctx, "registry created", "registry", reg.Name, "listen", reg.Listen, "by", identity(ctx).Name)
 	return reply(w, http.StatusCreated, s.toAPIRegistry(reg))
 }
@@ -120,6 +122,8 @@ func (s *Server) deleteRegistry(w http.ResponseWriter, r *http.Request) error {
 	if err := s.store.DeleteRegistry(ctx, name); err != nil {
 		return err
 	}
+	s.auth.Invalidate()
+	s.refreshTriggers(ctx)
 	s.log.InfoContext(ctx, "registry deleted", "registry", name, "by", identity(ctx).Name)
 	return reply(w, http.StatusNoContent, nil)
 }
@@ -342,4 +346,15 @@ func checkListen(listen string) error {
 		return invalidField("listen", "%q: give a host, e.g. 127.0.0.1:%s", listen, port)
 	}
 	return nil
+}
+
+// refreshTriggers tells the triggers that registries changed, so a base
+// image in a new registry is matched at once.
+func (s *Server) refreshTriggers(ctx context.Context) {
+	if s.triggers == nil {
+		return
+	}
+	if err := s.triggers.RefreshRegistries(ctx); err != nil {
+		s.log.WarnContext(ctx, "refreshing trigger registries", "err", err)
+	}
 }

@@ -38,24 +38,18 @@ type Registries interface {
 
 // Server is the control API.
 type Server struct {
-	log   *slog.Logger
-	store *store.Store
-	auth  *auth.Service
-	vault *vault.Service
-	regs  Registries
-	mux   *http.ServeMux
-	tasks *task.Service
-	chain ChainFunc
+	log      *slog.Logger
+	store    *store.Store
+	auth     *auth.Service
+	vault    *vault.Service
+	regs     Registries
+	mux      *http.ServeMux
+	tasks    *task.Service
+	triggers Triggers
 }
-
-// ChainFunc returns the chain of runs that led to a run, origin first.
-type ChainFunc func(ctx context.Context, registry, runID string) ([]api.ChainLink, error)
 
 // WithTasks serves the task and run endpoints.
 func WithTasks(t *task.Service) Option { return func(s *Server) { s.tasks = t } }
-
-// WithChain makes show-run include the chain of causes.
-func WithChain(f ChainFunc) Option { return func(s *Server) { s.chain = f } }
 
 // Option configures a Server.
 type Option func(*Server)
@@ -95,6 +89,9 @@ func (s *Server) routes() {
 	s.vaultRoutes()
 	if s.tasks != nil {
 		s.taskRoutes()
+	}
+	if s.triggers != nil {
+		s.triggerRoutes()
 	}
 	s.mux.HandleFunc("/v1/", s.public(func(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%s %s: no such endpoint: %w", r.Method, r.URL.Path, errNoRoute)

@@ -77,8 +77,7 @@ func (s *Server) toAPITask(ctx context.Context, t *task.Task) (api.Task, error) 
 			st = "Enabled"
 		}
 		gc, _ := git.Parse(t.Context)
-		out.Trigger.SourceTrigger = &api.SourceTrigger{Status: st, RepositoryURL: gc.URL, Branch: gc.Branch(),
-			WebhookPath: "/v1/webhooks/" + t.Registry + "/" + t.Name}
+		out.Trigger.SourceTrigger = &api.SourceTrigger{Status: st, RepositoryURL: gc.URL, Branch: gc.Branch()}
 	}
 	bst := "Disabled"
 	if t.BaseImageTrigger {
@@ -90,12 +89,7 @@ func (s *Server) toAPITask(ctx context.Context, t *task.Task) (api.Task, error) 
 		if tm.Enabled {
 			st = "Enabled"
 		}
-		tt := api.TimerTrigger{Name: tm.Name, Schedule: tm.Schedule, Status: st}
-		if sched, err := task.ParseSchedule(tm.Schedule); err == nil && tm.Enabled {
-			next := sched.Next(time.Now().UTC())
-			tt.NextRun = &next
-		}
-		out.Trigger.TimerTriggers = append(out.Trigger.TimerTriggers, tt)
+		out.Trigger.TimerTriggers = append(out.Trigger.TimerTriggers, api.TimerTrigger{Name: tm.Name, Schedule: tm.Schedule, Status: st})
 	}
 	for _, c := range t.Credentials {
 		out.Credentials = append(out.Credentials, api.TaskCredential{LoginServer: c.LoginServer, Username: c.Username,
@@ -118,7 +112,7 @@ func (s *Server) toAPITask(ctx context.Context, t *task.Task) (api.Task, error) 
 	if len(bases) == 0 {
 		out.Step.BaseImageDependenciesStatus = "none yet: base images are recorded by the first successful run that builds an image; until then no base-image update can trigger this task"
 	}
-	return out, nil
+	return out, s.addTriggerInfo(ctx, &out)
 }
 
 func cutPlatform(p string) (string, string, bool) {
@@ -452,12 +446,8 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := toAPIRun(run, time.Now())
-	if s.chain != nil {
-		links, err := s.chain(r.Context(), reg, id)
-		if err != nil {
-			return err
-		}
-		out.Chain = links
+	if out.Chain, err = s.chainLinks(r.Context(), reg, id); err != nil {
+		return err
 	}
 	return reply(w, http.StatusOK, out)
 }

@@ -19,10 +19,13 @@ import (
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/engine"
 	"github.com/gantryhq/gantry/internal/httpapi"
 	"github.com/gantryhq/gantry/internal/instance"
 	"github.com/gantryhq/gantry/internal/registry"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/task"
+	"github.com/gantryhq/gantry/internal/trigger"
 	"github.com/gantryhq/gantry/internal/vault"
 )
 
@@ -36,6 +39,9 @@ type Options struct {
 	// Stdout receives the few lines an operator must see (where the admin
 	// password is, the addresses served).
 	Stdout io.Writer
+	// GantryBinary is a statically linked gantry binary for the gantry CLI
+	// image steps run (`cmd: gantry ...`); "" for the running executable.
+	GantryBinary string
 	// Ready, if set, is called once every listener is serving, with the
 	// control API's address.
 	Ready func(controlAddr string)
@@ -67,12 +73,12 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
-	au, err := auth.New(database, filepath.Join(cfg.Data, "keys"),
-		auth.WithLogger(log.With("component", "auth")), auth.WithRegistryLookup(st))
+	keys := filepath.Join(cfg.Data, "keys")
+	au, err := auth.New(database, keys, auth.WithLogger(log.With("component", "auth")), auth.WithRegistryLookup(st))
 	if err != nil {
 		return err
 	}
-	vlt, err := vault.New(database, filepath.Join(cfg.Data, "keys"), vault.WithLogger(log.With("component", "vault")))
+	vlt, err := vault.New(database, keys, vault.WithLogger(log.With("component", "vault")))
 	if err != nil {
 		return err
 	}
@@ -84,20 +90,40 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		fmt.Fprintf(out, "Created user admin; its password is in %s\n", setup.PasswordFile)
 	}
 
+	// The control API's address is needed by the task service (steps that
+	// run the gantry CLI talk to it), so bind it first and serve it last.
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("control API: listening on %s: %w", cfg.Listen, err)
+	}
+	defer ln.Close()
+	controlURL := "http://" + ln.Addr().String()
+
+	// Background services stop when svcCtx ends, before the database closes.
+	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
+	var waits []func()
+	defer func() {
+		stopServices()
+		for i := len(waits) - 1; i >= 0; i-- {
+			waits[i]()
+		}
+	}()
+
 	regLog := log.With("component", "registry")
 	regs := newListeners(regLog, func(r store.Registry) http.Handler {
 		mux := http.NewServeMux()
 		mux.Handle("/v2/", registry.New(r.Name, st, registry.WithLogger(regLog.With("registry", r.Name)), registry.WithAuthorizer(au)))
-		mux.Handle("/oauth2/", au.TokenHandler(r.Name))
+		mux.Handle(auth.TokenPath, au.TokenHandler(r.Name))
 		return mux
 	})
-	defer func() {
+	waits = append(waits, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 		defer cancel()
 		if err := regs.StopAll(sctx); err != nil {
 			log.Error("stopping registries", "err", err)
 		}
-	}()
+	})
 	all, err := st.ListRegistries(ctx)
 	if err != nil {
 		return err
@@ -109,13 +135,20 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		}
 	}
 
+	var exec task.Executor = noEngine{}
 	apiOpts := []httpapi.Option{httpapi.WithLogger(log.With("component", "api"))}
 	if cfg.Engine.Host != "" {
 		dc, err := docker.New(cfg.Engine.Host, docker.WithLogger(log.With("component", "docker")))
 		if err != nil {
-			return fmt.Errorf("container engine: %w", err)
+			return fmt.Errorf("container engine at %s: %w", cfg.Engine.Host, err)
 		}
 		defer dc.Close()
+		bin := o.GantryBinary
+		if bin == "" {
+			bin, _ = os.Executable()
+		}
+		exec = engine.New(dc, engine.WithLogger(log.With("component", "engine")), engine.WithGantryBinary(bin))
+
 		instances, err := instance.New(database, dc, vlt, instance.WithLogger(log.With("component", "instance")))
 		if err != nil {
 			return err
@@ -124,21 +157,38 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		if err := instances.Start(ctx); err != nil {
 			return err
 		}
-		defer func() {
+		waits = append(waits, func() {
 			sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 			defer cancel()
 			if err := instances.Stop(sctx); err != nil {
 				log.Error("stopping container instances", "err", err)
 			}
-		}()
+		})
 		apiOpts = append(apiOpts, httpapi.WithContainers(instances))
+	} else {
+		log.Warn("no container engine configured (engine.host or DOCKER_HOST): runs will fail and container instances are unavailable")
 	}
+
+	tasks := task.New(database, cfg.Data, st, au, vlt, vlt, exec,
+		task.WithLogger(log.With("component", "task")),
+		task.WithConcurrency(cfg.Tasks.Concurrency),
+		task.WithControlURL(controlURL))
+	if err := tasks.Start(svcCtx); err != nil {
+		return err
+	}
+	waits = append(waits, tasks.Wait)
+
+	trig := trigger.New(database, tasks, st, vlt,
+		trigger.WithLogger(log.With("component", "trigger")),
+		trigger.WithCommitPollInterval(cfg.Triggers.CommitPollInterval, 30*cfg.Triggers.CommitPollInterval),
+		trigger.WithExternalPollInterval(cfg.Triggers.BaseImagePollInterval))
+	if err := trig.Start(svcCtx); err != nil {
+		return err
+	}
+	waits = append(waits, trig.Wait)
+	apiOpts = append(apiOpts, httpapi.WithTasks(tasks), httpapi.WithTriggers(trig))
+
 	api := httpapi.New(st, au, vlt, regs, apiOpts...)
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("control API: listening on %s: %w", cfg.Listen, err)
-	}
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -147,7 +197,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	fmt.Fprintf(out, "gantry control API on http://%s\n", ln.Addr())
+	fmt.Fprintf(out, "gantry control API on %s\n", controlURL)
 	log.Info("serving", "control", ln.Addr().String(), "data", cfg.Data, "registries", len(all))
 	if o.Ready != nil {
 		o.Ready(ln.Addr().String())
@@ -168,3 +218,15 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	return nil
 }
+
+// noEngine is the executor when no container engine is configured: every
+// run fails with an error that says so.
+type noEngine struct{}
+
+var errNoEngine = fmt.Errorf("no container engine configured: start gantry with DOCKER_HOST or engine.host set: %w", engine.ErrEngine)
+
+func (noEngine) Execute(context.Context, engine.Job) (engine.Result, error) {
+	return engine.Result{}, errNoEngine
+}
+
+func (noEngine) Cleanup(context.Context, string, string) error { return nil }

@@ -307,3 +307,53 @@ func TestValidation(t *testing.T) {
 		t.Fatalf("timers: %+v", tk.Timers)
 	}
 }
+
+func TestRunsOfOneTaskDoNotOverlap(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t.TempDir())
+	ctx := t.Context()
+	ctxDir := localContext(t, map[string]string{"acr-task.yaml": simpleTask})
+	if _, err := e.svc.CreateTask(ctx, CreateRequest{Registry: "contoso", Name: "serial", Context: ctxDir}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	running, most := 0, 0
+	e.exec.execute = func(ctx context.Context, job engine.Job) (engine.Result, error) {
+		mu.Lock()
+		running++
+		if running > most {
+			most = running
+		}
+		mu.Unlock()
+		time.Sleep(50 * time.Millisecond)
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return engine.Result{}, nil
+	}
+	e.start(t)
+	var ids []string
+	for range 3 {
+		r, err := e.svc.QueueRun(ctx, QueueRequest{Registry: "contoso", Task: "serial"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	var finished []*Run
+	for _, id := range ids {
+		r, err := e.svc.WaitRun(ctx, "contoso", id)
+		if err != nil || r.Status != RunSucceeded {
+			t.Fatalf("run %s: %+v, %v", id, r, err)
+		}
+		finished = append(finished, r)
+	}
+	if most != 1 {
+		t.Fatalf("%d runs of one task ran at once; want 1", most)
+	}
+	for i := 1; i < len(finished); i++ {
+		if finished[i].StartedAt.Before(finished[i-1].FinishedAt) {
+			t.Fatalf("run %s started before %s finished", finished[i].ID, finished[i-1].ID)
+		}
+	}
+}

@@ -89,6 +89,11 @@ func (s *Service) work(ctx context.Context) {
 		}
 		if r != nil {
 			s.execute(ctx, r)
+			// A run of the same task may have waited for this one.
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
 			continue
 		}
 		select {
@@ -103,9 +108,14 @@ func (s *Service) work(ctx context.Context) {
 // claim moves the oldest queued run to Running and returns it (nil if none).
 func (s *Service) claim(ctx context.Context) (*Run, error) {
 	var registry, id string
+	// Runs of one task execute one at a time, in order: two runs building
+	// and tagging the same image names at once would see each other's
+	// images on the shared engine.
 	err := s.db.W.QueryRowContext(ctx, `UPDATE runs SET status = ?, started_at = ?
-		WHERE rowid = (SELECT rowid FROM runs WHERE status = ? ORDER BY created_at, seq LIMIT 1)
-		RETURNING registry, id`, RunRunning, formatTime(s.now()), RunQueued).Scan(&registry, &id)
+		WHERE rowid = (SELECT rowid FROM runs q WHERE q.status = ?
+			AND (q.task_id = '' OR NOT EXISTS (SELECT 1 FROM runs r WHERE r.task_id = q.task_id AND r.status = ?))
+			ORDER BY q.created_at, q.seq LIMIT 1)
+		RETURNING registry, id`, RunRunning, formatTime(s.now()), RunQueued, RunRunning).Scan(&registry, &id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

@@ -161,6 +161,7 @@ func newTaskCmd(o *rootOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "task", Short: "Manage tasks and their runs"}
 	cmd.AddCommand(newTaskCreateCmd(o), newTaskUpdateCmd(o), newTaskRunCmd(o), newTaskCredentialCmd(o), newTaskTimerCmd(o))
 	cmd.AddCommand(newTaskSimpleCmds(o)...)
+	cmd.AddCommand(newTaskWebhookCmd(o))
 	return cmd
 }
 
@@ -644,5 +645,32 @@ func newTaskTimerCmd(o *rootOpts) *cobra.Command {
 	}
 	bind(list, false)
 	cmd.AddCommand(add, update, remove, list)
+	return cmd
+}
+
+func newTaskWebhookCmd(o *rootOpts) *cobra.Command {
+	cmd := &cobra.Command{Use: "webhook", Short: "Show or rotate the secret a git host signs push webhooks with"}
+	var registry, name string
+	bind := func(c *cobra.Command) {
+		c.Flags().StringVarP(&registry, "registry", "r", "", "registry name")
+		c.Flags().StringVarP(&name, "name", "n", "", "task name")
+		_ = c.MarkFlagRequired("registry")
+		_ = c.MarkFlagRequired("name")
+	}
+	show := &cobra.Command{
+		Use: "show", Short: "Show the webhook path (on the control API) and its secret", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.call(func(c *client.Client) (any, error) { return c.TaskWebhook(cmd.Context(), registry, name) }, nil)
+		},
+	}
+	bind(show)
+	rotate := &cobra.Command{
+		Use: "rotate", Short: "Replace the webhook secret", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.call(func(c *client.Client) (any, error) { return c.RotateTaskWebhook(cmd.Context(), registry, name) }, nil)
+		},
+	}
+	bind(rotate)
+	cmd.AddCommand(show, rotate)
 	return cmd
 }

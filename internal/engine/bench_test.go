@@ -1,0 +1,155 @@
+package engine_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/docker/dockertest"
+)
+
+// BenchmarkEngine measures the engine's orchestration overhead: each
+// iteration runs a task through Execute and the same engine operations
+// through the docker CLI, in alternating order, and reports the median
+// times and their ratio (gantry/docker). Run it with
+//
+//	go test -run '^$' -bench Engine ./internal/engine/
+//	go test -run '^$' -bench Engine -benchtime 20x ./internal/engine/   (steadier)
+//
+// Each iteration takes about a second, so the default benchtime gives one
+// sample per side; the machine is shared, so prefer 20x.
+//
+// The docker CLI side does what the run does, minus the bookkeeping: for
+// the five cmd steps, five `docker run --rm --network host`; for the gated
+// import task, login, pull of the public base (the run refreshes it), the
+// build, the test container, two tags, two pushes and removing what was
+// created (the run leaves the engine as it found it).
+func BenchmarkEngine(b *testing.B) {
+	cli, err := exec.LookPath("docker")
+	if err != nil {
+		dockertest.Require(b, "the docker CLI is needed for the comparison")
+	}
+	b.Run("cmd5", func(b *testing.B) {
+		e := newEnv(b, []string{"contoso"})
+		bb := busybox(b, e.d)
+		var file strings.Builder
+		file.WriteString("version: v1.1.0\nsteps:\n")
+		var calls [][]string
+		for i := range 5 {
+			args := []string{"true"}
+			if i%2 == 1 {
+				args = []string{"echo", "hello", fmt.Sprint(i)}
+			}
+			fmt.Fprintf(&file, "  - cmd: %s %s\n", bb, strings.Join(args, " "))
+			calls = append(calls, append([]string{"run", "--rm", "--network", "host", bb}, args...))
+		}
+		compare(b, e, func() {
+			j, log := e.job("contoso", file.String(), "", nil)
+			j.Credentials = nil // the CLI side logs in nowhere either
+			if _, err := e.execute(j); err != nil {
+				b.Fatalf("%v\n%s", err, log)
+			}
+		}, func() {
+			for _, c := range calls {
+				dockerCLI(b, cli, "", nil, c...)
+			}
+		})
+	})
+
+	b.Run("import", func(b *testing.B) {
+		e := newEnv(b, []string{"publicregistry", "contosobaseartifacts"})
+		e.pushNodeBase("publicregistry", "ENV NODE_VERSION 15-alpine\nENV BACKGROUND_COLOR DeepSkyBlue")
+		file := readFixture(b, "seed-samples/import-baseimage-node/acr-task.yaml")
+		ws := workspace(b, "seed-samples/import-baseimage-node", nil)
+		from := e.hosts["publicregistry"] + "/"
+		host := e.hosts["contosobaseartifacts"]
+		cfgDir := b.TempDir()
+		n := 0
+		compare(b, e, func() {
+			j, log := e.job("contosobaseartifacts", file, ws, map[string]string{"REGISTRY_FROM_URL": from})
+			if _, err := e.execute(j); err != nil {
+				b.Fatalf("%v\n%s", err, log)
+			}
+		}, func() {
+			n++
+			id := fmt.Sprintf("cli%d", n)
+			cred := e.credential("contosobaseartifacts", id)
+			env := []string{"DOCKER_CONFIG=" + cfgDir, "DOCKER_BUILDKIT=0"}
+			dockerCLI(b, cli, cred.Password, env, "login", host, "-u", cred.Username, "--password-stdin")
+			dockerCLI(b, cli, "", env, "pull", "-q", from+"node:15-alpine")
+			dockerCLI(b, cli, "", env, "build", "-q", "--network", "host", "--build-arg", "REGISTRY_FROM_URL="+from,
+				"-f", ws+"/Dockerfile", "-t", host+"/node-import:test", ws)
+			dockerCLI(b, cli, "", env, "run", "--rm", "--network", "host", host+"/node-import:test")
+			dockerCLI(b, cli, "", env, "tag", from+"node:15-alpine", host+"/node:15-alpine")
+			dockerCLI(b, cli, "", env, "tag", from+"node:15-alpine", host+"/node:15-alpine-"+id)
+			dockerCLI(b, cli, "", env, "push", "-q", host+"/node:15-alpine")
+			dockerCLI(b, cli, "", env, "push", "-q", host+"/node:15-alpine-"+id)
+			dockerCLI(b, cli, "", env, "rmi", host+"/node-import:test", host+"/node:15-alpine", host+"/node:15-alpine-"+id, from+"node:15-alpine")
+		})
+	})
+}
+
+// compare times gantry and the docker CLI doing the same work, alternating
+// which goes first, and reports the median of each and their ratio (the
+// machine is shared: medians keep a load spike from deciding).
+func compare(b *testing.B, e *env, gantry, cli func()) {
+	b.Helper()
+	// Warm up both (helper image, caches of the engine).
+	gantry()
+	cli()
+	var tg, tc []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%2 == 0 {
+			tg = append(tg, timed(gantry))
+			tc = append(tc, timed(cli))
+		} else {
+			tc = append(tc, timed(cli))
+			tg = append(tg, timed(gantry))
+		}
+	}
+	b.StopTimer()
+	mg, mc := median(tg), median(tc)
+	b.ReportMetric(float64(mg.Microseconds())/1000, "gantry-ms")
+	b.ReportMetric(float64(mc.Microseconds())/1000, "docker-ms")
+	ratio := float64(mg) / float64(mc)
+	b.ReportMetric(ratio, "ratio")
+	b.Logf("%s (%d runs): median gantry %s, docker CLI %s: ratio %.3f (overhead %+.1f%%)",
+		b.Name(), b.N, mg.Round(time.Millisecond), mc.Round(time.Millisecond), ratio, (ratio-1)*100)
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func timed(f func()) time.Duration {
+	start := time.Now()
+	f()
+	return time.Since(start)
+}
+
+// dockerCLI runs the docker CLI against DOCKER_HOST.
+func dockerCLI(b *testing.B, cli, stdin string, env []string, args ...string) {
+	b.Helper()
+	cmd := exec.Command(cli, args...)
+	cmd.Env = append(os.Environ(), env...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &out
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+}

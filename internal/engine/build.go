@@ -1,0 +1,397 @@
+package engine
+
+import (
+	"archive/tar"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/dockerfile"
+	"github.com/gantryhq/gantry/internal/plan"
+)
+
+// buildInput is a prepared build: the context on the host and what the
+// Dockerfile builds from.
+type buildInput struct {
+	dir        string // the context directory on the host
+	dockerfile string // Dockerfile path relative to dir ("" : outside, see dfHost)
+	dfHost     string // the Dockerfile on the host
+	deps       *dockerfile.Result
+}
+
+// prepareBuild locates a build's context and Dockerfile, scans the
+// Dockerfile for its base images (logging it for build steps, as acb does)
+// and refreshes the bases that live in a registry.
+func (r *run) prepareBuild(ctx context.Context, s *plan.Step, b *plan.Build, report bool) error {
+	switch b.ContextKind {
+	case plan.ContextGit, plan.ContextURL:
+		return fmt.Errorf("build context %s: remote (%s) build contexts are not supported; give the task this context instead, or clone it in an earlier step into /workspace", b.Context, b.ContextKind)
+	}
+	root, err := r.workspaceRoot(ctx)
+	if err != nil {
+		return err
+	}
+	dir, err := hostPath(root, b.ContextPath)
+	if err == nil {
+		dir, err = inside(root, dir)
+	}
+	if err != nil {
+		return fmt.Errorf("build context %s: %w", b.Context, err)
+	}
+	df := cmp.Or(b.Dockerfile, "Dockerfile")
+	dfHost, err := hostPath(root, b.DockerfilePath)
+	if err == nil {
+		dfHost, err = inside(root, dfHost)
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("dockerfile %s not found in the build context (%s)", df, b.DockerfilePath)
+	}
+	if err != nil {
+		return fmt.Errorf("dockerfile %s: %w", df, err)
+	}
+	data, err := os.ReadFile(dfHost)
+	if err != nil {
+		return fmt.Errorf("dockerfile %s: %w", df, err)
+	}
+	in := &buildInput{dir: dir, dfHost: dfHost}
+	if rel, err := filepath.Rel(dir, dfHost); err == nil && !strings.HasPrefix(rel, "..") {
+		in.dockerfile = filepath.ToSlash(rel)
+	}
+	if b.BuildKit {
+		r.noteOnce("buildkit/"+s.ID, "Step ID: %s: DOCKER_BUILDKIT=1 is ignored: gantry builds with the engine's classic builder", s.ID)
+	}
+	if b.Cache {
+		r.noteOnce("cache/"+s.ID, "Step ID: %s: cache: enabled is ignored: the classic builder keeps no registry cache (%s)", s.ID, b.CacheRef)
+	}
+	for _, o := range b.Options {
+		r.noteOnce("option/"+s.ID+o.Name, "Step ID: %s: docker build option %s is ignored by gantry's builder", s.ID, o.Name)
+	}
+
+	var opts []dockerfile.Option
+	if b.Platform != "" {
+		opts = append(opts, dockerfile.WithPlatform(b.Platform))
+	}
+	if report {
+		r.log.Printf("Scanning for dependencies...")
+	}
+	deps, err := dockerfile.Scan(data, b.BuildArgMap(), b.Target, opts...)
+	switch {
+	case err != nil && report:
+		r.log.Printf("Failed to scan dependencies: %v", err)
+	case err == nil:
+		in.deps = deps
+		if report {
+			r.log.Printf("Successfully scanned dependencies")
+		}
+	}
+	r.state(s.ID).build = in
+	if in.deps == nil || b.Pull {
+		return nil
+	}
+	out := r.log.output(s.ID)
+	defer out.Close()
+	for _, base := range bases(in.deps) {
+		if imageOf(base).Registry == dockerHub {
+			continue // the builder pulls it when it is missing
+		}
+		if err := r.ensureImage(ctx, base, out); err != nil {
+			return fmt.Errorf("base image %s: %w", base, err)
+		}
+	}
+	return nil
+}
+
+// bases lists a scan's base images, runtime first.
+func bases(res *dockerfile.Result) []string {
+	var out []string
+	if res.Runtime != "" {
+		out = append(out, res.Runtime)
+	}
+	return append(out, res.Buildtime...)
+}
+
+// hostPath maps a path under /workspace to root on the host.
+func hostPath(root, p string) (string, error) {
+	rel, ok := strings.CutPrefix(path.Clean(p), plan.Workspace)
+	if !ok || (rel != "" && !strings.HasPrefix(rel, "/")) {
+		return "", fmt.Errorf("%s is outside %s, the only directory builds can read", p, plan.Workspace)
+	}
+	return filepath.Join(root, filepath.FromSlash(strings.TrimPrefix(rel, "/"))), nil
+}
+
+// inside resolves the symlinks of p, which must stay under root: the
+// workspace may hold links anywhere (a step can create them), and neither
+// a build context nor a Dockerfile may come from the server's own files.
+func inside(root, p string) (string, error) {
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return "", err
+	}
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return "", err
+	}
+	if rel, err := filepath.Rel(realRoot, real); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "", fmt.Errorf("%s is a link out of %s", strings.TrimPrefix(p, root), plan.Workspace)
+	}
+	return real, nil
+}
+
+// workspaceRoot returns a host directory with the contents of /workspace:
+// the job's workspace while no container has run (nothing can have changed
+// it), else a fresh copy of the volume.
+func (r *run) workspaceRoot(ctx context.Context) (string, error) {
+	r.mu.Lock()
+	dirty := r.dirty
+	r.mu.Unlock()
+	if !dirty && r.job.Workspace != "" {
+		return r.job.Workspace, nil
+	}
+	dir, err := os.MkdirTemp("", "gantry-build-")
+	if err != nil {
+		return "", err
+	}
+	r.mu.Lock()
+	r.tempDirs = append(r.tempDirs, dir)
+	r.mu.Unlock()
+	if !dirty {
+		return dir, nil // no context at all
+	}
+	rc, _, err := r.d.CopyFromContainer(ctx, r.setupID, plan.Workspace+"/.")
+	if err != nil {
+		return "", fmt.Errorf("reading the workspace: %w", engineErr(err))
+	}
+	defer rc.Close()
+	if err := untar(rc, dir); err != nil {
+		return "", fmt.Errorf("reading the workspace: %w", err)
+	}
+	return dir, nil
+}
+
+// untar extracts a tar stream into dir, refusing paths that leave it.
+func untar(r io.Reader, dir string) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		name := path.Clean(strings.TrimPrefix(h.Name, "./"))
+		if name == "." || name == "" {
+			continue
+		}
+		if strings.HasPrefix(name, "../") || name == ".." || path.IsAbs(name) {
+			return fmt.Errorf("unsafe path %q in the workspace", h.Name)
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(name))
+		if _, err := inside(dir, filepath.Dir(dst)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("path %q in the workspace: %w", h.Name, err)
+		}
+		mode := os.FileMode(h.Mode).Perm()
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(dst, mode|0o700); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode|0o200)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+			_ = os.Chmod(dst, mode)
+			_ = os.Chtimes(dst, h.ModTime, h.ModTime)
+		case tar.TypeSymlink:
+			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				return err
+			}
+			if err := os.Symlink(h.Linkname, dst); err != nil {
+				return err
+			}
+		case tar.TypeLink:
+			src := filepath.Join(dir, filepath.FromSlash(path.Clean(strings.TrimPrefix(h.Linkname, "./"))))
+			if err := os.Link(src, dst); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// contextTar streams the build context, with the Dockerfile added under a
+// generated name when it lies outside the context (as the docker CLI does).
+// It returns the Dockerfile's name in the stream.
+func contextTar(w *io.PipeWriter, in *buildInput) string {
+	if in.dockerfile != "" {
+		go func() { w.CloseWithError(docker.TarBuildContext(w, in.dir, in.dockerfile)) }()
+		return in.dockerfile
+	}
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	name := ".dockerfile." + hex.EncodeToString(b)
+	go func() { w.CloseWithError(appendDockerfile(w, in, name)) }()
+	return name
+}
+
+func appendDockerfile(w io.Writer, in *buildInput, name string) error {
+	data, err := os.ReadFile(in.dfHost)
+	if err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(docker.TarBuildContext(pw, in.dir, "")) }()
+	defer pr.Close()
+	tr := tar.NewReader(pr)
+	tw := tar.NewWriter(w)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return err
+		}
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(data); err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// build runs one attempt of a build (a build step, or docker build in a
+// cmd): a classic-builder build on the engine, with the run's logins for
+// the FROM images. Build steps then record their dependencies' digests.
+func (r *run) build(ctx context.Context, s *plan.Step, b *plan.Build, record bool) (attemptResult, error) {
+	in := r.state(s.ID).build
+	if in == nil {
+		return attemptResult{exitCode: -1}, fmt.Errorf("build of step %s was not prepared", s.ID)
+	}
+	out := r.log.output(s.ID)
+	defer out.Close()
+	args := map[string]*string{}
+	for _, a := range b.BuildArgs {
+		args[a.Name] = &a.Value
+	}
+	labels := map[string]string{}
+	for _, l := range b.Labels {
+		k, v, _ := strings.Cut(l, "=")
+		labels[k] = v
+	}
+	network := hostNetwork
+	if b.Network == "none" {
+		network = "none"
+	}
+	pr, pw := io.Pipe()
+	df := contextTar(pw, in)
+	id, err := r.d.BuildImage(ctx, pr, docker.BuildOptions{
+		Tags:        b.Tags,
+		Dockerfile:  df,
+		BuildArgs:   args,
+		Target:      b.Target,
+		NoCache:     b.NoCache,
+		Pull:        b.Pull,
+		Labels:      labels,
+		Platform:    b.Platform,
+		NetworkMode: network,
+		AuthConfigs: r.authConfigs(),
+	}, out)
+	pr.CloseWithError(err)
+	if err != nil {
+		if ctx.Err() != nil {
+			return attemptResult{exitCode: -1}, ctx.Err()
+		}
+		return attemptResult{exitCode: -1}, engineErr(err)
+	}
+	r.recordCreated(ctx, id, b.Tags...)
+	if record {
+		r.recordDependencies(ctx, s, b, in.deps)
+	}
+	return attemptResult{exitCode: 0}, nil
+}
+
+// recordDependencies resolves the digests of a build's base images right
+// after the build (when they are the images the build used).
+func (r *run) recordDependencies(ctx context.Context, s *plan.Step, b *plan.Build, deps *dockerfile.Result) {
+	d := &Dependency{Step: s.ID, Images: b.Tags}
+	if deps != nil {
+		if deps.Runtime != "" {
+			d.Runtime = r.resolveDigest(ctx, deps.Runtime)
+		}
+		for _, bt := range deps.Buildtime {
+			d.Buildtime = append(d.Buildtime, r.resolveDigest(ctx, bt))
+		}
+	}
+	r.mu.Lock()
+	r.deps[s.ID] = d
+	r.mu.Unlock()
+}
+
+// resolveDigest finds the manifest digest of a base image: from the
+// engine's RepoDigests (set when the image was pulled from or pushed to its
+// registry), else by asking the registry (not Docker Hub, which is out of
+// reach). A digest that cannot be found is left empty.
+func (r *run) resolveDigest(ctx context.Context, ref string) Image {
+	img := imageOf(ref)
+	if img.Digest != "" {
+		return img
+	}
+	name := img.Registry + "/" + img.Repository
+	if info, err := r.d.InspectImage(ctx, ref); err == nil {
+		for _, rd := range info.RepoDigests {
+			n, dg, ok := strings.Cut(rd, "@")
+			if !ok {
+				continue
+			}
+			if full, err := dockerfile.Normalize(n); err == nil && strings.TrimSuffix(full, ":latest") == name {
+				img.Digest = dg
+				return img
+			}
+		}
+	}
+	if img.Registry == dockerHub {
+		return img
+	}
+	var cred *Credential
+	if c, ok := r.credFor(img.Registry); ok {
+		cred = &c
+	}
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if dg, err := headDigest(hctx, img, cred); err == nil {
+		img.Digest = dg
+	} else {
+		r.e.log.DebugContext(ctx, "resolving a base image digest", "image", ref, "err", err)
+	}
+	return img
+}

@@ -1,0 +1,216 @@
+package engine
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/taskfile"
+)
+
+// helperImage is the image of the setup container: FROM scratch with no
+// files; its containers are created (to mount the run's volumes for
+// copying) and never started.
+const helperImage = "gantry-helper:1"
+
+// LabelCLI is the label of the gantry CLI image; its value is the hash of
+// the image's content, which is also the image's tag.
+const LabelCLI = "io.gantry.cli"
+
+const helperDockerfile = "FROM scratch\nLABEL io.gantry.helper=1\nCMD [\"/none\"]\n"
+
+// cliDockerfile builds the gantry CLI image: busybox as the shell and the
+// gantry binary as the entrypoint.
+const cliDockerfile = `FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "sh", "-c", "/bin/busybox --install -s /bin && mkdir -p -m 1777 /tmp"]
+COPY gantry /usr/local/bin/gantry
+ENV PATH=/usr/local/bin:/usr/bin:/bin
+ENTRYPOINT ["gantry"]
+`
+
+// ensureHelper makes sure the helper image exists on the engine.
+func (e *Engine) ensureHelper(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.helper {
+		return nil
+	}
+	if _, err := e.d.InspectImage(ctx, helperImage); err == nil {
+		e.helper = true
+		return nil
+	} else if !errors.Is(err, docker.ErrNotFound) {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := docker.TarFiles(&buf, map[string]string{"Dockerfile": helperDockerfile}); err != nil {
+		return err
+	}
+	if _, err := e.d.BuildImage(ctx, &buf, docker.BuildOptions{Tags: []string{helperImage}, NetworkMode: "none"}, nil); err != nil {
+		return fmt.Errorf("building the helper image: %w", err)
+	}
+	e.helper = true
+	return nil
+}
+
+// cliAlias is the image the gantry alias names.
+func (e *Engine) cliAlias() string { return e.imageAliases()["gantry"] }
+
+// EnsureCLIImage builds the gantry CLI image if the engine does not have it
+// yet and returns its reference: <repository>:<content hash>, FROM scratch
+// with busybox (/bin, installed as applets) and the gantry binary at
+// /usr/local/bin/gantry as the entrypoint. It is built once per binary:
+// later calls (and later processes) find it by its tag. Without a gantry
+// binary (WithGantryBinary) it returns taskfile.GantryImage unchecked.
+// Execute calls it on first use; a server may call it at start-up.
+func (e *Engine) EnsureCLIImage(ctx context.Context) (string, error) {
+	if e.gantry == "" {
+		return taskfile.GantryImage, nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cliImage != "" {
+		return e.cliImage, nil
+	}
+	busybox := e.busybox
+	if busybox == "" {
+		busybox = findBusybox()
+	}
+	if busybox == "" {
+		return "", fmt.Errorf("building the gantry CLI image: no static busybox found (install busybox-static)")
+	}
+	for _, p := range []string{e.gantry, busybox} {
+		if err := checkStatic(p); err != nil {
+			return "", fmt.Errorf("building the gantry CLI image: %w", err)
+		}
+	}
+	h := sha256.New()
+	io.WriteString(h, cliDockerfile)
+	for _, p := range []string{busybox, e.gantry} {
+		f, err := os.Open(p)
+		if err != nil {
+			return "", fmt.Errorf("building the gantry CLI image: %w", err)
+		}
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return "", fmt.Errorf("building the gantry CLI image: %w", err)
+		}
+	}
+	sum := hex.EncodeToString(h.Sum(nil))[:16]
+	tag := e.cliRepo + ":" + sum
+	if _, err := e.d.InspectImage(ctx, tag); err == nil {
+		e.cliImage = tag
+		return tag, nil
+	} else if !errors.Is(err, docker.ErrNotFound) {
+		return "", fmt.Errorf("looking for the gantry CLI image: %w", engineErr(err))
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(tarHostFiles(pw, map[string]string{"busybox": busybox, "gantry": e.gantry}, cliDockerfile))
+	}()
+	var out bytes.Buffer
+	_, err := e.d.BuildImage(ctx, pr, docker.BuildOptions{
+		Tags:        []string{tag},
+		Labels:      map[string]string{LabelCLI: sum},
+		NetworkMode: hostNetwork,
+	}, &out)
+	pr.CloseWithError(err)
+	if err != nil {
+		return "", fmt.Errorf("building the gantry CLI image: %w\n%s", engineErr(err), out.String())
+	}
+	e.log.InfoContext(ctx, "built the gantry CLI image", "image", tag)
+	e.cliImage = tag
+	e.pruneCLIImages(ctx, tag)
+	return tag, nil
+}
+
+// pruneCLIImages removes the CLI images of earlier binaries (same
+// repository, other tags). Images that containers still use are kept.
+func (e *Engine) pruneCLIImages(ctx context.Context, keep string) {
+	list, err := e.d.ListImages(ctx, docker.ListImagesOptions{Labels: []string{LabelCLI}})
+	if err != nil {
+		return
+	}
+	for _, im := range list {
+		for _, t := range im.RepoTags {
+			if t == keep || !strings.HasPrefix(t, e.cliRepo+":") {
+				continue
+			}
+			if err := e.d.RemoveImage(ctx, t, false); err != nil && !errors.Is(err, docker.ErrNotFound) {
+				e.log.DebugContext(ctx, "keeping an old gantry CLI image", "image", t, "err", err)
+			}
+		}
+	}
+}
+
+// tarHostFiles writes a build context: a Dockerfile and host files (mode
+// 0755) under the given names.
+func tarHostFiles(w io.Writer, files map[string]string, dockerfile string) error {
+	tw := tar.NewWriter(w)
+	if err := tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile)), Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(tw, dockerfile); err != nil {
+		return err
+	}
+	for name, p := range files {
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return err
+		}
+		err = tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: fi.Size(), Typeflag: tar.TypeReg, ModTime: fi.ModTime()})
+		if err == nil {
+			_, err = io.Copy(tw, io.LimitReader(f, fi.Size()))
+		}
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
+// findBusybox looks for Debian's static busybox.
+func findBusybox() string {
+	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("busybox"); err == nil {
+		return p
+	}
+	return ""
+}
+
+// checkStatic refuses a binary that needs a dynamic loader: the CLI image
+// has no libc.
+func checkStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked; the gantry CLI image needs a static binary (CGO_ENABLED=0 go build)", path)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,369 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/plan"
+	"github.com/gantryhq/gantry/internal/taskfile"
+)
+
+var _ operations = (*run)(nil)
+
+// pushAttempts is how often a push step tries each image (as acb does).
+const pushAttempts = 3
+
+// tailSize is how much of an attempt's output retryOnErrors looks at.
+const tailSize = 64 << 10
+
+// stepState is what prepare resolved for a step's attempts.
+type stepState struct {
+	image string // the image to run (cmd steps)
+	cli   bool   // it is the gantry CLI image
+	build *buildInput
+}
+
+func (r *run) state(id string) *stepState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.steps == nil {
+		r.steps = map[string]*stepState{}
+	}
+	st, ok := r.steps[id]
+	if !ok {
+		st = &stepState{}
+		r.steps[id] = st
+	}
+	return st
+}
+
+// prepare implements operations.
+func (r *run) prepare(ctx context.Context, s *plan.Step) error {
+	switch {
+	case s.Build != nil:
+		return r.prepareBuild(ctx, s, s.Build, true)
+	case s.Cmd != nil && s.Cmd.Docker != nil:
+		if s.Cmd.Docker.Build != nil {
+			return r.prepareBuild(ctx, s, s.Cmd.Docker.Build, false)
+		}
+		return nil
+	case s.Cmd != nil:
+		return r.prepareCmd(ctx, s)
+	}
+	return nil
+}
+
+// attempt implements operations.
+func (r *run) attempt(ctx context.Context, s *plan.Step) (attemptResult, error) {
+	switch {
+	case s.Build != nil:
+		return r.build(ctx, s, s.Build, true)
+	case s.Push != nil:
+		return attemptResult{exitCode: -1}, r.push(ctx, s)
+	case s.Cmd != nil && s.Cmd.Docker != nil:
+		return r.dockerCommand(ctx, s)
+	case s.Cmd != nil:
+		return r.runCmd(ctx, s)
+	}
+	return attemptResult{exitCode: -1}, fmt.Errorf("step %s has nothing to run", s.ID)
+}
+
+// prepareCmd resolves the image of a cmd step (the gantry alias to the CLI
+// image), performs the explicit pull of pull: true, and makes sure the
+// image is present.
+func (r *run) prepareCmd(ctx context.Context, s *plan.Step) error {
+	st := r.state(s.ID)
+	st.image = s.Cmd.Image
+	if s.Cmd.Image == r.e.cliAlias() {
+		st.cli = true
+		if st.image == taskfile.GantryImage {
+			img, err := r.e.EnsureCLIImage(ctx)
+			if err != nil {
+				return err
+			}
+			st.image = img
+		}
+	}
+	out := r.log.output(s.ID)
+	defer out.Close()
+	if s.Pull {
+		r.log.Printf("Step specified pull. Performing an explicit pull...")
+		var err error
+		for try := 0; try <= s.DownloadRetries; try++ {
+			if try > 0 {
+				r.log.Printf("Pull of %s failed, retrying in %d seconds: %v", st.image, int(s.DownloadRetryDelay/time.Second), err)
+				if werr := r.e.wait(ctx, s.DownloadRetryDelay); werr != nil {
+					return werr
+				}
+			}
+			if err = r.pull(ctx, st.image, out); err == nil || ctx.Err() != nil {
+				break
+			}
+		}
+		if err != nil {
+			return engineErr(err)
+		}
+		r.markReady(st.image)
+		return nil
+	}
+	err := r.ensureImage(ctx, st.image, out)
+	if err != nil && st.image == taskfile.GantryImage {
+		return fmt.Errorf("the gantry CLI image %s is not on the engine, and the engine has no static gantry binary to build it from: %w", st.image, err)
+	}
+	return err
+}
+
+func (r *run) markReady(ref string) {
+	r.mu.Lock()
+	r.ready[ref] = true
+	r.mu.Unlock()
+}
+
+// ensureImage makes sure ref is on the engine for this run, as a fresh
+// machine would: an image that names a registry (other than Docker Hub) is
+// pulled, unless this run built or tagged it, so that a moved tag is never
+// served from a stale local copy; if that pull fails, a local copy is used
+// with a warning. Other images (Docker Hub names, local-only images such as
+// the gantry CLI image) are used when present and pulled when not.
+func (r *run) ensureImage(ctx context.Context, ref string, out io.Writer) error {
+	r.mu.Lock()
+	ready := r.ready[ref]
+	_, created := r.created[ref]
+	r.mu.Unlock()
+	if ready || created {
+		return nil
+	}
+	_, ierr := r.d.InspectImage(ctx, ref)
+	local := ierr == nil
+	if ierr != nil && !errors.Is(ierr, docker.ErrNotFound) {
+		return engineErr(ierr)
+	}
+	refresh := imageOf(ref).Registry != dockerHub
+	if local && !refresh {
+		r.markReady(ref)
+		return nil
+	}
+	if err := r.pullKnown(ctx, ref, local, out); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !local {
+			return engineErr(err)
+		}
+		r.log.Printf("Could not refresh image %s, using the local copy: %v", ref, err)
+	}
+	r.markReady(ref)
+	return nil
+}
+
+// pull pulls ref with the run's login for its registry. A tag that was
+// not on the engine before is recorded as created by the run, so that the
+// run removes it at its end: the engine is left as the run found it.
+func (r *run) pull(ctx context.Context, ref string, out io.Writer) error {
+	_, err := r.d.InspectImage(ctx, ref)
+	if err != nil && !errors.Is(err, docker.ErrNotFound) {
+		return engineErr(err)
+	}
+	return r.pullKnown(ctx, ref, err == nil, out)
+}
+
+func (r *run) pullKnown(ctx context.Context, ref string, local bool, out io.Writer) error {
+	if err := r.d.PullImage(ctx, ref, r.authFor(ref), out); err != nil {
+		return err
+	}
+	if !local {
+		img, err := r.d.InspectImage(ctx, ref)
+		if err != nil {
+			return engineErr(err)
+		}
+		r.recordCreated(ctx, img.ID, ref)
+	}
+	return nil
+}
+
+func (r *run) markDirty() {
+	r.mu.Lock()
+	r.dirty = true
+	r.mu.Unlock()
+}
+
+// containerConfig builds the container of a cmd step, as acb's docker run.
+func (r *run) containerConfig(s *plan.Step, st *stepState) (docker.ContainerConfig, docker.HostConfig) {
+	cfg := docker.ContainerConfig{
+		Image:      st.image,
+		Env:        r.env(s, st.cli),
+		WorkingDir: s.WorkingDir,
+		User:       s.User,
+		Labels:     r.labels(roleStep, s.ID),
+	}
+	if len(s.Cmd.Args) > 0 {
+		cfg.Cmd = s.Cmd.Args
+	}
+	if s.EntryPoint != "" {
+		cfg.Entrypoint = []string{s.EntryPoint}
+	}
+	cfg.ExposedPorts = append(cfg.ExposedPorts, s.Expose...)
+	for _, p := range s.Ports {
+		// [ip:][hostPort:]containerPort[/proto]: the container port is last.
+		cfg.ExposedPorts = append(cfg.ExposedPorts, p[strings.LastIndexByte(p, ':')+1:])
+	}
+	network := hostNetwork
+	if s.Network == "none" {
+		network = "none"
+	}
+	host := docker.HostConfig{
+		NetworkMode: network,
+		Privileged:  s.Privileged,
+		AutoRemove:  !s.Keep,
+		Mounts: []docker.Mount{
+			{Type: "volume", Source: r.workspaceVol, Target: plan.Workspace},
+			{Type: "volume", Source: r.homeVol, Target: HomeDir},
+		},
+	}
+	if s.CPUs != "" {
+		if c, err := strconv.ParseFloat(s.CPUs, 64); err == nil && c > 0 {
+			host.CPUs = c
+		}
+	}
+	for _, m := range s.Mounts {
+		host.Mounts = append(host.Mounts, docker.Mount{Type: "volume", Source: r.secretVols[m.Volume], Target: m.Path, ReadOnly: true})
+	}
+	return cfg, host
+}
+
+// streams returns the writers of a cmd's stdout and stderr (honouring
+// > /dev/null) and the tail of both.
+func streams(s *plan.Step, out io.Writer) (stdout, stderr io.Writer, t *tail) {
+	t = &tail{max: tailSize}
+	stdout, stderr = io.MultiWriter(out, t), io.MultiWriter(out, t)
+	if s.Cmd.Stdout == plan.OutputDiscard {
+		stdout = t
+	}
+	if s.Cmd.Stderr == plan.OutputDiscard {
+		stderr = t
+	}
+	return stdout, stderr, t
+}
+
+// runCmd runs one attempt of a cmd step's container.
+func (r *run) runCmd(ctx context.Context, s *plan.Step) (attemptResult, error) {
+	st := r.state(s.ID)
+	cfg, host := r.containerConfig(s, st)
+	name := r.containerName(s.ID)
+	if len(s.Ports) > 0 {
+		r.noteOnce("ports/"+s.ID, "Step ID: %s: ports %s are not published: steps use the host network, where the container's ports are the host's",
+			s.ID, strings.Join(s.Ports, ", "))
+	}
+	if s.Isolation != "" && s.Isolation != "default" && s.Isolation != "process" {
+		r.noteOnce("isolation/"+s.ID, "Step ID: %s: isolation %s is not supported on Linux and is ignored", s.ID, s.Isolation)
+	}
+	r.markDirty()
+	out := r.log.output(s.ID)
+	stdout, stderr, t := streams(s, out)
+	if s.Keep {
+		// A kept container of an earlier attempt holds the name.
+		_ = r.d.RemoveContainer(ctx, name, docker.RemoveContainerOptions{Force: true})
+	}
+	r.log.Printf("Launching container with name: %s", s.ID)
+	if s.Detach {
+		err := r.startDetached(ctx, name, cfg, host, stdout, stderr, out)
+		if err != nil {
+			out.Close()
+			return attemptResult{exitCode: -1, output: t.String()}, engineErr(err)
+		}
+		r.log.Printf("Successfully executed container: %s", s.ID)
+		return attemptResult{exitCode: 0}, nil
+	}
+	_, code, err := r.d.RunContainer(ctx, name, cfg, host, stdout, stderr)
+	out.Close()
+	if err != nil {
+		if ctx.Err() != nil {
+			return attemptResult{exitCode: -1, output: t.String()}, ctx.Err()
+		}
+		return attemptResult{exitCode: -1, output: t.String()}, engineErr(err)
+	}
+	if code != 0 {
+		return attemptResult{exitCode: code, output: t.String()}, &exitError{code: code}
+	}
+	r.log.Printf("Successfully executed container: %s", s.ID)
+	return attemptResult{exitCode: 0, output: t.String()}, nil
+}
+
+// startDetached starts a background container whose output goes to the
+// log until it stops or the run ends.
+func (r *run) startDetached(ctx context.Context, name string, cfg docker.ContainerConfig, host docker.HostConfig, stdout, stderr io.Writer, out *lineWriter) error {
+	id, err := r.d.CreateContainer(ctx, name, cfg, host)
+	if err != nil {
+		return err
+	}
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	attached, err := r.d.AttachContainer(actx, id, stdout, stderr)
+	if err != nil {
+		cancel()
+		return err
+	}
+	done := make(chan error, 1)
+	go func() {
+		err := <-attached
+		out.Close()
+		done <- err
+	}()
+	r.mu.Lock()
+	r.detached = append(r.detached, detached{id: id, cancel: cancel, done: done})
+	r.mu.Unlock()
+	if err := r.d.StartContainer(ctx, id); err != nil {
+		return err
+	}
+	return nil
+}
+
+// push pushes every image of a push step, each with up to pushAttempts
+// attempts and exponential backoff, recording the digests.
+func (r *run) push(ctx context.Context, s *plan.Step) error {
+	out := r.log.output(s.ID)
+	defer out.Close()
+	for _, ref := range s.Push.Images {
+		for try := 1; ; try++ {
+			r.log.Printf("Pushing image: %s, attempt %d", ref, try)
+			digest, err := r.d.PushImage(ctx, ref, r.authFor(ref), out)
+			if err == nil {
+				r.log.Printf("Successfully pushed image: %s", ref)
+				r.recordPush(ref, digest)
+				break
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// Missing images and refused credentials do not get better.
+			if try == pushAttempts || errors.Is(err, docker.ErrNotFound) || errors.Is(err, docker.ErrUnauthorized) {
+				return engineErr(err)
+			}
+			delay := time.Second << (try - 1)
+			r.log.Printf("Failed to push image: %s (%v), retrying in %d seconds...", ref, err, int(delay/time.Second))
+			if err := r.e.wait(ctx, delay); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (r *run) recordPush(ref, digest string) {
+	img := imageOf(ref)
+	img.Digest = digest
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, im := range r.images {
+		if im.Reference() == img.Reference() {
+			r.images[i] = img
+			return
+		}
+	}
+	r.images = append(r.images, img)
+}

@@ -1,0 +1,681 @@
+package engine
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"gopkg.in/yaml.v3"
+
+	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/plan"
+)
+
+// Paths in the setup container (see run.setup).
+const (
+	setupSecrets = "/gantry/secrets/"
+	// imagesFile lists the image tags the run created, "<tag> <image ID>"
+	// per line, in the setup container's own file system: what Cleanup
+	// reads after a crash.
+	imagesFile = "/gantry-images"
+)
+
+// run is the state of one Execute: the names of its engine objects, the
+// registry logins, and what it created, pushed and built from.
+type run struct {
+	e        *Engine
+	d        *docker.Client
+	job      Job
+	log      *runLog
+	plan     *plan.Plan
+	registry string // label and name part: Job.RegistryName or Job.Registry
+	label    string // LabelRun value
+
+	prefix       string // container name prefix: gantry_<registry>_<run>_
+	workspaceVol string
+	homeVol      string
+	secretVols   map[string]string // plan volume name -> engine volume
+	setupID      string            // the setup container
+
+	mu       sync.Mutex
+	creds    map[string]Credential // registry host -> login (docker login/logout change it)
+	created  map[string]string     // image tag -> image ID the run gave it
+	ready    map[string]bool       // images known to be present for this run
+	dirty    bool                  // a container has run with /workspace mounted
+	images   []Image               // pushed
+	deps     map[string]*Dependency
+	detached []detached
+	tempDirs []string
+	noted    map[string]bool
+	steps    map[string]*stepState
+
+	// The imagesFile writer (startImagesWriter).
+	imagesDirty chan struct{}
+	imagesStop  chan struct{}
+	imagesDone  chan struct{}
+}
+
+// detached is a background container and the attach that copies its output.
+type detached struct {
+	id     string
+	cancel context.CancelFunc
+	done   <-chan error
+}
+
+var nameRE = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
+
+func newRun(e *Engine, job Job, lg *runLog) *run {
+	registry := job.RegistryName
+	if registry == "" {
+		registry = job.Registry
+	}
+	safe := strings.Trim(nameRE.ReplaceAllString(registry+"_"+job.RunID, "_"), "_.-")
+	r := &run{
+		e:            e,
+		d:            e.d,
+		job:          job,
+		log:          lg,
+		registry:     registry,
+		label:        registry + "/" + job.RunID,
+		prefix:       "gantry_" + safe + "_",
+		workspaceVol: "gantry_" + safe + "_workspace",
+		homeVol:      "gantry_" + safe + "_home",
+		secretVols:   map[string]string{},
+		creds:        map[string]Credential{},
+		created:      map[string]string{},
+		ready:        map[string]bool{},
+		deps:         map[string]*Dependency{},
+		noted:        map[string]bool{},
+	}
+	for _, c := range job.Credentials {
+		r.creds[registryKey(c.Registry)] = c
+	}
+	return r
+}
+
+// containerName is the engine name of a step's container. acb names it
+// after the step; gantry prefixes registry and run so that concurrent runs
+// of a task never collide: gantry_<registry>_<run ID>_<step ID>.
+func (r *run) containerName(stepID string) string { return r.prefix + stepID }
+
+// noteOnce logs a note only the first time key is seen in the run.
+func (r *run) noteOnce(key, format string, args ...any) {
+	r.mu.Lock()
+	seen := r.noted[key]
+	r.noted[key] = true
+	r.mu.Unlock()
+	if !seen {
+		r.log.Printf(format, args...)
+	}
+}
+
+// env returns the step's container environment: HOME first (so that the
+// step can override it), the step's entries, then GantryEnv for the CLI.
+func (r *run) env(s *plan.Step, cli bool) []string {
+	env := append([]string{"HOME=" + HomeDir}, s.Env...)
+	if cli {
+		for _, k := range slices.Sorted(maps.Keys(r.job.GantryEnv)) {
+			env = append(env, k+"="+r.job.GantryEnv[k])
+		}
+	}
+	return env
+}
+
+func (r *run) labels(role, step string) map[string]string {
+	l := map[string]string{LabelRun: r.label, LabelRole: role}
+	if step != "" {
+		l[LabelStep] = step
+	}
+	return l
+}
+
+// setup creates the run's volumes and the (never started) setup container
+// that mounts them, and fills them: the workspace from Job.Workspace, the
+// home volume's .docker/config.json with the run's logins, and the secret
+// volumes' files. It also verifies the logins.
+func (r *run) setup(ctx context.Context) error {
+	vols := []string{r.workspaceVol, r.homeVol}
+	for i, v := range r.plan.Volumes {
+		name := fmt.Sprintf("%ssecret%d_%s", r.prefix, i, strings.Trim(nameRE.ReplaceAllString(v.Name, "_"), "_"))
+		r.secretVols[v.Name] = name
+		vols = append(vols, name)
+	}
+	r.log.Printf("Setting up Docker configuration...")
+	var g errgroup.Group
+	g.Go(func() error { return r.e.ensureHelper(ctx) })
+	for _, v := range vols {
+		g.Go(func() error {
+			_, err := r.d.CreateVolume(ctx, v, r.labels(roleVolume, ""))
+			return err
+		})
+	}
+	logins := r.checkLogins(ctx)
+	if err := g.Wait(); err != nil {
+		return setupErr(ctx, err)
+	}
+
+	mounts := []docker.Mount{
+		{Type: "volume", Source: r.workspaceVol, Target: plan.Workspace},
+		{Type: "volume", Source: r.homeVol, Target: HomeDir},
+	}
+	for i, v := range r.plan.Volumes {
+		mounts = append(mounts, docker.Mount{Type: "volume", Source: r.secretVols[v.Name], Target: fmt.Sprintf("%s%d", setupSecrets, i)})
+	}
+	id, err := r.d.CreateContainer(ctx, r.prefix+"setup",
+		docker.ContainerConfig{Image: helperImage, Cmd: []string{"/none"}, Labels: r.labels(roleSetup, "")},
+		docker.HostConfig{NetworkMode: "none", Mounts: mounts})
+	if err != nil {
+		return setupErr(ctx, err)
+	}
+	r.setupID = id
+
+	// One archive fills every volume: extracting at / reaches the volumes
+	// mounted in the setup container (one mount of the container, not one
+	// per volume).
+	config, err := r.dockerConfig()
+	if err != nil {
+		return err
+	}
+	files := []tarFile{
+		{name: strings.TrimPrefix(HomeDir, "/") + "/.docker/", mode: 0o700},
+		{name: strings.TrimPrefix(HomeDir, "/") + "/.docker/config.json", mode: 0o600, data: config},
+	}
+	for i, v := range r.plan.Volumes {
+		for _, f := range v.Files {
+			if f.Name == "." || f.Name == ".." || strings.ContainsAny(f.Name, `/\`) {
+				return fmt.Errorf("secret volume %s: invalid file name %q", v.Name, f.Name)
+			}
+			files = append(files, tarFile{name: fmt.Sprintf("%s%d/%s", strings.TrimPrefix(setupSecrets, "/"), i, f.Name), mode: 0o444, data: f.Data})
+		}
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(r.setupArchive(pw, files)) }()
+	err = r.d.CopyToContainer(ctx, id, "/", pr)
+	pr.CloseWithError(err)
+	if err != nil {
+		return setupErr(ctx, fmt.Errorf("copying the context and configuration: %w", err))
+	}
+	r.startImagesWriter()
+	r.log.Printf("Successfully set up Docker configuration")
+	for _, l := range logins {
+		res := <-l.done
+		r.log.Printf("Logging in to registry: %s", l.host)
+		switch {
+		case res == nil:
+			r.log.Printf("Successfully logged into %s", l.host)
+		case errors.Is(res, errUnreachable):
+			r.log.Printf("Could not reach %s to verify the login, continuing: %v", l.host, res)
+		default:
+			return fmt.Errorf("failed to login to registry %s: %w", l.host, res)
+		}
+	}
+	if names := declaredNetworks(r.plan); len(names) > 0 {
+		r.log.Printf("Declared networks (%s) are not created: every step runs on the host network, so steps reach each other (and detached services) on 127.0.0.1",
+			strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// setupErr marks a failure to set a run up as the engine's (unless ctx
+// ended).
+func setupErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("setting up the run: %w: %w", ErrEngine, err)
+}
+
+// declaredNetworks lists the networks the task file names (the implicit
+// default network aside), which gantry maps to the host network.
+func declaredNetworks(p *plan.Plan) []string {
+	var names []string
+	add := func(n string) {
+		if n != "" && n != plan.DefaultNetworkName && n != hostNetwork && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	for _, n := range p.Networks {
+		add(n.Name)
+	}
+	for _, s := range p.Steps {
+		add(s.Network)
+	}
+	return names
+}
+
+// login is a pending verification of one registry login.
+type login struct {
+	host string
+	done chan error
+}
+
+// checkLogins verifies every credential against its registry in the
+// background; the results are read in order.
+func (r *run) checkLogins(ctx context.Context) []login {
+	var out []login
+	for _, c := range r.job.Credentials {
+		l := login{host: c.Registry, done: make(chan error, 1)}
+		out = append(out, l)
+		go func() {
+			cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			defer cancel()
+			l.done <- pingRegistry(cctx, c)
+		}()
+	}
+	return out
+}
+
+// dockerConfig is ~/.docker/config.json of the steps: the run's logins, as
+// docker login writes them, and the header acb sets.
+func (r *run) dockerConfig() ([]byte, error) {
+	type entry struct {
+		Auth string `json:"auth"`
+	}
+	cfg := struct {
+		Auths       map[string]entry  `json:"auths"`
+		HTTPHeaders map[string]string `json:"HttpHeaders"`
+	}{Auths: map[string]entry{}, HTTPHeaders: map[string]string{"X-Meta-Source-Client": "gantry/tasks"}}
+	r.mu.Lock()
+	for _, c := range r.creds {
+		host := c.Registry
+		if registryKey(host) == dockerHub {
+			host = "https://index.docker.io/v1/"
+		}
+		cfg.Auths[host] = entry{Auth: base64.StdEncoding.EncodeToString([]byte(c.Username + ":" + c.Password))}
+	}
+	r.mu.Unlock()
+	return json.MarshalIndent(cfg, "", "\t")
+}
+
+// writeDockerConfig rewrites config.json after docker login or logout.
+func (r *run) writeDockerConfig(ctx context.Context) error {
+	data, err := r.dockerConfig()
+	if err != nil {
+		return err
+	}
+	return r.copyFiles(ctx, HomeDir, []tarFile{{name: ".docker/", mode: 0o700}, {name: ".docker/config.json", mode: 0o600, data: data}})
+}
+
+// setupArchive writes the archive setup extracts at / in the setup
+// container: the job's workspace under workspace/, then files.
+func (r *run) setupArchive(w io.Writer, files []tarFile) error {
+	tw := tar.NewWriter(w)
+	if r.job.Workspace != "" {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(docker.TarDir(pw, r.job.Workspace)) }()
+		defer pr.Close()
+		tr := tar.NewReader(pr)
+		prefix := strings.TrimPrefix(plan.Workspace, "/") + "/"
+		for {
+			h, err := tr.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("archiving the context: %w", err)
+			}
+			h.Name = prefix + h.Name
+			if err := tw.WriteHeader(h); err != nil {
+				return err
+			}
+			if _, err := io.Copy(tw, tr); err != nil {
+				return err
+			}
+		}
+	}
+	if err := writeFiles(tw, files, r.e.now()); err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// tarFile is a file (or, with a trailing slash, a directory) to copy into
+// the setup container.
+type tarFile struct {
+	name string
+	mode int64
+	data []byte
+}
+
+func (r *run) copyFiles(ctx context.Context, dir string, files []tarFile) error {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := writeFiles(tw, files, r.e.now()); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return r.d.CopyToContainer(ctx, r.setupID, dir, &buf)
+}
+
+func writeFiles(tw *tar.Writer, files []tarFile, now time.Time) error {
+	for _, f := range files {
+		h := &tar.Header{Name: f.name, Mode: f.mode, ModTime: now, Typeflag: tar.TypeReg, Size: int64(len(f.data))}
+		if strings.HasSuffix(f.name, "/") {
+			h.Typeflag, h.Size = tar.TypeDir, 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordCreated records that the run gave tag(s) to image id: in memory,
+// and (in the background, see startImagesWriter) in the setup container,
+// where Cleanup finds them after a crash.
+func (r *run) recordCreated(_ context.Context, id string, tags ...string) {
+	if len(tags) == 0 {
+		return
+	}
+	r.mu.Lock()
+	for _, t := range tags {
+		r.created[t] = id
+		r.ready[t] = true
+	}
+	r.mu.Unlock()
+	select {
+	case r.imagesDirty <- struct{}{}:
+	default: // a write is already pending; it will see these tags
+	}
+}
+
+// imagesDelay is how long the imagesFile writer waits after a change.
+const imagesDelay = 500 * time.Millisecond
+
+// startImagesWriter starts the goroutine that keeps imagesFile up to date:
+// each write copies the latest list, imagesDelay after a change, so bursts
+// of tags cost one copy and no step waits for it. stopImagesWriter ends it.
+func (r *run) startImagesWriter() {
+	r.imagesDirty = make(chan struct{}, 1)
+	r.imagesStop = make(chan struct{})
+	r.imagesDone = make(chan struct{})
+	go func() {
+		defer close(r.imagesDone)
+		for {
+			select {
+			case <-r.imagesStop:
+				return
+			case <-r.imagesDirty:
+			}
+			// Let a burst of tags (or the whole of a short run) pass: a
+			// run that ends first untags them itself, no copy needed.
+			t := time.NewTimer(imagesDelay)
+			select {
+			case <-r.imagesStop:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			r.mu.Lock()
+			var b strings.Builder
+			for _, t := range slices.Sorted(maps.Keys(r.created)) {
+				fmt.Fprintf(&b, "%s %s\n", t, r.created[t])
+			}
+			r.mu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+			err := r.copyFiles(ctx, "/", []tarFile{{name: strings.TrimPrefix(imagesFile, "/"), mode: 0o600, data: []byte(b.String())}})
+			cancel()
+			if err != nil {
+				r.e.log.Warn("recording created images", "run", r.label, "err", err)
+			}
+		}
+	}()
+}
+
+// stopImagesWriter stops the writer (the run is being torn down, and
+// untags what it created itself).
+func (r *run) stopImagesWriter() {
+	if r.imagesStop == nil {
+		return
+	}
+	close(r.imagesStop)
+	<-r.imagesDone
+}
+
+// teardown removes everything the run created: detached and kept
+// containers, the setup container, the image tags it created (when they
+// still point at its images) and its volumes.
+func (r *run) teardown(ctx context.Context) error {
+	r.stopImagesWriter()
+	var errs []error
+	r.mu.Lock()
+	det := r.detached
+	created := maps.Clone(r.created)
+	dirs := r.tempDirs
+	r.mu.Unlock()
+	// Containers first (detached ones are still running), then, in
+	// parallel, the tags and the volumes they no longer use.
+	errs = append(errs, removeContainers(ctx, r.d, r.label))
+	for _, d := range det {
+		d.cancel()
+		select {
+		case <-d.done:
+		case <-ctx.Done():
+		}
+	}
+	var g errgroup.Group
+	g.Go(func() error { return untag(ctx, r.d, created) })
+	g.Go(func() error { return removeVolumes(ctx, r.d, r.label) })
+	errs = append(errs, g.Wait())
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// gone reports errors of removing what is already gone or going.
+func gone(err error) bool {
+	return errors.Is(err, docker.ErrNotFound) || errors.Is(err, docker.ErrConflict)
+}
+
+// cleanupLabelled removes a run's objects found by label (Cleanup).
+func cleanupLabelled(ctx context.Context, d *docker.Client, label string) error {
+	cs, err := d.ListContainers(ctx, docker.ListContainersOptions{All: true, Labels: []string{LabelRun + "=" + label, LabelRole + "=" + roleSetup}})
+	if err != nil {
+		return fmt.Errorf("cleaning up run %s: %w", label, engineErr(err))
+	}
+	var errs []error
+	for _, c := range cs {
+		created, err := readCreated(ctx, d, c.ID)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		errs = append(errs, untag(ctx, d, created))
+	}
+	errs = append(errs, removeContainers(ctx, d, label), removeVolumes(ctx, d, label))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cleaning up run %s: %w", label, err)
+	}
+	return nil
+}
+
+// readCreated reads imagesFile from a setup container.
+func readCreated(ctx context.Context, d *docker.Client, id string) (map[string]string, error) {
+	rc, _, err := d.CopyFromContainer(ctx, id, imagesFile)
+	if errors.Is(err, docker.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	if _, err := tr.Next(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", imagesFile, err)
+	}
+	data, err := io.ReadAll(io.LimitReader(tr, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if tag, id, ok := strings.Cut(line, " "); ok {
+			out[tag] = id
+		}
+	}
+	return out, nil
+}
+
+func removeContainers(ctx context.Context, d *docker.Client, label string) error {
+	cs, err := d.ListContainers(ctx, docker.ListContainersOptions{All: true, Labels: []string{LabelRun + "=" + label}})
+	if err != nil {
+		return err
+	}
+	var g errgroup.Group
+	for _, c := range cs {
+		g.Go(func() error {
+			if err := d.RemoveContainer(ctx, c.ID, docker.RemoveContainerOptions{Force: true, RemoveVolumes: true}); err != nil && !errors.Is(err, docker.ErrNotFound) {
+				// ErrConflict: the engine is already removing it (AutoRemove);
+				// wait for that so that the volumes can go.
+				if !errors.Is(err, docker.ErrConflict) {
+					return err
+				}
+				if ch, werr := d.WaitContainer(ctx, c.ID, docker.WaitRemoved); werr == nil {
+					select {
+					case <-ch:
+					case <-ctx.Done():
+					}
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+func removeVolumes(ctx context.Context, d *docker.Client, label string) error {
+	vs, err := d.ListVolumes(ctx, LabelRun+"="+label)
+	if err != nil {
+		return err
+	}
+	var g errgroup.Group
+	for _, v := range vs {
+		g.Go(func() error {
+			if err := d.RemoveVolume(ctx, v.Name, true); err != nil && !errors.Is(err, docker.ErrNotFound) {
+				return err
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// untag removes the tags a run created that still point at the images it
+// gave them (a later run may have moved them).
+func untag(ctx context.Context, d *docker.Client, created map[string]string) error {
+	var g errgroup.Group
+	for tag, id := range created {
+		g.Go(func() error {
+			img, err := d.InspectImage(ctx, tag)
+			if err != nil {
+				if errors.Is(err, docker.ErrNotFound) {
+					return nil
+				}
+				return err
+			}
+			if id != "" && img.ID != id {
+				return nil // moved since: no longer the run's
+			}
+			// ErrConflict: a container of someone else uses it as its only
+			// name; it stays.
+			if err := d.RemoveImage(ctx, tag, false); err != nil && !errors.Is(err, docker.ErrNotFound) && !errors.Is(err, docker.ErrConflict) {
+				return err
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// result assembles the Result from the steps and what the run recorded.
+func (r *run) result(steps []StepResult) Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := Result{Steps: steps, Images: slices.Clone(r.images)}
+	for _, s := range r.plan.Steps {
+		if d, ok := r.deps[s.ID]; ok {
+			res.Dependencies = append(res.Dependencies, *d)
+		}
+	}
+	return res
+}
+
+// reportDependencies logs the dependencies as acb does at the end of a
+// successful run.
+func (r *run) reportDependencies(deps []Dependency) {
+	if len(deps) == 0 {
+		return
+	}
+	type ref struct {
+		Registry   string `yaml:"registry"`
+		Repository string `yaml:"repository"`
+		Tag        string `yaml:"tag,omitempty"`
+		Digest     string `yaml:"digest,omitempty"`
+	}
+	type entry struct {
+		Image     ref   `yaml:"image"`
+		Runtime   *ref  `yaml:"runtime-dependency,omitempty"`
+		Buildtime []ref `yaml:"buildtime-dependency,omitempty"`
+		Git       *struct {
+			Head string `yaml:"git-head-revision"`
+		} `yaml:"git,omitempty"`
+	}
+	conv := func(i Image) ref { return ref{i.Registry, i.Repository, i.Tag, i.Digest} }
+	pushed := map[string]string{}
+	r.mu.Lock()
+	for _, im := range r.images {
+		pushed[im.Reference()] = im.Digest
+	}
+	r.mu.Unlock()
+	var list []entry
+	for _, d := range deps {
+		r.log.Printf("Populating digests for step ID: %s...", d.Step)
+		r.log.Printf("Successfully populated digests for step ID: %s", d.Step)
+		for _, tag := range d.Images {
+			img := imageOf(tag)
+			img.Digest = pushed[img.Reference()]
+			e := entry{Image: conv(img)}
+			if d.Runtime.Repository != "" {
+				rt := conv(d.Runtime)
+				e.Runtime = &rt
+			}
+			for _, b := range d.Buildtime {
+				e.Buildtime = append(e.Buildtime, conv(b))
+			}
+			if r.job.Commit != "" {
+				e.Git = &struct {
+					Head string `yaml:"git-head-revision"`
+				}{r.job.Commit}
+			}
+			list = append(list, e)
+		}
+	}
+	data, err := yaml.Marshal(list)
+	if err != nil {
+		return
+	}
+	r.log.Printf("The following dependencies were found:")
+	for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+		r.log.write(line)
+	}
+}
