@@ -77,13 +77,16 @@ func saveLogin(s savedLogin) (string, error) {
 
 func newLoginCmd(o *rootOpts) *cobra.Command {
 	var username, password string
-	var passwordStdin bool
+	var passwordStdin, identity bool
 	cmd := &cobra.Command{
 		Use:   "login",
 		Short: "Log in to a gantry server and remember the credentials",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			server := firstNonEmpty(o.server, os.Getenv("GANTRY_SERVER"), client.DefaultServer)
+			if identity {
+				return loginIdentity(cmd, o, server)
+			}
 			username = firstNonEmpty(username, os.Getenv("GANTRY_USERNAME"), "admin")
 			if passwordStdin {
 				line, err := bufio.NewReader(o.in).ReadString('\n')
@@ -115,7 +118,26 @@ func newLoginCmd(o *rootOpts) *cobra.Command {
 	cmd.Flags().StringVarP(&username, "username", "u", "", "user or token name (default admin)")
 	cmd.Flags().StringVarP(&password, "password", "p", "", "password (prefer --password-stdin)")
 	cmd.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from stdin")
+	cmd.Flags().BoolVar(&identity, "identity", false, "inside a task step: check the run's identity (GANTRY_TOKEN), as az login --identity does")
 	return cmd
+}
+
+// loginIdentity checks the run credential a task step gets in GANTRY_TOKEN;
+// nothing is saved: every later command in the step uses the same variable.
+func loginIdentity(cmd *cobra.Command, o *rootOpts, server string) error {
+	token := os.Getenv("GANTRY_TOKEN")
+	if token == "" {
+		return errors.New("--identity: no GANTRY_TOKEN; it is set in task steps that run the gantry image")
+	}
+	c, err := client.New(server, client.WithBearer(token))
+	if err != nil {
+		return err
+	}
+	who, err := c.Whoami(cmd.Context())
+	if err != nil {
+		return fmt.Errorf("logging in with the run identity: %w", err)
+	}
+	return o.print(who, nil)
 }
 
 func newLogoutCmd(o *rootOpts) *cobra.Command {
