@@ -49,6 +49,10 @@ type HostConfig struct {
 	// PortBindings publish container ports ("8080/tcp") on the host; they
 	// are ignored with NetworkMode "host".
 	PortBindings map[string][]PortBinding
+	// Init runs the engine's init (docker-init) as PID 1, which forwards
+	// signals and reaps zombies: an app that installs no SIGTERM handler
+	// then stops on `docker stop` instead of waiting for the kill timeout.
+	Init bool
 }
 
 // Mount is a volume, bind or tmpfs mount.
@@ -106,6 +110,7 @@ type hostConfigJSON struct {
 	NanoCPUs      int64                    `json:"NanoCpus,omitempty"`
 	Memory        int64                    `json:",omitempty"`
 	PortBindings  map[string][]PortBinding `json:",omitempty"`
+	Init          *bool                    `json:",omitempty"`
 }
 
 // portKey normalises "8080" to "8080/tcp".
@@ -168,6 +173,9 @@ func (c *Client) CreateContainer(ctx context.Context, name string, cfg Container
 			NanoCPUs:      int64(host.CPUs * 1e9),
 			Memory:        host.Memory,
 		},
+	}
+	if host.Init {
+		body.HostConfig.Init = &host.Init
 	}
 	for _, m := range host.Mounts {
 		body.HostConfig.Mounts = append(body.HostConfig.Mounts, mountJSON(m))

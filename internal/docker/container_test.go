@@ -296,6 +296,35 @@ func TestStopAndRemoveRunning(t *testing.T) {
 	}
 }
 
+// TestInitForwardsStop: with Init, a PID-1 app that installs no SIGTERM
+// handler stops on the signal (exit 143) instead of being killed after the
+// timeout (exit 137).
+func TestInitForwardsStop(t *testing.T) {
+	t.Parallel()
+	c, base := engine(t)
+	ctx := testCtx(t)
+	id, err := c.CreateContainer(ctx, dockertest.Name(t, "init"), docker.ContainerConfig{
+		Image: base, Labels: dockertest.Labels(t), Cmd: []string{"sleep", "60"},
+	}, docker.HostConfig{NetworkMode: "host", Init: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dockertest.RemoveContainerOnCleanup(t, c, id)
+	if err := c.StartContainer(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StopContainer(ctx, id, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ct, err := c.InspectContainer(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct.State.Running || ct.State.ExitCode != 143 {
+		t.Errorf("after stop with init: %+v, want exit 143 (SIGTERM)", ct.State)
+	}
+}
+
 // TestRunContainerCancel: cancelling the context kills the container.
 func TestRunContainerCancel(t *testing.T) {
 	t.Parallel()

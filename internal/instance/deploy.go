@@ -273,7 +273,10 @@ func (m *Manager) run(ctx context.Context, r *record, secureEnv map[string]strin
 		cfg.Cmd = r.Spec.Command
 	}
 	host := docker.HostConfig{
-		NetworkMode:   "host",
+		NetworkMode: "host",
+		// Apps run as PID 1 often ignore SIGTERM; with an init a replace or
+		// delete stops them at once instead of after the stop timeout.
+		Init:          true,
 		RestartPolicy: docker.RestartPolicy{Name: dockerRestart(r.Spec.RestartPolicy)},
 		CPUs:          r.Spec.CPU,
 		Memory:        int64(r.Spec.MemoryGB * (1 << 30)),

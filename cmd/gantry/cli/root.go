@@ -88,6 +88,7 @@ func newRoot(o *rootOpts) *cobra.Command {
 		newQuickRunCmd(o),
 		newBuildCmd(o),
 		newContainerCmd(o),
+		newDemoCmd(o),
 	)
 	return cmd
 }

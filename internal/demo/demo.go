@@ -1,0 +1,860 @@
+// Package demo runs the walkthrough of the ACR Tasks tutorial "consume and
+// maintain public content" end to end on one machine: a simulated Docker
+// Hub and three registries, a key vault, tokens, three local git
+// repositories, the node-public, hello-world and base-import-node tasks, and
+// the five stages of the tutorial — initial build and deploy, an Orange
+// commit reaching the site through the public base, switching to the vetted
+// base, a Green commit passing the gate, a Red commit stopped by it.
+//
+// It drives a real gantry server (started in-process) through the Go
+// client, exactly as the CLI commands of the README do, and checks after
+// every stage that the runs, their triggers and the deployed site are what
+// the tutorial says. Run returns an error naming the first stage that did
+// not end as expected.
+package demo
+
+import (
+	"context"
+	"crypto/rand"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/gantryhq/gantry/api"
+	"github.com/gantryhq/gantry/client"
+	"github.com/gantryhq/gantry/internal/config"
+	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/server"
+	"github.com/gantryhq/gantry/internal/standin"
+)
+
+//go:embed samples
+var samples embed.FS
+
+// The tutorial's names.
+const (
+	dockerHub     = "dockerhub" // the simulated Docker Hub
+	publicReg     = "publicregistry"
+	baseArtifacts = "contosobaseartifacts"
+	appReg        = "contoso"
+	keyVault      = "acr-task-credentials"
+	aci           = "hello-world-aci"
+	aciRG         = "hello-world-aci-rg"
+)
+
+// Options configure a demo run.
+type Options struct {
+	// Data is the directory for the server's data and the git
+	// repositories; "" makes a temporary one (removed unless Keep).
+	Data string
+	// EngineHost is the Docker Engine (DOCKER_HOST form).
+	EngineHost string
+	// GantryBinary is a static gantry binary for the gantry CLI image.
+	GantryBinary string
+	// Keep leaves the server, the registries and the site running until
+	// ctx ends.
+	Keep bool
+	// Out receives the walkthrough's narration and tables.
+	Out io.Writer
+	// Logger receives the server log.
+	Logger *slog.Logger
+	// PrintRuns prints a registry's runs as the list-runs table.
+	PrintRuns func(w io.Writer, runs []api.Run) error
+	// StageTimeout bounds each stage (default 3 minutes).
+	StageTimeout time.Duration
+}
+
+// demo is one walkthrough in progress.
+type demo struct {
+	o      Options
+	c      *client.Client
+	out    io.Writer
+	dir    string
+	git    string
+	urls   map[string]string // registry name -> login server
+	site   string
+	admin  string
+	docker *docker.Client
+	start  time.Time
+	// timings records each stage's commit-to-result time, for the summary.
+	timings []timing
+}
+
+type timing struct {
+	stage   string
+	measure string
+	d       time.Duration
+}
+
+// Run performs the walkthrough.
+func Run(ctx context.Context, o Options) (err error) {
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.StageTimeout == 0 {
+		o.StageTimeout = 3 * time.Minute
+	}
+	if o.EngineHost == "" {
+		return errors.New("no container engine: set DOCKER_HOST (scripts/demo.sh starts one)")
+	}
+	d := &demo{o: o, out: o.Out, urls: map[string]string{}, start: time.Now()}
+	d.dir = o.Data
+	if d.dir == "" {
+		if d.dir, err = os.MkdirTemp("", "gantry-demo-"); err != nil {
+			return err
+		}
+		if !o.Keep {
+			defer os.RemoveAll(d.dir)
+		}
+	}
+	d.git = filepath.Join(d.dir, "git")
+	if d.docker, err = docker.New(o.EngineHost); err != nil {
+		return fmt.Errorf("container engine at %s: %w", o.EngineHost, err)
+	}
+	defer d.docker.Close()
+
+	srvCtx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
+	serverDone := make(chan error, 1)
+	ready := make(chan string, 1)
+	d.admin = randomPassword()
+	cfg := config.Default()
+	cfg.Data = filepath.Join(d.dir, "data")
+	cfg.Listen = pickAddr("127.0.0.1:7000")
+	cfg.Engine.Host = o.EngineHost
+	// Local repositories are cheap to poll: notice commits within half a
+	// second, as a webhook would.
+	cfg.Triggers.CommitPollInterval = 500 * time.Millisecond
+	go func() {
+		serverDone <- server.Run(srvCtx, cfg, server.Options{
+			AdminPassword: d.admin, Logger: o.Logger, GantryBinary: o.GantryBinary,
+			Ready: func(addr string) { ready <- addr },
+		})
+	}()
+	defer func() {
+		if o.Keep && err == nil {
+			d.say("\nEverything keeps running (--keep): control API %s, user admin, password in %s. Ctrl-C stops the server.",
+				d.c.Server(), filepath.Join(d.dir, "admin-password"))
+			<-ctx.Done()
+		} else {
+			d.cleanup()
+		}
+		stopServer()
+		if serr := <-serverDone; serr != nil && err == nil {
+			err = serr
+		}
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-serverDone:
+		return fmt.Errorf("starting the server: %w", err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if d.c, err = client.New("http://"+addr, client.WithBasicAuth("admin", d.admin)); err != nil {
+		return err
+	}
+	if o.Keep {
+		if err := os.WriteFile(filepath.Join(d.dir, "admin-password"), []byte(d.admin+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	d.say("gantry demo: the ACR Tasks walkthrough \"consume and maintain public content\", on this machine")
+	d.say("control API %s, data in %s", d.c.Server(), d.dir)
+
+	stages := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"Setup: registries, key vault, tokens, git repositories", d.setup},
+		{"Stage 1: build node-public and hello-world, deploy the site", d.stage1},
+		{"Stage 2: an Orange commit reaches the site through the public base", d.stage2},
+		{"Stage 3: gate the base image and build hello-world from the vetted base", d.stage3},
+		{"Stage 4: a Green commit passes the gate and reaches the site", d.stage4},
+		{"Stage 5: a Red commit fails the gate; nothing is promoted, the site stays Green", d.stage5},
+	}
+	for _, s := range stages {
+		d.say("\n== %s", s.name)
+		began := time.Now()
+		sctx, cancel := context.WithTimeout(ctx, o.StageTimeout)
+		err := s.fn(sctx)
+		cancel()
+		if err != nil {
+			d.say("FAILED: %v", err)
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		d.say("   stage took %s", round(time.Since(began)))
+	}
+	d.summary()
+	return nil
+}
+
+func (d *demo) say(format string, args ...any) {
+	fmt.Fprintf(d.out, format+"\n", args...)
+}
+
+func round(t time.Duration) time.Duration { return t.Round(10 * time.Millisecond) }
+
+// pickAddr returns want if it is free, else a free loopback port.
+func pickAddr(want string) string {
+	if l, err := net.Listen("tcp", want); err == nil {
+		l.Close()
+		return want
+	}
+	return "127.0.0.1:0"
+}
+
+func randomPassword() string {
+	b := make([]byte, 18)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return fmt.Sprintf("%x", b)
+}
+
+// setup creates the registries, the simulated public node image, the key
+// vault and its secrets, and the git repositories.
+func (d *demo) setup(ctx context.Context) error {
+	for i, name := range []string{dockerHub, publicReg, baseArtifacts, appReg} {
+		listen := pickAddr(fmt.Sprintf("127.0.0.1:%d", 5000+i))
+		if strings.HasSuffix(listen, ":0") {
+			listen = ""
+		}
+		r, err := d.c.CreateRegistry(ctx, api.CreateRegistryRequest{Name: name, Listen: listen, AnonymousPull: name == dockerHub})
+		if err != nil {
+			return err
+		}
+		d.urls[name] = r.LoginServer
+		d.say("   gantry registry create -n %-21s -> %s", name, r.LoginServer)
+	}
+
+	// The public node:15-alpine, simulated: a local stand-in pushed to the
+	// simulated Docker Hub.
+	src, err := standin.NodeImage(ctx, d.docker, "")
+	if err != nil {
+		return err
+	}
+	dst := d.urls[dockerHub] + "/node:15-alpine"
+	dgst, err := standin.Push(ctx, d.docker, src, dst, &docker.AuthConfig{Username: "admin", Password: d.admin, ServerAddress: d.urls[dockerHub]})
+	if err != nil {
+		return fmt.Errorf("pushing the node:15-alpine stand-in: %w", err)
+	}
+	d.say("   %s@%s (a local stand-in for Docker Hub's node:15-alpine)", dst, short(dgst))
+
+	if _, err := d.c.CreateKeyVault(ctx, keyVault); err != nil {
+		return err
+	}
+	d.say("   gantry keyvault create -n %s", keyVault)
+	// Docker Hub credentials, as the tutorial stores them: a pull token of
+	// the simulated hub.
+	hub, err := d.c.CreateToken(ctx, dockerHub, api.CreateTokenRequest{Name: "dockerhub-user", ScopeMap: "_repositories_pull"})
+	if err != nil {
+		return err
+	}
+	if err := d.secret(ctx, "registry-dockerhub-user", "dockerhub-user"); err != nil {
+		return err
+	}
+	if err := d.secret(ctx, "registry-dockerhub-password", hub.Credentials.Passwords[0].Value); err != nil {
+		return err
+	}
+	// Local repositories need no token; the tutorial's flow stores one in
+	// the vault all the same.
+	if err := d.secret(ctx, "github-token", "local-repositories-need-no-token"); err != nil {
+		return err
+	}
+	for _, repo := range []string{"base-image-node", "import-baseimage-node", "hello-world"} {
+		if err := d.newRepo(ctx, repo); err != nil {
+			return fmt.Errorf("git repository %s: %w", repo, err)
+		}
+		d.say("   git repository %s#main", d.repoURL(repo))
+	}
+	return nil
+}
+
+func (d *demo) secret(ctx context.Context, name, value string) error {
+	if _, err := d.c.SetSecret(ctx, keyVault, name, value); err != nil {
+		return err
+	}
+	d.say("   gantry keyvault secret set --vault-name %s --name %s", keyVault, name)
+	return nil
+}
+
+// vaultURI is the tutorial's form of a secret's URI.
+func vaultURI(name string) string {
+	return "https://" + keyVault + ".vault.azure.net/secrets/" + name
+}
+
+// grantVault lets a task's identity read the vault's secrets.
+func (d *demo) grantVault(ctx context.Context, reg, task string) (string, error) {
+	t, err := d.c.GetTask(ctx, reg, task)
+	if err != nil {
+		return "", err
+	}
+	if t.Identity == nil {
+		return "", fmt.Errorf("task %s has no identity", task)
+	}
+	if _, err := d.c.SetPolicy(ctx, keyVault, api.VaultPolicy{ObjectID: t.Identity.PrincipalID, SecretPermissions: []string{"get"}}); err != nil {
+		return "", err
+	}
+	d.say("   gantry keyvault set-policy -n %s --object-id <%s identity> --secret-permissions get", keyVault, task)
+	return t.Identity.PrincipalID, nil
+}
+
+// pullToken creates a token and stores its user and password in the vault
+// as registry-<reg>-user and -password, as the tutorial does.
+func (d *demo) pullToken(ctx context.Context, reg string, req api.CreateTokenRequest) error {
+	req.Name = "registry-" + reg + "-user"
+	tok, err := d.c.CreateToken(ctx, reg, req)
+	if err != nil {
+		return err
+	}
+	if err := d.secret(ctx, "registry-"+reg+"-user", tok.Name); err != nil {
+		return err
+	}
+	return d.secret(ctx, "registry-"+reg+"-password", tok.Credentials.Passwords[0].Value)
+}
+
+func (d *demo) credential(ctx context.Context, reg, task, server, secretPrefix string) error {
+	_, err := d.c.AddTaskCredential(ctx, reg, task, api.CredentialRequest{
+		LoginServer: server, Username: vaultURI(secretPrefix + "-user"), Password: vaultURI(secretPrefix + "-password"),
+		UseIdentity: "[system]",
+	})
+	if err == nil {
+		d.say("   gantry task credential add -n %s -r %s --login-server %s -u %s -p %s --use-identity [system]",
+			task, reg, server, vaultURI(secretPrefix+"-user"), vaultURI(secretPrefix+"-password"))
+	}
+	return err
+}
+
+func (d *demo) gitToken(ctx context.Context) (string, error) {
+	s, err := d.c.GetSecret(ctx, keyVault, "github-token")
+	if err != nil {
+		return "", err
+	}
+	return s.Value, nil
+}
+
+// stage1 creates node-public and hello-world and runs them by hand.
+func (d *demo) stage1(ctx context.Context) error {
+	token, err := d.gitToken(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := d.c.CreateTask(ctx, publicReg, api.CreateTaskRequest{
+		Name: "node-public", File: "acr-task.yaml", Context: d.repoURL("base-image-node") + "#main", GitAccessToken: token,
+		Values: map[string]string{"REGISTRY_FROM_URL": d.urls[dockerHub] + "/"}, AssignIdentity: true,
+	}); err != nil {
+		return err
+	}
+	d.say("   gantry task create -n node-public -r %s -f acr-task.yaml -c <base-image-node>#main --set REGISTRY_FROM_URL=%s/ --assign-identity", publicReg, d.urls[dockerHub])
+	if err := d.credential(ctx, publicReg, "node-public", d.urls[dockerHub], "registry-dockerhub"); err != nil {
+		return err
+	}
+	if _, err := d.grantVault(ctx, publicReg, "node-public"); err != nil {
+		return err
+	}
+	if err := d.manualRun(ctx, publicReg, "node-public"); err != nil {
+		return err
+	}
+	tags, err := d.c.ListTags(ctx, publicReg, "node")
+	if err != nil {
+		return err
+	}
+	d.say("   gantry repository show-tags -r %s --repository node: %s", publicReg, tagNames(tags))
+
+	if err := d.pullToken(ctx, publicReg, api.CreateTokenRequest{ScopeMap: "_repositories_pull"}); err != nil {
+		return err
+	}
+	if err := d.pullToken(ctx, appReg, api.CreateTokenRequest{Repositories: []api.RepositoryActions{{Repository: "hello-world", Actions: []string{"content/read"}}}}); err != nil {
+		return err
+	}
+	if _, err := d.c.CreateTask(ctx, appReg, api.CreateTaskRequest{
+		Name: "hello-world", File: "acr-task.yaml", Context: d.repoURL("hello-world") + "#main", GitAccessToken: token,
+		Values: map[string]string{
+			"REGISTRY_FROM_URL": d.urls[publicReg] + "/", "KEYVAULT": keyVault, "ACI": aci, "ACI_RG": aciRG,
+		},
+		AssignIdentity: true,
+	}); err != nil {
+		return err
+	}
+	d.say("   gantry task create -n hello-world -r %s -f acr-task.yaml -c <hello-world>#main --set REGISTRY_FROM_URL=%s/ --set KEYVAULT=%s --set ACI=%s --set ACI_RG=%s --assign-identity",
+		appReg, d.urls[publicReg], keyVault, aci, aciRG)
+	if err := d.credential(ctx, appReg, "hello-world", d.urls[publicReg], "registry-"+publicReg); err != nil {
+		return err
+	}
+	principal, err := d.grantVault(ctx, appReg, "hello-world")
+	if err != nil {
+		return err
+	}
+	if _, err := d.c.CreateRoleAssignment(ctx, api.CreateRoleAssignmentRequest{Assignee: principal, Role: "owner", Scope: "/containers"}); err != nil {
+		return err
+	}
+	d.say("   gantry role assignment create --assignee <hello-world identity> --scope /containers --role owner")
+	if err := d.manualRun(ctx, appReg, "hello-world"); err != nil {
+		return err
+	}
+	ct, err := d.c.GetContainer(ctx, aci)
+	if err != nil {
+		return err
+	}
+	d.site = ct.IPAddress.URL
+	d.say("   gantry container show -n %s --query ipAddress.url -o tsv: %s", aci, d.site)
+	return d.expectSite(ctx, "DeepSkyBlue", time.Now(), "")
+}
+
+// stage2 commits Orange to the public base and follows it to the site.
+func (d *demo) stage2(ctx context.Context) error {
+	since, err := d.commitColor(ctx, "Orange")
+	if err != nil {
+		return err
+	}
+	if _, err := d.waitRun(ctx, publicReg, "node-public", "Commit", since, "Succeeded"); err != nil {
+		return err
+	}
+	if _, err := d.waitRun(ctx, appReg, "hello-world", "Image Update", since, "Succeeded"); err != nil {
+		return err
+	}
+	if err := d.expectSite(ctx, "Orange", since, "Stage 2 (Orange, public base)"); err != nil {
+		return err
+	}
+	d.say("   Not every upstream update is wanted: the next stages put a gate in between.")
+	return d.tables(ctx)
+}
+
+// stage3 creates the gated import, promotes the current public base and
+// switches hello-world to the vetted base.
+func (d *demo) stage3(ctx context.Context) error {
+	token, err := d.gitToken(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := d.c.CreateTask(ctx, baseArtifacts, api.CreateTaskRequest{
+		Name: "base-import-node", File: "acr-task.yaml", Context: d.repoURL("import-baseimage-node") + "#main", GitAccessToken: token,
+		Values: map[string]string{"REGISTRY_FROM_URL": d.urls[publicReg] + "/"}, AssignIdentity: true,
+	}); err != nil {
+		return err
+	}
+	d.say("   gantry task create -n base-import-node -r %s -f acr-task.yaml -c <import-baseimage-node>#main --set REGISTRY_FROM_URL=%s/ --assign-identity",
+		baseArtifacts, d.urls[publicReg])
+	if err := d.credential(ctx, baseArtifacts, "base-import-node", d.urls[publicReg], "registry-"+publicReg); err != nil {
+		return err
+	}
+	if _, err := d.grantVault(ctx, baseArtifacts, "base-import-node"); err != nil {
+		return err
+	}
+	if err := d.manualRun(ctx, baseArtifacts, "base-import-node"); err != nil {
+		return err
+	}
+	if err := d.pullToken(ctx, baseArtifacts, api.CreateTokenRequest{Repositories: []api.RepositoryActions{{Repository: "node", Actions: []string{"content/read"}}}}); err != nil {
+		return err
+	}
+	if err := d.credential(ctx, appReg, "hello-world", d.urls[baseArtifacts], "registry-"+baseArtifacts); err != nil {
+		return err
+	}
+	values := map[string]string{"KEYVAULT": keyVault, "REGISTRY_FROM_URL": d.urls[baseArtifacts] + "/", "ACI": aci, "ACI_RG": aciRG}
+	if _, err := d.c.UpdateTask(ctx, appReg, "hello-world", api.UpdateTaskRequest{Values: &values}); err != nil {
+		return err
+	}
+	d.say("   gantry task update -n hello-world -r %s --set REGISTRY_FROM_URL=%s/ ...", appReg, d.urls[baseArtifacts])
+	if err := d.manualRun(ctx, appReg, "hello-world"); err != nil {
+		return err
+	}
+	t, err := d.c.GetTask(ctx, appReg, "hello-world")
+	if err != nil {
+		return err
+	}
+	for _, b := range t.Step.BaseImageDependencies {
+		d.say("   hello-world now tracks %s@%s (%s)", b.Image, short(b.Digest), b.Type)
+		if b.Type == "RunTime" && !strings.HasPrefix(b.Image, d.urls[baseArtifacts]+"/") {
+			return fmt.Errorf("hello-world tracks %s, want a base from %s", b.Image, baseArtifacts)
+		}
+	}
+	return d.expectSite(ctx, "Orange", time.Now(), "")
+}
+
+// stage4 commits Green: public base, gate, vetted base, app, site.
+func (d *demo) stage4(ctx context.Context) error {
+	since, err := d.commitColor(ctx, "Green")
+	if err != nil {
+		return err
+	}
+	if _, err := d.waitRun(ctx, publicReg, "node-public", "Commit", since, "Succeeded"); err != nil {
+		return err
+	}
+	if _, err := d.waitRun(ctx, baseArtifacts, "base-import-node", "Image Update", since, "Succeeded"); err != nil {
+		return err
+	}
+	if _, err := d.waitRun(ctx, appReg, "hello-world", "Image Update", since, "Succeeded"); err != nil {
+		return err
+	}
+	if err := d.expectSite(ctx, "Green", since, "Stage 4 (Green, through the gate)"); err != nil {
+		return err
+	}
+	return d.tables(ctx)
+}
+
+// stage5 commits Red: the gate fails at validate-base-image, nothing is
+// promoted and the site stays Green.
+func (d *demo) stage5(ctx context.Context) error {
+	promoted, err := d.c.ListTags(ctx, baseArtifacts, "node")
+	if err != nil {
+		return err
+	}
+	since, err := d.commitColor(ctx, "Red")
+	if err != nil {
+		return err
+	}
+	if _, err := d.waitRun(ctx, publicReg, "node-public", "Commit", since, "Succeeded"); err != nil {
+		return err
+	}
+	gate, err := d.waitRun(ctx, baseArtifacts, "base-import-node", "Image Update", since, "Failed")
+	if err != nil {
+		return err
+	}
+	d.timings = append(d.timings, timing{"Stage 5 (Red, stopped by the gate)", "commit → gate failed", gate.FinishTime.Sub(since)})
+	log, err := d.runLog(ctx, baseArtifacts, gate.RunID)
+	if err != nil {
+		return err
+	}
+	for _, want := range []string{"ERROR: Invalid Color: Red", "failed to run step ID: validate-base-image: exit status 1"} {
+		if !strings.Contains(log, want) {
+			return fmt.Errorf("run %s's log lacks %q", gate.RunID, want)
+		}
+		d.say("   gantry task logs -r %s --run-id %s: ... %s", baseArtifacts, gate.RunID, want)
+	}
+	if !strings.Contains(gate.Error, "validate-base-image") {
+		return fmt.Errorf("run %s failed with %q, want a failure at validate-base-image", gate.RunID, gate.Error)
+	}
+	// Nothing may follow: give a wrongly triggered run time to appear.
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(3 * time.Second):
+	}
+	runs, err := d.c.ListRuns(ctx, appReg, client.RunFilter{Task: "hello-world", Top: 5})
+	if err != nil {
+		return err
+	}
+	for _, r := range runs {
+		if r.CreateTime.After(since) {
+			return fmt.Errorf("hello-world run %s (%s) started after the Red commit; the gate should have stopped it", r.RunID, r.Trigger)
+		}
+	}
+	now, err := d.c.ListTags(ctx, baseArtifacts, "node")
+	if err != nil {
+		return err
+	}
+	if tagNames(now) != tagNames(promoted) || digestOf(now, "15-alpine") != digestOf(promoted, "15-alpine") {
+		return fmt.Errorf("%s/node changed after the failed gate: %s", baseArtifacts, tagNames(now))
+	}
+	d.say("   %s/node:15-alpine is unchanged; hello-world was not rebuilt", baseArtifacts)
+	if err := d.expectSite(ctx, "Green", time.Now(), ""); err != nil {
+		return err
+	}
+	return d.tables(ctx)
+}
+
+// manualRun runs a task by hand and waits for it to succeed.
+func (d *demo) manualRun(ctx context.Context, reg, task string) error {
+	r, err := d.c.RunTask(ctx, reg, task, api.RunTaskRequest{})
+	if err != nil {
+		return err
+	}
+	d.say("   gantry task run -r %s -n %s: queued run %s", reg, task, r.RunID)
+	done, err := d.wait(ctx, reg, r.RunID)
+	if err != nil {
+		return err
+	}
+	d.say("   run %s %s after %s", done.RunID, done.Status, done.Duration)
+	if done.Status != "Succeeded" {
+		log, _ := d.runLog(ctx, reg, done.RunID)
+		return fmt.Errorf("run %s of %s %s: %s\n%s", done.RunID, task, done.Status, done.Error, lastLines(log, 15))
+	}
+	return nil
+}
+
+// wait waits until a run ends.
+func (d *demo) wait(ctx context.Context, reg, id string) (*api.Run, error) {
+	for {
+		r, err := d.c.GetRun(ctx, reg, id)
+		if err != nil {
+			return nil, err
+		}
+		if r.Status != "Queued" && r.Status != "Running" {
+			return r, nil
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return nil, fmt.Errorf("waiting for run %s: %w", id, err)
+		}
+	}
+}
+
+// waitRun waits for a run of task with the given trigger, created after
+// since, to end with status.
+func (d *demo) waitRun(ctx context.Context, reg, task, trigger string, since time.Time, status string) (*api.Run, error) {
+	for {
+		runs, err := d.c.ListRuns(ctx, reg, client.RunFilter{Task: task, Top: 5})
+		if err != nil {
+			return nil, err
+		}
+		for i := len(runs) - 1; i >= 0; i-- {
+			r := runs[i]
+			if !r.CreateTime.After(since) || r.Trigger != trigger {
+				continue
+			}
+			if r.Status == "Queued" || r.Status == "Running" {
+				break
+			}
+			d.say("   %-17s run %-5s %-12s %-9s after %s", task, r.RunID, r.Trigger, r.Status, r.Duration)
+			if r.Status != status {
+				log, _ := d.runLog(ctx, reg, r.RunID)
+				return nil, fmt.Errorf("%s run %s ended %s, want %s: %s\n%s", task, r.RunID, r.Status, status, r.Error, lastLines(log, 15))
+			}
+			return &r, nil
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return nil, fmt.Errorf("waiting for a %s run of %s: %w", trigger, task, err)
+		}
+	}
+}
+
+func (d *demo) runLog(ctx context.Context, reg, id string) (string, error) {
+	body, err := d.c.RunLogs(ctx, reg, id, false)
+	if err != nil {
+		return "", err
+	}
+	defer body.Close()
+	b, err := io.ReadAll(body)
+	return string(b), err
+}
+
+var colorRE = regexp.MustCompile(`<b>Background Color:</b> ([A-Za-z]+)`)
+
+// siteColor fetches the deployed site and returns its background color.
+func (d *demo) siteColor(ctx context.Context) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.site, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	m := colorRE.FindSubmatch(b)
+	if m == nil {
+		return "", fmt.Errorf("GET %s: no background color in the page", d.site)
+	}
+	return string(m[1]), nil
+}
+
+// expectSite waits until the site shows color and records the time since
+// the commit under label (when label is set).
+func (d *demo) expectSite(ctx context.Context, color string, since time.Time, label string) error {
+	var last string
+	var lastErr error
+	for {
+		c, err := d.siteColor(ctx)
+		if err == nil && c == color {
+			d.say("   site %s: background %s", d.site, c)
+			if label != "" {
+				t := time.Since(since)
+				d.timings = append(d.timings, timing{label, "commit → site " + color, t})
+				d.say("   commit → site %s: %s", color, round(t))
+			}
+			return nil
+		}
+		last, lastErr = c, err
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return fmt.Errorf("site %s did not turn %s (last seen %q, %v): %w", d.site, color, last, lastErr, err)
+		}
+	}
+}
+
+// tables prints the list-runs tables of the three registries.
+func (d *demo) tables(ctx context.Context) error {
+	if d.o.PrintRuns == nil {
+		return nil
+	}
+	for _, reg := range []string{publicReg, baseArtifacts, appReg} {
+		runs, err := d.c.ListRuns(ctx, reg, client.RunFilter{Top: 6})
+		if err != nil {
+			return err
+		}
+		if len(runs) == 0 {
+			continue
+		}
+		d.say("\n   gantry task list-runs -r %s -o table", reg)
+		if err := d.o.PrintRuns(d.out, runs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *demo) summary() {
+	d.say("\n== The walkthrough ended as the tutorial says (%s in all)", round(time.Since(d.start)))
+	for _, t := range d.timings {
+		d.say("   %-38s %-26s %s", t.stage, t.measure, round(t.d))
+	}
+}
+
+// cleanup removes the deployed site; the server's data goes with the
+// temporary directory.
+func (d *demo) cleanup() {
+	if d.c == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = d.c.DeleteContainer(ctx, aci)
+}
+
+// ---- git ----
+
+func (d *demo) repoURL(name string) string { return filepath.Join(d.git, name+".git") }
+
+// newRepo creates a bare repository with the sample's files on main, and a
+// working clone the demo commits from.
+func (d *demo) newRepo(ctx context.Context, name string) error {
+	bare := d.repoURL(name)
+	work := filepath.Join(d.git, "work", name)
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
+	if err := git(ctx, d.git, "init", "-q", "--bare", "-b", "main", bare); err != nil {
+		return err
+	}
+	if err := git(ctx, work, "init", "-q", "-b", "main"); err != nil {
+		return err
+	}
+	err := fs.WalkDir(samples, path.Join("samples", name), func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		b, err := samples.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(p, ".sh") {
+			mode = 0o755
+		}
+		return os.WriteFile(filepath.Join(work, path.Base(p)), b, mode)
+	})
+	if err != nil {
+		return err
+	}
+	if err := git(ctx, work, "add", "-A"); err != nil {
+		return err
+	}
+	if err := git(ctx, work, "commit", "-q", "-m", "Initial commit of the "+name+" sample"); err != nil {
+		return err
+	}
+	if err := git(ctx, work, "remote", "add", "origin", bare); err != nil {
+		return err
+	}
+	return git(ctx, work, "push", "-q", "origin", "main")
+}
+
+var colorLine = regexp.MustCompile(`(?m)^ENV BACKGROUND_COLOR .*$`)
+
+// commitColor sets BACKGROUND_COLOR in base-image-node's Dockerfile,
+// commits and pushes, and returns the time just before the push.
+func (d *demo) commitColor(ctx context.Context, color string) (time.Time, error) {
+	work := filepath.Join(d.git, "work", "base-image-node")
+	p := filepath.Join(work, "Dockerfile")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return time.Time{}, err
+	}
+	b = colorLine.ReplaceAll(b, []byte("ENV BACKGROUND_COLOR "+color))
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		return time.Time{}, err
+	}
+	if err := git(ctx, work, "commit", "-q", "-am", "Set BACKGROUND_COLOR "+color); err != nil {
+		return time.Time{}, err
+	}
+	since := time.Now()
+	if err := git(ctx, work, "push", "-q", "origin", "main"); err != nil {
+		return time.Time{}, err
+	}
+	d.say("   git commit -am \"Set BACKGROUND_COLOR %s\" && git push   (base-image-node)", color)
+	return since, nil
+}
+
+func git(ctx context.Context, dir string, args ...string) error {
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"GIT_AUTHOR_NAME=gantry demo", "GIT_AUTHOR_EMAIL=demo@gantry.invalid",
+		"GIT_COMMITTER_NAME=gantry demo", "GIT_COMMITTER_EMAIL=demo@gantry.invalid",
+		"GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// ---- small helpers ----
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func short(d string) string {
+	if len(d) > 19 {
+		return d[:19]
+	}
+	return d
+}
+
+func tagNames(ts []api.Tag) string {
+	names := make([]string, len(ts))
+	for i, t := range ts {
+		names[i] = t.Name
+	}
+	return strings.Join(names, " ")
+}
+
+func digestOf(ts []api.Tag, tag string) string {
+	for _, t := range ts {
+		if t.Name == tag {
+			return t.Digest
+		}
+	}
+	return ""
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

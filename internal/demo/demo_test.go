@@ -1,0 +1,67 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/api"
+)
+
+// TestWalkthrough runs the whole demo on the real engine: every stage is
+// asserted by Run itself (runs, triggers, the site's color, the gate's
+// failure), so a nil error is the tutorial ending as it should.
+func TestWalkthrough(t *testing.T) {
+	host := os.Getenv("DOCKER_HOST")
+	if host == "" {
+		if os.Getenv("GANTRY_REQUIRE_INTEGRATION") == "1" {
+			t.Fatal("DOCKER_HOST is not set (GANTRY_REQUIRE_INTEGRATION=1)")
+		}
+		t.Skip("DOCKER_HOST is not set")
+	}
+	bin := filepath.Join(t.TempDir(), "gantry")
+	build := exec.Command("go", "build", "-o", bin, "github.com/gantryhq/gantry/cmd/gantry")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building a static gantry: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	printed := 0
+	err := Run(ctx, Options{
+		EngineHost:   host,
+		GantryBinary: bin,
+		Out:          &out,
+		PrintRuns: func(w io.Writer, runs []api.Run) error {
+			printed++
+			for _, r := range runs {
+				if _, err := io.WriteString(w, r.RunID+" "+r.Task+" "+r.Status+" "+r.Trigger+"\n"); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{
+		"background DeepSkyBlue", "background Orange", "background Green",
+		"ERROR: Invalid Color: Red", "The walkthrough ended as the tutorial says",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	if printed == 0 {
+		t.Error("no list-runs tables printed")
+	}
+	t.Logf("\n%s", out.String())
+}
