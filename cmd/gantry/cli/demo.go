@@ -1,14 +1,18 @@
 package cli
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/internal/demo"
+	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/standin"
 )
 
 func newDemoCmd(o *rootOpts) *cobra.Command {
@@ -48,5 +52,44 @@ first command (scripts/demo.sh) provides both.`,
 	}
 	c.Flags().StringVar(&data, "data", "", "directory for the server data and git repositories (default: a temporary one)")
 	c.Flags().BoolVar(&keep, "keep", false, "leave everything running for exploration until Ctrl-C")
+	c.AddCommand(newStandinCmd(o))
+	return c
+}
+
+// newStandinCmd pushes the node:15-alpine stand-in, for following the
+// walkthrough by hand (the README's "simulated Docker Hub" step).
+func newStandinCmd(o *rootOpts) *cobra.Command {
+	var image, username, password string
+	c := &cobra.Command{
+		Use:   "push-standin",
+		Short: "Build the local node:15-alpine stand-in and push it, e.g. to a registry playing Docker Hub",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := docker.New(os.Getenv("DOCKER_HOST"))
+			if err != nil {
+				return fmt.Errorf("container engine (DOCKER_HOST): %w", err)
+			}
+			defer d.Close()
+			src, err := standin.NodeImage(cmd.Context(), d, "")
+			if err != nil {
+				return err
+			}
+			host, _, _ := strings.Cut(image, "/")
+			auth := &docker.AuthConfig{
+				Username:      firstNonEmpty(username, os.Getenv("GANTRY_USERNAME")),
+				Password:      firstNonEmpty(password, os.Getenv("GANTRY_PASSWORD")),
+				ServerAddress: host,
+			}
+			dgst, err := standin.Push(cmd.Context(), d, src, image, auth)
+			if err != nil {
+				return err
+			}
+			return o.print(map[string]string{"image": image, "digest": dgst}, nil)
+		},
+	}
+	c.Flags().StringVar(&image, "image", "", "where to push it, e.g. 127.0.0.1:5000/node:15-alpine")
+	c.Flags().StringVarP(&username, "username", "u", "", "registry user (default $GANTRY_USERNAME)")
+	c.Flags().StringVarP(&password, "password", "p", "", "registry password (default $GANTRY_PASSWORD)")
+	_ = c.MarkFlagRequired("image")
 	return c
 }

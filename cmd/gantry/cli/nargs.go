@@ -20,6 +20,13 @@ var nargsFlags = map[string]bool{
 	"--secure-environment-variables": true,
 }
 
+// optionalValueFlags may be given alone or with a value in the next word,
+// as az's `--use-identity [system]`; pflag only takes `--flag=value` for
+// such flags, so Execute joins them.
+var optionalValueFlags = map[string]bool{
+	"--use-identity": true,
+}
+
 // joinNargs rewrites `--flag a b c` (up to the next token starting with
 // '-') as `--flag a,b,c` for the flags in nargsFlags.
 func joinNargs(args []string) []string {
@@ -28,6 +35,11 @@ func joinNargs(args []string) []string {
 		a := args[i]
 		if a == "--" {
 			return append(out, args[i:]...)
+		}
+		if optionalValueFlags[a] && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+			out = append(out, a+"="+args[i+1])
+			i++
+			continue
 		}
 		if !nargsFlags[a] {
 			out = append(out, a)

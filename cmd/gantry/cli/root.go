@@ -71,6 +71,9 @@ func newRoot(o *rootOpts) *cobra.Command {
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&o.server, "server", "", "control API address (default $GANTRY_SERVER, the login, or "+client.DefaultServer+")")
 	pf.StringVarP(&o.output, "output", "o", "json", "output format: json, jsonc, table, tsv, yaml, none")
+	// az also accepts --out.
+	pf.StringVar(&o.output, "out", "json", "")
+	_ = pf.MarkHidden("out")
 	pf.StringVar(&o.query, "query", "", "JMESPath query applied to the result")
 	pf.BoolVar(&o.verbose, "verbose", false, "log requests and details to stderr")
 	cmd.AddCommand(

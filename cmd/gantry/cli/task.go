@@ -465,7 +465,7 @@ func (o *rootOpts) followRun(cmd *cobra.Command, c *client.Client, registry stri
 	if err != nil {
 		return err
 	}
-	if noLogs || cmd.Flags().Changed("output") {
+	if noLogs || cmd.Flags().Changed("output") || cmd.Flags().Changed("out") {
 		if err := o.print(final, runView); err != nil {
 			return err
 		}
