@@ -60,14 +60,16 @@ type Manifest struct {
 
 // TagEvent is one entry of a tag's history: the tag moved from Old to New.
 type TagEvent struct {
-	Registry   string    `json:"registry"`
-	Repository string    `json:"repository"`
-	Tag        string    `json:"tag"`
-	Old        string    `json:"previousDigest,omitempty"`
-	New        string    `json:"digest"`
-	PushedBy   string    `json:"pushedBy,omitempty"`
-	RunID      string    `json:"runId,omitempty"`
-	Time       time.Time `json:"time"`
+	Registry   string `json:"registry"`
+	Repository string `json:"repository"`
+	Tag        string `json:"tag"`
+	Old        string `json:"previousDigest,omitempty"`
+	New        string `json:"digest"`
+	PushedBy   string `json:"pushedBy,omitempty"`
+	// PushedByName is the principal's name: admin, a token, task:<reg>/<task>.
+	PushedByName string    `json:"pushedByName,omitempty"`
+	RunID        string    `json:"runId,omitempty"`
+	Time         time.Time `json:"time"`
 }
 
 // Whoami describes the caller, as answered by GET /v1/whoami.

@@ -238,11 +238,24 @@ func (s *Server) tagHistory(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := make([]api.TagEvent, 0, len(es))
+	names := map[string]string{}
 	for _, e := range es {
-		out = append(out, api.TagEvent{
+		ev := api.TagEvent{
 			Registry: e.Registry, Repository: e.Repository, Tag: e.Tag,
 			Old: e.Old.String(), New: e.New.String(), PushedBy: e.PushedBy, RunID: e.RunID, Time: e.Time,
-		})
+		}
+		if e.PushedBy != "" {
+			name, ok := names[e.PushedBy]
+			if !ok {
+				// A deleted principal keeps its ID in the history.
+				if p, err := s.auth.Principal(r.Context(), e.PushedBy); err == nil {
+					name = p.Name
+				}
+				names[e.PushedBy] = name
+			}
+			ev.PushedByName = name
+		}
+		out = append(out, ev)
 	}
 	return reply(w, http.StatusOK, out)
 }

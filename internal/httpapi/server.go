@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/gantryhq/gantry/api"
@@ -43,7 +44,7 @@ type Server struct {
 	auth     *auth.Service
 	vault    *vault.Service
 	regs     Registries
-	mux      *http.ServeMux
+	mux      *routeMux
 	tasks    *task.Service
 	triggers Triggers
 }
@@ -65,13 +66,34 @@ func New(st *store.Store, au *auth.Service, v *vault.Service, regs Registries, o
 		auth:  au,
 		vault: v,
 		regs:  regs,
-		mux:   http.NewServeMux(),
+		mux:   &routeMux{ServeMux: http.NewServeMux()},
 	}
 	for _, o := range opts {
 		o(s)
 	}
 	s.routes()
 	return s
+}
+
+// Routes returns the mux patterns the API serves ("GET /v1/registries",
+// ...), in registration order. The server's authorization tests check that
+// every one of them has an entry in their matrix.
+func (s *Server) Routes() []string { return slices.Clone(s.mux.patterns) }
+
+// routeMux is the API's ServeMux; it remembers the patterns registered on it.
+type routeMux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func (m *routeMux) Handle(pattern string, h http.Handler) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.Handle(pattern, h)
+}
+
+func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.HandleFunc(pattern, h)
 }
 
 // ServeHTTP implements http.Handler.

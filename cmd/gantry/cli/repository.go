@@ -98,7 +98,7 @@ func newRepositoryCmd(o *rootOpts) *cobra.Command {
 			if err != nil {
 				return hint(err)
 			}
-			return o.print(es, tableView{{"TIME", "time", nil}, {"DIGEST", "digest", nil}, {"PREVIOUS", "previousDigest", nil}, {"PUSHED BY", "pushedBy", nil}, {"RUN ID", "runId", nil}})
+			return o.print(es, tableView{{"TIME", "time", nil}, {"DIGEST", "digest", nil}, {"PREVIOUS", "previousDigest", nil}, {"PUSHED BY", "pushedByName || pushedBy", nil}, {"RUN ID", "runId", nil}})
 		},
 	}
 	regFlag(history)
