@@ -45,7 +45,17 @@ var (
 // a token may also log in as "<registry>/<token>").
 func (s *Service) login(ctx context.Context, r *http.Request, registry, username, password string) (session, error) {
 	remote := remoteIP(r)
+	// A token may log in as "<token>" where the request names its registry
+	// and as "<registry>/<token>" anywhere: key its failures by the token
+	// it names, so that the two spellings share one count and one lockout.
+	reg, name := registry, username
+	if before, after, ok := strings.Cut(username, "/"); ok && (registry == "" || registry == before) {
+		reg, name = before, after
+	}
 	key := limiterKey(remote, username)
+	if username != AdminUsername {
+		key = limiterKey(remote, reg+"/"+name)
+	}
 	if IsRunCredential(password) && username != AdminUsername {
 		// Runs share an address (host network) and a user name: key run
 		// logins by credential so one revoked run cannot lock out the others.
@@ -65,10 +75,6 @@ func (s *Service) login(ctx context.Context, r *http.Request, registry, username
 	case username == RunUsername || IsRunCredential(password):
 		sess, err = s.verifyRun(ctx, password)
 	default:
-		reg, name := registry, username
-		if before, after, ok := strings.Cut(username, "/"); ok && (registry == "" || registry == before) {
-			reg, name = before, after
-		}
 		sess, err = s.verifyToken(ctx, reg, name, password)
 	}
 	if err != nil {

@@ -138,6 +138,7 @@ func run(ctx context.Context, dir, token string, args ...string) (string, error)
 		"GIT_CONFIG_NOSYSTEM=1",
 	)
 	n := 0
+	var cred string
 	addConfig := func(k, v string) {
 		env = append(env, fmt.Sprintf("GIT_CONFIG_KEY_%d=%s", n, k), fmt.Sprintf("GIT_CONFIG_VALUE_%d=%s", n, v))
 		n++
@@ -145,7 +146,7 @@ func run(ctx context.Context, dir, token string, args ...string) (string, error)
 	addConfig("protocol.file.allow", "always")
 	addConfig("advice.detachedHead", "false")
 	if token != "" {
-		cred := base64.StdEncoding.EncodeToString([]byte("x-access-token:" + token))
+		cred = base64.StdEncoding.EncodeToString([]byte("x-access-token:" + token))
 		addConfig("http.extraHeader", "Authorization: Basic "+cred)
 	}
 	env = append(env, fmt.Sprintf("GIT_CONFIG_COUNT=%d", n))
@@ -155,7 +156,10 @@ func run(ctx context.Context, dir, token string, args ...string) (string, error)
 	if err := cmd.Run(); err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		if token != "" {
+			// The header form first: it contains the token's own base64.
+			msg = strings.ReplaceAll(msg, cred, "***")
 			msg = strings.ReplaceAll(msg, token, "***")
+			msg = strings.ReplaceAll(msg, base64.RawStdEncoding.EncodeToString([]byte(token)), "***")
 		}
 		if ctx.Err() != nil {
 			return "", fmt.Errorf("git %s: %w", args[0], ctx.Err())

@@ -78,11 +78,13 @@ func (s *Server) listScopeMaps(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) createScopeMap(w http.ResponseWriter, r *http.Request) error {
 	reg := r.PathValue("reg")
-	var req api.CreateScopeMapRequest
-	if err := decode(r, &req); err != nil {
+	// Check the collection first, so a refused caller learns nothing from
+	// how its body is parsed.
+	if err := s.check(r, auth.OpWrite, registryObject(reg, "scope-maps", "")); err != nil {
 		return err
 	}
-	if err := s.check(r, auth.OpWrite, registryObject(reg, "scope-maps", req.Name)); err != nil {
+	var req api.CreateScopeMapRequest
+	if err := decode(r, &req); err != nil {
 		return err
 	}
 	m, err := s.auth.CreateScopeMap(r.Context(), reg, req.Name, req.Description, toRules(req.Repositories))
@@ -179,11 +181,11 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	reg := r.PathValue("reg")
-	var req api.CreateTokenRequest
-	if err := decode(r, &req); err != nil {
+	if err := s.check(r, auth.OpWrite, registryObject(reg, "tokens", "")); err != nil {
 		return err
 	}
-	if err := s.check(r, auth.OpWrite, registryObject(reg, "tokens", req.Name)); err != nil {
+	var req api.CreateTokenRequest
+	if err := decode(r, &req); err != nil {
 		return err
 	}
 	expiry, err := expiryIn(req.ExpirationInDays)

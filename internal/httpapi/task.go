@@ -148,11 +148,11 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	reg := r.PathValue("reg")
-	var req api.CreateTaskRequest
-	if err := decode(r, &req); err != nil {
+	if err := s.check(r, auth.OpWrite, taskScope(reg, "")); err != nil {
 		return err
 	}
-	if err := s.check(r, auth.OpWrite, taskScope(reg, req.Name)); err != nil {
+	var req api.CreateTaskRequest
+	if err := decode(r, &req); err != nil {
 		return err
 	}
 	if _, err := s.store.GetRegistry(r.Context(), reg); err != nil {

@@ -2,6 +2,8 @@ package registry
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -20,8 +22,12 @@ func (h *handler) getBlob(w http.ResponseWriter, r *http.Request, rt route, _ au
 		return err
 	}
 	fetch := func() error { return h.fallback.FetchBlob(ctx, h.name, rt.repo, d) }
+	src, streams := h.fallback.(BlobSource)
 	if r.Method == http.MethodHead {
 		size, err := h.st.StatBlob(ctx, h.name, rt.repo, d)
+		if err != nil && streams && isNotFound(err) {
+			return h.streamBlob(w, r, src, rt.repo, d, err)
+		}
 		if err != nil {
 			if err := h.fallbackFor(err, fetch); err != nil {
 				return err
@@ -36,6 +42,9 @@ func (h *handler) getBlob(w http.ResponseWriter, r *http.Request, rt route, _ au
 		return nil
 	}
 	f, _, err := h.st.OpenBlob(ctx, h.name, rt.repo, d)
+	if err != nil && streams && isNotFound(err) && r.Header.Get("Range") == "" {
+		return h.streamBlob(w, r, src, rt.repo, d, err)
+	}
 	if err != nil {
 		if err := h.fallbackFor(err, fetch); err != nil {
 			return err
@@ -49,6 +58,37 @@ func (h *handler) getBlob(w http.ResponseWriter, r *http.Request, rt route, _ au
 	// ServeContent answers Range requests (206, 416) and copies the file
 	// with sendfile.
 	http.ServeContent(w, r, "", time.Time{}, f)
+	return nil
+}
+
+// streamBlob answers a HEAD or GET of blob d, missing from the store (miss
+// is the store's error), from a BlobSource.
+func (h *handler) streamBlob(w http.ResponseWriter, r *http.Request, src BlobSource, repo string, d digest.Digest, miss error) error {
+	rc, size, err := src.OpenBlob(r.Context(), h.name, repo, d)
+	if err != nil {
+		if isNotFound(err) {
+			return miss
+		}
+		return fmt.Errorf("fetching from upstream: %w", err)
+	}
+	defer rc.Close()
+	setBlobHeaders(w, d)
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	if n, err := io.Copy(w, rc); err != nil || n != size {
+		// The status line is sent: cut the connection, so the client sees
+		// a truncated body rather than a complete wrong one.
+		level := slog.LevelWarn
+		if r.Context().Err() != nil {
+			level = slog.LevelDebug // the client went away
+		}
+		h.log.Log(r.Context(), level, "streaming blob from upstream failed", "registry", h.name, "repository", repo,
+			"digest", d, "sent", n, "size", size, "err", err)
+		panic(http.ErrAbortHandler)
+	}
 	return nil
 }
 

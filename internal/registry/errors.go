@@ -14,6 +14,10 @@ import (
 // answer 429 TOOMANYREQUESTS.
 var ErrTooManyRequests = errors.New("too many requests")
 
+// ErrUnavailable may be returned (wrapped) by a Fallback when the upstream
+// it needs cannot be reached and nothing is cached: 503 UNAVAILABLE.
+var ErrUnavailable = errors.New("upstream unavailable")
+
 // Handler-level errors.
 var (
 	errUnsupported      = errors.New("operation unsupported")
@@ -33,6 +37,7 @@ var errorTable = []struct {
 	{auth.ErrUnauthenticated, http.StatusUnauthorized, "UNAUTHORIZED"},
 	{auth.ErrDenied, http.StatusForbidden, "DENIED"},
 	{ErrTooManyRequests, http.StatusTooManyRequests, "TOOMANYREQUESTS"},
+	{ErrUnavailable, http.StatusServiceUnavailable, "UNAVAILABLE"},
 	{store.ErrManifestTooLarge, http.StatusRequestEntityTooLarge, "MANIFEST_INVALID"},
 	{store.ErrManifestBlobUnknown, http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN"},
 	{store.ErrManifestInvalid, http.StatusBadRequest, "MANIFEST_INVALID"},

@@ -22,6 +22,15 @@ func (h *handler) getManifest(w http.ResponseWriter, r *http.Request, rt route, 
 			return fmt.Errorf("%w: %w", store.ErrManifestUnknown, err)
 		}
 	}
+	if src, ok := h.fallback.(ManifestSource); ok {
+		m, handled, err := src.LookupManifest(ctx, h.name, rt.repo, rt.ref)
+		if handled {
+			if err != nil {
+				return err
+			}
+			return writeManifest(w, r, m)
+		}
+	}
 	m, err := h.st.GetManifest(ctx, h.name, rt.repo, rt.ref)
 	if err != nil {
 		if err := h.fallbackFor(err, func() error { return h.fallback.FetchManifest(ctx, h.name, rt.repo, rt.ref) }); err != nil {
@@ -31,6 +40,11 @@ func (h *handler) getManifest(w http.ResponseWriter, r *http.Request, rt route, 
 			return err
 		}
 	}
+	return writeManifest(w, r, m)
+}
+
+// writeManifest answers a manifest GET or HEAD with m.
+func writeManifest(w http.ResponseWriter, r *http.Request, m store.Manifest) error {
 	hd := w.Header()
 	hd.Set("Content-Type", m.MediaType)
 	hd.Set("Content-Length", strconv.Itoa(len(m.Body)))

@@ -37,6 +37,34 @@ type Fallback interface {
 	FetchBlob(ctx context.Context, registry, repo string, d digest.Digest) error
 }
 
+// ManifestSource is an optional capability of a Fallback, for pull-through
+// caches that must decide what a tag means (revalidating it against an
+// upstream after a TTL) and serve manifests whose content is still being
+// stored. The handler calls LookupManifest before it reads the store, on
+// every manifest GET and HEAD. With ok false the repository is none of the
+// source's business and the handler carries on as without it (the store,
+// then FetchManifest on a miss). With ok true the handler serves m (its
+// Digest, MediaType and Body) as is, or answers err like a store error: an
+// error wrapping db.ErrNotFound is a 404, ErrTooManyRequests a 429,
+// ErrUnavailable a 503. LookupManifest must be cheap when ok is false.
+type ManifestSource interface {
+	LookupManifest(ctx context.Context, registry, repo, reference string) (m store.Manifest, ok bool, err error)
+}
+
+// BlobSource is an optional capability of a Fallback that streams a missing
+// blob to the client while it is being fetched and stored, instead of
+// making the client wait for the whole blob (FetchBlob). The handler calls
+// OpenBlob on a store miss of a HEAD, or of a GET without a Range header
+// (ranged reads still go through FetchBlob), and closes the reader; a HEAD
+// closes it at once, which must not stop the fetch. size is the blob's
+// length. The reader must fail rather than end early if the content turns
+// out not to match d: the handler then aborts the response, so the client
+// sees a truncated body, never a complete wrong one. Errors are answered as
+// for FetchBlob.
+type BlobSource interface {
+	OpenBlob(ctx context.Context, registry, repo string, d digest.Digest) (rc io.ReadCloser, size int64, err error)
+}
+
 // PushGuard decides whether a repository accepts writes at all (for example
 // repositories reserved for a pull-through cache). It is called after
 // authorization and before any write; an error wrapping auth.ErrDenied

@@ -21,6 +21,7 @@ import (
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/engine"
 	"github.com/gantryhq/gantry/internal/httpapi"
+	"github.com/gantryhq/gantry/internal/importer"
 	"github.com/gantryhq/gantry/internal/instance"
 	"github.com/gantryhq/gantry/internal/registry"
 	"github.com/gantryhq/gantry/internal/store"
@@ -110,10 +111,20 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		}
 	}()
 
+	imp := importer.New(database, st, vlt, au,
+		importer.WithLogger(log.With("component", "importer")),
+		importer.WithTagTTL(cfg.Cache.TagTTL),
+		importer.WithSpoolDir(filepath.Join(cfg.Data, "spool")))
+	if err := imp.Start(svcCtx); err != nil {
+		return err
+	}
+	waits = append(waits, imp.Wait)
+
 	regLog := log.With("component", "registry")
 	regs := newListeners(regLog, func(r store.Registry) http.Handler {
 		mux := http.NewServeMux()
-		mux.Handle("/v2/", registry.New(r.Name, st, registry.WithLogger(regLog.With("registry", r.Name)), registry.WithAuthorizer(au)))
+		mux.Handle("/v2/", registry.New(r.Name, st, registry.WithLogger(regLog.With("registry", r.Name)), registry.WithAuthorizer(au),
+			registry.WithFallback(imp), registry.WithPushGuard(imp)))
 		mux.Handle(auth.TokenPath, au.TokenHandler(r.Name))
 		return mux
 	})
@@ -136,7 +147,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 
 	var exec task.Executor = noEngine{}
-	apiOpts := []httpapi.Option{httpapi.WithLogger(log.With("component", "api"))}
+	apiOpts := []httpapi.Option{httpapi.WithLogger(log.With("component", "api")), httpapi.WithImporter(imp)}
 	if cfg.Engine.Host != "" {
 		dc, err := docker.New(cfg.Engine.Host, docker.WithLogger(log.With("component", "docker")))
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"path"
 	"regexp"
 	"strings"
@@ -27,6 +28,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/git"
 )
 
 // Sentinel errors, matched with errors.Is. ErrNotFound and ErrExists also
@@ -486,8 +488,16 @@ func (s *Service) UpdateTask(ctx context.Context, registry, name string, req Upd
 			*dst = *src
 		}
 	}
+	oldContext := t.Context
 	if req.Context != nil {
 		t.Context = normalizeContext(*req.Context)
+	}
+	if t.HasGitToken && req.GitToken == nil {
+		// A stored token goes only to the host it was given for: whoever
+		// may update the task must not be able to send it elsewhere.
+		if o := gitOrigin(t.Context); o != "" && o != gitOrigin(oldContext) {
+			return nil, invalid("gitAccessToken", "the context moves to %s: give its access token (an empty one drops the stored token); a stored token is only sent to the host it was given for", o)
+		}
 	}
 	set(&t.File, req.File)
 	if req.FileContent != nil {
@@ -623,6 +633,33 @@ func normalizeContext(c string) string {
 		return ""
 	}
 	return c
+}
+
+// gitOrigin returns where a git context's remote is ("scheme://host[:port]",
+// lowercase), "" for a local repository or folder.
+func gitOrigin(context string) string {
+	if context == "" || !git.IsGit(context) {
+		return ""
+	}
+	c, err := git.Parse(context)
+	if err != nil {
+		return context
+	}
+	if rest, ok := strings.CutPrefix(c.URL, "git@"); ok {
+		host, _, _ := strings.Cut(rest, ":")
+		return "ssh://" + strings.ToLower(host)
+	}
+	if !strings.Contains(c.URL, "://") {
+		return ""
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return c.URL
+	}
+	if u.Scheme == "file" {
+		return ""
+	}
+	return strings.ToLower(u.Scheme + "://" + u.Host)
 }
 
 func firstNonEmpty(vals ...string) string {

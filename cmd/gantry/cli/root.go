@@ -92,6 +92,9 @@ func newRoot(o *rootOpts) *cobra.Command {
 		newBuildCmd(o),
 		newContainerCmd(o),
 		newDemoCmd(o),
+		newImportCmd(o),
+		newCacheCmd(o),
+		newCredentialSetCmd(o),
 	)
 	return cmd
 }

@@ -1,0 +1,81 @@
+// Package importer brings content from other registries into gantry's:
+// server-side imports (az acr import) and pull-through cache rules with
+// credential sets (ACR's artifact cache).
+//
+// # Import
+//
+// [Service.Import] copies an image, a multi-platform index with every
+// platform manifest, or an OCI artifact of any type, together with its
+// referrers (signatures, SBOMs: from the referrers API, or the
+// sha256-<hex> tag schema when the source has none), into one or more
+// target repositories. The source is any Distribution-API registry (https;
+// plain http for loopback hosts and WithInsecureRegistries hosts), with
+// Docker token auth (a Bearer challenge's realm, service and scope) or
+// Basic; or a registry of this server, named by its login server or as
+// gantry://<registry>/<repository>. Credentials may be vault URIs,
+// resolved with the caller's permissions.
+//
+// Only blobs the target lacks are transferred: a blob the repository holds
+// is skipped, one another repository of the registry holds that the caller
+// may read is linked (store.LinkBlob, no bytes move), the rest is streamed
+// from the source straight into the store (store.PutBlob verifies the
+// digest), several at once (WithConcurrency). A same-server import links
+// every blob, so it takes milliseconds whatever the size. Manifests are
+// stored children first; the root gets the target tags last. Without
+// Force a target tag that exists and points elsewhere fails the import
+// (ErrTagExists) before anything is copied; a tag already pointing at the
+// same digest is not an error. Progress is reported step by step.
+//
+// Requests to a source are retried on 429, 5xx and network errors with
+// jittered exponential backoff, honouring Retry-After up to a bound (a
+// longer one fails at once with ErrRateLimited); when RateLimit-Remaining
+// (or X-RateLimit-Remaining) reaches 0 with a reset time, requests wait for
+// the reset. Bearer tokens are cached per scope until they expire; clients
+// (with their tokens and rate-limit state) are pooled per source and
+// credentials. Blob downloads resume with Range requests after a broken
+// connection.
+//
+// # Cache rules
+//
+// A cache rule maps a target repository of a registry (a name, prefix/* or
+// *) to a source repository (login-server/path, with the same wildcard);
+// ACR's overlap rules apply: wildcard rules may not overlap each other, a
+// static rule may not share its target with another static rule, and a
+// static rule under a wildcard one wins over it. A credential set holds
+// vault URIs of the source's user name and password. Like ACR's, it has its
+// own identity (a principal created with it, deleted with it): the admin
+// grants it get on the vault with `gantry keyvault set-policy --object-id`,
+// and the server resolves the secrets as that principal (its health shows
+// whether it can). Rules and credential sets live in SQLite (migration
+// 050); the registry handlers consult an in-memory snapshot.
+//
+// The Service is the registry handler's Fallback for every registry, with
+// two optional capabilities (package registry):
+//
+//   - ManifestSource: every manifest read of a covered repository comes
+//     here. A digest the store holds is served from it. A tag is served
+//     from the store while it is fresh (WithTagTTL, the config's
+//     cache.tagTTL, default 5 minutes), then revalidated with a HEAD (not
+//     counted by Docker Hub); if the digest moved, the new manifest is
+//     fetched. Missing content is fetched from the source and served at
+//     once, while a background fill stores its whole tree: every platform
+//     manifest of an index and all their blobs (eagerly, so a later digest
+//     pull of any platform, or a pull with the source down, works), then
+//     the tag. When the source is down, throttling (429) or refuses the
+//     credentials, the cached copy is served and a warning logged; with
+//     nothing cached the client gets 503 UNAVAILABLE or 429.
+//   - BlobSource: a missing blob is fetched once however many clients ask
+//     (concurrent fetches of one blob share a flight), and streamed to
+//     each while it is stored: the fetch writes through an unlinked spool
+//     file (WithSpoolDir) that readers follow; the last byte is released
+//     only after the store has verified the digest, so a bad upstream
+//     answer reaches clients as a broken transfer, never as content.
+//
+// Manifest fetches and tag revalidations are deduplicated the same way.
+// Pushes into covered repositories are refused ([Service.CheckPush],
+// DENIED), and so are imports. Referrers are not pulled through; import
+// them. Deleting a rule keeps what it cached.
+//
+// Background work (fills, blob flights) runs under the context given to
+// [Service.Start] and stops with it; [Service.Wait] waits for it.
+package importer

@@ -1,0 +1,587 @@
+package importer
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/registry"
+	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/store/manifest"
+	"github.com/gantryhq/gantry/internal/vault"
+)
+
+// requireIntegration skips (or, with GANTRY_REQUIRE_INTEGRATION=1, fails)
+// a test whose external tool or engine is missing.
+func requireIntegration(t testing.TB, what string) {
+	t.Helper()
+	if os.Getenv("GANTRY_REQUIRE_INTEGRATION") == "1" {
+		t.Fatalf("%s is not available and GANTRY_REQUIRE_INTEGRATION=1", what)
+	}
+	t.Skipf("%s is not available", what)
+}
+
+// tool finds an external tool in the repository's .tools/bin (where
+// scripts/tools.sh installs pinned versions), else on PATH.
+func tool(t testing.TB, name string) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	p := filepath.Join(filepath.Dir(file), "..", "..", ".tools", "bin", name)
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	requireIntegration(t, name+" (run scripts/tools.sh or install it)")
+	return ""
+}
+
+// run runs a command and fails the test with its output if it fails.
+func run(t testing.TB, env []string, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes (a log sink).
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// clock is a real clock that tests can move forward.
+type clock struct{ offset atomic.Int64 }
+
+func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// env is a gantry server's parts in-process: database, store, auth, vault
+// and the importer, started.
+type env struct {
+	dir   string
+	db    *db.DB
+	st    *store.Store
+	au    *auth.Service
+	vlt   *vault.Service
+	im    *Service
+	admin auth.Identity
+	logs  *syncBuffer
+	clock *clock
+}
+
+func newEnv(t testing.TB, opts ...Option) *env {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	d, err := db.Open(ctx, filepath.Join(dir, "gantry.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	st, err := store.Open(ctx, d, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	au, err := auth.New(d, filepath.Join(dir, "keys"), auth.WithPasswordHashCost(64, 1), auth.WithRegistryLookup(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup, err := au.EnsureAdmin(ctx, "admin-password", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vlt, err := vault.New(d, filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clock{}
+	opts = append([]Option{WithLogger(log), WithClock(c.now), WithSpoolDir(dir)}, opts...)
+	im := New(d, st, vlt, au, opts...)
+	sctx, cancel := context.WithCancel(ctx)
+	if err := im.Start(sctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		im.Wait()
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
+	return &env{dir: dir, db: d, st: st, au: au, vlt: vlt, im: im, logs: logs, clock: c,
+		admin: auth.Identity{Principal: setup.Principal, Name: auth.AdminUsername, Kind: auth.KindAdmin}}
+}
+
+// registry creates a registry served on 127.0.0.1 (with the importer's
+// hooks) and returns its login server. With authorizer nil every request
+// is allowed.
+func (e *env) registry(t testing.TB, name string, authorizer auth.Authorizer) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := ln.Addr().String()
+	if _, err := e.st.CreateRegistry(context.Background(), store.Registry{Name: name, Listen: host}); err != nil {
+		t.Fatal(err)
+	}
+	if authorizer == nil {
+		authorizer = auth.AllowAll{}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", registry.New(name, e.st, registry.WithAuthorizer(authorizer), registry.WithFallback(e.im),
+		registry.WithPushGuard(e.im), registry.WithLogger(slog.New(slog.NewTextHandler(e.logs, nil)))))
+	mux.Handle(auth.TokenPath, e.au.TokenHandler(name))
+	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: mux}}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return host
+}
+
+// secret stores a value in a vault (created if needed) and returns its URI.
+func (e *env) secret(t testing.TB, vaultName, name, value string) string {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := e.vlt.GetVault(ctx, e.admin, vaultName); err != nil {
+		if _, err := e.vlt.CreateVault(ctx, e.admin, vaultName); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.vlt.SetSecret(ctx, e.admin, vaultName, name, value); err != nil {
+		t.Fatal(err)
+	}
+	return "vault://" + vaultName + "/secrets/" + name
+}
+
+// content is an image, index or artifact built for tests: its blobs and
+// manifests, children before parents.
+type content struct {
+	blobs     map[digest.Digest][]byte
+	manifests []mf
+}
+
+type mf struct {
+	d    digest.Digest
+	mt   string
+	body []byte
+}
+
+func (c *content) root() mf { return c.manifests[len(c.manifests)-1] }
+
+func (c *content) addBlob(b []byte) ocispec.Descriptor {
+	d := digest.FromBytes(b)
+	if c.blobs == nil {
+		c.blobs = map[digest.Digest][]byte{}
+	}
+	c.blobs[d] = b
+	return ocispec.Descriptor{Digest: d, Size: int64(len(b))}
+}
+
+func (c *content) addManifest(mt string, v any) mf {
+	body, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	m := mf{d: digest.FromBytes(body), mt: mt, body: body}
+	c.manifests = append(c.manifests, m)
+	return m
+}
+
+// randomBytes returns n random bytes.
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// layer returns a gzipped tar holding one file, and the tar's digest
+// (the diff ID).
+func layer(name string, data []byte) ([]byte, digest.Digest) {
+	var raw bytes.Buffer
+	tw := tar.NewWriter(&raw)
+	_ = tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg})
+	_, _ = tw.Write(data)
+	_ = tw.Close()
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
+	_, _ = zw.Write(raw.Bytes())
+	_ = zw.Close()
+	return gz.Bytes(), digest.FromBytes(raw.Bytes())
+}
+
+// image adds a platform image with one layer of layerSize random bytes
+// (plus a small marker file naming seed) and returns its manifest.
+func (c *content) image(seed, arch string, layerSize int) mf {
+	data := append([]byte(seed+" "+arch+"\n"), randomBytes(layerSize)...)
+	lb, diffID := layer("hello-"+arch+".txt", data)
+	ld := c.addBlob(lb)
+	ld.MediaType = ocispec.MediaTypeImageLayerGzip
+	cfg, _ := json.Marshal(map[string]any{"architecture": arch, "os": "linux",
+		"config": map[string]any{"Cmd": []string{"/hello"}},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []digest.Digest{diffID}}})
+	cd := c.addBlob(cfg)
+	cd.MediaType = ocispec.MediaTypeImageConfig
+	return c.addManifest(ocispec.MediaTypeImageManifest, map[string]any{"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageManifest,
+		"config": cd, "layers": []ocispec.Descriptor{ld}})
+}
+
+// index builds a two-platform index (linux/amd64, linux/arm64).
+func index(seed string, layerSize int) *content {
+	c := &content{}
+	var children []ocispec.Descriptor
+	for _, arch := range []string{"amd64", "arm64"} {
+		m := c.image(seed, arch, layerSize)
+		children = append(children, ocispec.Descriptor{MediaType: m.mt, Digest: m.d, Size: int64(len(m.body)),
+			Platform: &ocispec.Platform{OS: "linux", Architecture: arch}})
+	}
+	c.addManifest(ocispec.MediaTypeImageIndex, map[string]any{"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageIndex, "manifests": children})
+	return c
+}
+
+// artifact builds an OCI artifact (a Helm-chart-like manifest with a
+// config media type of its own), optionally referring to subject.
+func artifact(artifactType string, payload []byte, subject *mf) *content {
+	c := &content{}
+	var cfg ocispec.Descriptor
+	if artifactType == "application/vnd.cncf.helm.config.v1+json" {
+		cfg = c.addBlob([]byte(`{"name":"chart","version":"1.0.0"}`))
+		cfg.MediaType = artifactType
+	} else {
+		cfg = c.addBlob([]byte("{}"))
+		cfg.MediaType = "application/vnd.oci.empty.v1+json"
+	}
+	l := c.addBlob(payload)
+	l.MediaType = "application/octet-stream"
+	m := map[string]any{"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageManifest, "config": cfg, "layers": []ocispec.Descriptor{l}}
+	if cfg.MediaType != artifactType {
+		m["artifactType"] = artifactType
+	}
+	if subject != nil {
+		m["subject"] = ocispec.Descriptor{MediaType: subject.mt, Digest: subject.d, Size: int64(len(subject.body))}
+	}
+	c.addManifest(ocispec.MediaTypeImageManifest, m)
+	return c
+}
+
+// pushHTTP pushes content to a registry over the Distribution API with
+// Basic credentials (user "" for none), tagging the root with tag.
+func pushHTTP(t testing.TB, base, user, pass, repo string, c *content, tag string) {
+	t.Helper()
+	do := func(method, u string, body []byte, ct string) *http.Response {
+		req, err := http.NewRequest(method, u, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for d, b := range c.blobs {
+		resp := do(http.MethodPost, base+"/v2/"+repo+"/blobs/uploads/", nil, "")
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("starting upload: %s", resp.Status)
+		}
+		loc, err := url.Parse(resp.Header.Get("Location"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, _ := url.Parse(base)
+		loc = u.ResolveReference(loc)
+		q := loc.Query()
+		q.Set("digest", d.String())
+		loc.RawQuery = q.Encode()
+		resp = do(http.MethodPut, loc.String(), b, "application/octet-stream")
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("uploading blob %s: %s %s", d, resp.Status, msg)
+		}
+	}
+	for i, m := range c.manifests {
+		ref := m.d.String()
+		if i == len(c.manifests)-1 && tag != "" {
+			ref = tag
+		}
+		resp := do(http.MethodPut, base+"/v2/"+repo+"/manifests/"+ref, m.body, m.mt)
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("pushing manifest %s: %s %s", m.d, resp.Status, msg)
+		}
+	}
+}
+
+// pushStore puts content straight into the store.
+func pushStore(t testing.TB, st *store.Store, reg, repo string, c *content, tag string) {
+	t.Helper()
+	ctx := context.Background()
+	for d, b := range c.blobs {
+		if _, err := st.PutBlob(ctx, reg, repo, d, int64(len(b)), bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, m := range c.manifests {
+		ref := m.d.String()
+		if i == len(c.manifests)-1 && tag != "" {
+			ref = tag
+		}
+		if _, err := st.PutManifest(ctx, reg, repo, store.PutManifestRequest{Reference: ref, MediaType: m.mt, Body: m.body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// checkStored verifies that every manifest and blob of c is readable in
+// reg/repo.
+func checkStored(t testing.TB, st *store.Store, reg, repo string, c *content) {
+	t.Helper()
+	ctx := context.Background()
+	for _, m := range c.manifests {
+		got, err := st.GetManifest(ctx, reg, repo, m.d.String())
+		if err != nil {
+			t.Fatalf("manifest %s in %s/%s: %v", m.d, reg, repo, err)
+		}
+		if !bytes.Equal(got.Body, m.body) {
+			t.Fatalf("manifest %s differs", m.d)
+		}
+	}
+	for d := range c.blobs {
+		if _, err := st.StatBlob(ctx, reg, repo, d); err != nil {
+			t.Fatalf("blob %s in %s/%s: %v", d, reg, repo, err)
+		}
+	}
+}
+
+// distribution is Debian's docker-registry (CNCF Distribution 2.8) on a
+// free loopback port, with htpasswd authentication, that a test can stop.
+type distribution struct {
+	Host, User, Pass string
+	stop             func()
+	stopOnce         sync.Once
+}
+
+func (d *distribution) Stop()        { d.stopOnce.Do(d.stop) }
+func (d *distribution) base() string { return "http://" + d.Host }
+
+func startDistribution(t testing.TB) *distribution {
+	t.Helper()
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		requireIntegration(t, "docker-registry (Debian package docker-registry)")
+	}
+	htpasswd, err := exec.LookPath("htpasswd")
+	if err != nil {
+		requireIntegration(t, "htpasswd (Debian package apache2-utils)")
+	}
+	dir := t.TempDir()
+	r := &distribution{User: "gantry", Pass: randomHex(12)}
+	out, err := exec.Command(htpasswd, "-Bbn", r.User, r.Pass).Output()
+	if err != nil {
+		t.Fatalf("htpasswd: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "htpasswd"), out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 0; attempt < 3; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		cfg := filepath.Join(dir, "config.yml")
+		yaml := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n  secret: %s\nauth:\n  htpasswd:\n    realm: gantry-test\n    path: %s\n",
+			filepath.Join(dir, "data"), addr, randomHex(8), filepath.Join(dir, "htpasswd"))
+		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var logBuf syncBuffer
+		cmd := exec.Command(bin, "serve", cfg)
+		cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "REGISTRY_") {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("starting docker-registry: %v", err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		r.stop = func() { _ = cmd.Process.Kill(); <-exited }
+		if waitHTTP(addr, exited) {
+			r.Host = addr
+			t.Cleanup(func() {
+				r.Stop()
+				if t.Failed() {
+					t.Logf("docker-registry log:\n%s", logBuf.String())
+				}
+			})
+			return r
+		}
+		r.stop()
+	}
+	t.Fatal("docker-registry did not start")
+	return nil
+}
+
+// waitHTTP waits until GET /v2/ answers or the process exits.
+func waitHTTP(addr string, exited <-chan struct{}) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v2/", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			return true
+		}
+		select {
+		case <-exited:
+			return false
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
+// proxy is a reverse proxy in front of an upstream registry that counts
+// requests and can inject failures.
+type proxy struct {
+	Host   string
+	mu     sync.Mutex
+	counts map[string]int // "METHOD path"
+	// fault, if set, may answer a request itself (returning true).
+	fault atomic.Pointer[func(w http.ResponseWriter, r *http.Request) bool]
+	srv   *httptest.Server
+}
+
+func newProxy(t testing.TB, upstream string) *proxy {
+	t.Helper()
+	u, _ := url.Parse("http://" + upstream)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	p := &proxy{counts: map[string]int{}}
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		p.counts[r.Method+" "+r.URL.Path]++
+		p.mu.Unlock()
+		if f := p.fault.Load(); f != nil && (*f)(w, r) {
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(p.srv.Close)
+	p.Host = strings.TrimPrefix(p.srv.URL, "http://")
+	return p
+}
+
+func (p *proxy) setFault(f func(w http.ResponseWriter, r *http.Request) bool) {
+	if f == nil {
+		p.fault.Store(nil)
+		return
+	}
+	p.fault.Store(&f)
+}
+
+func (p *proxy) count(method, path string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.counts[method+" "+path]
+}
+
+// total counts requests whose "METHOD path" contains s.
+func (p *proxy) total(s string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for k, v := range p.counts {
+		if strings.Contains(k, s) {
+			n += v
+		}
+	}
+	return n
+}
+
+func (p *proxy) reset() {
+	p.mu.Lock()
+	p.counts = map[string]int{}
+	p.mu.Unlock()
+}
+
+// parse parses a manifest body (for tests that need its references).
+func parse(t testing.TB, m mf) *manifest.Manifest {
+	t.Helper()
+	p, err := manifest.Parse(m.mt, m.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

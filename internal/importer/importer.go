@@ -1,0 +1,298 @@
+package importer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/registry"
+	"github.com/gantryhq/gantry/internal/store"
+)
+
+// Secrets resolves vault secret URIs with an identity's permissions
+// (vault.Service).
+type Secrets interface {
+	Resolve(ctx context.Context, id auth.Identity, uri string) (string, error)
+}
+
+// Access is what the importer needs of the access service (auth.Service):
+// permission checks on behalf of callers, and the identities of credential
+// sets.
+type Access interface {
+	Check(ctx context.Context, id auth.Identity, op auth.Operation, scope string) error
+	CreateIdentity(ctx context.Context, name string) (auth.Principal, error)
+	DeleteIdentity(ctx context.Context, id string) error
+}
+
+// Service imports content into registries and runs their pull-through
+// cache rules. It implements registry.Fallback (with the ManifestSource
+// and BlobSource capabilities) and registry.PushGuard for every registry
+// of the server. Start it before use; it is safe for concurrent use.
+type Service struct {
+	db      *db.DB
+	st      *store.Store
+	secrets Secrets
+	access  Access
+
+	log          *slog.Logger
+	now          func() time.Time
+	tagTTL       time.Duration
+	concurrency  int
+	maxManifests int
+	maxManifest  int64
+	spoolDir     string
+	fillTimeout  time.Duration
+	insecure     map[string]bool
+	hc           *http.Client
+	policies     policies
+
+	rulesMu sync.Mutex
+	rules   atomic.Pointer[ruleSnapshot]
+
+	remotesMu sync.Mutex
+	remotes   map[string]*remote
+	credsMu   sync.Mutex
+	creds     map[string]resolvedCreds // registry/credential-set -> values
+
+	cache cacheState
+
+	jobs    chan func(context.Context)
+	stopped chan struct{}
+	started atomic.Bool
+	jobsWG  sync.WaitGroup
+}
+
+// policies are the retry policies of the three kinds of upstream work.
+type policies struct {
+	imports, fill, revalidate retryPolicy
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+
+// WithTagTTL sets how long a cached tag is served before it is revalidated
+// against the upstream with a HEAD request (default 5 minutes; the config's
+// cache.tagTTL). Digests never need revalidation.
+func WithTagTTL(d time.Duration) Option { return func(s *Service) { s.tagTTL = d } }
+
+// WithConcurrency sets how many blobs one import or cache fill transfers at
+// once (default 6).
+func WithConcurrency(n int) Option { return func(s *Service) { s.concurrency = n } }
+
+// WithMaxManifests bounds the manifests one import copies: an index, its
+// platform manifests and their referrers (default 256).
+func WithMaxManifests(n int) Option { return func(s *Service) { s.maxManifests = n } }
+
+// WithSpoolDir sets where blobs being streamed to pull-through clients are
+// spooled while they are stored (default the system temporary directory;
+// use a directory of its own on the data volume, e.g. DATA/spool; Start
+// creates it). Spool files are unlinked as soon as they are created, so
+// nothing is left behind even by a crash.
+func WithSpoolDir(dir string) Option { return func(s *Service) { s.spoolDir = dir } }
+
+// WithFillTimeout bounds a background cache fill (default 1 hour).
+func WithFillTimeout(d time.Duration) Option { return func(s *Service) { s.fillTimeout = d } }
+
+// WithInsecureRegistries lets imports and cache rules reach these login
+// servers (host:port) over plain HTTP. Loopback hosts always may.
+func WithInsecureRegistries(hosts ...string) Option {
+	return func(s *Service) {
+		for _, h := range hosts {
+			s.insecure[strings.ToLower(h)] = true
+		}
+	}
+}
+
+// WithTransport replaces the HTTP transport used to reach source registries.
+func WithTransport(rt http.RoundTripper) Option {
+	return func(s *Service) { s.hc = &http.Client{Transport: rt} }
+}
+
+// WithClock replaces time.Now, for tests.
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// New returns the import and cache service over the store. secrets
+// resolves credential URIs; access checks callers' permissions and creates
+// the identities of credential sets.
+func New(d *db.DB, st *store.Store, secrets Secrets, access Access, opts ...Option) *Service {
+	s := &Service{
+		db:           d,
+		st:           st,
+		secrets:      secrets,
+		access:       access,
+		log:          slog.New(slog.DiscardHandler),
+		now:          time.Now,
+		tagTTL:       5 * time.Minute,
+		concurrency:  6,
+		maxManifests: 256,
+		maxManifest:  store.DefaultMaxManifestSize,
+		spoolDir:     os.TempDir(),
+		fillTimeout:  time.Hour,
+		insecure:     map[string]bool{},
+		policies:     policies{imports: importPolicy, fill: fillPolicy, revalidate: revalidatePolicy},
+		remotes:      map[string]*remote{},
+		creds:        map[string]resolvedCreds{},
+		cache:        newCacheState(),
+		jobs:         make(chan func(context.Context)),
+		stopped:      make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.concurrency < 1 {
+		s.concurrency = 1
+	}
+	if s.maxManifests < 1 {
+		s.maxManifests = 1
+	}
+	if s.tagTTL < 0 {
+		s.tagTTL = 0
+	}
+	if s.hc == nil {
+		s.hc = &http.Client{Transport: defaultTransport()}
+	}
+	return s
+}
+
+// defaultTransport is tuned for large downloads from a few hosts.
+func defaultTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: time.Minute,
+		ExpectContinueTimeout: time.Second,
+		ReadBufferSize:        256 << 10,
+		WriteBufferSize:       64 << 10,
+	}
+}
+
+var errNotStarted = errors.New("importer not started")
+
+// Start loads the cache rules and runs background cache fills until ctx
+// ends; Wait then waits for them to stop.
+func (s *Service) Start(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("importer already started")
+	}
+	if err := os.MkdirAll(s.spoolDir, 0o700); err != nil {
+		return fmt.Errorf("creating spool directory: %w", err)
+	}
+	if _, err := s.loadRules(ctx); err != nil {
+		return err
+	}
+	go func() {
+		defer close(s.stopped)
+		for {
+			select {
+			case j := <-s.jobs:
+				s.jobsWG.Add(1)
+				go func() {
+					defer s.jobsWG.Done()
+					j(ctx)
+				}()
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+// Wait waits, after Start's context ended, for background work to stop.
+func (s *Service) Wait() {
+	if !s.started.Load() {
+		return
+	}
+	<-s.stopped
+	s.jobsWG.Wait()
+}
+
+// spawn runs j in the background under the service's context. It reports
+// false if the service is not running.
+func (s *Service) spawn(j func(context.Context)) bool {
+	if !s.started.Load() {
+		return false
+	}
+	select {
+	case s.jobs <- j:
+		return true
+	case <-s.stopped:
+		return false
+	}
+}
+
+func (s *Service) isInsecure(host string) bool { return s.insecure[strings.ToLower(host)] }
+
+// remoteFor returns the pooled client of a source registry for one set of
+// credentials; tokens and rate-limit state live as long as it does.
+func (s *Service) remoteFor(loginServer, scheme, user, pass string) *remote {
+	key := credentialKey(scheme, loginServer, user, pass)
+	s.remotesMu.Lock()
+	defer s.remotesMu.Unlock()
+	if r, ok := s.remotes[key]; ok {
+		return r
+	}
+	if len(s.remotes) >= 64 {
+		// Forget clients idle for a while (their tokens have expired anyway).
+		cutoff := s.now().Add(-10 * time.Minute)
+		for k, r := range s.remotes {
+			r.mu.Lock()
+			idle := r.lastUsed.Before(cutoff)
+			r.mu.Unlock()
+			if idle {
+				delete(s.remotes, k)
+			}
+		}
+	}
+	r := newRemote(loginServer, scheme, s.hc, user, pass, s.log.With("upstream", loginServer), s.now, s.maxManifest)
+	s.remotes[key] = r
+	return r
+}
+
+// interface guards
+var (
+	_ registry.Fallback       = (*Service)(nil)
+	_ registry.ManifestSource = (*Service)(nil)
+	_ registry.BlobSource     = (*Service)(nil)
+	_ registry.PushGuard      = (*Service)(nil)
+)
+
+// timeFormat is RFC 3339 in UTC with a fixed nine-digit fraction, so that
+// stored times sort as strings (as the store's).
+const timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
+func formatTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+func parseTime(s string) time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, s)
+	return t
+}
+
+// describe names a caller in log lines.
+func describe(id auth.Identity) string {
+	if id.Name != "" {
+		return id.Name
+	}
+	if id.Principal != "" {
+		return id.Principal
+	}
+	return "anonymous"
+}
