@@ -9,16 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/keyfile"
 )
 
 // RegistryLookup reports registry settings the access rules depend on. The
@@ -299,64 +296,14 @@ func randomBytes(n int) []byte {
 	return b
 }
 
-// loadKey reads a 32-byte hex key from dir/name, creating it (0600, in a
-// 0700 directory) if it does not exist. A key file readable by others is
-// tightened to 0600.
+// loadKey and writeNewFile keep keys and the admin password file apart
+// from the database.
 func loadKey(dir, name string) ([]byte, error) {
-	if dir == "" {
-		return nil, fmt.Errorf("keys directory not set: %w", ErrInvalid)
+	k, err := keyfile.Load(dir, name)
+	if errors.Is(err, keyfile.ErrNoDir) {
+		return nil, fmt.Errorf("%w: %w", err, ErrInvalid)
 	}
-	path := filepath.Join(dir, name)
-	for range 2 {
-		b, err := os.ReadFile(path)
-		if err == nil {
-			key, err := hex.DecodeString(strings.TrimSpace(string(b)))
-			if err != nil || len(key) != 32 {
-				return nil, fmt.Errorf("key file %s: not a 32-byte hex key", path)
-			}
-			if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-				if err := os.Chmod(path, 0o600); err != nil {
-					return nil, fmt.Errorf("restricting key file %s: %w", path, err)
-				}
-			}
-			return key, nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("reading key file: %w", err)
-		}
-		if err := writeNewFile(path, []byte(hex.EncodeToString(randomBytes(32))+"\n")); err != nil && !errors.Is(err, fs.ErrExist) {
-			return nil, fmt.Errorf("creating key file: %w", err)
-		}
-	}
-	return nil, fmt.Errorf("key file %s: could not create", path)
+	return k, err
 }
 
-// writeNewFile writes data to path with mode 0600, atomically, failing with
-// fs.ErrExist if path already exists.
-func writeNewFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Link(tmp.Name(), path)
-}
+var writeNewFile = keyfile.WriteNew

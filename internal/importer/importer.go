@@ -275,16 +275,11 @@ var (
 	_ registry.PushGuard      = (*Service)(nil)
 )
 
-// timeFormat is RFC 3339 in UTC with a fixed nine-digit fraction, so that
-// stored times sort as strings (as the store's).
-const timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
-
-func formatTime(t time.Time) string { return t.UTC().Format(timeFormat) }
-
-func parseTime(s string) time.Time {
-	t, _ := time.Parse(time.RFC3339Nano, s)
-	return t
-}
+// Stored times, in the layout every table uses.
+var (
+	formatTime = db.FormatTime
+	parseTime  = db.ParseTime
+)
 
 // describe names a caller in log lines.
 func describe(id auth.Identity) string {

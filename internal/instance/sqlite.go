@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/gantryhq/gantry/internal/db"
 	"github.com/google/uuid"
 )
 
@@ -42,16 +43,10 @@ type recordSpec struct {
 	RestartPolicy  string   `json:"restartPolicy"`
 }
 
-// timeFormat is RFC 3339 in UTC with a fixed nine-digit fraction, so that
-// stored times sort and compare as strings.
-const timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
-
-func timeText(t time.Time) string { return t.UTC().Format(timeFormat) }
-
-func parseTime(s string) time.Time {
-	t, _ := time.Parse(time.RFC3339Nano, s)
-	return t
-}
+var (
+	timeText  = db.FormatTime
+	parseTime = db.ParseTime
+)
 
 // Sealing bindings: a sealed value only opens in the row it was made for.
 func secureEnvBinding(id string) string { return "container-instance/" + id + "/secure-env" }

@@ -123,19 +123,11 @@ func Open(ctx context.Context, database *db.DB, root string, opts ...Option) (*S
 
 func (s *Store) uploadDir() string { return filepath.Join(s.root, "uploads") }
 
-// timeFormat is RFC 3339 in UTC with a fixed nine-digit fraction, so that
-// stored times sort and compare as strings.
-const timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
-
-func formatTime(t time.Time) string { return t.UTC().Format(timeFormat) }
-
-func parseTime(s string) time.Time {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}
-	}
-	return t
-}
+// Stored times, in the layout every table uses.
+var (
+	formatTime = db.FormatTime
+	parseTime  = db.ParseTime
+)
 
 // registryExists checks a registry inside a transaction or on the read pool.
 func registryExists(ctx context.Context, q queryer, name string) error {

@@ -3,10 +3,10 @@ package task
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"regexp"
 
+	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/vault"
 )
 
@@ -128,12 +128,4 @@ func (s *Service) RemoveCredential(ctx context.Context, registry, task, loginSer
 	return s.GetTask(ctx, registry, task)
 }
 
-// isUnique reports a UNIQUE constraint violation.
-func isUnique(err error) bool {
-	var coder interface{ Code() int }
-	if errors.As(err, &coder) {
-		// SQLITE_CONSTRAINT_UNIQUE and SQLITE_CONSTRAINT_PRIMARYKEY
-		return coder.Code() == 2067 || coder.Code() == 1555
-	}
-	return false
-}
+var isUnique = db.IsUniqueViolation

@@ -219,25 +219,11 @@ func scanTask(sc interface{ Scan(...any) error }) (*Task, error) {
 	return &t, nil
 }
 
-const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
-
-func formatTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(timeLayout)
-}
-
-func parseTime(s string) time.Time {
-	if s == "" {
-		return time.Time{}
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}
-	}
-	return t.UTC()
-}
+// Stored times: "" means not yet (a run not started or not finished).
+var (
+	formatTime = db.FormatTimeOrEmpty
+	parseTime  = db.ParseTime
+)
 
 // GetTask returns a task with its timers and credentials.
 func (s *Service) GetTask(ctx context.Context, registry, name string) (*Task, error) {

@@ -514,22 +514,8 @@ func (k *kicker) take() (keys []string, all bool) {
 }
 
 // formatTime and parseTime store times as RFC 3339 UTC with nanoseconds.
-const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
-
-func formatTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(timeLayout)
-}
-
-func parseTime(s string) time.Time {
-	if s == "" {
-		return time.Time{}
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}
-	}
-	return t.UTC()
-}
+// Stored times: "" means never.
+var (
+	formatTime = db.FormatTimeOrEmpty
+	parseTime  = db.ParseTime
+)
