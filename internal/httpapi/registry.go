@@ -155,6 +155,16 @@ func (s *Server) listRepositories(w http.ResponseWriter, r *http.Request) error 
 	return reply(w, http.StatusOK, out)
 }
 
+// repoOp reads a request's registry and ?repository= and checks that the
+// caller may perform op on that repository.
+func (s *Server) repoOp(r *http.Request, op auth.Operation) (reg, repo string, err error) {
+	reg = r.PathValue("reg")
+	if repo, err = repoParam(r); err != nil {
+		return "", "", err
+	}
+	return reg, repo, s.check(r, op, auth.RepositoryScope(reg, repo))
+}
+
 // repoParam reads the required ?repository= parameter.
 func repoParam(r *http.Request) (string, error) {
 	repo := r.URL.Query().Get("repository")
@@ -165,12 +175,8 @@ func repoParam(r *http.Request) (string, error) {
 }
 
 func (s *Server) getRepository(w http.ResponseWriter, r *http.Request) error {
-	reg := r.PathValue("reg")
-	repo, err := repoParam(r)
+	reg, repo, err := s.repoOp(r, auth.OpMetadataRead)
 	if err != nil {
-		return err
-	}
-	if err := s.check(r, auth.OpMetadataRead, auth.RepositoryScope(reg, repo)); err != nil {
 		return err
 	}
 	rp, err := s.store.GetRepository(r.Context(), reg, repo)
@@ -186,12 +192,8 @@ func actor(r *http.Request) store.Actor {
 }
 
 func (s *Server) deleteRepository(w http.ResponseWriter, r *http.Request) error {
-	reg := r.PathValue("reg")
-	repo, err := repoParam(r)
+	reg, repo, err := s.repoOp(r, auth.OpContentDelete)
 	if err != nil {
-		return err
-	}
-	if err := s.check(r, auth.OpContentDelete, auth.RepositoryScope(reg, repo)); err != nil {
 		return err
 	}
 	if err := s.store.DeleteRepository(r.Context(), reg, repo, actor(r)); err != nil {
@@ -201,12 +203,8 @@ func (s *Server) deleteRepository(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *Server) listTags(w http.ResponseWriter, r *http.Request) error {
-	reg := r.PathValue("reg")
-	repo, err := repoParam(r)
+	reg, repo, err := s.repoOp(r, auth.OpMetadataRead)
 	if err != nil {
-		return err
-	}
-	if err := s.check(r, auth.OpMetadataRead, auth.RepositoryScope(reg, repo)); err != nil {
 		return err
 	}
 	ts, err := s.store.ListTags(r.Context(), reg, repo, store.Page{})
@@ -221,17 +219,13 @@ func (s *Server) listTags(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) tagHistory(w http.ResponseWriter, r *http.Request) error {
-	reg := r.PathValue("reg")
-	repo, err := repoParam(r)
+	reg, repo, err := s.repoOp(r, auth.OpMetadataRead)
 	if err != nil {
 		return err
 	}
 	tag := r.URL.Query().Get("tag")
 	if tag == "" {
 		return invalidField("tag", "must be set")
-	}
-	if err := s.check(r, auth.OpMetadataRead, auth.RepositoryScope(reg, repo)); err != nil {
-		return err
 	}
 	es, err := s.store.TagHistory(r.Context(), reg, repo, tag)
 	if err != nil {
@@ -261,12 +255,8 @@ func (s *Server) tagHistory(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listManifests(w http.ResponseWriter, r *http.Request) error {
-	reg := r.PathValue("reg")
-	repo, err := repoParam(r)
+	reg, repo, err := s.repoOp(r, auth.OpMetadataRead)
 	if err != nil {
-		return err
-	}
-	if err := s.check(r, auth.OpMetadataRead, auth.RepositoryScope(reg, repo)); err != nil {
 		return err
 	}
 	ms, err := s.store.ListManifests(r.Context(), reg, repo, store.Page{})

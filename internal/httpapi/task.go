@@ -166,14 +166,7 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 		AssignIdentity: req.AssignIdentity, CommitTrigger: req.CommitTrigger, BaseImageTrigger: req.BaseImageTrigger,
 		BaseImageTriggerType: req.BaseImageTriggerType, Schedules: req.Schedules,
 	})
-	if err != nil {
-		return err
-	}
-	out, err := s.toAPITask(r.Context(), t)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusCreated, out)
+	return s.replyTask(w, r, http.StatusCreated, t, err)
 }
 
 func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
@@ -182,14 +175,7 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	t, err := s.tasks.GetTask(r.Context(), reg, name)
-	if err != nil {
-		return err
-	}
-	out, err := s.toAPITask(r.Context(), t)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, out)
+	return s.replyTask(w, r, http.StatusOK, t, err)
 }
 
 func (s *Server) updateTask(w http.ResponseWriter, r *http.Request) error {
@@ -212,14 +198,7 @@ func (s *Server) updateTask(w http.ResponseWriter, r *http.Request) error {
 		u.Timeout = &d
 	}
 	t, err := s.tasks.UpdateTask(r.Context(), reg, name, u)
-	if err != nil {
-		return err
-	}
-	out, err := s.toAPITask(r.Context(), t)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, out)
+	return s.replyTask(w, r, http.StatusOK, t, err)
 }
 
 func (s *Server) deleteTask(w http.ResponseWriter, r *http.Request) error {
@@ -233,7 +212,8 @@ func (s *Server) deleteTask(w http.ResponseWriter, r *http.Request) error {
 	return reply(w, http.StatusNoContent, nil)
 }
 
-func (s *Server) taskAfterChange(w http.ResponseWriter, r *http.Request, t *task.Task, err error) error {
+// replyTask answers with a task (or the error that came instead of it).
+func (s *Server) replyTask(w http.ResponseWriter, r *http.Request, status int, t *task.Task, err error) error {
 	if err != nil {
 		return err
 	}
@@ -241,7 +221,7 @@ func (s *Server) taskAfterChange(w http.ResponseWriter, r *http.Request, t *task
 	if err != nil {
 		return err
 	}
-	return reply(w, http.StatusOK, out)
+	return reply(w, status, out)
 }
 
 func (s *Server) credentialRequest(r *http.Request) (task.CredentialRequest, error) {
@@ -261,7 +241,7 @@ func (s *Server) addTaskCredential(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	t, err := s.tasks.AddCredential(r.Context(), r.PathValue("reg"), r.PathValue("name"), c)
-	return s.taskAfterChange(w, r, t, err)
+	return s.replyTask(w, r, http.StatusOK, t, err)
 }
 
 func (s *Server) updateTaskCredential(w http.ResponseWriter, r *http.Request) error {
@@ -270,7 +250,7 @@ func (s *Server) updateTaskCredential(w http.ResponseWriter, r *http.Request) er
 		return err
 	}
 	t, err := s.tasks.UpdateCredential(r.Context(), r.PathValue("reg"), r.PathValue("name"), c)
-	return s.taskAfterChange(w, r, t, err)
+	return s.replyTask(w, r, http.StatusOK, t, err)
 }
 
 func (s *Server) removeTaskCredential(w http.ResponseWriter, r *http.Request) error {
@@ -283,7 +263,7 @@ func (s *Server) removeTaskCredential(w http.ResponseWriter, r *http.Request) er
 		return invalidField("loginServer", "must be set")
 	}
 	t, err := s.tasks.RemoveCredential(r.Context(), reg, name, server)
-	return s.taskAfterChange(w, r, t, err)
+	return s.replyTask(w, r, http.StatusOK, t, err)
 }
 
 func (s *Server) addTimer(w http.ResponseWriter, r *http.Request) error {
@@ -300,7 +280,7 @@ func (s *Server) addTimer(w http.ResponseWriter, r *http.Request) error {
 	}
 	tm := task.Timer{Name: req.Name, Schedule: *req.Schedule, Enabled: req.Enabled == nil || *req.Enabled}
 	t, err := s.tasks.AddTimer(r.Context(), reg, name, tm)
-	return s.taskAfterChange(w, r, t, err)
+	return s.replyTask(w, r, http.StatusOK, t, err)
 }
 
 func (s *Server) updateTimer(w http.ResponseWriter, r *http.Request) error {
@@ -313,7 +293,7 @@ func (s *Server) updateTimer(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	t, err := s.tasks.UpdateTimer(r.Context(), reg, name, r.PathValue("timer"), req.Schedule, req.Enabled)
-	return s.taskAfterChange(w, r, t, err)
+	return s.replyTask(w, r, http.StatusOK, t, err)
 }
 
 func (s *Server) removeTimer(w http.ResponseWriter, r *http.Request) error {
@@ -322,7 +302,7 @@ func (s *Server) removeTimer(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	t, err := s.tasks.RemoveTimer(r.Context(), reg, name, r.PathValue("timer"))
-	return s.taskAfterChange(w, r, t, err)
+	return s.replyTask(w, r, http.StatusOK, t, err)
 }
 
 func (s *Server) runTask(w http.ResponseWriter, r *http.Request) error {
