@@ -27,8 +27,10 @@ eval "$(scripts/engine.sh env)"
 export GANTRY_REQUIRE_INTEGRATION=1
 export PATH="$root/.tools/bin:$PATH"
 
-echo "== go vet" >&2
+echo "== go vet, staticcheck" >&2
+test -z "$(gofmt -l .)" || { echo "gofmt: these files are not formatted:" >&2; gofmt -l . >&2; exit 1; }
 go vet ./...
+staticcheck ./...
 echo "== go test" >&2
 go test -count=1 -timeout 60m "$@" ./...
 echo "== OCI conformance against gantry server" >&2

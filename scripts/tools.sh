@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned registry client tools the integration tests and
-# scripts/conformance.sh use into .tools/bin: crane, oras and the OCI
-# distribution-spec conformance suite. Idempotent: a tool already built at the
+# scripts/conformance.sh use into .tools/bin: crane, oras, the OCI
+# distribution-spec conformance suite, and staticcheck. Idempotent: a tool already built at the
 # pinned version is kept.
 set -euo pipefail
 
@@ -14,6 +14,7 @@ tools=(
 	"crane|github.com/google/go-containerregistry/cmd/crane@v0.22.1"
 	"oras|oras.land/oras/cmd/oras@v1.3.6"
 	"conformance|github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111"
+	"staticcheck|honnef.co/go/tools/cmd/staticcheck@v0.8.2"
 )
 
 for t in "${tools[@]}"; do

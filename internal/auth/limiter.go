@@ -91,9 +91,7 @@ func (l *limiter) fail(key string) time.Duration {
 func (l *limiter) succeed(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, ok := l.m[key]; ok {
-		delete(l.m, key)
-	}
+	delete(l.m, key)
 }
 
 // prune drops clients whose failures are forgotten, then arbitrary clients

@@ -280,7 +280,8 @@ func (r *run) dockerInspect(ctx context.Context, d *plan.DockerCommand, w io.Wri
 		img, err := r.d.InspectImage(ctx, ref)
 		if err != nil {
 			if errors.Is(err, docker.ErrNotFound) {
-				return fmt.Errorf("No such object: %s", ref) //nolint:staticcheck // the docker CLI's wording
+				//lint:ignore ST1005 the docker CLI's wording, which scripts match
+				return fmt.Errorf("No such object: %s", ref)
 			}
 			return err
 		}

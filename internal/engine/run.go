@@ -483,11 +483,6 @@ func (r *run) teardown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// gone reports errors of removing what is already gone or going.
-func gone(err error) bool {
-	return errors.Is(err, docker.ErrNotFound) || errors.Is(err, docker.ErrConflict)
-}
-
 // cleanupLabelled removes a run's objects found by label (Cleanup).
 func cleanupLabelled(ctx context.Context, d *docker.Client, label string) error {
 	cs, err := d.ListContainers(ctx, docker.ListContainersOptions{All: true, Labels: []string{LabelRun + "=" + label, LabelRole + "=" + roleSetup}})
@@ -640,7 +635,7 @@ func (r *run) reportDependencies(deps []Dependency) {
 			Head string `yaml:"git-head-revision"`
 		} `yaml:"git,omitempty"`
 	}
-	conv := func(i Image) ref { return ref{i.Registry, i.Repository, i.Tag, i.Digest} }
+	conv := func(i Image) ref { return ref(i) }
 	pushed := map[string]string{}
 	r.mu.Lock()
 	for _, im := range r.images {

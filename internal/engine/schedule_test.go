@@ -88,7 +88,7 @@ func (w *waits) wait(ctx context.Context, d time.Duration) error {
 	return ctx.Err()
 }
 
-func runPlan(t *testing.T, ctx context.Context, p *plan.Plan, ops *fakeOps, limit int) ([]StepResult, error, string, *waits) {
+func runPlan(t *testing.T, ctx context.Context, p *plan.Plan, ops *fakeOps, limit int) ([]StepResult, string, *waits, error) {
 	t.Helper()
 	var buf bytes.Buffer
 	w := &waits{}
@@ -105,7 +105,7 @@ func runPlan(t *testing.T, ctx context.Context, p *plan.Plan, ops *fakeOps, limi
 	case <-time.After(10 * time.Second):
 		t.Fatal("the scheduler did not return")
 	}
-	return res, err, buf.String(), w
+	return res, buf.String(), w, err
 }
 
 func statusOf(res []StepResult) string {
@@ -124,7 +124,7 @@ func TestScheduleSequentialByDefault(t *testing.T) {
 	t.Parallel()
 	p := testPlan(t, "steps:\n  - {id: a, cmd: x}\n  - {id: b, cmd: x}\n  - {id: c, cmd: x}\n")
 	ops := &fakeOps{}
-	res, err, _, _ := runPlan(t, context.Background(), p, ops, 0)
+	res, _, _, err := runPlan(t, context.Background(), p, ops, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestScheduleParallelAndAllParents(t *testing.T) {
 		}
 		return attemptResult{}, nil
 	}}
-	res, err, _, _ := runPlan(t, context.Background(), p, ops, 0)
+	res, _, _, err := runPlan(t, context.Background(), p, ops, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestScheduleFailFast(t *testing.T) {
 		}
 		return attemptResult{}, nil
 	}}
-	res, err, log, _ := runPlan(t, context.Background(), p, ops, 0)
+	res, log, _, err := runPlan(t, context.Background(), p, ops, 0)
 	var se *stepError
 	if !errors.As(err, &se) || !errors.Is(err, ErrStepFailed) || err.Error() != "failed to run step ID: boom: exit status 2" {
 		t.Fatalf("err = %v", err)
@@ -264,7 +264,7 @@ func TestScheduleIgnoreErrors(t *testing.T) {
 		}
 		return attemptResult{}, nil
 	}}
-	res, err, log, _ := runPlan(t, context.Background(), p, ops, 0)
+	res, log, _, err := runPlan(t, context.Background(), p, ops, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +324,7 @@ func TestScheduleRetriesAndRepeat(t *testing.T) {
 				}
 				return attemptResult{}, nil
 			}}
-			_, err, log, w := runPlan(t, context.Background(), p, ops, 0)
+			_, log, w, err := runPlan(t, context.Background(), p, ops, 0)
 			if got := fmt.Sprint(err); (tc.wantErr == "" && err != nil) || (tc.wantErr != "" && got != tc.wantErr) {
 				t.Errorf("err = %v, want %q", err, tc.wantErr)
 			}
@@ -351,7 +351,7 @@ func TestScheduleStepTimeout(t *testing.T) {
 		return attemptResult{exitCode: -1}, ctx.Err()
 	}}
 	start := time.Now()
-	res, err, _, _ := runPlan(t, context.Background(), p, ops, 0)
+	res, _, _, err := runPlan(t, context.Background(), p, ops, 0)
 	if err == nil || err.Error() != "failed to run step ID: a: context deadline exceeded" {
 		t.Fatalf("err = %v", err)
 	}
@@ -378,7 +378,7 @@ func TestScheduleRunCanceled(t *testing.T) {
 		<-actx.Done()
 		return attemptResult{exitCode: -1}, actx.Err()
 	}}
-	res, err, log, _ := runPlan(t, ctx, p, ops, 0)
+	res, log, _, err := runPlan(t, ctx, p, ops, 0)
 	if err != nil {
 		t.Fatalf("a cancelled run reports no step failure, got %v", err)
 	}
@@ -408,7 +408,7 @@ func TestScheduleConcurrencyLimit(t *testing.T) {
 		mu.Unlock()
 		return attemptResult{}, nil
 	}}
-	if _, err, _, _ := runPlan(t, context.Background(), p, ops, 1); err != nil {
+	if _, _, _, err := runPlan(t, context.Background(), p, ops, 1); err != nil {
 		t.Fatal(err)
 	}
 	if peak != 1 {
@@ -422,7 +422,7 @@ func TestSchedulePrepareFailure(t *testing.T) {
 	ops := &fakeOps{prepareFn: func(context.Context, *plan.Step) error {
 		return fmt.Errorf("pulling image x: %w", ErrEngine)
 	}}
-	res, err, _, _ := runPlan(t, context.Background(), p, ops, 0)
+	res, _, _, err := runPlan(t, context.Background(), p, ops, 0)
 	if !errors.Is(err, ErrStepFailed) || !errors.Is(err, ErrEngine) {
 		t.Errorf("err = %v, want a step failure caused by the engine", err)
 	}

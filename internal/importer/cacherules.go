@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/store"
 )
 
@@ -25,10 +24,6 @@ const rulesRefresh = 30 * time.Second
 type ruleSnapshot struct {
 	byRegistry map[string]*ruleSet
 	loadedAt   time.Time
-}
-
-func cacheRuleScope(registry, name string) string {
-	return auth.RegistryScope(registry) + "/cache-rules/" + name
 }
 
 const ruleCols = `registry, name, source_repo, target_repo, credential_set, created_at, updated_at`

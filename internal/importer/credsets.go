@@ -61,10 +61,6 @@ type resolvedCreds struct {
 	at         time.Time
 }
 
-func credentialSetScope(registry, name string) string {
-	return auth.RegistryScope(registry) + "/credential-sets/" + name
-}
-
 func identityName(registry, name string) string { return "credential-set:" + registry + "/" + name }
 
 func checkSecretURI(field, uri string) error {

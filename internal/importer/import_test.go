@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opencontainers/go-digest"
-
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/store"
 )
@@ -304,5 +302,3 @@ func TestImportRetries(t *testing.T) {
 		t.Fatalf("long Retry-After: %v after %s", err, time.Since(start))
 	}
 }
-
-func digestOf(b []byte) digest.Digest { return digest.FromBytes(b) }

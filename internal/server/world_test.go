@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/api"
-	"github.com/gantryhq/gantry/client"
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/db"
 )
@@ -198,18 +197,6 @@ func newWorld(t *testing.T, o serverOptions) *world {
 		t.Fatalf("%d subjects have credentials, want %d", len(w.creds), len(subjects))
 	}
 	return w
-}
-
-// apiClient returns a control API client with a subject's credentials.
-func (w *world) apiClient(subject string) *client.Client {
-	c := w.creds[subject]
-	switch {
-	case c.apiBearer != "":
-		return w.srv.client(client.WithBearer(c.apiBearer))
-	case c.apiUser != "":
-		return w.srv.client(client.WithBasicAuth(c.apiUser, c.apiPass))
-	}
-	return w.srv.client()
 }
 
 // checkLogClean fails the test if the server log contains a secret any

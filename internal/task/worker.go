@@ -437,7 +437,7 @@ func (s *Service) taskFile(r *Run, t *Task, contextDir string) (string, []byte, 
 	}
 	if kind == KindDocker {
 		if _, err := os.Stat(filepath.Join(contextDir, filepath.FromSlash(file))); err != nil {
-			return "", nil, nil, fmt.Errorf("Dockerfile %q not found in the context", file)
+			return "", nil, nil, fmt.Errorf("the Dockerfile %q is not in the context", file)
 		}
 		keys := make([]string, 0, len(spec.Args))
 		for k := range spec.Args {

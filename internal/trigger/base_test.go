@@ -273,7 +273,7 @@ func TestBaseImageChainAndNoSelfTrigger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hw := e.waitRuns(t, "contoso", "hello-world", task.TriggerImageUpdate, 1)
+	e.waitRuns(t, "contoso", "hello-world", task.TriggerImageUpdate, 1)
 	for _, tk := range [][2]string{{"publicregistry", "node-public"}, {"baseartifacts", "base-import"}, {"contoso", "hello-world"}} {
 		e.waitFinished(t, tk[0], tk[1])
 	}
@@ -285,7 +285,8 @@ func TestBaseImageChainAndNoSelfTrigger(t *testing.T) {
 	if len(bi) != 1 || bi[0].Cause.ImageUpdate.RunID != origin.ID || bi[0].Cause.ImageUpdate.Registry != "publicregistry" {
 		t.Fatalf("base-import runs = %+v", bi)
 	}
-	if hw = e.runs(t, "contoso", "hello-world", task.TriggerImageUpdate); len(hw) != 1 || hw[0].Cause.ImageUpdate.RunID != bi[0].ID {
+	hw := e.runs(t, "contoso", "hello-world", task.TriggerImageUpdate)
+	if len(hw) != 1 || hw[0].Cause.ImageUpdate.RunID != bi[0].ID {
 		t.Fatalf("hello-world runs = %d", len(hw))
 	}
 
@@ -421,10 +422,10 @@ func TestBaseImageMovedDuringRunCaughtAfter(t *testing.T) {
 	})
 	s, _ := e.startTrigger(t, WithDebounce(0))
 	e.runNow(t, "publicregistry", "upstream")
-	runs := e.waitRuns(t, "contoso", "hello-world", task.TriggerImageUpdate, 2)
+	e.waitRuns(t, "contoso", "hello-world", task.TriggerImageUpdate, 2)
 	e.waitFinished(t, "contoso", "hello-world")
 	settle(t, s)
-	runs = e.runs(t, "contoso", "hello-world", task.TriggerImageUpdate)
+	runs := e.runs(t, "contoso", "hello-world", task.TriggerImageUpdate)
 	if len(runs) != 2 {
 		t.Fatalf("%d runs, want 2", len(runs))
 	}

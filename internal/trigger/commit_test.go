@@ -22,7 +22,6 @@ type poll struct {
 type commitEnv struct {
 	*env
 	clock *fakeClock
-	repo  string
 	polls chan poll
 	names map[string]string // task ID -> name
 }
@@ -68,15 +67,6 @@ func (c *commitEnv) waitPolls(t *testing.T, names ...string) {
 			t.Fatalf("poll of %s: %v", name, p.err)
 		}
 		want[name]--
-	}
-}
-
-func (c *commitEnv) noPolls(t *testing.T) {
-	t.Helper()
-	select {
-	case p := <-c.polls:
-		t.Fatalf("unexpected poll of %s", c.names[p.task])
-	case <-time.After(100 * time.Millisecond):
 	}
 }
 

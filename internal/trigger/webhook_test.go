@@ -17,7 +17,6 @@ import (
 )
 
 type delivery struct {
-	path    string
 	headers map[string]string
 	body    []byte
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 
@@ -97,15 +96,6 @@ func newRoot(o *rootOpts) *cobra.Command {
 		newCredentialSetCmd(o),
 	)
 	return cmd
-}
-
-// logger returns the CLI's logger: text to stderr, debug level with --verbose.
-func (o *rootOpts) logger() *slog.Logger {
-	level := slog.LevelInfo
-	if o.verbose {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(o.errOut, &slog.HandlerOptions{Level: level}))
 }
 
 // client builds an API client from, in order of precedence: --server and
