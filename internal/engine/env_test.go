@@ -33,7 +33,7 @@ import (
 func fixtures(t testing.TB) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "fixtures")
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "testdata", "fixtures")
 	if _, err := os.Stat(dir); err != nil {
 		dockertest.Require(t, "fixtures not found at %s", dir)
 	}

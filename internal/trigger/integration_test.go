@@ -31,7 +31,7 @@ import (
 func seedSamples(t testing.TB) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "fixtures", "seed-samples")
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "testdata", "fixtures", "seed-samples")
 	if _, err := os.Stat(dir); err != nil {
 		dockertest.Require(t, "fixtures not found at %s", dir)
 	}
