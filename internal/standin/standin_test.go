@@ -22,7 +22,7 @@ import (
 func fixture(t *testing.T, name string) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "fixtures", "seed-samples", name)
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "testdata", "fixtures", "seed-samples", name)
 	if _, err := os.Stat(dir); err != nil {
 		dockertest.Require(t, "fixture %s not found", dir)
 	}
