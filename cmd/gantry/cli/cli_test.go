@@ -259,7 +259,7 @@ func TestTokenAndVaultCommands(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /v2/ with the token: %s", resp.Status)
 	}
-	code, _, errOut := gantry(t, "", "token", "create", "--name", "bad", "-r", "publicregistry", "--repository", "node/*/x", "content/read")
+	code, _, errOut := gantry(t, "", "token", "create", "--name", "badtoken", "-r", "publicregistry", "--repository", "node/*/x", "content/read")
 	if code != 1 || !strings.Contains(errOut, "node/*/x") {
 		t.Fatalf("invalid wildcard: exit %d, %q", code, errOut)
 	}
