@@ -121,7 +121,7 @@ func pushImage(t *testing.T, registry, repo, tag, layer string) string {
 		"schemaVersion": 2,
 		"mediaType":     "application/vnd.oci.image.manifest.v1+json",
 		"config":        map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": blob(cfg), "size": len(cfg)},
-		"layers": []any{map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": blob([]byte(layer)), "size": len(layer)}},
+		"layers":        []any{map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": blob([]byte(layer)), "size": len(layer)}},
 	})
 	put("http://"+registry+"/v2/"+repo+"/manifests/"+tag, "application/vnd.oci.image.manifest.v1+json", manifest)
 	return digestOf(manifest)
