@@ -126,6 +126,13 @@ func cutPlatform(p string) (string, string, bool) {
 
 func taskScope(reg, name string) string { return registryObject(reg, "tasks", name) }
 
+// taskOp reads a request's registry and task name and checks that the caller
+// may perform op on the task.
+func (s *Server) taskOp(r *http.Request, op auth.Operation) (reg, name string, err error) {
+	reg, name = r.PathValue("reg"), r.PathValue("name")
+	return reg, name, s.check(r, op, taskScope(reg, name))
+}
+
 func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	reg := r.PathValue("reg")
 	if err := s.check(r, auth.OpRead, taskScope(reg, "")); err != nil {
@@ -170,8 +177,8 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
-	reg, name := r.PathValue("reg"), r.PathValue("name")
-	if err := s.check(r, auth.OpRead, taskScope(reg, name)); err != nil {
+	reg, name, err := s.taskOp(r, auth.OpRead)
+	if err != nil {
 		return err
 	}
 	t, err := s.tasks.GetTask(r.Context(), reg, name)
@@ -179,8 +186,8 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) updateTask(w http.ResponseWriter, r *http.Request) error {
-	reg, name := r.PathValue("reg"), r.PathValue("name")
-	if err := s.check(r, auth.OpWrite, taskScope(reg, name)); err != nil {
+	reg, name, err := s.taskOp(r, auth.OpWrite)
+	if err != nil {
 		return err
 	}
 	var req api.UpdateTaskRequest
@@ -202,8 +209,8 @@ func (s *Server) updateTask(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deleteTask(w http.ResponseWriter, r *http.Request) error {
-	reg, name := r.PathValue("reg"), r.PathValue("name")
-	if err := s.check(r, auth.OpWrite, taskScope(reg, name)); err != nil {
+	reg, name, err := s.taskOp(r, auth.OpWrite)
+	if err != nil {
 		return err
 	}
 	if err := s.tasks.DeleteTask(r.Context(), reg, name); err != nil {
@@ -225,7 +232,7 @@ func (s *Server) replyTask(w http.ResponseWriter, r *http.Request, status int, t
 }
 
 func (s *Server) credentialRequest(r *http.Request) (task.CredentialRequest, error) {
-	if err := s.check(r, auth.OpWrite, taskScope(r.PathValue("reg"), r.PathValue("name"))); err != nil {
+	if _, _, err := s.taskOp(r, auth.OpWrite); err != nil {
 		return task.CredentialRequest{}, err
 	}
 	var req api.CredentialRequest
@@ -254,8 +261,8 @@ func (s *Server) updateTaskCredential(w http.ResponseWriter, r *http.Request) er
 }
 
 func (s *Server) removeTaskCredential(w http.ResponseWriter, r *http.Request) error {
-	reg, name := r.PathValue("reg"), r.PathValue("name")
-	if err := s.check(r, auth.OpWrite, taskScope(reg, name)); err != nil {
+	reg, name, err := s.taskOp(r, auth.OpWrite)
+	if err != nil {
 		return err
 	}
 	server := r.URL.Query().Get("loginServer")
@@ -267,8 +274,8 @@ func (s *Server) removeTaskCredential(w http.ResponseWriter, r *http.Request) er
 }
 
 func (s *Server) addTimer(w http.ResponseWriter, r *http.Request) error {
-	reg, name := r.PathValue("reg"), r.PathValue("name")
-	if err := s.check(r, auth.OpWrite, taskScope(reg, name)); err != nil {
+	reg, name, err := s.taskOp(r, auth.OpWrite)
+	if err != nil {
 		return err
 	}
 	var req api.TimerRequest
@@ -284,8 +291,8 @@ func (s *Server) addTimer(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) updateTimer(w http.ResponseWriter, r *http.Request) error {
-	reg, name := r.PathValue("reg"), r.PathValue("name")
-	if err := s.check(r, auth.OpWrite, taskScope(reg, name)); err != nil {
+	reg, name, err := s.taskOp(r, auth.OpWrite)
+	if err != nil {
 		return err
 	}
 	var req api.TimerRequest
@@ -297,8 +304,8 @@ func (s *Server) updateTimer(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) removeTimer(w http.ResponseWriter, r *http.Request) error {
-	reg, name := r.PathValue("reg"), r.PathValue("name")
-	if err := s.check(r, auth.OpWrite, taskScope(reg, name)); err != nil {
+	reg, name, err := s.taskOp(r, auth.OpWrite)
+	if err != nil {
 		return err
 	}
 	t, err := s.tasks.RemoveTimer(r.Context(), reg, name, r.PathValue("timer"))
@@ -306,8 +313,8 @@ func (s *Server) removeTimer(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) runTask(w http.ResponseWriter, r *http.Request) error {
-	reg, name := r.PathValue("reg"), r.PathValue("name")
-	if err := s.check(r, auth.OpWrite, taskScope(reg, name)); err != nil {
+	reg, name, err := s.taskOp(r, auth.OpWrite)
+	if err != nil {
 		return err
 	}
 	var req api.RunTaskRequest

@@ -593,13 +593,9 @@ func newTaskTimerCmd(o *rootOpts) *cobra.Command {
 	add := &cobra.Command{
 		Use: "add", Short: "Add a timer", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req := api.TimerRequest{Name: timer, Schedule: &schedule}
-			if enabled != "" {
-				b, err := parseBool("--enabled", enabled)
-				if err != nil {
-					return err
-				}
-				req.Enabled = b
+			req, err := timerRequest(cmd, timer, schedule, enabled)
+			if err != nil {
+				return err
 			}
 			return o.call(func(c *client.Client) (any, error) { return timers(c.AddTimer(cmd.Context(), registry, name, req)) }, timerView)
 		},
@@ -611,16 +607,9 @@ func newTaskTimerCmd(o *rootOpts) *cobra.Command {
 	update := &cobra.Command{
 		Use: "update", Short: "Change a timer's schedule or enabled state", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req := api.TimerRequest{Name: timer}
-			if cmd.Flags().Changed("schedule") {
-				req.Schedule = &schedule
-			}
-			if enabled != "" {
-				b, err := parseBool("--enabled", enabled)
-				if err != nil {
-					return err
-				}
-				req.Enabled = b
+			req, err := timerRequest(cmd, timer, schedule, enabled)
+			if err != nil {
+				return err
 			}
 			return o.call(func(c *client.Client) (any, error) { return timers(c.UpdateTimer(cmd.Context(), registry, name, req)) }, timerView)
 		},
@@ -673,4 +662,21 @@ func newTaskWebhookCmd(o *rootOpts) *cobra.Command {
 	bind(rotate)
 	cmd.AddCommand(show, rotate)
 	return cmd
+}
+
+// timerRequest builds a timer add/update request from the flags that were
+// given.
+func timerRequest(cmd *cobra.Command, name, schedule, enabled string) (api.TimerRequest, error) {
+	req := api.TimerRequest{Name: name}
+	if cmd.Flags().Changed("schedule") {
+		req.Schedule = &schedule
+	}
+	if enabled != "" {
+		b, err := parseBool("--enabled", enabled)
+		if err != nil {
+			return req, err
+		}
+		req.Enabled = b
+	}
+	return req, nil
 }
