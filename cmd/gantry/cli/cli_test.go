@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -262,5 +263,59 @@ func TestTokenAndVaultCommands(t *testing.T) {
 	code, _, errOut := gantry(t, "", "token", "create", "--name", "badtoken", "-r", "publicregistry", "--repository", "node/*/x", "content/read")
 	if code != 1 || !strings.Contains(errOut, "node/*/x") {
 		t.Fatalf("invalid wildcard: exit %d, %q", code, errOut)
+	}
+}
+
+// TestTaskCommands creates a task from a local file (no context) and manages
+// its timers and credentials; no run is started, so no engine is needed.
+func TestTaskCommands(t *testing.T) {
+	startServer(t)
+	t.Setenv("GANTRY_USERNAME", "admin")
+	t.Setenv("GANTRY_PASSWORD", "cli-test-admin")
+	must(t, "registry", "create", "-n", "contoso", "--listen", freeAddr(t), "-o", "none")
+	file := filepath.Join(t.TempDir(), "nightly.yaml")
+	if err := os.WriteFile(file, []byte("version: v1.1.0\nsteps:\n  - cmd: gantry version\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must(t, "task", "create", "-r", "contoso", "-n", "nightly", "-f", file, "--schedule", "0 21 * * *", "--assign-identity", "-o", "none")
+	out := must(t, "task", "show", "-r", "contoso", "-n", "nightly", "-o", "table")
+	if !strings.Contains(out, "nightly") || !strings.Contains(out, "BASE_IMAGE, TIMER") {
+		t.Fatalf("task show -o table:\n%s", out)
+	}
+	if id := strings.TrimSpace(must(t, "task", "show", "-r", "contoso", "-n", "nightly", "--query", "identity.principalId", "-o", "tsv")); len(id) != 36 {
+		t.Fatalf("identity.principalId = %q", id)
+	}
+	if out := must(t, "task", "show", "-r", "contoso", "-n", "nightly", "--query", "step.baseImageDependenciesStatus", "-o", "tsv"); !strings.Contains(out, "none yet") {
+		t.Fatalf("a task that never ran must say it tracks no base images yet: %q", out)
+	}
+
+	must(t, "task", "timer", "add", "-r", "contoso", "-n", "nightly", "--timer-name", "morning", "--schedule", "30 9 * Jan Mon", "-o", "none")
+	must(t, "task", "timer", "update", "-r", "contoso", "-n", "nightly", "--timer-name", "t1", "--enabled", "false", "-o", "none")
+	out = must(t, "task", "timer", "list", "-r", "contoso", "-n", "nightly", "--query", "[].[name,schedule,status]", "-o", "tsv")
+	if out != "morning\t30 9 * Jan Mon\tEnabled\nt1\t0 21 * * *\tDisabled\n" {
+		t.Fatalf("timer list = %q", out)
+	}
+	code, _, errOut := gantry(t, "", "task", "timer", "add", "-r", "contoso", "-n", "nightly", "--timer-name", "bad", "--schedule", "* * *")
+	if code != 1 || !strings.Contains(errOut, "5 (minute hour day month weekday, UTC)") {
+		t.Fatalf("bad schedule: exit %d, %q", code, errOut)
+	}
+	must(t, "task", "timer", "remove", "-r", "contoso", "-n", "nightly", "--timer-name", "morning", "-o", "none")
+
+	must(t, "task", "credential", "add", "-r", "contoso", "-n", "nightly", "--login-server", "127.0.0.1:5999",
+		"-u", "vault://mykv/secrets/user", "-p", "plain-text-password", "-o", "none")
+	out = must(t, "task", "credential", "list", "-r", "contoso", "-n", "nightly", "-o", "json")
+	if strings.Contains(out, "plain-text-password") || !strings.Contains(out, "vault://mykv/secrets/user") || !strings.Contains(out, "***") {
+		t.Fatalf("credential list must show the URI and hide the password:\n%s", out)
+	}
+	must(t, "task", "credential", "add", "-r", "contoso", "-n", "nightly", "--login-server", "127.0.0.1:5998", "--use-identity", "[system]", "-o", "none")
+	if out := must(t, "task", "credential", "list", "-r", "contoso", "-n", "nightly", "--query", "[?loginServer=='127.0.0.1:5998'].identity", "-o", "tsv"); strings.TrimSpace(out) != "system" {
+		t.Fatalf("--use-identity [system]: %q", out)
+	}
+	if out := must(t, "task", "list-runs", "-r", "contoso", "-o", "table"); out != "" && !strings.HasPrefix(out, "RUN ID") {
+		t.Fatalf("list-runs -o table:\n%s", out)
+	}
+	must(t, "task", "delete", "-r", "contoso", "-n", "nightly")
+	if code, _, _ := gantry(t, "", "task", "show", "-r", "contoso", "-n", "nightly"); code != 1 {
+		t.Fatal("task still there after delete")
 	}
 }
