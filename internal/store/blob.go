@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -228,6 +229,14 @@ func (s *Store) commitBlob(ctx context.Context, registry, repo string, d digest.
 		// Already stored: content-addressed, so the copy is identical.
 		os.Remove(tmp)
 	} else {
+		// Fan-out directories are made on first use, not at Open: 512
+		// mkdirs would cost every server start (and every test) ~0.3 s.
+		fanout := filepath.Dir(final)
+		_, statErr := os.Stat(fanout)
+		if err := os.MkdirAll(fanout, 0o755); err != nil {
+			os.Remove(tmp)
+			return fmt.Errorf("publishing blob %s: %w", d, err)
+		}
 		if err := os.Rename(tmp, final); err != nil {
 			os.Remove(tmp)
 			return fmt.Errorf("publishing blob %s: %w", d, err)
@@ -236,6 +245,12 @@ func (s *Store) commitBlob(ctx context.Context, registry, repo string, d digest.
 		if s.sync {
 			if err := syncDir(final); err != nil {
 				s.log.Warn("syncing blob directory", "digest", d, "err", err)
+			}
+			if statErr != nil {
+				// A new fan-out directory: make its own entry durable too.
+				if err := syncDir(fanout); err != nil {
+					s.log.Warn("syncing blob directory", "digest", d, "err", err)
+				}
 			}
 		}
 	}

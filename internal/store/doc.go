@@ -8,7 +8,7 @@
 //	ROOT/
 //	├── blobs/
 //	│   ├── sha256/
-//	│   │   ├── 00/ … ff/               first two hex digits of the digest
+//	│   │   ├── 00/ … ff/               first two hex digits of the digest (made on first use)
 //	│   │   │   └── <64 hex digits>     blob bytes, immutable, verified
 //	│   └── sha512/
 //	│       └── 00/ … ff/<128 hex digits>

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -131,6 +132,9 @@ func (s *Store) sweepBlobFiles(ctx context.Context, res *GCResult) error {
 	cutoff := s.now().Add(-s.grace)
 	for _, alg := range []digest.Algorithm{digest.SHA256, digest.SHA512} {
 		dirs, err := os.ReadDir(filepath.Join(s.root, "blobs", string(alg)))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // no blob of this algorithm stored yet
+		}
 		if err != nil {
 			return fmt.Errorf("listing blobs: %w", err)
 		}

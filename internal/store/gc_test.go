@@ -105,6 +105,9 @@ func TestGC(t *testing.T) {
 	}
 	// A blob file without a row (a crash between publish and commit) goes too.
 	stray := digest.FromString("stray")
+	if err := os.MkdirAll(filepath.Dir(blobFile(f, stray)), 0o755); err != nil { // as publishing made it
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(blobFile(f, stray), []byte("stray"), 0o644); err != nil {
 		t.Fatal(err)
 	}

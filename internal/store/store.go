@@ -104,14 +104,6 @@ func Open(ctx context.Context, database *db.DB, root string, opts ...Option) (*S
 	for _, o := range opts {
 		o(s)
 	}
-	for _, alg := range []string{"sha256", "sha512"} {
-		for i := 0; i < 256; i++ {
-			dir := filepath.Join(root, "blobs", alg, fmt.Sprintf("%02x", i))
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return nil, fmt.Errorf("creating blob directory: %w", err)
-			}
-		}
-	}
 	if err := os.MkdirAll(s.uploadDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("creating upload directory: %w", err)
 	}
