@@ -2,20 +2,18 @@ package auth
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/store"
 )
 
 // fakeClock is a settable clock.
@@ -78,9 +76,7 @@ func newEnvTB(t testing.TB, opts ...Option) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	for _, r := range []string{"reg1", "reg2", "pub"} {
-		createRegistry(t, d, r)
-	}
+	createRegistries(t, d, "reg1", "reg2", "pub")
 	clock := newFakeClock()
 	base := []Option{
 		WithClock(clock.Now),
@@ -95,40 +91,17 @@ func newEnvTB(t testing.TB, opts ...Option) *env {
 	return &env{s: s, db: d, clock: clock, dir: dir}
 }
 
-// createRegistry inserts a registry row, filling whatever NOT NULL columns
-// the store's schema has, so the tests do not depend on its details.
-func createRegistry(t testing.TB, d *db.DB, name string) {
+// createRegistries creates registries through the store, as the server does.
+func createRegistries(t testing.TB, d *db.DB, names ...string) {
 	t.Helper()
-	ctx := context.Background()
-	if _, err := d.W.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS registries (name TEXT PRIMARY KEY)`); err != nil {
-		t.Fatal(err)
-	}
-	rows, err := d.W.QueryContext(ctx, `SELECT name, type, "notnull", dflt_value FROM pragma_table_info('registries')`)
+	st, err := store.Open(context.Background(), d, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cols, vals := []string{"name"}, []any{name}
-	for rows.Next() {
-		var col, typ string
-		var notNull int
-		var dflt sql.NullString
-		if err := rows.Scan(&col, &typ, &notNull, &dflt); err != nil {
+	for _, name := range names {
+		if _, err := st.CreateRegistry(context.Background(), store.Registry{Name: name}); err != nil {
 			t.Fatal(err)
 		}
-		if col == "name" || notNull == 0 || dflt.Valid {
-			continue
-		}
-		cols = append(cols, col)
-		if strings.Contains(strings.ToUpper(typ), "INT") {
-			vals = append(vals, 0)
-		} else {
-			vals = append(vals, time.Now().UTC().Format(time.RFC3339Nano))
-		}
-	}
-	rows.Close()
-	q := fmt.Sprintf(`INSERT INTO registries(%s) VALUES (%s)`, strings.Join(cols, ", "), strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", "))
-	if _, err := d.W.ExecContext(ctx, q, vals...); err != nil {
-		t.Fatal(err)
 	}
 }
 

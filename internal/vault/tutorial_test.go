@@ -2,9 +2,7 @@ package vault
 
 import (
 	"context"
-	"database/sql"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,39 +11,20 @@ import (
 
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/store"
 )
 
-// createRegistry inserts a registry row, filling whatever NOT NULL columns
-// the store's schema has.
-func createRegistry(t *testing.T, d *db.DB, name string) {
+// createRegistries creates registries through the store, as the server does.
+func createRegistries(t *testing.T, d *db.DB, names ...string) {
 	t.Helper()
-	ctx := context.Background()
-	rows, err := d.W.QueryContext(ctx, `SELECT name, type, "notnull", dflt_value FROM pragma_table_info('registries')`)
+	st, err := store.Open(context.Background(), d, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cols, vals := []string{"name"}, []any{name}
-	for rows.Next() {
-		var col, typ string
-		var notNull int
-		var dflt sql.NullString
-		if err := rows.Scan(&col, &typ, &notNull, &dflt); err != nil {
+	for _, name := range names {
+		if _, err := st.CreateRegistry(context.Background(), store.Registry{Name: name}); err != nil {
 			t.Fatal(err)
 		}
-		if col == "name" || notNull == 0 || dflt.Valid {
-			continue
-		}
-		cols = append(cols, col)
-		if strings.Contains(strings.ToUpper(typ), "INT") {
-			vals = append(vals, 0)
-		} else {
-			vals = append(vals, time.Now().UTC().Format(time.RFC3339Nano))
-		}
-	}
-	rows.Close()
-	q := fmt.Sprintf(`INSERT INTO registries(%s) VALUES (%s)`, strings.Join(cols, ", "), strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", "))
-	if _, err := d.W.ExecContext(ctx, q, vals...); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -59,9 +38,7 @@ func TestTutorialTokenFlow(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
 	a := e.auth
-	for _, r := range []string{"publicregistry", "contosobaseartifacts", "contoso"} {
-		createRegistry(t, e.db, r)
-	}
+	createRegistries(t, e.db, "publicregistry", "contosobaseartifacts", "contoso")
 	// az acr token create ... -o tsv --query credentials.passwords[0].value
 	public, err := a.CreateToken(ctx, auth.TokenSpec{Registry: "publicregistry", Name: "registry-publicregistry-user", ScopeMap: auth.ScopeMapPull})
 	if err != nil {
