@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,11 +15,8 @@ import (
 	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/client"
 	"github.com/gantryhq/gantry/internal/auth"
-	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/httpapi"
 	"github.com/gantryhq/gantry/internal/instance"
-	"github.com/gantryhq/gantry/internal/store"
-	"github.com/gantryhq/gantry/internal/vault"
 )
 
 // containerFake is an in-memory httpapi.Containers. Names starting with
@@ -101,15 +97,6 @@ func (f *containerFake) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-// containerRegistries is a Registries that serves nothing.
-type containerRegistries struct{}
-
-func (containerRegistries) Start(_ context.Context, r store.Registry) (store.Registry, error) {
-	return r, nil
-}
-func (containerRegistries) Stop(context.Context, string) error { return nil }
-func (containerRegistries) Running(string) bool                { return false }
-
 // containerServer is a control API with the container endpoints over
 // containers, and its callers.
 type containerServer struct {
@@ -124,31 +111,9 @@ type containerServer struct {
 func newContainerServer(t *testing.T, containers httpapi.Containers) *containerServer {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	d, err := db.Open(ctx, filepath.Join(dir, "gantry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	st, err := store.Open(ctx, d, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	au, err := auth.New(d, filepath.Join(dir, "keys"), auth.WithRegistryLookup(st), auth.WithPasswordHashCost(64, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	vlt, err := vault.New(d, filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	const adminPassword = "admin-password-for-tests"
-	if _, err := au.EnsureAdmin(ctx, adminPassword, dir); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.CreateRegistry(ctx, store.Registry{Name: "contoso"}); err != nil {
-		t.Fatal(err)
-	}
+	svc := newServices(t, adminPassword)
+	st, au, vlt := svc.store, svc.auth, svc.vault
 	tok, err := au.CreateToken(ctx, auth.TokenSpec{Registry: "contoso", Name: "deployer", ScopeMap: "_repositories_admin"})
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +132,7 @@ func newContainerServer(t *testing.T, containers httpapi.Containers) *containerS
 		}
 		return secret
 	}
-	srv := httptest.NewServer(httpapi.New(st, au, vlt, containerRegistries{}, httpapi.WithContainers(containers)))
+	srv := httptest.NewServer(httpapi.New(st, au, vlt, noRegistries{}, httpapi.WithContainers(containers)))
 	t.Cleanup(srv.Close)
 	mk := func(opts ...client.Option) *client.Client {
 		c, err := client.New(srv.URL, opts...)

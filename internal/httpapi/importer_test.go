@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -13,21 +12,9 @@ import (
 	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/client"
 	"github.com/gantryhq/gantry/internal/auth"
-	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/httpapi"
 	"github.com/gantryhq/gantry/internal/importer"
-	"github.com/gantryhq/gantry/internal/store"
-	"github.com/gantryhq/gantry/internal/vault"
 )
-
-// importerNoRegistries is a Registries that serves nothing.
-type importerNoRegistries struct{}
-
-func (importerNoRegistries) Start(_ context.Context, r store.Registry) (store.Registry, error) {
-	return r, nil
-}
-func (importerNoRegistries) Stop(context.Context, string) error { return nil }
-func (importerNoRegistries) Running(string) bool                { return false }
 
 // importerFake answers imports with the error named by the source, after
 // one progress step when the source starts with "late-".
@@ -76,32 +63,10 @@ func (f *importerFake) CreateCacheRule(_ context.Context, r importer.CacheRule) 
 func TestImporterErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	d, err := db.Open(ctx, filepath.Join(dir, "gantry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	st, err := store.Open(ctx, d, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	au, err := auth.New(d, filepath.Join(dir, "keys"), auth.WithRegistryLookup(st), auth.WithPasswordHashCost(64, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	vlt, err := vault.New(d, filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := au.EnsureAdmin(ctx, "admin-password", dir); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.CreateRegistry(ctx, store.Registry{Name: "contoso"}); err != nil {
-		t.Fatal(err)
-	}
+	svc := newServices(t, "admin-password")
+	st, au, vlt := svc.store, svc.auth, svc.vault
 	fake := &importerFake{}
-	srv := httptest.NewServer(httpapi.New(st, au, vlt, importerNoRegistries{}, httpapi.WithImporter(fake)))
+	srv := httptest.NewServer(httpapi.New(st, au, vlt, noRegistries{}, httpapi.WithImporter(fake)))
 	t.Cleanup(srv.Close)
 	c, err := client.New(srv.URL, client.WithBasicAuth(auth.AdminUsername, "admin-password"))
 	if err != nil {
