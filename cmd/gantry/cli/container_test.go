@@ -54,22 +54,24 @@ func executeWithContainers(ctx context.Context, args []string, out, errOut io.Wr
 	return Execute(ctx, args, strings.NewReader(""), out, errOut)
 }
 
-// TestContainerCommands runs `gantry container ...` through the real root
-// command against an in-process control API with a real instance manager
-// on the engine.
-func TestContainerCommands(t *testing.T) {
+// startContainerServer starts an in-process control API with a real
+// instance manager on the engine and points the CLI at it as admin. It
+// returns an image in a registry that requires authentication (busybox
+// httpd serving "$MSG" on $PORT and printing "serving on $PORT"), that
+// registry, and the server log.
+func startContainerServer(t *testing.T) (image string, reg *dockertest.Registry, serverLog *lockedBuffer) {
+	t.Helper()
 	engine := dockertest.Engine(t)
 	dockertest.Sweep(t, engine)
-	reg := dockertest.StartRegistry(t, true)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	reg = dockertest.StartRegistry(t, true)
+	ctx := t.Context()
 
 	// The app: busybox httpd serving "<MSG>" on $PORT.
 	local := dockertest.Name(t, "app") + ":1"
 	dockertest.BuildImage(t, engine, local, map[string]string{
 		"Dockerfile": "FROM " + dockertest.BusyboxImage(t, engine, "") + "\nCMD [\"sh\", \"-c\", \"mkdir -p /www && echo \\\"$MSG\\\" > /www/index.html && echo serving on $PORT && exec httpd -f -p $PORT -h /www\"]\n",
 	})
-	image := reg.Host + "/hello-world:1"
+	image = reg.Host + "/hello-world:1"
 	if err := engine.TagImage(ctx, local, image); err != nil {
 		t.Fatal(err)
 	}
@@ -100,8 +102,8 @@ func TestContainerCommands(t *testing.T) {
 	if _, err := au.EnsureAdmin(ctx, "admin-password", dir); err != nil {
 		t.Fatal(err)
 	}
-	var serverLog lockedBuffer
-	log := slog.New(slog.NewTextHandler(&serverLog, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	serverLog = &lockedBuffer{}
+	log := slog.New(slog.NewTextHandler(serverLog, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	m, err := instance.New(d, engine, vlt, instance.WithLogger(log), instance.WithLabels(dockertest.Labels(t)),
 		instance.WithStopTimeout(time.Second), instance.WithDrainTimeout(time.Second))
 	if err != nil {
@@ -119,6 +121,28 @@ func TestContainerCommands(t *testing.T) {
 	t.Setenv("GANTRY_USERNAME", auth.AdminUsername)
 	t.Setenv("GANTRY_PASSWORD", "admin-password")
 	t.Setenv("GANTRY_TOKEN", "")
+	return image, reg, serverLog
+}
+
+// fetch returns the trimmed body of GET url.
+func fetch(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b))
+}
+
+// TestContainerCommands runs `gantry container ...` through the real root
+// command against an in-process control API with a real instance manager
+// on the engine.
+func TestContainerCommands(t *testing.T) {
+	image, reg, serverLog := startContainerServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
 
 	var allOutput strings.Builder
 	run := func(wantCode int, args ...string) string {
@@ -130,16 +154,6 @@ func TestContainerCommands(t *testing.T) {
 			t.Fatalf("gantry %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, wantCode, out.String(), errOut.String())
 		}
 		return out.String() + errOut.String()
-	}
-	fetch := func(url string) string {
-		t.Helper()
-		resp, err := http.Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return strings.TrimSpace(string(b))
 	}
 
 	// The tutorial's deploy step, az flags included.
@@ -158,7 +172,7 @@ func TestContainerCommands(t *testing.T) {
 	if !strings.HasPrefix(url, "http://127.0.0.1:") {
 		t.Fatalf("url = %q", url)
 	}
-	if got := fetch(url); got != "hello" {
+	if got := fetch(t, url); got != "hello" {
 		t.Errorf("GET %s = %q", url, got)
 	}
 	if out := run(0, "container", "list", "-o", "table"); !strings.Contains(out, "NAME") || !strings.Contains(out, "web") || !strings.Contains(out, url) {
@@ -171,7 +185,7 @@ func TestContainerCommands(t *testing.T) {
 	if strings.TrimSpace(out) != "Replaced" {
 		t.Errorf("second create: %q", out)
 	}
-	if got := fetch(url); got != "world" {
+	if got := fetch(t, url); got != "world" {
 		t.Errorf("GET %s after replace = %q", url, got)
 	}
 	if out := run(0, "container", "logs", "-n", "web"); !strings.Contains(out, "serving on") {

@@ -39,7 +39,7 @@ first command (scripts/demo.sh) provides both.`,
 			bin, _ := os.Executable()
 			return demo.Run(cmd.Context(), demo.Options{
 				Data:         data,
-				EngineHost:   os.Getenv("DOCKER_HOST"),
+				Engine:       docker.EndpointFromEnv(os.Getenv),
 				GantryBinary: bin,
 				Keep:         keep,
 				Out:          o.out,
@@ -65,7 +65,7 @@ func newStandinCmd(o *rootOpts) *cobra.Command {
 		Short: "Build the local node:15-alpine stand-in and push it, e.g. to a registry playing Docker Hub",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := docker.New(os.Getenv("DOCKER_HOST"))
+			d, err := docker.New(docker.EndpointFromEnv(os.Getenv))
 			if err != nil {
 				return fmt.Errorf("container engine (DOCKER_HOST): %w", err)
 			}

@@ -19,7 +19,7 @@ var importView = tableView{
 	{"DURATION", "durationSeconds", func(v any) string { return fmt.Sprintf("%.2fs", toFloat(v)) }},
 }
 
-func newImportCmd(o *rootOpts) *cobra.Command {
+func newImportCmd(o *rootOpts, rf registryFlag) *cobra.Command {
 	var registry string
 	var req api.ImportRequest
 	var noProgress bool
@@ -56,8 +56,7 @@ vault secret URIs (vault://<vault>/secrets/<name>), read with your permissions.`
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&registry, "registry", "r", "", "target registry name")
-	_ = cmd.MarkFlagRequired("registry")
+	rf.add(cmd, &registry)
 	f.StringVar(&req.Source, "source", "", "source image: host[:port]/repo[:tag][@digest] or gantry://<registry>/<repo>[:tag]")
 	_ = cmd.MarkFlagRequired("source")
 	f.StringArrayVarP(&req.TargetTags, "image", "t", nil, "target repo[:tag] (repeatable; the tag defaults to the source's)")

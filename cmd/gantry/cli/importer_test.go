@@ -31,7 +31,7 @@ import (
 func executeImporter(ctx context.Context, args []string, out, errOut io.Writer) int {
 	o := &rootOpts{in: strings.NewReader(""), out: out, errOut: errOut}
 	cmd := newRoot(o)
-	for _, c := range []*cobra.Command{newImportCmd(o), newCacheCmd(o), newCredentialSetCmd(o)} {
+	for _, c := range []*cobra.Command{newImportCmd(o, gantryRegistry), newCacheCmd(o), newCredentialSetCmd(o)} {
 		if found, _, err := cmd.Find([]string{c.Name()}); err != nil || found == cmd {
 			cmd.AddCommand(c)
 		}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/client"
 	"github.com/gantryhq/gantry/internal/buildinfo"
 )
@@ -61,18 +63,32 @@ func saveLogin(s savedLogin) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return "", err
-	}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return "", err
 	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return "", err
+	return p, writePrivate(p, b)
+}
+
+// writePrivate replaces the file p with b, readable by its owner only
+// (0600), creating its directory (0700) if needed.
+func writePrivate(p string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
 	}
-	return p, os.Rename(tmp, p)
+	f, err := os.CreateTemp(filepath.Dir(p), filepath.Base(p)+".*.tmp") // 0600
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // after a failure
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), p)
 }
 
 func newLoginCmd(o *rootOpts) *cobra.Command {
@@ -83,11 +99,13 @@ func newLoginCmd(o *rootOpts) *cobra.Command {
 		Short: "Log in to a gantry server and remember the credentials",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			server := firstNonEmpty(o.server, os.Getenv("GANTRY_SERVER"), client.DefaultServer)
 			if identity {
-				return loginIdentity(cmd, o, server)
+				who, err := o.loginIdentity(cmd.Context())
+				if err != nil {
+					return err
+				}
+				return o.print(who, nil)
 			}
-			username = firstNonEmpty(username, os.Getenv("GANTRY_USERNAME"), "admin")
 			if passwordStdin {
 				line, err := bufio.NewReader(o.in).ReadString('\n')
 				if err != nil && line == "" {
@@ -95,21 +113,12 @@ func newLoginCmd(o *rootOpts) *cobra.Command {
 				}
 				password = strings.TrimRight(line, "\r\n")
 			}
-			password = firstNonEmpty(password, os.Getenv("GANTRY_PASSWORD"))
-			if password == "" {
+			if firstNonEmpty(password, os.Getenv("GANTRY_PASSWORD")) == "" {
 				return errors.New("no password: use --password-stdin, -p or GANTRY_PASSWORD")
 			}
-			c, err := client.New(server, client.WithBasicAuth(username, password))
+			who, p, err := o.loginPassword(cmd.Context(), username, password)
 			if err != nil {
 				return err
-			}
-			who, err := c.Whoami(cmd.Context())
-			if err != nil {
-				return fmt.Errorf("logging in to %s: %w", server, err)
-			}
-			p, err := saveLogin(savedLogin{Server: c.Server(), Username: username, Password: password})
-			if err != nil {
-				return fmt.Errorf("saving the login: %w", err)
 			}
 			fmt.Fprintf(o.errOut, "Login succeeded as %s; credentials saved in %s\n", who.Name, p)
 			return nil
@@ -122,22 +131,51 @@ func newLoginCmd(o *rootOpts) *cobra.Command {
 	return cmd
 }
 
-// loginIdentity checks the run credential a task step gets in GANTRY_TOKEN;
-// nothing is saved: every later command in the step uses the same variable.
-func loginIdentity(cmd *cobra.Command, o *rootOpts, server string) error {
+// loginServerURL is the server a login is for: --server, GANTRY_SERVER or
+// the default (never an earlier login's).
+func (o *rootOpts) loginServerURL() string {
+	return firstNonEmpty(o.server, os.Getenv("GANTRY_SERVER"), client.DefaultServer)
+}
+
+// loginPassword checks a user name (default $GANTRY_USERNAME, then admin)
+// and password (default $GANTRY_PASSWORD) against the server and saves them
+// as the login. It returns the caller and the file the login is saved in.
+func (o *rootOpts) loginPassword(ctx context.Context, username, password string) (*api.Whoami, string, error) {
+	server := o.loginServerURL()
+	username = firstNonEmpty(username, os.Getenv("GANTRY_USERNAME"), "admin")
+	password = firstNonEmpty(password, os.Getenv("GANTRY_PASSWORD"))
+	c, err := client.New(server, client.WithBasicAuth(username, password))
+	if err != nil {
+		return nil, "", err
+	}
+	who, err := c.Whoami(ctx)
+	if err != nil {
+		return nil, "", fmt.Errorf("logging in to %s: %w", server, err)
+	}
+	p, err := saveLogin(savedLogin{Server: c.Server(), Username: username, Password: password})
+	if err != nil {
+		return nil, "", fmt.Errorf("saving the login: %w", err)
+	}
+	return who, p, nil
+}
+
+// loginIdentity checks the run credential a task step gets in GANTRY_TOKEN
+// and returns the caller; nothing is saved: every later command in the step
+// uses the same variable.
+func (o *rootOpts) loginIdentity(ctx context.Context) (*api.Whoami, error) {
 	token := os.Getenv("GANTRY_TOKEN")
 	if token == "" {
-		return errors.New("--identity: no GANTRY_TOKEN; it is set in task steps that run the gantry image")
+		return nil, errors.New("--identity: no GANTRY_TOKEN; it is set in task steps that run the gantry image")
 	}
-	c, err := client.New(server, client.WithBearer(token))
+	c, err := client.New(o.loginServerURL(), client.WithBearer(token))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	who, err := c.Whoami(cmd.Context())
+	who, err := c.Whoami(ctx)
 	if err != nil {
-		return fmt.Errorf("logging in with the run identity: %w", err)
+		return nil, fmt.Errorf("logging in with the run identity: %w", err)
 	}
-	return o.print(who, nil)
+	return who, nil
 }
 
 func newLogoutCmd(o *rootOpts) *cobra.Command {
@@ -165,13 +203,19 @@ func newVersionCmd(o *rootOpts) *cobra.Command {
 		Short: "Print the client and server versions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			out := map[string]string{"client": buildinfo.Version()}
-			if c, err := o.client(); err == nil {
-				if v, err := c.Version(cmd.Context()); err == nil {
-					out["server"] = v.Version
-				}
-			}
-			return o.print(out, nil)
+			return o.printVersion(cmd.Context())
 		},
 	}
+}
+
+// printVersion prints the client's version and, when it answers, the
+// server's.
+func (o *rootOpts) printVersion(ctx context.Context) error {
+	out := map[string]string{"client": buildinfo.Version()}
+	if c, err := o.client(); err == nil {
+		if v, err := c.Version(ctx); err == nil {
+			out["server"] = v.Version
+		}
+	}
+	return o.print(out, nil)
 }

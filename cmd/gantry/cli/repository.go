@@ -11,75 +11,9 @@ import (
 
 func newRepositoryCmd(o *rootOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "repository", Short: "Inspect and delete repositories, tags and manifests"}
-	var registry, repo, image, orderBy string
-	var detail bool
+	var registry, repo, image string
 	var top int
-	regFlag := func(c *cobra.Command) {
-		c.Flags().StringVarP(&registry, "registry", "r", "", "registry name")
-		_ = c.MarkFlagRequired("registry")
-	}
-
-	list := &cobra.Command{
-		Use:   "list",
-		Short: "List the repositories of a registry",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			rs, err := c.ListRepositories(cmd.Context(), registry)
-			if err != nil {
-				return hint(err)
-			}
-			if detail {
-				return o.print(rs, tableView{{"NAME", "name", nil}, {"TAGS", "tagCount", nil}, {"MANIFESTS", "manifestCount", nil}, {"LAST UPDATE", "lastUpdateTime", nil}})
-			}
-			names := make([]string, len(rs))
-			for i, r := range rs {
-				names[i] = r.Name
-			}
-			return o.print(names, nil)
-		},
-	}
-	regFlag(list)
-	list.Flags().BoolVar(&detail, "detail", false, "show counts and times, not only names")
-
-	showTags := &cobra.Command{
-		Use:   "show-tags",
-		Short: "List the tags of a repository",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			ts, err := c.ListTags(cmd.Context(), registry, repo)
-			if err != nil {
-				return hint(err)
-			}
-			if err := orderTags(ts, orderBy); err != nil {
-				return err
-			}
-			if top > 0 && len(ts) > top {
-				ts = ts[:top]
-			}
-			if detail {
-				return o.print(ts, tableView{{"NAME", "name", nil}, {"DIGEST", "digest", nil}, {"LAST UPDATE", "lastUpdateTime", nil}})
-			}
-			names := make([]string, len(ts))
-			for i, t := range ts {
-				names[i] = t.Name
-			}
-			return o.print(names, nil)
-		},
-	}
-	regFlag(showTags)
-	showTags.Flags().StringVar(&repo, "repository", "", "repository name")
-	showTags.Flags().BoolVar(&detail, "detail", false, "show digests and times, not only names")
-	showTags.Flags().StringVar(&orderBy, "orderby", "", "time_asc or time_desc (default: by name)")
-	showTags.Flags().IntVar(&top, "top", 0, "show at most this many")
-	_ = showTags.MarkFlagRequired("repository")
+	regFlag := func(c *cobra.Command) { gantryRegistry.add(c, &registry) }
 
 	history := &cobra.Command{
 		Use:   "show-tag-history",
@@ -170,8 +104,82 @@ func newRepositoryCmd(o *rootOpts) *cobra.Command {
 	untag.Flags().StringVar(&image, "image", "", "repository:tag")
 	_ = untag.MarkFlagRequired("image")
 
-	cmd.AddCommand(list, showTags, history, showManifests, del, untag)
+	cmd.AddCommand(newRepositoryListCmd(o, gantryRegistry), newRepositoryShowTagsCmd(o, gantryRegistry),
+		history, showManifests, del, untag)
 	return cmd
+}
+
+func newRepositoryListCmd(o *rootOpts, rf registryFlag) *cobra.Command {
+	var registry string
+	var detail bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the repositories of a registry",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			rs, err := c.ListRepositories(cmd.Context(), registry)
+			if err != nil {
+				return hint(err)
+			}
+			if detail {
+				return o.print(rs, tableView{{"NAME", "name", nil}, {"TAGS", "tagCount", nil}, {"MANIFESTS", "manifestCount", nil}, {"LAST UPDATE", "lastUpdateTime", nil}})
+			}
+			names := make([]string, len(rs))
+			for i, r := range rs {
+				names[i] = r.Name
+			}
+			return o.print(names, nil)
+		},
+	}
+	rf.add(list, &registry)
+	list.Flags().BoolVar(&detail, "detail", false, "show counts and times, not only names")
+	return list
+}
+
+func newRepositoryShowTagsCmd(o *rootOpts, rf registryFlag) *cobra.Command {
+	var registry, repo, orderBy string
+	var detail bool
+	var top int
+	showTags := &cobra.Command{
+		Use:   "show-tags",
+		Short: "List the tags of a repository",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			ts, err := c.ListTags(cmd.Context(), registry, repo)
+			if err != nil {
+				return hint(err)
+			}
+			if err := orderTags(ts, orderBy); err != nil {
+				return err
+			}
+			if top > 0 && len(ts) > top {
+				ts = ts[:top]
+			}
+			if detail {
+				return o.print(ts, tableView{{"NAME", "name", nil}, {"DIGEST", "digest", nil}, {"LAST UPDATE", "lastUpdateTime", nil}})
+			}
+			names := make([]string, len(ts))
+			for i, t := range ts {
+				names[i] = t.Name
+			}
+			return o.print(names, nil)
+		},
+	}
+	rf.add(showTags, &registry)
+	showTags.Flags().StringVar(&repo, "repository", "", "repository name")
+	showTags.Flags().BoolVar(&detail, "detail", false, "show digests and times, not only names")
+	showTags.Flags().StringVar(&orderBy, "orderby", "", "time_asc or time_desc (default: by name)")
+	showTags.Flags().IntVar(&top, "top", 0, "show at most this many")
+	_ = showTags.MarkFlagRequired("repository")
+	return showTags
 }
 
 func orderTags(ts []api.Tag, orderBy string) error {

@@ -36,7 +36,11 @@ func Execute(ctx context.Context, args []string, in io.Reader, out, errOut io.Wr
 	cmd.SetIn(in)
 	cmd.SetOut(out)
 	cmd.SetErr(errOut)
-	err := cmd.ExecuteContext(ctx)
+	return exitStatus(cmd.ExecuteContext(ctx), errOut)
+}
+
+// exitStatus prints err (if any) and returns the process exit code for it.
+func exitStatus(err error, errOut io.Writer) int {
 	if err == nil {
 		return 0
 	}
@@ -67,14 +71,8 @@ func newRoot(o *rootOpts) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	pf := cmd.PersistentFlags()
-	pf.StringVar(&o.server, "server", "", "control API address (default $GANTRY_SERVER, the login, or "+client.DefaultServer+")")
-	pf.StringVarP(&o.output, "output", "o", "json", "output format: json, jsonc, table, tsv, yaml, none")
-	// az also accepts --out.
-	pf.StringVar(&o.output, "out", "json", "")
-	_ = pf.MarkHidden("out")
-	pf.StringVar(&o.query, "query", "", "JMESPath query applied to the result")
-	pf.BoolVar(&o.verbose, "verbose", false, "log requests and details to stderr")
+	cmd.PersistentFlags().StringVar(&o.server, "server", "", "control API address (default $GANTRY_SERVER, the login, or "+client.DefaultServer+")")
+	o.addOutputFlags(cmd)
 	cmd.AddCommand(
 		newServerCmd(o),
 		newLoginCmd(o),
@@ -91,32 +89,84 @@ func newRoot(o *rootOpts) *cobra.Command {
 		newBuildCmd(o),
 		newContainerCmd(o),
 		newDemoCmd(o),
-		newImportCmd(o),
+		newImportCmd(o, gantryRegistry),
 		newCacheCmd(o),
 		newCredentialSetCmd(o),
+		newAzCmd(o),
 	)
 	return cmd
+}
+
+// registryFlag is the flag that names a command's registry: gantry's
+// -r/--registry, or az acr's -n/--name.
+type registryFlag struct{ long, short string }
+
+var (
+	gantryRegistry = registryFlag{"registry", "r"}
+	azRegistry     = registryFlag{"name", "n"}
+)
+
+// add adds the (required) registry flag to c.
+func (f registryFlag) add(c *cobra.Command, p *string) {
+	c.Flags().StringVarP(p, f.long, f.short, "", "registry name")
+	_ = c.MarkFlagRequired(f.long)
+}
+
+// addOutputFlags adds the global output flags gantry shares with az.
+func (o *rootOpts) addOutputFlags(cmd *cobra.Command) {
+	pf := cmd.PersistentFlags()
+	pf.StringVarP(&o.output, "output", "o", "json", "output format: json, jsonc, table, tsv, yaml, none")
+	// az also accepts --out.
+	pf.StringVar(&o.output, "out", "json", "")
+	_ = pf.MarkHidden("out")
+	pf.StringVar(&o.query, "query", "", "JMESPath query applied to the result")
+	pf.BoolVar(&o.verbose, "verbose", false, "log requests and details to stderr")
 }
 
 // client builds an API client from, in order of precedence: --server and
 // GANTRY_SERVER; GANTRY_TOKEN (a run credential), GANTRY_USERNAME and
 // GANTRY_PASSWORD; the saved login.
 func (o *rootOpts) client() (*client.Client, error) {
-	saved, err := loadLogin()
+	cr, err := o.credential()
 	if err != nil {
 		return nil, err
 	}
-	server := firstNonEmpty(o.server, os.Getenv("GANTRY_SERVER"), saved.Server, client.DefaultServer)
 	var opts []client.Option
 	switch {
-	case os.Getenv("GANTRY_TOKEN") != "":
-		opts = append(opts, client.WithBearer(os.Getenv("GANTRY_TOKEN")))
-	case os.Getenv("GANTRY_USERNAME") != "" || os.Getenv("GANTRY_PASSWORD") != "":
-		opts = append(opts, client.WithBasicAuth(os.Getenv("GANTRY_USERNAME"), os.Getenv("GANTRY_PASSWORD")))
-	case saved.Username != "" && sameServer(saved.Server, server):
-		opts = append(opts, client.WithBasicAuth(saved.Username, saved.Password))
+	case cr.token != "":
+		opts = append(opts, client.WithBearer(cr.token))
+	case cr.username != "" || cr.password != "":
+		opts = append(opts, client.WithBasicAuth(cr.username, cr.password))
 	}
-	return client.New(server, opts...)
+	return client.New(cr.server, opts...)
+}
+
+// credential is the server and the credential the CLI uses: a run
+// credential (token) or a user name and password; neither when none is
+// configured.
+type credential struct {
+	server             string
+	token              string
+	username, password string
+}
+
+// credential resolves the server and credential in the order client
+// documents.
+func (o *rootOpts) credential() (credential, error) {
+	saved, err := loadLogin()
+	if err != nil {
+		return credential{}, err
+	}
+	cr := credential{server: firstNonEmpty(o.server, os.Getenv("GANTRY_SERVER"), saved.Server, client.DefaultServer)}
+	switch {
+	case os.Getenv("GANTRY_TOKEN") != "":
+		cr.token = os.Getenv("GANTRY_TOKEN")
+	case os.Getenv("GANTRY_USERNAME") != "" || os.Getenv("GANTRY_PASSWORD") != "":
+		cr.username, cr.password = os.Getenv("GANTRY_USERNAME"), os.Getenv("GANTRY_PASSWORD")
+	case saved.Username != "" && sameServer(saved.Server, cr.server):
+		cr.username, cr.password = saved.Username, saved.Password
+	}
+	return cr, nil
 }
 
 // call makes one client call and prints its result; a nil result prints

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gantryhq/gantry/internal/config"
+	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/server"
 )
 
@@ -53,7 +54,7 @@ func loadServerConfig(cmd *cobra.Command, file, data, listen string) (config.Con
 		cfg.Listen = listen
 	}
 	if cfg.Engine.Host == "" {
-		cfg.Engine.Host = os.Getenv("DOCKER_HOST")
+		cfg.Engine = server.EngineConfig(docker.EndpointFromEnv(os.Getenv))
 	}
 	return cfg, cfg.Validate()
 }
