@@ -47,10 +47,22 @@ type Log struct {
 }
 
 // Engine locates the container engine steps and container instances run on.
+// When Host is empty, cmd fills the whole section from DOCKER_HOST,
+// DOCKER_TLS_VERIFY, DOCKER_TLS and DOCKER_CERT_PATH as the docker CLI reads
+// them (default unix:///var/run/docker.sock).
 type Engine struct {
-	// Host is a DOCKER_HOST-style address, e.g. unix:///tmp/gantry-engine/docker.sock.
-	// Empty means $DOCKER_HOST as given to the server process by cmd.
+	// Host is a DOCKER_HOST-style address, e.g. unix:///tmp/gantry-engine/docker.sock
+	// or tcp://host:2376.
 	Host string `yaml:"host"`
+	// TLS speaks TLS to a tcp:// host; TLSVerify also verifies the engine's
+	// certificate against TLSCA (or the system roots).
+	TLS       bool `yaml:"tls"`
+	TLSVerify bool `yaml:"tlsVerify"`
+	// TLSCA, TLSCert and TLSKey are PEM files: the CA bundle and the client
+	// certificate and key (DOCKER_CERT_PATH's ca.pem, cert.pem, key.pem).
+	TLSCA   string `yaml:"tlsCA"`
+	TLSCert string `yaml:"tlsCert"`
+	TLSKey  string `yaml:"tlsKey"`
 }
 
 // Storage configures the blob store.

@@ -59,8 +59,8 @@ type Options struct {
 	// Data is the directory for the server's data and the git
 	// repositories; "" makes a temporary one (removed unless Keep).
 	Data string
-	// EngineHost is the Docker Engine (DOCKER_HOST form).
-	EngineHost string
+	// Engine is the container engine (see docker.EndpointFromEnv).
+	Engine docker.Endpoint
 	// GantryBinary is a static gantry binary for the gantry CLI image.
 	GantryBinary string
 	// Keep leaves the server, the registries and the site running until
@@ -109,7 +109,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if o.StageTimeout == 0 {
 		o.StageTimeout = 3 * time.Minute
 	}
-	if o.EngineHost == "" {
+	if o.Engine.Host == "" {
 		return errors.New("no container engine: set DOCKER_HOST (scripts/demo.sh starts one)")
 	}
 	d := &demo{o: o, out: o.Out, urls: map[string]string{}, start: time.Now()}
@@ -123,8 +123,8 @@ func Run(ctx context.Context, o Options) (err error) {
 		}
 	}
 	d.git = filepath.Join(d.dir, "git")
-	if d.docker, err = docker.New(o.EngineHost); err != nil {
-		return fmt.Errorf("container engine at %s: %w", o.EngineHost, err)
+	if d.docker, err = docker.New(o.Engine); err != nil {
+		return fmt.Errorf("container engine at %s: %w", o.Engine.Host, err)
 	}
 	defer d.docker.Close()
 
@@ -135,7 +135,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	cfg := config.Default()
 	cfg.Data = filepath.Join(d.dir, "data")
 	cfg.Listen = pickAddr("127.0.0.1:7000")
-	cfg.Engine.Host = o.EngineHost
+	cfg.Engine = server.EngineConfig(o.Engine)
 	// Local repositories are cheap to poll: notice commits within half a
 	// second, as a webhook would.
 	cfg.Triggers.CommitPollInterval = 500 * time.Millisecond

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/api"
+
+	"github.com/gantryhq/gantry/internal/docker"
 )
 
 // TestWalkthrough runs the whole demo on the real engine: every stage is
@@ -36,7 +38,7 @@ func TestWalkthrough(t *testing.T) {
 	var out bytes.Buffer
 	printed := 0
 	err := Run(ctx, Options{
-		EngineHost:   host,
+		Engine:       docker.EndpointFromEnv(os.Getenv),
 		GantryBinary: bin,
 		Out:          &out,
 		PrintRuns: func(w io.Writer, runs []api.Run) error {

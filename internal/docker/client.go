@@ -1,45 +1,122 @@
 package docker
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
-	"strconv"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/docker/go-connections/tlsconfig"
+	"github.com/moby/moby/client"
+	"github.com/moby/moby/client/pkg/versions"
 )
 
-// APIVersion is the Engine API version the client pins. Every request goes to
-// /v1.41/...; newer engines serve it unchanged.
-const APIVersion = "1.41"
+// MinAPIVersion is the oldest Engine API version gantry speaks: Docker
+// Engine 19.03 and Podman 2 serve it. The newest is the client library's
+// ([MaxAPIVersion]); between the two the version is negotiated with the
+// engine on first contact.
+const MinAPIVersion = client.MinAPIVersion
+
+// MaxAPIVersion is the newest Engine API version gantry speaks.
+const MaxAPIVersion = client.MaxAPIVersion
+
+// DefaultHost is the engine address when DOCKER_HOST is unset, as for the
+// docker CLI.
+const DefaultHost = "unix:///var/run/docker.sock"
 
 // Log attribute keys used by the client.
 const (
-	logKeyMethod  = "method"
-	logKeyPath    = "path"
-	logKeyStatus  = "status"
-	logKeyElapsed = "elapsed"
 	logKeyObject  = "object"
 	logKeyWarning = "warning"
 	logKeyErr     = "err"
 )
 
-// Client talks to one Docker Engine. It is safe for concurrent use; connections
+// Endpoint says where an engine is and how to reach it.
+type Endpoint struct {
+	// Host is the engine's address in DOCKER_HOST form: unix:///path/to/sock,
+	// tcp://host:port (https when TLS is set).
+	Host string
+	// TLS configures TLS for a tcp:// host; nil is plain HTTP.
+	TLS *TLS
+}
+
+// TLS holds the TLS settings of an endpoint, as the docker CLI takes them
+// from DOCKER_TLS_VERIFY and DOCKER_CERT_PATH.
+type TLS struct {
+	CAFile   string // CA bundle to verify the engine with ("" : the system roots)
+	CertFile string // client certificate ("" : none)
+	KeyFile  string // its key
+	// Verify checks the engine's certificate; without it the connection is
+	// encrypted but not authenticated (DOCKER_TLS without DOCKER_TLS_VERIFY).
+	Verify bool
+}
+
+// EndpointFromEnv returns the endpoint the docker CLI would use given its
+// environment: DOCKER_HOST (default [DefaultHost]); TLS when
+// DOCKER_TLS_VERIFY or DOCKER_TLS is non-empty, verifying the engine only
+// with DOCKER_TLS_VERIFY, with ca.pem, cert.pem and key.pem from
+// DOCKER_CERT_PATH (default ~/.docker) where they exist. getenv is
+// os.Getenv in production.
+func EndpointFromEnv(getenv func(string) string) Endpoint {
+	ep := Endpoint{Host: getenv("DOCKER_HOST")}
+	if ep.Host == "" {
+		ep.Host = DefaultHost
+	}
+	verify := getenv("DOCKER_TLS_VERIFY") != ""
+	if !verify && getenv("DOCKER_TLS") == "" {
+		return ep
+	}
+	dir := getenv("DOCKER_CERT_PATH")
+	if dir == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			dir = filepath.Join(home, ".docker")
+		}
+	}
+	existing := func(name string) string {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err != nil {
+			return ""
+		}
+		return p
+	}
+	ep.TLS = &TLS{Verify: verify, CertFile: existing("cert.pem"), KeyFile: existing("key.pem")}
+	if verify {
+		ep.TLS.CAFile = existing("ca.pem")
+	}
+	return ep
+}
+
+// String is the endpoint's host, which names it in messages.
+func (ep Endpoint) String() string { return ep.Host }
+
+// Client talks to one container engine through the Docker Engine API
+// (github.com/moby/moby/client). It is safe for concurrent use; connections
 // are pooled and reused. Close releases idle connections.
+//
+// The first call that needs the engine connects: it negotiates the API
+// version and reads the engine's version. A failure there (the engine is
+// unreachable: [ErrUnavailable]; it is too old: [ErrUnsupported]) is
+// returned and retried by the next call, so a client made while the engine
+// is down starts working once it is up.
 type Client struct {
 	host    string
-	base    url.URL // scheme and host of the requests; the path is added per call
-	http    *http.Client
-	tr      *http.Transport
+	api     *client.Client
 	log     *slog.Logger
-	version Version
+	timeout time.Duration // bounds connecting (ping + version)
+
+	mu      sync.Mutex // serialises connecting
+	version *Version   // set once connected
+
+	bkOnce sync.Once
+	bk     *buildkitProbe
 }
 
 // Option configures a Client.
@@ -47,39 +124,25 @@ type Option func(*options)
 
 type options struct {
 	log         *slog.Logger
-	dialTimeout time.Duration
 	checkWithin time.Duration
-	maxIdle     int
 }
 
-// WithLogger sets the logger for request tracing (debug level). The default
+// WithLogger sets the logger for warnings and debug traces. The default
 // discards everything.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.log = l }
 }
 
-// WithDialTimeout bounds connecting to the engine (default 5s).
-func WithDialTimeout(d time.Duration) Option {
-	return func(o *options) { o.dialTimeout = d }
-}
-
-// WithCheckTimeout bounds the version check New performs (default 10s).
+// WithCheckTimeout bounds connecting to the engine: the ping that negotiates
+// the API version and the version request (default 10s).
 func WithCheckTimeout(d time.Duration) Option {
 	return func(o *options) { o.checkWithin = d }
 }
 
-// WithMaxIdleConns sets how many idle connections are kept for reuse
-// (default 16).
-func WithMaxIdleConns(n int) Option {
-	return func(o *options) { o.maxIdle = n }
-}
-
 func makeOptions(opts []Option) (options, error) {
 	o := options{
-		log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
-		dialTimeout: 5 * time.Second,
+		log:         slog.New(slog.DiscardHandler),
 		checkWithin: 10 * time.Second,
-		maxIdle:     16,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -87,262 +150,214 @@ func makeOptions(opts []Option) (options, error) {
 	if o.log == nil {
 		return o, errors.New("docker: nil logger")
 	}
-	if o.dialTimeout <= 0 || o.checkWithin <= 0 || o.maxIdle < 1 {
-		return o, errors.New("docker: timeouts and idle connections must be positive")
+	if o.checkWithin <= 0 {
+		return o, errors.New("docker: the check timeout must be positive")
 	}
 	return o, nil
 }
 
-// Version describes the engine (GET /version).
+// Version describes the engine, as it reported itself on first contact.
 type Version struct {
+	// Name is the engine's product name: "Docker Engine", "Podman Engine".
+	Name          string
 	Version       string // engine release, e.g. 20.10.24+dfsg1
-	APIVersion    string `json:"ApiVersion"`    // highest API version served
-	MinAPIVersion string `json:"MinAPIVersion"` // lowest API version served
-	Os            string
-	Arch          string
-	KernelVersion string
+	APIVersion    string // highest API version the engine serves
+	MinAPIVersion string // lowest API version the engine serves
+	// NegotiatedAPIVersion is the version every request uses: the lower of
+	// the engine's and MaxAPIVersion.
+	NegotiatedAPIVersion string
+	Os                   string
+	Arch                 string
+	KernelVersion        string
 }
 
-// New returns a client for the engine at host, given in DOCKER_HOST form:
-// unix:///path/to/docker.sock or tcp://host:port (plain HTTP; TLS is not
-// supported).
-//
-// New contacts the engine once (GET /_ping and /version, bounded by
-// WithCheckTimeout) and fails with an error wrapping ErrUnsupported when the
-// engine cannot serve API version 1.41.
-func New(host string, opts ...Option) (*Client, error) {
+// New returns a client for the engine at ep. It checks the address but does
+// not contact the engine (see [Client.Connect]).
+func New(ep Endpoint, opts ...Option) (*Client, error) {
 	o, err := makeOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	dialer := &net.Dialer{Timeout: o.dialTimeout, KeepAlive: 30 * time.Second}
-	tr := &http.Transport{
-		MaxIdleConns:        o.maxIdle,
-		MaxIdleConnsPerHost: o.maxIdle,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
-	c := &Client{host: host, tr: tr, log: o.log}
-	switch {
-	case strings.HasPrefix(host, "unix://"):
-		path := strings.TrimPrefix(host, "unix://")
-		if path == "" {
-			return nil, fmt.Errorf("docker host %q: empty socket path", host)
-		}
-		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return dialer.DialContext(ctx, "unix", path)
-		}
-		c.base = url.URL{Scheme: "http", Host: "docker"}
-	case strings.HasPrefix(host, "tcp://"):
-		u, err := url.Parse(host)
-		if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") {
-			return nil, fmt.Errorf("docker host %q: want tcp://host:port", host)
-		}
-		tr.DialContext = dialer.DialContext
-		c.base = url.URL{Scheme: "http", Host: u.Host}
-	default:
-		return nil, fmt.Errorf("docker host %q: want unix:///path or tcp://host:port", host)
-	}
-	c.http = &http.Client{Transport: tr}
-
-	ctx, cancel := context.WithTimeout(context.Background(), o.checkWithin)
-	defer cancel()
-	v, err := c.check(ctx)
-	if err != nil {
-		c.Close()
+	if err := checkHost(ep.Host); err != nil {
 		return nil, err
 	}
-	c.version = v
-	return c, nil
-}
-
-// check pings the engine and verifies that it serves APIVersion.
-func (c *Client) check(ctx context.Context) (Version, error) {
-	if err := c.Ping(ctx); err != nil {
-		return Version{}, err
+	var copts []client.Opt
+	if ep.TLS != nil {
+		if !strings.HasPrefix(ep.Host, "tcp://") {
+			return nil, fmt.Errorf("docker host %q: TLS needs a tcp:// host", ep.Host)
+		}
+		cfg, err := tlsconfig.Client(tlsconfig.Options{
+			CAFile:             ep.TLS.CAFile,
+			CertFile:           ep.TLS.CertFile,
+			KeyFile:            ep.TLS.KeyFile,
+			InsecureSkipVerify: !ep.TLS.Verify,
+			ExclusiveRootPools: ep.TLS.CAFile != "",
+			MinVersion:         tls.VersionTLS12,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("docker host %s: TLS: %w", ep.Host, err)
+		}
+		copts = append(copts, client.WithHTTPClient(&http.Client{
+			Transport:     &http.Transport{TLSClientConfig: cfg},
+			CheckRedirect: client.CheckRedirect,
+		}))
 	}
-	v, err := c.Version(ctx)
+	copts = append(copts, client.WithHost(ep.Host), client.WithUserAgent("gantry"))
+	if o.log.Enabled(context.Background(), slog.LevelDebug) {
+		log := o.log
+		copts = append(copts, client.WithHTTPResponseHook(func(resp *http.Response) {
+			log.DebugContext(resp.Request.Context(), "engine request", "method", resp.Request.Method,
+				"path", resp.Request.URL.Path, "status", resp.StatusCode)
+		}))
+	}
+	api, err := client.New(copts...)
 	if err != nil {
-		return Version{}, err
+		return nil, fmt.Errorf("docker host %s: %w", ep.Host, err)
 	}
-	if compareVersions(v.APIVersion, APIVersion) < 0 {
-		return v, fmt.Errorf("docker engine %s at %s serves API %s, need %s: %w",
-			v.Version, c.host, v.APIVersion, APIVersion, ErrUnsupported)
-	}
-	if v.MinAPIVersion != "" && compareVersions(v.MinAPIVersion, APIVersion) > 0 {
-		return v, fmt.Errorf("docker engine %s at %s serves API %s and newer, need %s: %w",
-			v.Version, c.host, v.MinAPIVersion, APIVersion, ErrUnsupported)
-	}
-	return v, nil
+	return &Client{host: ep.Host, api: api, log: o.log, timeout: o.checkWithin}, nil
 }
 
-// compareVersions compares dotted numeric versions ("1.41" < "1.9" is false).
-func compareVersions(a, b string) int {
-	as, bs := strings.Split(a, "."), strings.Split(b, ".")
-	for i := 0; i < max(len(as), len(bs)); i++ {
-		var x, y int
-		if i < len(as) {
-			x, _ = strconv.Atoi(as[i])
+// checkHost accepts the DOCKER_HOST forms gantry supports.
+func checkHost(host string) error {
+	scheme, addr, ok := strings.Cut(host, "://")
+	switch {
+	case !ok || addr == "":
+	case scheme == "unix":
+		return nil
+	case scheme == "tcp":
+		if h, rest, _ := strings.Cut(addr, "/"); h != "" && strings.Contains(h, ":") && rest == "" {
+			return nil
 		}
-		if i < len(bs) {
-			y, _ = strconv.Atoi(bs[i])
-		}
-		if x != y {
-			if x < y {
-				return -1
-			}
-			return 1
-		}
+		return fmt.Errorf("docker host %q: want tcp://host:port", host)
 	}
-	return 0
+	return fmt.Errorf("docker host %q: want unix:///path/to/socket or tcp://host:port", host)
 }
 
-// Host returns the host the client was created with (DOCKER_HOST form).
+// Host returns the address the client was created with (DOCKER_HOST form).
 func (c *Client) Host() string { return c.host }
-
-// EngineVersion returns what the engine reported when the client was created.
-func (c *Client) EngineVersion() Version { return c.version }
 
 // Close releases idle connections. Requests in flight are not affected.
 func (c *Client) Close() {
-	c.tr.CloseIdleConnections()
+	_ = c.api.Close()
 }
 
-// Ping checks that the engine answers (GET /_ping, unversioned).
-func (c *Client) Ping(ctx context.Context) error {
-	resp, err := c.send(ctx, http.MethodGet, "/_ping", false, nil, nil, nil)
+// Connect contacts the engine if the client has not yet done so: it pings
+// the engine, negotiates the API version (the highest both speak) and reads
+// the engine's version, bounded by WithCheckTimeout. An unreachable engine
+// fails with an error wrapping ErrUnavailable that names the address; an
+// engine whose API range does not meet gantry's ([MinAPIVersion] to
+// [MaxAPIVersion]) with ErrUnsupported. Every other method connects first,
+// so calling Connect is only needed to learn the version or to check the
+// engine early.
+func (c *Client) Connect(ctx context.Context) (Version, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.version != nil {
+		return *c.version, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	ping, err := c.api.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true, ForceNegotiate: true})
 	if err != nil {
-		return fmt.Errorf("pinging docker engine at %s: %w", c.host, err)
+		if ping.APIVersion != "" && versions.LessThan(ping.APIVersion, MinAPIVersion) {
+			return Version{}, fmt.Errorf("container engine at %s serves Engine API %s; gantry needs %s or newer (Docker Engine 19.03+, Podman 2+): %w",
+				c.host, ping.APIVersion, MinAPIVersion, ErrUnsupported)
+		}
+		return Version{}, c.connectErr(ctx, err)
 	}
-	return drain(resp)
-}
-
-// Version asks the engine for its versions (GET /version, unversioned, so that
-// it works on engines too old for APIVersion).
-func (c *Client) Version(ctx context.Context) (Version, error) {
-	var v Version
-	resp, err := c.send(ctx, http.MethodGet, "/version", false, nil, nil, nil)
+	sv, err := c.api.ServerVersion(ctx, client.ServerVersionOptions{})
 	if err != nil {
-		return v, fmt.Errorf("asking docker engine at %s for its version: %w", c.host, err)
+		return Version{}, c.connectErr(ctx, err)
 	}
-	defer drain(resp)
-	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-		return v, fmt.Errorf("decoding engine version: %w", err)
+	v := Version{
+		Name:                 productName(sv),
+		Version:              sv.Version,
+		APIVersion:           sv.APIVersion,
+		MinAPIVersion:        sv.MinAPIVersion,
+		NegotiatedAPIVersion: c.api.ClientVersion(),
+		Os:                   sv.Os,
+		Arch:                 sv.Arch,
 	}
+	for _, comp := range sv.Components {
+		if k, ok := comp.Details["KernelVersion"]; ok && v.KernelVersion == "" {
+			v.KernelVersion = k
+		}
+	}
+	if v.MinAPIVersion != "" && versions.LessThan(MaxAPIVersion, v.MinAPIVersion) {
+		return Version{}, fmt.Errorf("container engine at %s (%s %s) needs Engine API %s or newer; gantry speaks up to %s: %w",
+			c.host, v.Name, v.Version, v.MinAPIVersion, MaxAPIVersion, ErrUnsupported)
+	}
+	c.version = &v
 	return v, nil
 }
 
-// do sends a request to the versioned API and returns the response when its
-// status is below 400; otherwise it returns an *apiError with the engine's
-// message. The caller closes the body.
-func (c *Client) do(ctx context.Context, method, path string, q url.Values, body io.Reader, hdr http.Header) (*http.Response, error) {
-	return c.send(ctx, method, path, true, q, body, hdr)
-}
-
-func (c *Client) send(ctx context.Context, method, path string, versioned bool, q url.Values, body io.Reader, hdr http.Header) (*http.Response, error) {
-	u := c.base
-	u.Path = path
-	if versioned {
-		u.Path = "/v" + APIVersion + path
-	}
-	if len(q) > 0 {
-		u.RawQuery = q.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
-	if err != nil {
-		return nil, err
-	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	start := time.Now()
-	resp, err := c.http.Do(req)
-	if err != nil {
+// connectErr words a failure to connect: the engine's address, and
+// ErrUnavailable unless the engine answered with an error of its own.
+func (c *Client) connectErr(ctx context.Context, err error) error {
+	if client.IsErrConnectionFailed(err) || ctx.Err() != nil || !classified(err) {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			err = fmt.Errorf("no answer within %s: %w", c.timeout, err)
 		}
-		return nil, err
+		return fmt.Errorf("container engine at %s is unreachable: %w", c.host, &engineError{err: err, kinds: []error{ErrUnavailable}})
 	}
-	c.log.DebugContext(ctx, "docker request", logKeyMethod, method, logKeyPath, path,
-		logKeyStatus, resp.StatusCode, logKeyElapsed, time.Since(start))
-	if resp.StatusCode < 400 {
-		return resp, nil
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var m struct {
-		Message string `json:"message"`
-	}
-	msg := strings.TrimSpace(string(data))
-	if json.Unmarshal(data, &m) == nil && m.Message != "" {
-		msg = m.Message
-	}
-	return nil, &apiError{status: resp.StatusCode, msg: msg}
+	return fmt.Errorf("container engine at %s: %w", c.host, wrap(err))
 }
 
-// drain discards the rest of a body and closes it so that the connection can
-// be reused.
-func drain(resp *http.Response) error {
-	_, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	if cerr := resp.Body.Close(); err == nil {
-		err = cerr
+// productName names the engine from its version report: Podman reports a
+// "Podman Engine" component; dockerd an "Engine" component and, in builds
+// from Docker, a platform name.
+func productName(sv client.ServerVersionResult) string {
+	for _, comp := range sv.Components {
+		if strings.Contains(strings.ToLower(comp.Name), "podman") {
+			return "Podman Engine"
+		}
 	}
+	if sv.Platform.Name != "" && !strings.Contains(strings.ToLower(sv.Platform.Name), "podman") {
+		return sv.Platform.Name
+	}
+	return "Docker Engine"
+}
+
+// ready connects if needed; every call to the engine goes through it, so
+// that no request is sent before the API version is negotiated.
+func (c *Client) ready(ctx context.Context) error {
+	c.mu.Lock()
+	ok := c.version != nil
+	c.mu.Unlock()
+	if ok {
+		return nil
+	}
+	_, err := c.Connect(ctx)
 	return err
 }
 
-// getJSON decodes the response of a GET into out.
-func (c *Client) getJSON(ctx context.Context, path string, q url.Values, out any) error {
-	resp, err := c.do(ctx, http.MethodGet, path, q, nil, nil)
-	if err != nil {
+// EngineVersion returns what the engine reported when the client connected,
+// and false before that.
+func (c *Client) EngineVersion() (Version, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.version == nil {
+		return Version{}, false
+	}
+	return *c.version, true
+}
+
+// Ping checks that the engine answers.
+func (c *Client) Ping(ctx context.Context) error {
+	if err := c.ready(ctx); err != nil {
 		return err
 	}
-	defer drain(resp)
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("decoding %s: %w", path, err)
+	if _, err := c.api.Ping(ctx, client.PingOptions{}); err != nil {
+		return fmt.Errorf("pinging container engine at %s: %w", c.host, wrap(err))
 	}
 	return nil
 }
 
-// sendJSON sends in as a JSON body (when non-nil) and decodes the response
-// into out (when non-nil).
-func (c *Client) sendJSON(ctx context.Context, method, path string, q url.Values, in, out any) error {
-	var body io.Reader
-	var hdr http.Header
-	if in != nil {
-		data, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(data)
-		hdr = http.Header{"Content-Type": {"application/json"}}
-	}
-	resp, err := c.do(ctx, method, path, q, body, hdr)
-	if err != nil {
-		return err
-	}
-	defer drain(resp)
-	if out != nil && resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusNotModified {
-		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-			return fmt.Errorf("decoding %s: %w", path, err)
-		}
-	}
-	return nil
-}
-
-// filters encodes the engine's filters parameter: {"label":["a=b"],...}.
-// Empty lists are left out; it returns "" when nothing is set.
-func filters(f map[string][]string) string {
-	m := make(map[string][]string, len(f))
-	for k, v := range f {
-		if len(v) > 0 {
-			m[k] = v
-		}
-	}
-	if len(m) == 0 {
-		return ""
-	}
-	data, _ := json.Marshal(m)
-	return string(data)
+// drainClose discards the rest of a body (bounded) and closes it so that
+// the connection can be reused.
+func drainClose(rc io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(rc, 1<<20))
+	_ = rc.Close()
 }
 
 // ctxErr returns ctx's error when it is done, else err. Streaming calls use it
@@ -352,4 +367,14 @@ func ctxErr(ctx context.Context, err error) error {
 		return cerr
 	}
 	return err
+}
+
+// labelFilters builds the engine's filters for labels ("key" or
+// "key=value") and further terms.
+func labelFilters(labels []string) client.Filters {
+	f := client.Filters{}
+	if len(labels) > 0 {
+		f.Add("label", labels...)
+	}
+	return f
 }

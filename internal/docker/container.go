@@ -2,16 +2,20 @@ package docker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
 )
 
 // ContainerConfig is the portable part of a container's configuration.
@@ -71,77 +75,8 @@ type RestartPolicy struct {
 
 // PortBinding is one host address a container port is published on.
 type PortBinding struct {
-	HostIP   string `json:"HostIp"`
+	HostIP   string
 	HostPort string
-}
-
-// containerConfigJSON is the wire form of ContainerConfig (create and inspect).
-type containerConfigJSON struct {
-	Image        string
-	Cmd          []string            // no omitempty: null keeps the image's CMD, [] clears it
-	Entrypoint   []string            // likewise
-	Env          []string            `json:",omitempty"`
-	WorkingDir   string              `json:",omitempty"`
-	User         string              `json:",omitempty"`
-	Labels       map[string]string   `json:",omitempty"`
-	ExposedPorts map[string]struct{} `json:",omitempty"`
-	StopSignal   string              `json:",omitempty"`
-	Tty          bool
-	OpenStdin    bool
-	AttachStdin  bool
-	AttachStdout bool
-	AttachStderr bool
-}
-
-type mountJSON struct {
-	Type     string
-	Source   string `json:",omitempty"`
-	Target   string
-	ReadOnly bool `json:",omitempty"`
-}
-
-type hostConfigJSON struct {
-	NetworkMode   string                   `json:",omitempty"`
-	Binds         []string                 `json:",omitempty"`
-	Mounts        []mountJSON              `json:",omitempty"`
-	Privileged    bool                     `json:",omitempty"`
-	AutoRemove    bool                     `json:",omitempty"`
-	RestartPolicy RestartPolicy            `json:",omitempty"`
-	NanoCPUs      int64                    `json:"NanoCpus,omitempty"`
-	Memory        int64                    `json:",omitempty"`
-	PortBindings  map[string][]PortBinding `json:",omitempty"`
-	Init          *bool                    `json:",omitempty"`
-}
-
-// portKey normalises "8080" to "8080/tcp".
-func portKey(p string) string {
-	if strings.Contains(p, "/") {
-		return p
-	}
-	return p + "/tcp"
-}
-
-func portSet(ports []string) map[string]struct{} {
-	if len(ports) == 0 {
-		return nil
-	}
-	m := make(map[string]struct{}, len(ports))
-	for _, p := range ports {
-		m[portKey(p)] = struct{}{}
-	}
-	return m
-}
-
-func portList(m map[string]struct{}) []string {
-	if len(m) == 0 {
-		return nil
-	}
-	l := make([]string, 0, len(m))
-	for p := range m {
-		l = append(l, p)
-	}
-	sort.Strings(l)
-	return l
 }
 
 // CreateContainer creates a container named name (empty: the engine picks a
@@ -149,53 +84,64 @@ func portList(m map[string]struct{}) []string {
 // not pull. A taken name fails with ErrConflict, a missing image with
 // ErrNotFound.
 func (c *Client) CreateContainer(ctx context.Context, name string, cfg ContainerConfig, host HostConfig) (string, error) {
-	body := struct {
-		containerConfigJSON
-		HostConfig hostConfigJSON
-	}{
-		containerConfigJSON: containerConfigJSON{
-			Image:        cfg.Image,
-			Cmd:          cfg.Cmd,
-			Entrypoint:   cfg.Entrypoint,
-			Env:          cfg.Env,
-			WorkingDir:   cfg.WorkingDir,
-			User:         cfg.User,
-			Labels:       cfg.Labels,
-			ExposedPorts: portSet(cfg.ExposedPorts),
-			StopSignal:   cfg.StopSignal,
+	if err := c.ready(ctx); err != nil {
+		return "", err
+	}
+	config := &container.Config{
+		Image:        cfg.Image,
+		Cmd:          cfg.Cmd,
+		Entrypoint:   cfg.Entrypoint,
+		Env:          cfg.Env,
+		WorkingDir:   cfg.WorkingDir,
+		User:         cfg.User,
+		Labels:       cfg.Labels,
+		StopSignal:   cfg.StopSignal,
+		AttachStdout: true,
+		AttachStderr: true,
+	}
+	ports, err := portSet(cfg.ExposedPorts)
+	if err != nil {
+		return "", fmt.Errorf("creating container %q from %q: %w", name, cfg.Image, err)
+	}
+	config.ExposedPorts = ports
+	hc := &container.HostConfig{
+		NetworkMode: container.NetworkMode(host.NetworkMode),
+		Binds:       host.Binds,
+		Privileged:  host.Privileged,
+		AutoRemove:  host.AutoRemove,
+		RestartPolicy: container.RestartPolicy{
+			Name:              container.RestartPolicyMode(host.RestartPolicy.Name),
+			MaximumRetryCount: host.RestartPolicy.MaximumRetryCount,
 		},
-		HostConfig: hostConfigJSON{
-			NetworkMode:   host.NetworkMode,
-			Binds:         host.Binds,
-			Privileged:    host.Privileged,
-			AutoRemove:    host.AutoRemove,
-			RestartPolicy: host.RestartPolicy,
-			NanoCPUs:      int64(host.CPUs * 1e9),
-			Memory:        host.Memory,
-		},
+		Resources: container.Resources{NanoCPUs: int64(host.CPUs * 1e9), Memory: host.Memory},
 	}
 	if host.Init {
-		body.HostConfig.Init = &host.Init
+		hc.Init = &host.Init
 	}
 	for _, m := range host.Mounts {
-		body.HostConfig.Mounts = append(body.HostConfig.Mounts, mountJSON(m))
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.Type(m.Type), Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
 	}
 	if len(host.PortBindings) > 0 {
-		body.HostConfig.PortBindings = make(map[string][]PortBinding, len(host.PortBindings))
-		for p, b := range host.PortBindings {
-			body.HostConfig.PortBindings[portKey(p)] = b
+		hc.PortBindings = network.PortMap{}
+		for p, bs := range host.PortBindings {
+			port, err := parsePort(p)
+			if err != nil {
+				return "", fmt.Errorf("creating container %q from %q: %w", name, cfg.Image, err)
+			}
+			for _, b := range bs {
+				pb := network.PortBinding{HostPort: b.HostPort}
+				if b.HostIP != "" {
+					if pb.HostIP, err = netip.ParseAddr(b.HostIP); err != nil {
+						return "", fmt.Errorf("creating container %q: host address %q: %w", name, b.HostIP, ErrInvalid)
+					}
+				}
+				hc.PortBindings[port] = append(hc.PortBindings[port], pb)
+			}
 		}
 	}
-	q := url.Values{}
-	if name != "" {
-		q.Set("name", name)
-	}
-	var resp struct {
-		ID       string `json:"Id"`
-		Warnings []string
-	}
-	if err := c.sendJSON(ctx, http.MethodPost, "/containers/create", q, body, &resp); err != nil {
-		return "", fmt.Errorf("creating container %q from %q: %w", name, cfg.Image, err)
+	resp, err := c.api.ContainerCreate(ctx, client.ContainerCreateOptions{Name: name, Config: config, HostConfig: hc})
+	if err != nil {
+		return "", fmt.Errorf("creating container %q from %q: %w", name, cfg.Image, wrap(err))
 	}
 	for _, w := range resp.Warnings {
 		c.log.WarnContext(ctx, "engine warning", logKeyObject, name, logKeyWarning, w)
@@ -203,12 +149,54 @@ func (c *Client) CreateContainer(ctx context.Context, name string, cfg Container
 	return resp.ID, nil
 }
 
+// parsePort normalises "8080" to 8080/tcp.
+func parsePort(p string) (network.Port, error) {
+	if !strings.Contains(p, "/") {
+		p += "/tcp"
+	}
+	port, err := network.ParsePort(p)
+	if err != nil {
+		return port, fmt.Errorf("port %q: %w", p, ErrInvalid)
+	}
+	return port, nil
+}
+
+func portSet(ports []string) (network.PortSet, error) {
+	if len(ports) == 0 {
+		return nil, nil
+	}
+	m := make(network.PortSet, len(ports))
+	for _, p := range ports {
+		port, err := parsePort(p)
+		if err != nil {
+			return nil, err
+		}
+		m[port] = struct{}{}
+	}
+	return m, nil
+}
+
+func portList(m network.PortSet) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	l := make([]string, 0, len(m))
+	for p := range m {
+		l = append(l, p.String())
+	}
+	sort.Strings(l)
+	return l
+}
+
 // StartContainer starts a created or stopped container. Starting a running
 // container is not an error. An executable missing from the image fails
 // here (ErrInvalid on dockerd 20.10).
 func (c *Client) StartContainer(ctx context.Context, id string) error {
-	if err := c.sendJSON(ctx, http.MethodPost, "/containers/"+id+"/start", nil, nil, nil); err != nil {
-		return fmt.Errorf("starting container %q: %w", id, err)
+	if err := c.ready(ctx); err != nil {
+		return err
+	}
+	if _, err := c.api.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		return fmt.Errorf("starting container %q: %w", id, wrap(err))
 	}
 	return nil
 }
@@ -217,9 +205,12 @@ func (c *Client) StartContainer(ctx context.Context, id string) error {
 // and then kills it. Stopping a stopped container is not an error. ctx must
 // allow for the timeout.
 func (c *Client) StopContainer(ctx context.Context, id string, timeout time.Duration) error {
-	q := url.Values{"t": {strconv.Itoa(int(timeout.Round(time.Second) / time.Second))}}
-	if err := c.sendJSON(ctx, http.MethodPost, "/containers/"+id+"/stop", q, nil, nil); err != nil {
-		return fmt.Errorf("stopping container %q: %w", id, err)
+	if err := c.ready(ctx); err != nil {
+		return err
+	}
+	secs := int(timeout.Round(time.Second) / time.Second)
+	if _, err := c.api.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &secs}); err != nil {
+		return fmt.Errorf("stopping container %q: %w", id, wrap(err))
 	}
 	return nil
 }
@@ -227,12 +218,11 @@ func (c *Client) StopContainer(ctx context.Context, id string, timeout time.Dura
 // KillContainer sends a signal (default SIGKILL) to the container. A
 // container that is not running fails with ErrNotRunning.
 func (c *Client) KillContainer(ctx context.Context, id, signal string) error {
-	q := url.Values{}
-	if signal != "" {
-		q.Set("signal", signal)
+	if err := c.ready(ctx); err != nil {
+		return err
 	}
-	if err := c.sendJSON(ctx, http.MethodPost, "/containers/"+id+"/kill", q, nil, nil); err != nil {
-		return fmt.Errorf("killing container %q: %w", id, err)
+	if _, err := c.api.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: signal}); err != nil {
+		return fmt.Errorf("killing container %q: %w", id, wrap(err))
 	}
 	return nil
 }
@@ -246,15 +236,11 @@ type RemoveContainerOptions struct {
 // RemoveContainer removes a container. A running container without Force
 // fails with ErrConflict; a missing one with ErrNotFound.
 func (c *Client) RemoveContainer(ctx context.Context, id string, opts RemoveContainerOptions) error {
-	q := url.Values{}
-	if opts.Force {
-		q.Set("force", "1")
+	if err := c.ready(ctx); err != nil {
+		return err
 	}
-	if opts.RemoveVolumes {
-		q.Set("v", "1")
-	}
-	if err := c.sendJSON(ctx, http.MethodDelete, "/containers/"+id, q, nil, nil); err != nil {
-		return fmt.Errorf("removing container %q: %w", id, err)
+	if _, err := c.api.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: opts.Force, RemoveVolumes: opts.RemoveVolumes}); err != nil {
+		return fmt.Errorf("removing container %q: %w", id, wrap(err))
 	}
 	return nil
 }
@@ -287,32 +273,29 @@ type WaitResult struct {
 // the channel (buffered; it is sent exactly once). Cancelling ctx ends the
 // wait with ctx's error.
 func (c *Client) WaitContainer(ctx context.Context, id string, cond WaitCondition) (<-chan WaitResult, error) {
-	q := url.Values{}
-	if cond != "" {
-		q.Set("condition", string(cond))
+	if err := c.ready(ctx); err != nil {
+		return nil, err
 	}
-	// dockerd writes the response header as soon as the wait is registered
-	// and the body once the condition is met.
-	resp, err := c.do(ctx, http.MethodPost, "/containers/"+id+"/wait", q, nil, nil)
-	if err != nil {
-		return nil, fmt.Errorf("waiting for container %q: %w", id, err)
+	// The library returns once the engine has answered with its headers,
+	// which dockerd writes as soon as the wait is registered.
+	w := c.api.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitCondition(cond)})
+	select {
+	case err := <-w.Error:
+		return nil, fmt.Errorf("waiting for container %q: %w", id, wrap(err))
+	default:
 	}
 	ch := make(chan WaitResult, 1)
 	go func() {
-		defer resp.Body.Close()
-		var w struct {
-			StatusCode int
-			Error      *struct{ Message string }
+		select {
+		case r := <-w.Result:
+			res := WaitResult{ExitCode: int(r.StatusCode)}
+			if r.Error != nil && r.Error.Message != "" {
+				res.Err = fmt.Errorf("waiting for container %q: %w", id, &engineError{err: errors.New(r.Error.Message), kinds: classify(r.Error.Message)})
+			}
+			ch <- res
+		case err := <-w.Error:
+			ch <- WaitResult{ExitCode: -1, Err: fmt.Errorf("waiting for container %q: %w", id, ctxErr(ctx, wrap(err)))}
 		}
-		if err := json.NewDecoder(resp.Body).Decode(&w); err != nil {
-			ch <- WaitResult{ExitCode: -1, Err: fmt.Errorf("waiting for container %q: %w", id, ctxErr(ctx, err))}
-			return
-		}
-		r := WaitResult{ExitCode: w.StatusCode}
-		if w.Error != nil && w.Error.Message != "" {
-			r.Err = fmt.Errorf("waiting for container %q: %w", id, &apiError{status: http.StatusInternalServerError, msg: w.Error.Message})
-		}
-		ch <- r
 	}()
 	return ch, nil
 }
@@ -329,37 +312,46 @@ type LogsOptions struct {
 // stream (a nil writer leaves that stream out). With Follow it returns when
 // the container stops or ctx ends (then with ctx's error).
 func (c *Client) ContainerLogs(ctx context.Context, id string, opts LogsOptions, stdout, stderr io.Writer) error {
-	q := url.Values{}
-	if stdout != nil {
-		q.Set("stdout", "1")
-	}
-	if stderr != nil {
-		q.Set("stderr", "1")
-	}
-	if opts.Follow {
-		q.Set("follow", "1")
-	}
-	if !opts.Since.IsZero() {
-		q.Set("since", strconv.FormatFloat(float64(opts.Since.UnixNano())/1e9, 'f', 9, 64))
-	}
-	if opts.Tail > 0 {
-		q.Set("tail", strconv.Itoa(opts.Tail))
-	}
-	if opts.Timestamps {
-		q.Set("timestamps", "1")
-	}
 	if stdout == nil && stderr == nil {
 		return nil
 	}
-	resp, err := c.do(ctx, http.MethodGet, "/containers/"+id+"/logs", q, nil, nil)
-	if err != nil {
-		return fmt.Errorf("reading logs of container %q: %w", id, err)
+	if err := c.ready(ctx); err != nil {
+		return err
 	}
-	defer resp.Body.Close()
-	if err := demux(stdout, stderr, resp.Body); err != nil {
+	o := client.ContainerLogsOptions{
+		ShowStdout: stdout != nil,
+		ShowStderr: stderr != nil,
+		Follow:     opts.Follow,
+		Timestamps: opts.Timestamps,
+	}
+	if !opts.Since.IsZero() {
+		o.Since = strconv.FormatFloat(float64(opts.Since.UnixNano())/1e9, 'f', 9, 64)
+	}
+	if opts.Tail > 0 {
+		o.Tail = strconv.Itoa(opts.Tail)
+	}
+	rc, err := c.api.ContainerLogs(ctx, id, o)
+	if err != nil {
+		return fmt.Errorf("reading logs of container %q: %w", id, wrap(err))
+	}
+	defer rc.Close()
+	if err := demux(stdout, stderr, rc); err != nil {
 		return fmt.Errorf("reading logs of container %q: %w", id, ctxErr(ctx, err))
 	}
 	return nil
+}
+
+// demux splits the engine's multiplexed stdout/stderr stream; a nil writer
+// discards its stream.
+func demux(stdout, stderr io.Writer, r io.Reader) error {
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if stderr == nil {
+		stderr = io.Discard
+	}
+	_, err := stdcopy.StdCopy(stdout, stderr, r)
+	return err
 }
 
 // AttachContainer attaches to the container's stdout and stderr and returns
@@ -369,25 +361,21 @@ func (c *Client) ContainerLogs(ctx context.Context, id string, opts LogsOptions,
 // stream ended because the container exited) and is then closed. Cancelling
 // ctx detaches.
 func (c *Client) AttachContainer(ctx context.Context, id string, stdout, stderr io.Writer) (<-chan error, error) {
-	q := url.Values{"stream": {"1"}, "stdout": {"1"}, "stderr": {"1"}}
-	hdr := http.Header{"Connection": {"Upgrade"}, "Upgrade": {"tcp"}}
-	resp, err := c.do(ctx, http.MethodPost, "/containers/"+id+"/attach", q, nil, hdr)
-	if err != nil {
-		return nil, fmt.Errorf("attaching to container %q: %w", id, err)
+	if err := c.ready(ctx); err != nil {
+		return nil, err
 	}
-	if resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode != http.StatusOK {
-		_ = drain(resp)
-		return nil, fmt.Errorf("attaching to container %q: unexpected status %s", id, resp.Status)
+	hj, err := c.api.ContainerAttach(ctx, id, client.ContainerAttachOptions{Stream: true, Stdout: true, Stderr: true})
+	if err != nil {
+		return nil, fmt.Errorf("attaching to container %q: %w", id, wrap(err))
 	}
 	ch := make(chan error, 1)
 	go func() {
 		defer close(ch)
-		// A 101 body is the raw connection; closing it when ctx ends is what
-		// unblocks the read (the transport no longer watches ctx).
-		stop := context.AfterFunc(ctx, func() { resp.Body.Close() })
+		// Closing the connection when ctx ends is what unblocks the read.
+		stop := context.AfterFunc(ctx, hj.Close)
 		defer stop()
-		defer resp.Body.Close()
-		if err := demux(stdout, stderr, resp.Body); err != nil {
+		defer hj.Close()
+		if err := demux(stdout, stderr, hj.Reader); err != nil {
 			ch <- fmt.Errorf("attached to container %q: %w", id, ctxErr(ctx, err))
 			return
 		}
@@ -411,7 +399,7 @@ type ContainerState struct {
 	FinishedAt time.Time
 }
 
-// Container is the engine's view of one container (GET /containers/{id}/json).
+// Container is the engine's view of one container.
 type Container struct {
 	ID           string
 	Name         string // without the leading "/"
@@ -426,61 +414,66 @@ type Container struct {
 // Labels returns the container's labels.
 func (ct Container) Labels() map[string]string { return ct.Config.Labels }
 
-type containerJSON struct {
-	ID           string `json:"Id"`
-	Name         string
-	Image        string
-	Created      time.Time
-	State        ContainerState
-	Config       containerConfigJSON
-	RestartCount int
-	Mounts       []struct {
-		Type        string
-		Name        string
-		Source      string
-		Destination string
-		RW          bool
+// parseTime reads the engine's RFC 3339 times; "" and the zero time
+// ("0001-01-01T00:00:00Z") are the zero Time.
+func parseTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}
 	}
+	return t
 }
 
 // InspectContainer returns the container with the given name or ID.
 func (c *Client) InspectContainer(ctx context.Context, id string) (Container, error) {
-	var j containerJSON
-	if err := c.getJSON(ctx, "/containers/"+id+"/json", nil, &j); err != nil {
-		return Container{}, fmt.Errorf("inspecting container %q: %w", id, err)
+	if err := c.ready(ctx); err != nil {
+		return Container{}, err
 	}
+	res, err := c.api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return Container{}, fmt.Errorf("inspecting container %q: %w", id, wrap(err))
+	}
+	j := res.Container
 	ct := Container{
-		ID:      j.ID,
-		Name:    strings.TrimPrefix(j.Name, "/"),
-		Image:   j.Image,
-		Created: j.Created,
-		State:   j.State,
-		Config: ContainerConfig{
-			Image:        j.Config.Image,
-			Cmd:          j.Config.Cmd,
-			Entrypoint:   j.Config.Entrypoint,
-			Env:          j.Config.Env,
-			WorkingDir:   j.Config.WorkingDir,
-			User:         j.Config.User,
-			Labels:       j.Config.Labels,
-			ExposedPorts: portList(j.Config.ExposedPorts),
-			StopSignal:   j.Config.StopSignal,
-		},
+		ID:           j.ID,
+		Name:         strings.TrimPrefix(j.Name, "/"),
+		Image:        j.Image,
+		Created:      parseTime(j.Created),
 		RestartCount: j.RestartCount,
+	}
+	if s := j.State; s != nil {
+		ct.State = ContainerState{
+			Status: string(s.Status), Running: s.Running, Paused: s.Paused, Restarting: s.Restarting,
+			OOMKilled: s.OOMKilled, Dead: s.Dead, Pid: s.Pid, ExitCode: s.ExitCode, Error: s.Error,
+			StartedAt: parseTime(s.StartedAt), FinishedAt: parseTime(s.FinishedAt),
+		}
+	}
+	if cfg := j.Config; cfg != nil {
+		ct.Config = ContainerConfig{
+			Image:        cfg.Image,
+			Cmd:          cfg.Cmd,
+			Entrypoint:   cfg.Entrypoint,
+			Env:          cfg.Env,
+			WorkingDir:   cfg.WorkingDir,
+			User:         cfg.User,
+			Labels:       cfg.Labels,
+			ExposedPorts: portList(cfg.ExposedPorts),
+			StopSignal:   cfg.StopSignal,
+		}
 	}
 	for _, m := range j.Mounts {
 		src := m.Source
-		if m.Type == "volume" {
+		if m.Type == mount.TypeVolume {
 			src = m.Name
 		}
-		ct.Mounts = append(ct.Mounts, Mount{Type: m.Type, Source: src, Target: m.Destination, ReadOnly: !m.RW})
+		ct.Mounts = append(ct.Mounts, Mount{Type: string(m.Type), Source: src, Target: m.Destination, ReadOnly: !m.RW})
 	}
 	return ct, nil
 }
 
 // ContainerSummary is one entry of ListContainers.
 type ContainerSummary struct {
-	ID      string `json:"Id"`
+	ID      string
 	Names   []string
 	Image   string
 	ImageID string
@@ -500,25 +493,27 @@ type ListContainersOptions struct {
 
 // ListContainers lists containers (only running ones unless All).
 func (c *Client) ListContainers(ctx context.Context, opts ListContainersOptions) ([]ContainerSummary, error) {
-	q := url.Values{}
-	f := map[string][]string{"label": opts.Labels}
+	if err := c.ready(ctx); err != nil {
+		return nil, err
+	}
+	f := labelFilters(opts.Labels)
 	if opts.Name != "" {
-		f["name"] = []string{opts.Name}
+		f.Add("name", opts.Name)
 	}
-	if s := filters(f); s != "" {
-		q.Set("filters", s)
+	res, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: opts.All, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("listing containers: %w", wrap(err))
 	}
-	if opts.All {
-		q.Set("all", "1")
-	}
-	var list []ContainerSummary
-	if err := c.getJSON(ctx, "/containers/json", q, &list); err != nil {
-		return nil, fmt.Errorf("listing containers: %w", err)
-	}
-	for i := range list {
-		for j, n := range list[i].Names {
-			list[i].Names[j] = strings.TrimPrefix(n, "/")
+	list := make([]ContainerSummary, 0, len(res.Items))
+	for _, s := range res.Items {
+		cs := ContainerSummary{
+			ID: s.ID, Image: s.Image, ImageID: s.ImageID, Command: s.Command, Created: s.Created,
+			State: string(s.State), Status: s.Status, Labels: s.Labels,
 		}
+		for _, n := range s.Names {
+			cs.Names = append(cs.Names, strings.TrimPrefix(n, "/"))
+		}
+		list = append(list, cs)
 	}
 	return list, nil
 }

@@ -84,14 +84,14 @@ func TestEngineVersion(t *testing.T) {
 	if err := c.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
-	v, err := c.Version(ctx)
+	v, err := c.Connect(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.APIVersion == "" || v.Version == "" || v.Os != "linux" {
+	if v.APIVersion == "" || v.Version == "" || v.Os != "linux" || v.Name == "" || v.NegotiatedAPIVersion == "" {
 		t.Errorf("version = %+v", v)
 	}
-	t.Logf("engine %s, API %s (min %s), %s/%s", v.Version, v.APIVersion, v.MinAPIVersion, v.Os, v.Arch)
+	t.Logf("%s %s, API %s (min %s, negotiated %s), %s/%s", v.Name, v.Version, v.APIVersion, v.MinAPIVersion, v.NegotiatedAPIVersion, v.Os, v.Arch)
 }
 
 // ignoreNotFound is for clean-up calls racing with AutoRemove.

@@ -1,15 +1,20 @@
 package docker
 
 import (
+	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
 )
 
 // Sentinel errors. Errors returned by the client wrap one (or, for a
 // container that is not running, two) of these together with the engine's
-// message; match them with errors.Is.
+// message; match them with errors.Is. This is the one place where the
+// engine's error categories (github.com/containerd/errdefs, as the client
+// library reports them) become gantry's.
 var (
 	// ErrNotFound: the image, container, volume or network does not exist
 	// (HTTP 404, or a registry reporting an unknown repository or manifest).
@@ -28,46 +33,72 @@ var (
 	// ErrUnauthorized: the engine or a registry refused the credentials (HTTP
 	// 401, or an authentication error reported by a registry).
 	ErrUnauthorized = errors.New("unauthorized")
-	// ErrUnsupported: the engine does not speak the API version this client
-	// pins (1.41).
+	// ErrUnsupported: the engine's API versions and gantry's do not overlap.
 	ErrUnsupported = errors.New("unsupported engine")
+	// ErrNoBuildKit: a build needs BuildKit (build secrets, or
+	// BuilderBuildKit asked for) and the engine does not offer it.
+	ErrNoBuildKit = errors.New("engine offers no BuildKit")
+	// ErrUnavailable: the engine cannot be reached (no socket, connection
+	// refused, no answer in time). The message names the address tried.
+	ErrUnavailable = errors.New("engine unavailable")
 )
 
-// apiError is an error response of the engine: the HTTP status and the
-// engine's message.
-type apiError struct {
-	status int
-	msg    string
+// engineError is an error of the engine or of talking to it: the library's
+// error (its message is the engine's) and the sentinels it falls under.
+type engineError struct {
+	err   error
+	kinds []error
 }
 
-func (e *apiError) Error() string {
-	if e.msg == "" {
-		return fmt.Sprintf("engine answered %d %s", e.status, http.StatusText(e.status))
+func (e *engineError) Error() string { return e.err.Error() }
+
+func (e *engineError) Unwrap() []error { return append([]error{e.err}, e.kinds...) }
+
+// wrap classifies an error of the client library; nil stays nil and
+// context errors are returned as they are.
+func wrap(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
 	}
-	return e.msg
+	var ee *engineError
+	if errors.As(err, &ee) {
+		return err
+	}
+	return &engineError{err: err, kinds: kinds(err)}
 }
 
-// Unwrap maps the status (and, for 409, the message) to the sentinels.
-func (e *apiError) Unwrap() []error {
+// kinds maps the library's categories to the sentinels.
+func kinds(err error) []error {
+	msg := err.Error()
 	switch {
-	case e.status == http.StatusNotFound:
+	case client.IsErrConnectionFailed(err):
+		return []error{ErrUnavailable}
+	case cerrdefs.IsNotFound(err):
 		return []error{ErrNotFound}
-	case e.status == http.StatusConflict && strings.Contains(e.msg, "is not running"):
+	case cerrdefs.IsConflict(err) && strings.Contains(msg, "is not running"):
 		return []error{ErrNotRunning, ErrConflict}
-	case e.status == http.StatusConflict, e.status == http.StatusForbidden:
+	case cerrdefs.IsConflict(err), cerrdefs.IsPermissionDenied(err), cerrdefs.IsAlreadyExists(err):
 		return []error{ErrConflict}
-	case e.status == http.StatusBadRequest && strings.Contains(e.msg, "is too new"):
+	case cerrdefs.IsInvalidArgument(err) && (strings.Contains(msg, "is too new") || strings.Contains(msg, "is too old")):
 		return []error{ErrUnsupported, ErrInvalid}
-	case e.status == http.StatusBadRequest:
+	case cerrdefs.IsInvalidArgument(err):
 		return []error{ErrInvalid}
-	case e.status == http.StatusUnauthorized:
+	case cerrdefs.IsUnauthorized(err):
 		return []error{ErrUnauthorized}
-	case e.status >= 500:
+	case cerrdefs.IsInternal(err), cerrdefs.IsUnknown(err), cerrdefs.IsUnavailable(err):
 		// The engine reports registry failures (pull/push) as 500 with the
 		// registry's message; classify those like stream errors.
-		return classify(e.msg)
+		return classify(msg)
 	}
-	return nil
+	return classify(msg)
+}
+
+// classified reports whether the engine answered with an error of its own
+// (an HTTP status), as opposed to a transport failure.
+func classified(err error) bool {
+	return cerrdefs.IsNotFound(err) || cerrdefs.IsConflict(err) || cerrdefs.IsPermissionDenied(err) ||
+		cerrdefs.IsInvalidArgument(err) || cerrdefs.IsUnauthorized(err) || cerrdefs.IsInternal(err) ||
+		cerrdefs.IsNotImplemented(err) || cerrdefs.IsUnavailable(err)
 }
 
 // streamError is an error the engine reported inside a JSON message stream
@@ -87,8 +118,8 @@ func (e *streamError) Unwrap() []error {
 }
 
 // classify recognises the registry errors the engine passes through as text.
-// It is a heuristic on the messages of distribution registries and dockerd
-// 20.10; unknown messages match no sentinel.
+// It is a heuristic on the messages of distribution registries, dockerd and
+// podman; unknown messages match no sentinel.
 func classify(msg string) []error {
 	m := strings.ToLower(msg)
 	switch {

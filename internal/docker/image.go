@@ -2,20 +2,27 @@ package docker
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
+	"iter"
+	"maps"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/distribution/reference"
+	"github.com/moby/moby/api/pkg/authconfig"
+	"github.com/moby/moby/api/types/jsonstream"
+	"github.com/moby/moby/api/types/registry"
+	"github.com/moby/moby/client"
 )
 
 // AuthConfig holds registry credentials for a pull, push or build. Either
 // Username and Password, or IdentityToken (an OAuth refresh token) is set.
-// It is sent to the engine as base64url-encoded JSON (X-Registry-Auth) and
-// never logged.
+// It reaches the engine as X-Registry-Auth (or, for BuildKit, through the
+// build session) and is never logged.
 type AuthConfig struct {
 	Username      string `json:"username,omitempty"`
 	Password      string `json:"password,omitempty"`
@@ -28,129 +35,18 @@ func (a AuthConfig) String() string {
 	return fmt.Sprintf("AuthConfig{Username:%q ServerAddress:%q}", a.Username, a.ServerAddress)
 }
 
-// encodeAuth returns the X-Registry-Auth / X-Registry-Config value of v.
-func encodeAuth(v any) (string, error) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return "", err
-	}
-	return base64.URLEncoding.EncodeToString(data), nil
-}
+// GoString hides the secrets from %#v.
+func (a AuthConfig) GoString() string { return a.String() }
 
-func authHeader(a *AuthConfig) (http.Header, error) {
+// encode returns the X-Registry-Auth value of a (the engine's
+// base64url-encoded JSON).
+func (a *AuthConfig) encode() (string, error) {
 	if a == nil {
 		a = &AuthConfig{}
 	}
-	enc, err := encodeAuth(a)
-	if err != nil {
-		return nil, err
-	}
-	return http.Header{"X-Registry-Auth": {enc}}, nil
-}
-
-// BuildOptions configures BuildImage. The zero value builds ./Dockerfile
-// with the engine's defaults and removes intermediate containers, also after
-// a failed step.
-type BuildOptions struct {
-	Tags       []string           // names to tag the result with (name:tag)
-	Dockerfile string             // path of the Dockerfile inside the context (default "Dockerfile")
-	BuildArgs  map[string]*string // ARG values; a nil value takes it from the engine's environment
-	Target     string             // stage to build in a multi-stage Dockerfile
-	NoCache    bool               // do not use the build cache
-	Pull       bool               // always try to pull newer versions of the FROM images
-	Labels     map[string]string  // labels added to the image
-	Platform   string             // e.g. linux/amd64
-	// NetworkMode is the network of the RUN containers: "host" for the
-	// engine gantry runs, a network name, or "" for the engine's default.
-	NetworkMode string
-	// AuthConfigs are credentials for pulling FROM images, keyed by registry
-	// host (X-Registry-Config).
-	AuthConfigs map[string]AuthConfig
-	// KeepIntermediate keeps the containers of the build steps (rm=0,
-	// forcerm=0); by default they are removed even when a step fails.
-	KeepIntermediate bool
-}
-
-// BuildImage builds an image with the classic builder from a tar stream of
-// the build context (see TarDir, TarBuildContext, TarFiles). The build output
-// is written to out as plain lines while it arrives (nil discards). A failing
-// step is returned as an error carrying the builder's message. It returns the
-// ID of the built image (sha256:...).
-func (c *Client) BuildImage(ctx context.Context, contextTar io.Reader, opts BuildOptions, out io.Writer) (string, error) {
-	q := url.Values{"version": {"1"}}
-	for _, t := range opts.Tags {
-		q.Add("t", t)
-	}
-	if opts.Dockerfile != "" {
-		q.Set("dockerfile", opts.Dockerfile)
-	}
-	if len(opts.BuildArgs) > 0 {
-		data, err := json.Marshal(opts.BuildArgs)
-		if err != nil {
-			return "", fmt.Errorf("encoding build args: %w", err)
-		}
-		q.Set("buildargs", string(data))
-	}
-	if len(opts.Labels) > 0 {
-		data, err := json.Marshal(opts.Labels)
-		if err != nil {
-			return "", fmt.Errorf("encoding labels: %w", err)
-		}
-		q.Set("labels", string(data))
-	}
-	if opts.Target != "" {
-		q.Set("target", opts.Target)
-	}
-	if opts.NoCache {
-		q.Set("nocache", "1")
-	}
-	if opts.Pull {
-		q.Set("pull", "1")
-	}
-	if opts.Platform != "" {
-		q.Set("platform", opts.Platform)
-	}
-	if opts.NetworkMode != "" {
-		q.Set("networkmode", opts.NetworkMode)
-	}
-	if opts.KeepIntermediate {
-		q.Set("rm", "0")
-	} else {
-		q.Set("rm", "1")
-		q.Set("forcerm", "1")
-	}
-	hdr := http.Header{"Content-Type": {"application/x-tar"}}
-	if len(opts.AuthConfigs) > 0 {
-		enc, err := encodeAuth(opts.AuthConfigs)
-		if err != nil {
-			return "", fmt.Errorf("encoding registry credentials: %w", err)
-		}
-		hdr.Set("X-Registry-Config", enc)
-	}
-	what := "building image"
-	if len(opts.Tags) > 0 {
-		what += " " + strings.Join(opts.Tags, ", ")
-	}
-	resp, err := c.do(ctx, http.MethodPost, "/build", q, contextTar, hdr)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
-	}
-	defer resp.Body.Close()
-	var id string
-	err = decodeMessages(resp.Body, out, func(raw json.RawMessage) error {
-		var a struct{ ID string }
-		if json.Unmarshal(raw, &a) == nil && a.ID != "" {
-			id = a.ID
-		}
-		return nil
+	return authconfig.Encode(registry.AuthConfig{
+		Username: a.Username, Password: a.Password, ServerAddress: a.ServerAddress, IdentityToken: a.IdentityToken,
 	})
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", what, ctxErr(ctx, err))
-	}
-	if id == "" {
-		return "", fmt.Errorf("%s: the engine reported no image ID", what)
-	}
-	return id, nil
 }
 
 // splitRef splits an image reference into its name and its tag or digest
@@ -169,18 +65,22 @@ func splitRef(ref string) (name, tag string) {
 // PullImage pulls ref (name:tag or name@digest; a bare name means :latest)
 // with optional credentials, writing progress lines to out (nil discards).
 func (c *Client) PullImage(ctx context.Context, ref string, auth *AuthConfig, out io.Writer) error {
-	name, tag := splitRef(ref)
-	hdr, err := authHeader(auth)
+	if err := c.ready(ctx); err != nil {
+		return err
+	}
+	if _, err := reference.ParseNormalizedNamed(ref); err != nil {
+		return fmt.Errorf("pulling image %q: %w", ref, &engineError{err: err, kinds: []error{ErrInvalid}})
+	}
+	enc, err := auth.encode()
 	if err != nil {
 		return fmt.Errorf("pulling image %q: %w", ref, err)
 	}
-	resp, err := c.do(ctx, http.MethodPost, "/images/create", url.Values{"fromImage": {name}, "tag": {tag}}, nil, hdr)
+	resp, err := c.api.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: enc})
 	if err != nil {
-		return fmt.Errorf("pulling image %q: %w", ref, err)
+		return fmt.Errorf("pulling image %q: %w", ref, wrap(err))
 	}
-	defer resp.Body.Close()
-	if err := decodeMessages(resp.Body, out, nil); err != nil {
-		return fmt.Errorf("pulling image %q: %w", ref, ctxErr(ctx, err))
+	if err := render(ctx, messages(ctx, resp), out, nil); err != nil {
+		return fmt.Errorf("pulling image %q: %w", ref, err)
 	}
 	return nil
 }
@@ -189,29 +89,29 @@ func (c *Client) PullImage(ctx context.Context, ref string, auth *AuthConfig, ou
 // credentials, writing progress lines to out (nil discards), and returns the
 // digest of the pushed manifest.
 func (c *Client) PushImage(ctx context.Context, ref string, auth *AuthConfig, out io.Writer) (string, error) {
-	name, tag := splitRef(ref)
-	if strings.Contains(tag, ":") {
+	if _, tag := splitRef(ref); strings.Contains(tag, ":") {
 		return "", fmt.Errorf("pushing image %q: a digest cannot be pushed, use a tag: %w", ref, ErrInvalid)
 	}
-	hdr, err := authHeader(auth)
+	if err := c.ready(ctx); err != nil {
+		return "", err
+	}
+	enc, err := auth.encode()
 	if err != nil {
 		return "", fmt.Errorf("pushing image %q: %w", ref, err)
 	}
-	resp, err := c.do(ctx, http.MethodPost, "/images/"+name+"/push", url.Values{"tag": {tag}}, nil, hdr)
+	resp, err := c.api.ImagePush(ctx, ref, client.ImagePushOptions{RegistryAuth: enc})
 	if err != nil {
-		return "", fmt.Errorf("pushing image %q: %w", ref, err)
+		return "", fmt.Errorf("pushing image %q: %w", ref, wrap(err))
 	}
-	defer resp.Body.Close()
 	var digest string
-	err = decodeMessages(resp.Body, out, func(raw json.RawMessage) error {
+	err = render(ctx, messages(ctx, resp), out, func(raw json.RawMessage) {
 		var a struct{ Tag, Digest string }
 		if json.Unmarshal(raw, &a) == nil && a.Digest != "" {
 			digest = a.Digest
 		}
-		return nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("pushing image %q: %w", ref, ctxErr(ctx, err))
+		return "", fmt.Errorf("pushing image %q: %w", ref, err)
 	}
 	if digest == "" {
 		return "", fmt.Errorf("pushing image %q: the engine reported no digest", ref)
@@ -219,15 +119,103 @@ func (c *Client) PushImage(ctx context.Context, ref string, auth *AuthConfig, ou
 	return digest, nil
 }
 
+// render reads the engine's JSON message stream (pull, push, classic build),
+// writes it to out as plain log lines while it arrives (nil discards) and
+// hands every aux payload to aux (when non-nil). It returns the first error
+// the stream reports.
+//
+// The rendering follows the docker CLI without a terminal: "stream" text is
+// written verbatim (build output, already line-structured), "status" messages
+// become "<id>: <status>" lines, and progress-bar updates are left out.
+func render(ctx context.Context, msgs iter.Seq2[message, error], out io.Writer, aux func(json.RawMessage)) error {
+	if out == nil {
+		out = io.Discard
+	}
+	for m, err := range msgs {
+		if err != nil {
+			return ctxErr(ctx, fmt.Errorf("reading the engine's message stream: %w", err))
+		}
+		if m.Error != nil || m.ErrorText != "" {
+			se := &streamError{msg: m.ErrorText}
+			if m.Error != nil {
+				se.code = m.Error.Code
+				if m.Error.Message != "" {
+					se.msg = m.Error.Message
+				}
+			}
+			se.msg = strings.TrimSpace(se.msg)
+			return se
+		}
+		if m.Aux != nil && aux != nil {
+			aux(*m.Aux)
+		}
+		var line string
+		switch {
+		case m.Stream != "":
+			line = m.Stream
+		case m.Status != "":
+			if m.Progress != nil && m.Progress.Total > 0 {
+				continue // a progress-bar update
+			}
+			line = m.Status
+			if m.ID != "" {
+				line = m.ID + ": " + line
+			}
+			line += "\n"
+		default:
+			continue
+		}
+		if _, err := io.WriteString(out, line); err != nil {
+			return fmt.Errorf("writing engine output: %w", err)
+		}
+	}
+	return ctx.Err()
+}
+
+// message is one message of the engine's JSON message stream; older
+// engines and podman may send only the plain "error" field.
+type message struct {
+	jsonstream.Message
+	ErrorText string `json:"error,omitempty"`
+}
+
+// messages decodes a JSON message stream and closes it at its end or when
+// ctx ends.
+func messages(ctx context.Context, rc io.ReadCloser) iter.Seq2[message, error] {
+	return func(yield func(message, error) bool) {
+		stop := context.AfterFunc(ctx, func() { rc.Close() })
+		defer stop()
+		defer rc.Close()
+		dec := json.NewDecoder(rc)
+		for {
+			var m message
+			if err := dec.Decode(&m); err != nil {
+				if !errors.Is(err, io.EOF) {
+					yield(m, err)
+				}
+				return
+			}
+			if !yield(m, nil) {
+				return
+			}
+		}
+	}
+}
+
 // TagImage gives the image source (a name or an ID) the name target
 // (name:tag; a bare name means :latest).
 func (c *Client) TagImage(ctx context.Context, source, target string) error {
-	repo, tag := splitRef(target)
-	if strings.Contains(tag, ":") {
+	if _, tag := splitRef(target); strings.Contains(tag, ":") {
 		return fmt.Errorf("tagging image %q as %q: target must be name:tag: %w", source, target, ErrInvalid)
 	}
-	if err := c.sendJSON(ctx, http.MethodPost, "/images/"+source+"/tag", url.Values{"repo": {repo}, "tag": {tag}}, nil, nil); err != nil {
-		return fmt.Errorf("tagging image %q as %q: %w", source, target, err)
+	if _, err := reference.ParseNormalizedNamed(target); err != nil {
+		return fmt.Errorf("tagging image %q as %q: %w", source, target, &engineError{err: err, kinds: []error{ErrInvalid}})
+	}
+	if err := c.ready(ctx); err != nil {
+		return err
+	}
+	if _, err := c.api.ImageTag(ctx, client.ImageTagOptions{Source: source, Target: target}); err != nil {
+		return fmt.Errorf("tagging image %q as %q: %w", source, target, wrap(err))
 	}
 	return nil
 }
@@ -243,7 +231,7 @@ type ImageConfig struct {
 	ExposedPorts []string // "80/tcp"
 }
 
-// Image is the engine's view of one image (GET /images/{name}/json).
+// Image is the engine's view of one image.
 type Image struct {
 	ID           string // sha256:...
 	RepoTags     []string
@@ -255,46 +243,49 @@ type Image struct {
 	Size         int64
 }
 
-type imageJSON struct {
-	ID           string `json:"Id"`
-	RepoTags     []string
-	RepoDigests  []string
-	Created      time.Time
-	Config       containerConfigJSON
-	Os           string
-	Architecture string
-	Size         int64
-}
-
 // InspectImage returns the image with the given name or ID.
 func (c *Client) InspectImage(ctx context.Context, ref string) (Image, error) {
-	var j imageJSON
-	if err := c.getJSON(ctx, "/images/"+ref+"/json", nil, &j); err != nil {
-		return Image{}, fmt.Errorf("inspecting image %q: %w", ref, err)
+	if err := c.ready(ctx); err != nil {
+		return Image{}, err
 	}
-	return Image{
-		ID:          j.ID,
-		RepoTags:    j.RepoTags,
-		RepoDigests: j.RepoDigests,
-		Created:     j.Created,
-		Config: ImageConfig{
-			Env:          j.Config.Env,
-			Cmd:          j.Config.Cmd,
-			Entrypoint:   j.Config.Entrypoint,
-			WorkingDir:   j.Config.WorkingDir,
-			User:         j.Config.User,
-			Labels:       j.Config.Labels,
-			ExposedPorts: portList(j.Config.ExposedPorts),
-		},
+	j, err := c.api.ImageInspect(ctx, ref)
+	if err != nil {
+		return Image{}, fmt.Errorf("inspecting image %q: %w", ref, wrap(err))
+	}
+	img := Image{
+		ID:           j.ID,
+		RepoTags:     j.RepoTags,
+		RepoDigests:  j.RepoDigests,
+		Created:      parseTime(j.Created),
 		Os:           j.Os,
 		Architecture: j.Architecture,
 		Size:         j.Size,
-	}, nil
+	}
+	if cfg := j.Config; cfg != nil {
+		img.Config = ImageConfig{
+			Env:          cfg.Env,
+			Cmd:          cfg.Cmd,
+			Entrypoint:   cfg.Entrypoint,
+			WorkingDir:   cfg.WorkingDir,
+			User:         cfg.User,
+			Labels:       cfg.Labels,
+			ExposedPorts: portNames(cfg.ExposedPorts),
+		}
+	}
+	return img, nil
+}
+
+// portNames lists an image config's exposed ports ("80/tcp"), sorted.
+func portNames[V any](m map[string]V) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(m))
 }
 
 // ImageSummary is one entry of ListImages.
 type ImageSummary struct {
-	ID          string `json:"Id"`
+	ID          string
 	RepoTags    []string
 	RepoDigests []string
 	Labels      map[string]string
@@ -315,20 +306,20 @@ type ListImagesOptions struct {
 
 // ListImages lists the engine's images.
 func (c *Client) ListImages(ctx context.Context, opts ListImagesOptions) ([]ImageSummary, error) {
-	q := url.Values{}
-	f := map[string][]string{"label": opts.Labels}
+	if err := c.ready(ctx); err != nil {
+		return nil, err
+	}
+	f := labelFilters(opts.Labels)
 	if opts.Reference != "" {
-		f["reference"] = []string{opts.Reference}
+		f.Add("reference", opts.Reference)
 	}
-	if s := filters(f); s != "" {
-		q.Set("filters", s)
+	res, err := c.api.ImageList(ctx, client.ImageListOptions{All: opts.All, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("listing images: %w", wrap(err))
 	}
-	if opts.All {
-		q.Set("all", "1")
-	}
-	var list []ImageSummary
-	if err := c.getJSON(ctx, "/images/json", q, &list); err != nil {
-		return nil, fmt.Errorf("listing images: %w", err)
+	list := make([]ImageSummary, 0, len(res.Items))
+	for _, s := range res.Items {
+		list = append(list, ImageSummary{ID: s.ID, RepoTags: s.RepoTags, RepoDigests: s.RepoDigests, Labels: s.Labels, Size: s.Size, Created: s.Created})
 	}
 	return list, nil
 }
@@ -337,12 +328,11 @@ func (c *Client) ListImages(ctx context.Context, opts ListImagesOptions) ([]Imag
 // image with other names only untags it. Force also removes an image that
 // containers use or that has several names when given by ID.
 func (c *Client) RemoveImage(ctx context.Context, ref string, force bool) error {
-	q := url.Values{}
-	if force {
-		q.Set("force", "1")
+	if err := c.ready(ctx); err != nil {
+		return err
 	}
-	if err := c.sendJSON(ctx, http.MethodDelete, "/images/"+ref, q, nil, nil); err != nil {
-		return fmt.Errorf("removing image %q: %w", ref, err)
+	if _, err := c.api.ImageRemove(ctx, ref, client.ImageRemoveOptions{Force: force}); err != nil {
+		return fmt.Errorf("removing image %q: %w", ref, wrap(err))
 	}
 	return nil
 }

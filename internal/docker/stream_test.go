@@ -21,7 +21,7 @@ func frame(stream byte, s string) []byte {
 	return append(hdr, s...)
 }
 
-func TestDecodeMessages(t *testing.T) {
+func TestRenderMessages(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name    string
@@ -72,7 +72,7 @@ func TestDecodeMessages(t *testing.T) {
 			name:    "garbage",
 			in:      `{"stream":"ok\n"} not json`,
 			out:     "ok\n",
-			wantErr: "reading engine message stream",
+			wantErr: "reading the engine's message stream",
 		},
 	}
 	for _, tt := range tests {
@@ -80,9 +80,9 @@ func TestDecodeMessages(t *testing.T) {
 			t.Parallel()
 			var out bytes.Buffer
 			var aux []string
-			err := decodeMessages(strings.NewReader(tt.in), &out, func(raw json.RawMessage) error {
+			ctx := context.Background()
+			err := render(ctx, messages(ctx, io.NopCloser(strings.NewReader(tt.in))), &out, func(raw json.RawMessage) {
 				aux = append(aux, string(raw))
-				return nil
 			})
 			if tt.wantErr == "" && err != nil {
 				t.Fatalf("err = %v", err)
@@ -95,51 +95,6 @@ func TestDecodeMessages(t *testing.T) {
 			}
 			if strings.Join(aux, "|") != strings.Join(tt.aux, "|") {
 				t.Errorf("aux = %q, want %q", aux, tt.aux)
-			}
-		})
-	}
-}
-
-func TestDemux(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name                 string
-		in                   []byte
-		stdout, stderr, errs string
-	}{
-		{
-			name:   "interleaved",
-			in:     bytes.Join([][]byte{frame(1, "out 1\n"), frame(2, "err 1\n"), frame(1, "out 2\n"), frame(2, ""), frame(2, "err 2\n")}, nil),
-			stdout: "out 1\nout 2\n", stderr: "err 1\nerr 2\n",
-		},
-		{
-			name:   "system error",
-			in:     bytes.Join([][]byte{frame(1, "partial\n"), frame(3, "error from daemon in stream: Error grabbing logs: boom\n")}, nil),
-			stdout: "partial\n", errs: "Error grabbing logs: boom",
-		},
-		{
-			name:   "truncated payload",
-			in:     append(frame(1, "hello"), frame(2, "world")[:10]...),
-			stdout: "hello", stderr: "wo", errs: "truncated frame (2 of 5 bytes)",
-		},
-		{
-			name: "truncated header",
-			in:   frame(1, "x")[:5], errs: "truncated frame header",
-		},
-		{
-			name: "tty stream", in: []byte("plain text output"), errs: "unknown stream 112",
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			var out, errb bytes.Buffer
-			err := demux(&out, &errb, bytes.NewReader(tt.in))
-			if tt.errs == "" && err != nil || tt.errs != "" && (err == nil || !strings.Contains(err.Error(), tt.errs)) {
-				t.Fatalf("err = %v, want %q", err, tt.errs)
-			}
-			if out.String() != tt.stdout || errb.String() != tt.stderr {
-				t.Errorf("stdout %q stderr %q, want %q %q", out.String(), errb.String(), tt.stdout, tt.stderr)
 			}
 		})
 	}
@@ -174,7 +129,7 @@ func (w *signalWriter) String() string {
 func TestStreamsAreLiveAndCancellable(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	c := fakeEngine(t, "1.41", func(w http.ResponseWriter, r *http.Request) {
+	c := newFakeEngine(t, "1.12", "1.41", func(w http.ResponseWriter, r *http.Request) {
 		f := w.(http.Flusher)
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/logs"):
@@ -190,7 +145,7 @@ func TestStreamsAreLiveAndCancellable(t *testing.T) {
 		case <-r.Context().Done():
 		case <-release:
 		}
-	})
+	}).client(t)
 	t.Cleanup(func() { close(release) }) // after the parallel subtests
 	calls := map[string]func(ctx context.Context, out io.Writer) error{
 		"logs": func(ctx context.Context, out io.Writer) error {
@@ -237,7 +192,7 @@ func TestStreamsAreLiveAndCancellable(t *testing.T) {
 func TestPushDigestAndLogsDemux(t *testing.T) {
 	t.Parallel()
 	var gotAuth, gotTag, gotPath string
-	c := fakeEngine(t, "1.41", func(w http.ResponseWriter, r *http.Request) {
+	c := newFakeEngine(t, "1.12", "1.41", func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/push"):
 			gotAuth, gotTag, gotPath = r.Header.Get("X-Registry-Auth"), r.URL.Query().Get("tag"), r.URL.Path
@@ -254,7 +209,7 @@ func TestPushDigestAndLogsDemux(t *testing.T) {
 			w.Write(frame(1, "a\n"))
 			w.Write(frame(2, "b\n"))
 		}
-	})
+	}).client(t)
 	var out bytes.Buffer
 	digest, err := c.PushImage(context.Background(), "127.0.0.1:5000/team/app:v1", &AuthConfig{Username: "u", Password: "p"}, &out)
 	if err != nil {
@@ -263,7 +218,7 @@ func TestPushDigestAndLogsDemux(t *testing.T) {
 	if digest != "sha256:feed" {
 		t.Errorf("digest = %q", digest)
 	}
-	if gotPath != "/v1.41/images/127.0.0.1:5000/team/app/push" || gotTag != "v1" {
+	if gotPath != "/images/127.0.0.1:5000/team/app/push" || gotTag != "v1" {
 		t.Errorf("path %q tag %q", gotPath, gotTag)
 	}
 	// base64url of {"username":"u","password":"p"}

@@ -2,7 +2,6 @@ package docker
 
 import (
 	"archive/tar"
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
 )
 
 // TarDir writes a tar stream of the contents of dir to w, for BuildImage or
@@ -193,9 +195,9 @@ func TarFiles(w io.Writer, files map[string]string) error {
 	return nil
 }
 
-// readIgnoreFile reads the patterns of a .dockerignore file; a missing file
-// has none. Comments (#) and blank lines are skipped, patterns are trimmed
-// and cleaned, and a leading "/" is dropped.
+// readIgnoreFile reads the patterns of a .dockerignore file with the
+// docker CLI's own parser (comments, blank lines, a leading "/" and "./",
+// a byte-order mark); a missing file has none.
 func readIgnoreFile(name string) ([]string, error) {
 	f, err := os.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -205,30 +207,39 @@ func readIgnoreFile(name string) ([]string, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return parseIgnore(f)
-}
-
-func parseIgnore(r io.Reader) ([]string, error) {
-	var patterns []string
-	sc := bufio.NewScanner(r)
-	first := true
-	for sc.Scan() {
-		line := sc.Text()
-		if first {
-			line = strings.TrimPrefix(line, "\uFEFF")
-			first = false
-		}
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		patterns = append(patterns, line)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading ignore patterns: %w", err)
+	patterns, err := ignorefile.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
 	}
 	return patterns, nil
 }
+
+// matcher decides which paths of a context are left out, with the docker
+// CLI's pattern semantics (github.com/moby/patternmatcher).
+type matcher struct {
+	pm *patternmatcher.PatternMatcher
+}
+
+func newMatcher(patterns []string) (*matcher, error) {
+	if len(patterns) == 0 {
+		return &matcher{}, nil
+	}
+	pm, err := patternmatcher.New(patterns)
+	if err != nil {
+		return nil, fmt.Errorf("ignore patterns: %w", err)
+	}
+	return &matcher{pm: pm}, nil
+}
+
+// excluded reports whether rel (a slash path relative to the root) is left out.
+func (m *matcher) excluded(rel string) bool {
+	if m.pm == nil {
+		return false
+	}
+	ok, err := m.pm.MatchesOrParentMatches(filepath.FromSlash(rel))
+	return err == nil && ok
+}
+
+// hasExceptions reports "!" patterns, which may bring back paths below an
+// excluded directory.
+func (m *matcher) hasExceptions() bool { return m.pm != nil && m.pm.Exclusions() }

@@ -24,7 +24,6 @@ func TestIgnorePatterns(t *testing.T) {
 		{[]string{"**/*.log"}, "dir/sub/a.log", true},
 		{[]string{"**/*.log"}, "a.log", true},
 		{[]string{"node_modules"}, "node_modules/x/y.js", true}, // a directory excludes its contents
-		{[]string{"/node_modules"}, "node_modules", true},
 		{[]string{"./build/"}, "build/out.o", true},
 		{[]string{"build"}, "src/build", false},
 		{[]string{"**/build"}, "src/build/x", true},
@@ -37,8 +36,8 @@ func TestIgnorePatterns(t *testing.T) {
 		{[]string{"a?c"}, "abc", true},
 		{[]string{"a?c"}, "a/c", false},
 		{[]string{"[a-c]at"}, "bat", true},
-		{[]string{"[!a-c]at"}, "bat", false},
-		{[]string{"[!a-c]at"}, "rat", true},
+		{[]string{"[^a-c]at"}, "bat", false}, // Go's path.Match syntax, as docker
+		{[]string{"[^a-c]at"}, "rat", true},
 		{[]string{`\*star`}, "*star", true},
 		{[]string{`\*star`}, "xstar", false},
 		{[]string{"file.txt"}, "fileXtxt", false}, // . is literal
@@ -67,14 +66,21 @@ func TestIgnorePatterns(t *testing.T) {
 	}
 }
 
-func TestParseIgnore(t *testing.T) {
+func TestReadIgnoreFile(t *testing.T) {
 	t.Parallel()
-	got, err := parseIgnore(strings.NewReader("\uFEFF# comment\n\n  *.log  \n!keep.log\n   \n# another\nbuild/\n"))
+	name := filepath.Join(t.TempDir(), ".dockerignore")
+	if err := os.WriteFile(name, []byte("\uFEFF# comment\n\n  *.log  \n!keep.log\n   \n# another\n./build/\n/abs\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readIgnoreFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"*.log", "!keep.log", "build/"}; fmt.Sprint(got) != fmt.Sprint(want) {
+	if want := []string{"*.log", "!keep.log", "build", "abs"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("patterns = %q, want %q", got, want)
+	}
+	if got, err := readIgnoreFile(filepath.Join(t.TempDir(), "none")); err != nil || got != nil {
+		t.Errorf("missing file: %q, %v", got, err)
 	}
 }
 

@@ -3,8 +3,9 @@ package docker
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/url"
+
+	"github.com/moby/moby/api/types/volume"
+	"github.com/moby/moby/client"
 )
 
 // Volume is a named volume of the engine.
@@ -16,40 +17,44 @@ type Volume struct {
 	CreatedAt  string // RFC 3339, as the engine reports it
 }
 
+func volumeOf(v volume.Volume) Volume {
+	return Volume{Name: v.Name, Driver: v.Driver, Mountpoint: v.Mountpoint, Labels: v.Labels, CreatedAt: v.CreatedAt}
+}
+
 // CreateVolume creates a local volume. Creating a volume that exists returns
 // the existing one (the engine's behaviour).
 func (c *Client) CreateVolume(ctx context.Context, name string, labels map[string]string) (Volume, error) {
-	body := struct {
-		Name   string
-		Driver string
-		Labels map[string]string `json:",omitempty"`
-	}{Name: name, Driver: "local", Labels: labels}
-	var v Volume
-	if err := c.sendJSON(ctx, http.MethodPost, "/volumes/create", nil, body, &v); err != nil {
-		return Volume{}, fmt.Errorf("creating volume %q: %w", name, err)
+	if err := c.ready(ctx); err != nil {
+		return Volume{}, err
 	}
-	return v, nil
+	res, err := c.api.VolumeCreate(ctx, client.VolumeCreateOptions{Name: name, Driver: "local", Labels: labels})
+	if err != nil {
+		return Volume{}, fmt.Errorf("creating volume %q: %w", name, wrap(err))
+	}
+	return volumeOf(res.Volume), nil
 }
 
 // InspectVolume returns the named volume.
 func (c *Client) InspectVolume(ctx context.Context, name string) (Volume, error) {
-	var v Volume
-	if err := c.getJSON(ctx, "/volumes/"+name, nil, &v); err != nil {
-		return Volume{}, fmt.Errorf("inspecting volume %q: %w", name, err)
+	if err := c.ready(ctx); err != nil {
+		return Volume{}, err
 	}
-	return v, nil
+	res, err := c.api.VolumeInspect(ctx, name, client.VolumeInspectOptions{})
+	if err != nil {
+		return Volume{}, fmt.Errorf("inspecting volume %q: %w", name, wrap(err))
+	}
+	return volumeOf(res.Volume), nil
 }
 
 // RemoveVolume removes a volume. A volume in use fails with ErrConflict (also
 // with force, which only ignores driver errors); a missing one with
 // ErrNotFound unless force.
 func (c *Client) RemoveVolume(ctx context.Context, name string, force bool) error {
-	q := url.Values{}
-	if force {
-		q.Set("force", "1")
+	if err := c.ready(ctx); err != nil {
+		return err
 	}
-	if err := c.sendJSON(ctx, http.MethodDelete, "/volumes/"+name, q, nil, nil); err != nil {
-		return fmt.Errorf("removing volume %q: %w", name, err)
+	if _, err := c.api.VolumeRemove(ctx, name, client.VolumeRemoveOptions{Force: force}); err != nil {
+		return fmt.Errorf("removing volume %q: %w", name, wrap(err))
 	}
 	return nil
 }
@@ -57,13 +62,16 @@ func (c *Client) RemoveVolume(ctx context.Context, name string, force bool) erro
 // ListVolumes lists volumes carrying all of the labels ("key" or
 // "key=value"); with none, all volumes.
 func (c *Client) ListVolumes(ctx context.Context, labels ...string) ([]Volume, error) {
-	q := url.Values{}
-	if s := filters(map[string][]string{"label": labels}); s != "" {
-		q.Set("filters", s)
+	if err := c.ready(ctx); err != nil {
+		return nil, err
 	}
-	var resp struct{ Volumes []Volume }
-	if err := c.getJSON(ctx, "/volumes", q, &resp); err != nil {
-		return nil, fmt.Errorf("listing volumes: %w", err)
+	res, err := c.api.VolumeList(ctx, client.VolumeListOptions{Filters: labelFilters(labels)})
+	if err != nil {
+		return nil, fmt.Errorf("listing volumes: %w", wrap(err))
 	}
-	return resp.Volumes, nil
+	out := make([]Volume, 0, len(res.Items))
+	for _, v := range res.Items {
+		out = append(out, volumeOf(v))
+	}
+	return out, nil
 }

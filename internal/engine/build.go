@@ -4,8 +4,6 @@ import (
 	"archive/tar"
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -68,11 +66,8 @@ func (r *run) prepareBuild(ctx context.Context, s *plan.Step, b *plan.Build, rep
 	if rel, err := filepath.Rel(dir, dfHost); err == nil && !strings.HasPrefix(rel, "..") {
 		in.dockerfile = filepath.ToSlash(rel)
 	}
-	if b.BuildKit {
-		r.noteOnce("buildkit/"+s.ID, "Step ID: %s: DOCKER_BUILDKIT=1 is ignored: gantry builds with the engine's classic builder", s.ID)
-	}
 	if b.Cache {
-		r.noteOnce("cache/"+s.ID, "Step ID: %s: cache: enabled is ignored: the classic builder keeps no registry cache (%s)", s.ID, b.CacheRef)
+		r.noteOnce("cache/"+s.ID, "Step ID: %s: cache: enabled is ignored: builds use the engine's own layer cache, kept between runs, not a registry cache (%s)", s.ID, b.CacheRef)
 	}
 	for _, o := range b.Options {
 		r.noteOnce("option/"+s.ID+o.Name, "Step ID: %s: docker build option %s is ignored by gantry's builder", s.ID, o.Name)
@@ -240,58 +235,11 @@ func untar(r io.Reader, dir string) error {
 	}
 }
 
-// contextTar streams the build context, with the Dockerfile added under a
-// generated name when it lies outside the context (as the docker CLI does).
-// It returns the Dockerfile's name in the stream.
-func contextTar(w *io.PipeWriter, in *buildInput) string {
-	if in.dockerfile != "" {
-		go func() { w.CloseWithError(docker.TarBuildContext(w, in.dir, in.dockerfile)) }()
-		return in.dockerfile
-	}
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	name := ".dockerfile." + hex.EncodeToString(b)
-	go func() { w.CloseWithError(appendDockerfile(w, in, name)) }()
-	return name
-}
-
-func appendDockerfile(w io.Writer, in *buildInput, name string) error {
-	data, err := os.ReadFile(in.dfHost)
-	if err != nil {
-		return err
-	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(docker.TarBuildContext(pw, in.dir, "")) }()
-	defer pr.Close()
-	tr := tar.NewReader(pr)
-	tw := tar.NewWriter(w)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if _, err := io.Copy(tw, tr); err != nil {
-			return err
-		}
-	}
-	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
-		return err
-	}
-	if _, err := tw.Write(data); err != nil {
-		return err
-	}
-	return tw.Close()
-}
-
 // build runs one attempt of a build (a build step, or docker build in a
-// cmd): a classic-builder build on the engine, with the run's logins for
-// the FROM images. Build steps then record their dependencies' digests.
+// cmd) on the engine: BuildKit where the engine offers it, else the classic
+// builder (the log says which, once per step), with the run's logins for
+// the FROM images and the step's --secret values from the task file's
+// secrets. Build steps then record their dependencies' digests.
 func (r *run) build(ctx context.Context, s *plan.Step, b *plan.Build, record bool) (attemptResult, error) {
 	in := r.state(s.ID).build
 	if in == nil {
@@ -312,11 +260,13 @@ func (r *run) build(ctx context.Context, s *plan.Step, b *plan.Build, record boo
 	if b.Network == "none" {
 		network = "none"
 	}
-	pr, pw := io.Pipe()
-	df := contextTar(pw, in)
-	id, err := r.d.BuildImage(ctx, pr, docker.BuildOptions{
+	secrets, err := r.buildSecrets(b)
+	if err != nil {
+		return attemptResult{exitCode: -1}, err
+	}
+	builder := r.chooseBuilder(ctx, s, b)
+	res, err := r.d.Build(ctx, docker.BuildSource{Dir: in.dir, Dockerfile: in.dfHost}, docker.BuildOptions{
 		Tags:        b.Tags,
-		Dockerfile:  df,
 		BuildArgs:   args,
 		Target:      b.Target,
 		NoCache:     b.NoCache,
@@ -325,19 +275,56 @@ func (r *run) build(ctx context.Context, s *plan.Step, b *plan.Build, record boo
 		Platform:    b.Platform,
 		NetworkMode: network,
 		AuthConfigs: r.authConfigs(),
+		Secrets:     secrets,
+		Builder:     builder,
 	}, out)
-	pr.CloseWithError(err)
 	if err != nil {
 		if ctx.Err() != nil {
 			return attemptResult{exitCode: -1}, ctx.Err()
 		}
 		return attemptResult{exitCode: -1}, engineErr(err)
 	}
-	r.recordCreated(ctx, id, b.Tags...)
+	r.recordCreated(ctx, res.ImageID, b.Tags...)
 	if record {
 		r.recordDependencies(ctx, s, b, in.deps)
 	}
 	return attemptResult{exitCode: 0}, nil
+}
+
+// chooseBuilder picks the builder of a step and logs it once per step:
+// BuildKit where the engine offers it, unless the step sets
+// DOCKER_BUILDKIT=0; the classic builder otherwise, with the reason.
+func (r *run) chooseBuilder(ctx context.Context, s *plan.Step, b *plan.Build) docker.Builder {
+	v, _ := r.d.EngineVersion()
+	engine := strings.TrimSpace(v.Name + " " + v.Version)
+	if b.NoBuildKit {
+		r.noteOnce("builder/"+s.ID, "Step ID: %s: building with the classic builder of %s (DOCKER_BUILDKIT=0)", s.ID, engine)
+		return docker.BuilderClassic
+	}
+	builder, why := r.d.Builder(ctx)
+	if builder == docker.BuilderBuildKit {
+		r.noteOnce("builder/"+s.ID, "Step ID: %s: building with BuildKit on %s", s.ID, engine)
+	} else {
+		r.noteOnce("builder/"+s.ID, "Step ID: %s: building with the classic builder: %s", s.ID, why)
+	}
+	return builder
+}
+
+// buildSecrets resolves a build's --secret flags from the task file's
+// secrets (the plan checked that each names one).
+func (r *run) buildSecrets(b *plan.Build) (docker.Secrets, error) {
+	if len(b.Secrets) == 0 {
+		return nil, nil
+	}
+	m := make(docker.Secrets, len(b.Secrets))
+	for _, bs := range b.Secrets {
+		v, ok := r.plan.Secret(bs.Source)
+		if !ok {
+			return nil, fmt.Errorf("--secret id=%s: the task file's secret %q has no value", bs.ID, bs.Source)
+		}
+		m[bs.ID] = []byte(v)
+	}
+	return m, nil
 }
 
 // recordDependencies resolves the digests of a build's base images right

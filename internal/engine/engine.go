@@ -49,6 +49,9 @@ const (
 	// DefaultCLIImage is the repository of the gantry CLI image; its tag is
 	// derived from the content (binary and busybox).
 	DefaultCLIImage = "gantry-cli"
+	// DefaultAzImage is the repository of the az image (the CLI image with
+	// az as its entrypoint); its tag is the CLI image's.
+	DefaultAzImage = "gantry-az"
 	// cleanupTimeout bounds the clean-up of a run, on a context of its own.
 	cleanupTimeout = time.Minute
 )
@@ -65,10 +68,12 @@ type Engine struct {
 	gantry  string // path of the static gantry binary ("" : no CLI image)
 	busybox string // path of the static busybox
 	cliRepo string
+	azRepo  string
 	aliases map[string]string // overrides of the image aliases
 
 	mu       sync.Mutex
 	cliImage string // built CLI image tag, once known
+	azImage  string // built az image tag, once known
 	helper   bool   // the helper image is known to exist
 }
 
@@ -96,11 +101,13 @@ func WithGantryBinary(path string) Option { return func(e *Engine) { e.gantry = 
 func WithBusybox(path string) Option { return func(e *Engine) { e.busybox = path } }
 
 // WithCLIImage sets the repository of the gantry CLI image (default
-// DefaultCLIImage); the tag is a hash of its content.
+// DefaultCLIImage); the tag is a hash of its content. The az image's
+// repository is the same with "-az" appended.
 func WithCLIImage(repo string) Option {
 	return func(e *Engine) {
 		if repo != "" {
 			e.cliRepo = repo
+			e.azRepo = repo + "-az"
 		}
 	}
 }
@@ -135,6 +142,7 @@ func New(d *docker.Client, opts ...Option) *Engine {
 		now:     time.Now,
 		wait:    sleep,
 		cliRepo: DefaultCLIImage,
+		azRepo:  DefaultAzImage,
 		aliases: map[string]string{},
 	}
 	for _, o := range opts {

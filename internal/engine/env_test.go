@@ -84,7 +84,7 @@ func TestMain(m *testing.M) {
 	if gantryDir != "" {
 		os.RemoveAll(gantryDir)
 		if host := os.Getenv("DOCKER_HOST"); host != "" {
-			if d, err := docker.New(host); err == nil {
+			if d, err := docker.New(docker.EndpointFromEnv(os.Getenv)); err == nil {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				list, _ := d.ListImages(ctx, docker.ListImagesOptions{Labels: []string{engine.LabelCLI}})
 				for _, im := range list {

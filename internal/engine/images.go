@@ -30,14 +30,20 @@ const LabelCLI = "io.gantry.cli"
 const helperDockerfile = "FROM scratch\nLABEL io.gantry.helper=1\nCMD [\"/none\"]\n"
 
 // cliDockerfile builds the gantry CLI image: busybox as the shell and the
-// gantry binary as the entrypoint.
+// gantry binary as the entrypoint, also installed as az (the binary runs
+// its Azure CLI subset when called by that name).
 const cliDockerfile = `FROM scratch
 COPY busybox /bin/busybox
 RUN ["/bin/busybox", "sh", "-c", "/bin/busybox --install -s /bin && mkdir -p -m 1777 /tmp"]
 COPY gantry /usr/local/bin/gantry
+RUN ["/bin/busybox", "ln", "-s", "gantry", "/usr/local/bin/az"]
 ENV PATH=/usr/local/bin:/usr/bin:/bin
 ENTRYPOINT ["gantry"]
 `
+
+// azDockerfile makes the az image from the gantry CLI image (%s): the same
+// files, with az as the entrypoint.
+const azDockerfile = "FROM %s\nENTRYPOINT [\"az\"]\n"
 
 // ensureHelper makes sure the helper image exists on the engine.
 func (e *Engine) ensureHelper(ctx context.Context) error {
@@ -65,6 +71,50 @@ func (e *Engine) ensureHelper(ctx context.Context) error {
 
 // cliAlias is the image the gantry alias names.
 func (e *Engine) cliAlias() string { return e.imageAliases()["gantry"] }
+
+// azAlias is the image the az alias names.
+func (e *Engine) azAlias() string { return e.imageAliases()["az"] }
+
+// EnsureAzImage builds the az image if the engine does not have it yet and
+// returns its reference, <az repository>:<the CLI image's hash>: the gantry
+// CLI image with az (gantry's Azure CLI subset) as its entrypoint. Without
+// a gantry binary it returns taskfile.AzImage unchecked.
+func (e *Engine) EnsureAzImage(ctx context.Context) (string, error) {
+	cli, err := e.EnsureCLIImage(ctx)
+	if err != nil || e.gantry == "" {
+		if e.gantry == "" {
+			return taskfile.AzImage, nil
+		}
+		return "", err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.azImage != "" {
+		return e.azImage, nil
+	}
+	_, sum, _ := strings.Cut(cli, ":")
+	tag := e.azRepo + ":" + sum
+	if _, err := e.d.InspectImage(ctx, tag); err == nil {
+		e.azImage = tag
+		return tag, nil
+	} else if !errors.Is(err, docker.ErrNotFound) {
+		return "", fmt.Errorf("looking for the az image: %w", engineErr(err))
+	}
+	var buf bytes.Buffer
+	if err := docker.TarFiles(&buf, map[string]string{"Dockerfile": fmt.Sprintf(azDockerfile, cli)}); err != nil {
+		return "", err
+	}
+	var out bytes.Buffer
+	if _, err := e.d.BuildImage(ctx, &buf, docker.BuildOptions{
+		Tags: []string{tag}, Labels: map[string]string{LabelCLI: sum}, NetworkMode: "none",
+	}, &out); err != nil {
+		return "", fmt.Errorf("building the az image: %w\n%s", engineErr(err), out.String())
+	}
+	e.log.InfoContext(ctx, "built the az image", "image", tag)
+	e.azImage = tag
+	e.pruneCLIImages(ctx, e.azRepo, tag)
+	return tag, nil
+}
 
 // EnsureCLIImage builds the gantry CLI image if the engine does not have it
 // yet and returns its reference: <repository>:<content hash>, FROM scratch
@@ -131,20 +181,20 @@ func (e *Engine) EnsureCLIImage(ctx context.Context) (string, error) {
 	}
 	e.log.InfoContext(ctx, "built the gantry CLI image", "image", tag)
 	e.cliImage = tag
-	e.pruneCLIImages(ctx, tag)
+	e.pruneCLIImages(ctx, e.cliRepo, tag)
 	return tag, nil
 }
 
-// pruneCLIImages removes the CLI images of earlier binaries (same
-// repository, other tags). Images that containers still use are kept.
-func (e *Engine) pruneCLIImages(ctx context.Context, keep string) {
+// pruneCLIImages removes the CLI (or az) images of earlier binaries (repo,
+// other tags). Images that containers still use are kept.
+func (e *Engine) pruneCLIImages(ctx context.Context, repo, keep string) {
 	list, err := e.d.ListImages(ctx, docker.ListImagesOptions{Labels: []string{LabelCLI}})
 	if err != nil {
 		return
 	}
 	for _, im := range list {
 		for _, t := range im.RepoTags {
-			if t == keep || !strings.HasPrefix(t, e.cliRepo+":") {
+			if t == keep || !strings.HasPrefix(t, repo+":") {
 				continue
 			}
 			if err := e.d.RemoveImage(ctx, t, false); err != nil && !errors.Is(err, docker.ErrNotFound) {

@@ -80,10 +80,20 @@ func (r *run) attempt(ctx context.Context, s *plan.Step) (attemptResult, error) 
 func (r *run) prepareCmd(ctx context.Context, s *plan.Step) error {
 	st := r.state(s.ID)
 	st.image = s.Cmd.Image
-	if s.Cmd.Image == r.e.cliAlias() {
+	switch s.Cmd.Image {
+	case r.e.cliAlias():
 		st.cli = true
 		if st.image == taskfile.GantryImage {
 			img, err := r.e.EnsureCLIImage(ctx)
+			if err != nil {
+				return err
+			}
+			st.image = img
+		}
+	case r.e.azAlias():
+		st.cli = true
+		if st.image == taskfile.AzImage {
+			img, err := r.e.EnsureAzImage(ctx)
 			if err != nil {
 				return err
 			}
@@ -113,7 +123,7 @@ func (r *run) prepareCmd(ctx context.Context, s *plan.Step) error {
 		return nil
 	}
 	err := r.ensureImage(ctx, st.image, out)
-	if err != nil && st.image == taskfile.GantryImage {
+	if err != nil && (st.image == taskfile.GantryImage || st.image == taskfile.AzImage) {
 		return fmt.Errorf("the gantry CLI image %s is not on the engine, and the engine has no static gantry binary to build it from: %w", st.image, err)
 	}
 	return err

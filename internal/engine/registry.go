@@ -38,10 +38,10 @@ func registryKey(host string) string {
 }
 
 // engineErr marks errors of talking to the engine itself (as opposed to
-// the engine reporting a failure) with ErrEngine.
+// the engine reporting a failure: it is unreachable, or its API does not
+// fit) with ErrEngine.
 func engineErr(err error) error {
-	var ue *url.Error
-	if err != nil && errors.As(err, &ue) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, docker.ErrUnavailable) || errors.Is(err, docker.ErrUnsupported) {
 		return fmt.Errorf("%w: %w", ErrEngine, err)
 	}
 	return err

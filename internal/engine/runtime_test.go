@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -337,7 +339,7 @@ steps:
 	}
 	host := e.hosts["contoso"]
 	checkLines(t, log.String(),
-		`build \| Step 1/2 : FROM `+bb,
+		`build \| (#\d+ \[1/2\] FROM .*`+bb+`|Step 1/2 : FROM `+bb+`)`,
 		`run-it \| generated`,
 		`push-copy \| copy-`+j.RunID+`: digest: sha256:[0-9a-f]{64} size: \d+`,
 		`list \| REPOSITORY\s+TAG\s+IMAGE ID\s+CREATED\s+SIZE`,
@@ -376,11 +378,15 @@ func TestRejected(t *testing.T) {
 		t.Errorf("a rejected run created %v", left)
 	}
 
-	// az is MCR's image, which does not exist offline: a clear step error.
-	j, log = e.job("contoso", "version: v1.1.0\nsteps:\n  - id: az-login\n    cmd: az login --identity\n", "", nil)
+	// az is gantry's own az image; a command outside its subset fails the
+	// step with a message that lists the supported ones.
+	j, log = e.job("contoso", "version: v1.1.0\nsteps:\n  - id: az-group\n    cmd: az group create -n rg -l westus\n", "", nil)
 	_, err = e.execute(j)
-	if !errors.Is(err, engine.ErrStepFailed) || !strings.Contains(err.Error(), "failed to run step ID: az-login: pulling image \"mcr.microsoft.com/acr/azure-cli:") {
+	if !errors.Is(err, engine.ErrStepFailed) || !strings.Contains(err.Error(), "failed to run step ID: az-group: exit status 2") {
 		t.Errorf("err = %v\n%s", err, log)
+	}
+	if !regexp.MustCompile(`az-group \| ERROR: 'az group create' is not supported by gantry's az; supported: .*az login --identity.*az container create`).MatchString(log.String()) {
+		t.Errorf("log:\n%s", log)
 	}
 }
 
@@ -417,6 +423,39 @@ func TestDockerfileTask(t *testing.T) {
 	}
 }
 
+// withAPIVersion adds the API-Version header every engine sends.
+func withAPIVersion(v string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("API-Version", v)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// TestEngineUnreachable: with no engine at the address, Execute fails with
+// ErrEngine (the run's status becomes Error) and a message naming the
+// address, before any step runs.
+func TestEngineUnreachable(t *testing.T) {
+	t.Parallel()
+	sock := filepath.Join(t.TempDir(), "no-engine.sock")
+	d, err := docker.New(docker.Endpoint{Host: "unix://" + sock}, docker.WithCheckTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log syncBuffer
+	res, err := engine.New(d).Execute(context.Background(), engine.Job{
+		RunID: "ca2", Registry: "127.0.0.1:9", RegistryName: "contoso", File: []byte("steps:\n  - cmd: busybox true\n"), Log: &log,
+	})
+	if !errors.Is(err, engine.ErrEngine) || errors.Is(err, engine.ErrStepFailed) || !strings.Contains(err.Error(), sock) {
+		t.Fatalf("err = %v", err)
+	}
+	if len(res.Steps) != 1 || res.Steps[0].Status != engine.StepSkipped {
+		t.Errorf("steps %+v", res.Steps)
+	}
+	if !strings.Contains(log.String(), "unix://"+sock+" is unreachable") {
+		t.Errorf("log:\n%s", log.String())
+	}
+}
+
 // TestEngineUnusable: an engine that answers but fails every operation
 // makes Execute fail with ErrEngine before any step runs.
 func TestEngineUnusable(t *testing.T) {
@@ -425,7 +464,7 @@ func TestEngineUnusable(t *testing.T) {
 		switch r.URL.Path {
 		case "/_ping":
 			io.WriteString(w, "OK")
-		case "/version":
+		case "/v1.41/version":
 			io.WriteString(w, `{"Version":"fake","ApiVersion":"1.41","MinAPIVersion":"1.12"}`)
 		default:
 			w.WriteHeader(http.StatusInternalServerError)
@@ -433,7 +472,8 @@ func TestEngineUnusable(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	d, err := docker.New("tcp://" + strings.TrimPrefix(srv.URL, "http://"))
+	srv.Config.Handler = withAPIVersion("1.41", srv.Config.Handler)
+	d, err := docker.New(docker.Endpoint{Host: "tcp://" + strings.TrimPrefix(srv.URL, "http://")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,7 +63,6 @@ func containerError(err error) error {
 	if err == nil {
 		return nil
 	}
-	var opErr *net.OpError
 	switch {
 	case errors.Is(err, instance.ErrInvalid):
 		return &api.Error{Code: api.CodeInvalid, Message: err.Error()}
@@ -73,8 +72,8 @@ func containerError(err error) error {
 		return &api.Error{Code: api.CodeInvalid, Message: err.Error(), Field: "image"}
 	case errors.Is(err, instance.ErrImage):
 		return &api.Error{Code: api.CodeUnavailable, Message: err.Error()}
-	case errors.As(err, &opErr):
-		return &api.Error{Code: api.CodeUnavailable, Message: "container engine unavailable: " + err.Error()}
+	case errors.Is(err, docker.ErrUnavailable), errors.Is(err, docker.ErrUnsupported):
+		return &api.Error{Code: api.CodeUnavailable, Message: err.Error()}
 	}
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/gantryhq/gantry/internal/dockerfile"
@@ -56,15 +57,62 @@ type Build struct {
 	Pull    bool
 	// Labels are the --label values (key=value) in order.
 	Labels []string
+	// Secrets are the --secret flags: build secrets that RUN
+	// --mount=type=secret,id=ID reads, each fed from a secret of the task
+	// file's secrets list.
+	Secrets []BuildSecret
 	// Options are the other docker build flags, in order, to be passed through.
 	Options []Flag
-	// BuildKit reports DOCKER_BUILDKIT=1 in the step's environment; ACR disables
-	// BuildKit otherwise.
-	BuildKit bool
+	// BuildKit reports DOCKER_BUILDKIT=1 in the step's environment. gantry
+	// builds with BuildKit wherever the engine offers it; NoBuildKit
+	// (DOCKER_BUILDKIT=0) asks for the classic builder.
+	BuildKit   bool
+	NoBuildKit bool
 	// Cache reports cache: enabled; CacheRef is the registry cache image ACR uses:
 	// <registry>/<repository of the first tag>:cache_<task>_<step>.
 	Cache    bool
 	CacheRef string
+}
+
+// BuildSecret is a --secret id=ID[,src=SOURCE] flag: the build sees the
+// value of the task file's secret SOURCE (default ID) under the ID.
+type BuildSecret struct {
+	ID     string
+	Source string
+}
+
+// parseSecret reads a --secret value. gantry feeds build secrets only from
+// the task file's secrets (a vault), never from the runner's files or
+// environment: id=ID names the secret the Dockerfile mounts, src= (or
+// source=) the task-file secret it comes from when that differs.
+func parseSecret(spec string) (BuildSecret, error) {
+	var s BuildSecret
+	if strings.TrimSpace(spec) == "" {
+		return s, fmt.Errorf("--secret needs a value: id=ID[,src=SECRET_ID]")
+	}
+	for _, field := range strings.Split(spec, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(field), "=")
+		switch {
+		case !ok || v == "":
+			return s, fmt.Errorf("--secret %q: %q is not key=value; want id=ID[,src=SECRET_ID]", spec, field)
+		case k == "id":
+			s.ID = v
+		case k == "src" || k == "source":
+			s.Source = v
+		case k == "type" && v == "file":
+		case k == "type" || k == "env":
+			return s, fmt.Errorf("--secret %q: build secrets come from the task file's secrets, not the environment; want id=ID[,src=SECRET_ID]", spec)
+		default:
+			return s, fmt.Errorf("--secret %q: unknown key %q; want id=ID[,src=SECRET_ID]", spec, k)
+		}
+	}
+	if s.ID == "" {
+		return s, fmt.Errorf("--secret %q: missing id=ID", spec)
+	}
+	if s.Source == "" {
+		s.Source = s.ID
+	}
+	return s, nil
 }
 
 // BuildArg is a build argument.
@@ -179,6 +227,15 @@ func parseBuild(words []string, workdir string) (*Build, error) {
 			b.NoCache = isTrue(f.Value)
 		case "--pull":
 			b.Pull = isTrue(f.Value)
+		case "--secret":
+			s, err := parseSecret(f.Value)
+			if err != nil {
+				return nil, err
+			}
+			if slices.ContainsFunc(b.Secrets, func(o BuildSecret) bool { return o.ID == s.ID }) {
+				return nil, fmt.Errorf("--secret id=%s is given twice", s.ID)
+			}
+			b.Secrets = append(b.Secrets, s)
 		default:
 			b.Options = append(b.Options, f)
 		}

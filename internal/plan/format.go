@@ -139,8 +139,12 @@ func (w *textWriter) build(depth int, b *Build) {
 	w.flag(d, "noCache", b.NoCache)
 	w.flag(d, "pull", b.Pull)
 	w.list(d, "labels", b.Labels)
+	for _, s := range b.Secrets {
+		w.line(d, "secret", "id="+s.ID+" from "+s.Source)
+	}
 	w.flags(d, b.Options)
 	w.flag(d, "buildKit", b.BuildKit)
+	w.flag(d, "noBuildKit", b.NoBuildKit)
 	w.flag(d, "cache", b.Cache)
 	w.line(d, "cacheRef", b.CacheRef)
 }

@@ -48,6 +48,8 @@ const (
 	DefaultNetworkDriver = "bridge"
 	// BuildKitEnv is the step environment entry that keeps BuildKit on for a build.
 	BuildKitEnv = "DOCKER_BUILDKIT=1"
+	// NoBuildKitEnv is the step environment entry that asks for the classic builder.
+	NoBuildKitEnv = "DOCKER_BUILDKIT=0"
 )
 
 // Plan is the executable form of a task file. Treat it as read-only.
@@ -70,6 +72,8 @@ type Plan struct {
 
 	index   map[string]int
 	secrets []string
+	// rendered holds the resolved secrets by id (see Secret).
+	rendered *taskfile.Rendered
 }
 
 // Network is a Docker network of the run.
@@ -207,6 +211,15 @@ func (p *Plan) Roots() []string {
 // SecretValues returns the secret values of the run (see taskfile.Rendered).
 func (p *Plan) SecretValues() []string { return slices.Clone(p.secrets) }
 
+// Secret returns the value of the task file's secret id (a build's
+// BuildSecret.Source), and whether it was resolved.
+func (p *Plan) Secret(id string) (string, bool) {
+	if p.rendered == nil {
+		return "", false
+	}
+	return p.rendered.Secret(id)
+}
+
 // New builds the plan of a rendered task. Problems in step strings (cmd, build,
 // push) are returned as a *taskfile.Error wrapping taskfile.ErrInvalid, located in
 // the task file like validation problems, so that a bad file is rejected before any
@@ -214,12 +227,13 @@ func (p *Plan) SecretValues() []string { return slices.Clone(p.secrets) }
 func New(r *taskfile.Rendered) (*Plan, error) {
 	t := r.Task
 	p := &Plan{
-		File:    t.File,
-		Version: t.Version,
-		Run:     r.Run,
-		Notices: slices.Clone(r.Notices),
-		index:   map[string]int{},
-		secrets: r.SecretValues(),
+		File:     t.File,
+		Version:  t.Version,
+		Run:      r.Run,
+		Notices:  slices.Clone(r.Notices),
+		index:    map[string]int{},
+		secrets:  r.SecretValues(),
+		rendered: r,
 	}
 	b := builder{plan: p, task: t}
 
@@ -296,6 +310,7 @@ func New(r *taskfile.Rendered) (*Plan, error) {
 			s.Build = b.build(ts, ts.Build, buildDir, "build")
 			if s.Build != nil {
 				s.Build.BuildKit = slices.Contains(s.Env, BuildKitEnv)
+				s.Build.NoBuildKit = slices.Contains(s.Env, NoBuildKitEnv)
 				s.Build.Cache = ts.Cache == "enabled"
 				if s.Build.Cache {
 					s.Build.CacheRef = cacheRef(s.Build.Tags, r.Run.Registry, r.Run.TaskName, s.ID)
@@ -307,6 +322,10 @@ func New(r *taskfile.Rendered) (*Plan, error) {
 		}
 		if s.Cmd != nil && s.Cmd.Docker != nil && s.Cmd.Docker.Build != nil {
 			resolveBuildArgs(s.Cmd.Docker.Build, s.Env)
+			b.buildSecrets(ts, "cmd", s.Cmd.Docker.Build)
+		}
+		if s.Build != nil {
+			b.buildSecrets(ts, "build", s.Build)
 		}
 		p.index[s.ID] = i
 		p.Steps = append(p.Steps, s)
@@ -341,6 +360,25 @@ func (b *builder) add(s *taskfile.Step, field, format string, args ...any) {
 }
 
 func (b *builder) err() error { return taskfile.NewError(b.task.File, b.problems) }
+
+// buildSecrets checks that every --secret of a build names a secret of the
+// task file's secrets list.
+func (b *builder) buildSecrets(s *taskfile.Step, field string, bd *Build) {
+	for _, bs := range bd.Secrets {
+		if slices.ContainsFunc(b.task.Secrets, func(ts taskfile.Secret) bool { return ts.ID == bs.Source }) {
+			continue
+		}
+		declared := make([]string, 0, len(b.task.Secrets))
+		for _, ts := range b.task.Secrets {
+			declared = append(declared, ts.ID)
+		}
+		if len(declared) == 0 {
+			b.add(s, field, "--secret id=%s: the task file declares no secrets; add one with id: %s and its keyvault URI under secrets:", bs.ID, bs.Source)
+			continue
+		}
+		b.add(s, field, "--secret id=%s: no secret %q in the task file's secrets (declared: %s)", bs.ID, bs.Source, strings.Join(declared, ", "))
+	}
+}
 
 // parents applies ACR's DAG rules; when names are checked against earlier steps.
 func (b *builder) parents(s *taskfile.Step) []string {

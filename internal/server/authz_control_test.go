@@ -594,22 +594,15 @@ func TestControlRoutesCovered(t *testing.T) {
 }
 
 // TestControlAuthorizationMatrix calls every control API route as every
-// subject on a real server without a container engine (the container
-// routes must then be absent) and checks the answer: the route's success
-// status when allowed, else 401 (with a Basic challenge) or 403 with an
-// api.Error body that does not echo the credentials, and the persisted
-// state unchanged.
+// subject on a real server whose container engine does not answer (the
+// container rows need none: their checks fail before the engine is used)
+// and checks the answer: the route's success status when allowed, else 401
+// (with a Basic challenge) or 403 with an api.Error body that does not echo
+// the credentials, and the persisted state unchanged.
 func TestControlAuthorizationMatrix(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, serverOptions{})
-	w.controlMatrix(t, func(op ctlOp) bool { return op.group != "containers" })
-	for _, op := range controlOps() {
-		if op.group == "containers" {
-			if r := w.sendControl(t, op, op.prepare(t, w), sAdmin); !isCatchAll(r) {
-				t.Errorf("%s without an engine: %s, want the catch-all 404", op.label(), r)
-			}
-		}
-	}
+	w.controlMatrix(t, func(ctlOp) bool { return true })
 	w.checkLogClean(t)
 }
 

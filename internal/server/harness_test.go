@@ -88,6 +88,11 @@ func startServer(t testing.TB, o serverOptions) *testServer {
 	cfg.Data = t.TempDir()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Engine.Host = o.engine
+	if cfg.Engine.Host == "" {
+		// No engine: an address where none answers (not the system's
+		// default socket, which may have one).
+		cfg.Engine.Host = "unix://" + filepath.Join(t.TempDir(), "no-engine.sock")
+	}
 	cfg.Storage.GCInterval = 0
 	cfg.Triggers.CommitPollInterval = 200 * time.Millisecond
 	s := &testServer{t: t, cfg: cfg, adminPassword: o.adminPassword, log: &syncBuffer{}, stdout: &syncBuffer{}}

@@ -146,39 +146,36 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		}
 	}
 
-	var exec task.Executor = noEngine{}
 	apiOpts := []httpapi.Option{httpapi.WithLogger(log.With("component", "api")), httpapi.WithImporter(imp)}
-	if cfg.Engine.Host != "" {
-		dc, err := docker.New(cfg.Engine.Host, docker.WithLogger(log.With("component", "docker")))
-		if err != nil {
-			return fmt.Errorf("container engine at %s: %w", cfg.Engine.Host, err)
-		}
-		defer dc.Close()
-		bin := o.GantryBinary
-		if bin == "" {
-			bin, _ = os.Executable()
-		}
-		exec = engine.New(dc, engine.WithLogger(log.With("component", "engine")), engine.WithGantryBinary(bin))
-
-		instances, err := instance.New(database, dc, vlt, instance.WithLogger(log.With("component", "instance")))
-		if err != nil {
-			return err
-		}
-		// After the registries: an image may have to be pulled from one of them.
-		if err := instances.Start(ctx); err != nil {
-			return err
-		}
-		waits = append(waits, func() {
-			sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-			defer cancel()
-			if err := instances.Stop(sctx); err != nil {
-				log.Error("stopping container instances", "err", err)
-			}
-		})
-		apiOpts = append(apiOpts, httpapi.WithContainers(instances))
-	} else {
-		log.Warn("no container engine configured (engine.host or DOCKER_HOST): runs will fail and container instances are unavailable")
+	ep := engineEndpoint(cfg.Engine)
+	dc, err := docker.New(ep, docker.WithLogger(log.With("component", "docker")))
+	if err != nil {
+		return fmt.Errorf("container engine: %w", err)
 	}
+	defer dc.Close()
+	logEngine(ctx, log, dc)
+	bin := o.GantryBinary
+	if bin == "" {
+		bin, _ = os.Executable()
+	}
+	var exec task.Executor = engine.New(dc, engine.WithLogger(log.With("component", "engine")), engine.WithGantryBinary(bin))
+
+	instances, err := instance.New(database, dc, vlt, instance.WithLogger(log.With("component", "instance")))
+	if err != nil {
+		return err
+	}
+	// After the registries: an image may have to be pulled from one of them.
+	if err := instances.Start(ctx); err != nil {
+		return err
+	}
+	waits = append(waits, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+		defer cancel()
+		if err := instances.Stop(sctx); err != nil {
+			log.Error("stopping container instances", "err", err)
+		}
+	})
+	apiOpts = append(apiOpts, httpapi.WithContainers(instances))
 
 	tasks := task.New(database, cfg.Data, st, au, vlt, vlt, exec,
 		task.WithLogger(log.With("component", "task")),
@@ -230,14 +227,47 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	return nil
 }
 
-// noEngine is the executor when no container engine is configured: every
-// run fails with an error that says so.
-type noEngine struct{}
-
-var errNoEngine = fmt.Errorf("no container engine configured: start gantry with DOCKER_HOST or engine.host set: %w", engine.ErrEngine)
-
-func (noEngine) Execute(context.Context, engine.Job) (engine.Result, error) {
-	return engine.Result{}, errNoEngine
+// engineEndpoint is the engine of the configuration (which cmd fills from
+// DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH when the file names
+// none).
+func engineEndpoint(c config.Engine) docker.Endpoint {
+	ep := docker.Endpoint{Host: c.Host}
+	if ep.Host == "" {
+		ep.Host = docker.DefaultHost
+	}
+	if c.TLS || c.TLSVerify {
+		ep.TLS = &docker.TLS{CAFile: c.TLSCA, CertFile: c.TLSCert, KeyFile: c.TLSKey, Verify: c.TLSVerify}
+	}
+	return ep
 }
 
-func (noEngine) Cleanup(context.Context, string, string) error { return nil }
+// EngineConfig is the configuration of the engine at ep (the inverse of
+// engineEndpoint), for callers that locate the engine as the docker CLI does.
+func EngineConfig(ep docker.Endpoint) config.Engine {
+	c := config.Engine{Host: ep.Host}
+	if t := ep.TLS; t != nil {
+		c.TLS, c.TLSVerify = true, t.Verify
+		c.TLSCA, c.TLSCert, c.TLSKey = t.CAFile, t.CertFile, t.KeyFile
+	}
+	return c
+}
+
+// logEngine connects to the engine once at start and logs what it is; an
+// engine that does not answer is a warning, not a failure: the registries
+// are served all the same, runs end with status Error naming the address
+// until the engine answers, and the client connects on the next call.
+func logEngine(ctx context.Context, log *slog.Logger, dc *docker.Client) {
+	v, err := dc.Connect(ctx)
+	if err != nil {
+		log.Warn("container engine not available: registries are served; task runs end with status Error and container instances wait until it answers",
+			"engine", dc.Host(), "err", err)
+		return
+	}
+	builder, why := dc.Builder(ctx)
+	attrs := []any{"engine", dc.Host(), "name", v.Name, "version", v.Version, "api", v.NegotiatedAPIVersion,
+		"apiRange", v.MinAPIVersion + "-" + v.APIVersion, "builder", string(builder)}
+	if why != "" {
+		attrs = append(attrs, "classicBecause", why)
+	}
+	log.Info("container engine", attrs...)
+}

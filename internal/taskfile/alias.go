@@ -18,6 +18,12 @@ const AliasNotice = "Alias support enabled for version >= 1.1.0, please see http
 // the gantry CLI image locally point the alias at it through Options.ImageAliases.
 const GantryImage = "gantry-cli:latest"
 
+// AzImage is the default value of the az alias: gantry's implementation of the
+// Azure CLI subset the tutorials' task files use (az login --identity, az
+// container create, ...), run with the task's identity. Executors that build it
+// locally point the alias at it through Options.ImageAliases.
+const AzImage = "gantry-az:latest"
+
 // runAliases are the predefined $ aliases: each expands to the matching run variable.
 // ($TaskName is not an alias, as in ACR.)
 var runAliases = map[string]string{
@@ -33,11 +39,12 @@ var runAliases = map[string]string{
 }
 
 // DefaultImageAliases returns a new map of the image aliases ACR defines on Linux
-// (usable as the first word of cmd, or with $ anywhere), plus gantry.
+// (usable as the first word of cmd, or with $ anywhere), plus gantry. az names
+// gantry's own az image (AzImage) instead of ACR's azure-cli image.
 func DefaultImageAliases() map[string]string {
 	return map[string]string{
 		"acr":    "mcr.microsoft.com/acr/acr-cli:0.19",
-		"az":     "mcr.microsoft.com/acr/azure-cli:2ff604c",
+		"az":     AzImage,
 		"bash":   "mcr.microsoft.com/acr/bash:2ff604c",
 		"curl":   "mcr.microsoft.com/acr/curl:2ff604c",
 		"cssc":   "mcr.microsoft.com/acr/cssc:2ff604c",

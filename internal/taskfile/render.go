@@ -81,6 +81,14 @@ type Rendered struct {
 	Notices []string
 
 	secrets []string
+	byID    map[string]string // resolved secrets by their id
+}
+
+// Secret returns the value of the secret with the given id of the file's
+// secrets list, and whether it is there.
+func (r *Rendered) Secret(id string) (string, bool) {
+	v, ok := r.byID[id]
+	return v, ok
 }
 
 // SecretValues returns every resolved secret value and its base64 form, longest
@@ -192,8 +200,10 @@ func Render(ctx context.Context, src []byte, opts Options) (*Rendered, error) {
 			if err != nil {
 				return nil, err
 			}
+			r.byID = make(map[string]string, len(list))
 			for _, s := range list {
 				secrets[s.ID] = resolved[s.ID]
+				r.byID[s.ID] = resolved[s.ID]
 				r.addSecret(resolved[s.ID])
 			}
 		}

@@ -84,8 +84,11 @@ func Engine(t testing.TB) *docker.Client {
 	if c, ok := engines[host]; ok {
 		return c
 	}
-	c, err := docker.New(host)
+	c, err := docker.New(docker.EndpointFromEnv(os.Getenv))
 	if err != nil {
+		t.Fatalf("docker engine at DOCKER_HOST=%s: %v", host, err)
+	}
+	if _, err := c.Connect(context.Background()); err != nil {
 		t.Fatalf("docker engine at DOCKER_HOST=%s: %v", host, err)
 	}
 	engines[host] = c
@@ -93,7 +96,7 @@ func Engine(t testing.TB) *docker.Client {
 }
 
 // Name returns a name unique to this test process for a container, image,
-// volume or network: prefix-<random>, lower case.
+// or volume: prefix-<random>, lower case.
 func Name(t testing.TB, prefix string) string {
 	t.Helper()
 	return strings.ToLower(prefix) + "-" + runID + randomHex(4)
@@ -110,7 +113,7 @@ func Labels(t testing.TB) map[string]string {
 	return map[string]string{Label: LabelValue(t)}
 }
 
-// Sweep removes, when t ends, every container, network, volume and image
+// Sweep removes, when t ends, every container, volume and image
 // carrying t's label (see Labels), in that order. Use it as a safety net in
 // tests whose code under test creates engine objects.
 func Sweep(t testing.TB, c *docker.Client) {
@@ -125,15 +128,6 @@ func Sweep(t testing.TB, c *docker.Client) {
 		}
 		for _, ct := range cs {
 			if err := c.RemoveContainer(ctx, ct.ID, docker.RemoveContainerOptions{Force: true, RemoveVolumes: true}); err != nil && !errors.Is(err, docker.ErrNotFound) && !errors.Is(err, docker.ErrConflict) {
-				t.Errorf("sweep: %v", err)
-			}
-		}
-		ns, err := c.ListNetworks(ctx, filter)
-		if err != nil {
-			t.Errorf("sweep: %v", err)
-		}
-		for _, n := range ns {
-			if err := c.RemoveNetwork(ctx, n.ID); err != nil && !errors.Is(err, docker.ErrNotFound) {
 				t.Errorf("sweep: %v", err)
 			}
 		}
