@@ -12,9 +12,40 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/api"
-
 	"github.com/gantryhq/gantry/internal/docker"
 )
+
+// TestSamplesAreTheSeeds: the repositories the demo runs are the
+// tutorial's, byte for byte (testdata/fixtures/seed-samples is the copy of
+// the seeds' sample repositories).
+func TestSamplesAreTheSeeds(t *testing.T) {
+	t.Parallel()
+	seeds := filepath.Join("..", "..", "testdata", "fixtures", "seed-samples")
+	n := 0
+	err := filepath.WalkDir(seeds, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(seeds, p)
+		want, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		got, err := samples.ReadFile("samples/" + filepath.ToSlash(rel))
+		if err != nil {
+			t.Errorf("the demo lacks %s: %v", rel, err)
+			return nil
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("samples/%s differs from the seed", rel)
+		}
+		n++
+		return nil
+	})
+	if err != nil || n < 8 {
+		t.Fatalf("compared %d files: %v", n, err)
+	}
+}
 
 // TestWalkthrough runs the whole demo on the real engine: every stage is
 // asserted by Run itself (runs, triggers, the site's color, the gate's
