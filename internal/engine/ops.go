@@ -122,11 +122,15 @@ func (r *run) prepareCmd(ctx context.Context, s *plan.Step) error {
 		r.markReady(st.image)
 		return nil
 	}
-	err := r.ensureImage(ctx, st.image, out)
-	if err != nil && (st.image == taskfile.GantryImage || st.image == taskfile.AzImage) {
-		return fmt.Errorf("the gantry CLI image %s is not on the engine, and the engine has no static gantry binary to build it from: %w", st.image, err)
+	if st.image == taskfile.GantryImage || st.image == taskfile.AzImage {
+		// Local names of images gantry builds: never pulled (Docker Hub
+		// has no such image, and is out of reach).
+		if _, err := r.d.InspectImage(ctx, st.image); err != nil {
+			return fmt.Errorf("the gantry CLI image %s is not on the engine, and the server has no static gantry binary to build it from: %w", st.image, engineErr(err))
+		}
+		return nil
 	}
-	return err
+	return r.ensureImage(ctx, st.image, out)
 }
 
 func (r *run) markReady(ref string) {

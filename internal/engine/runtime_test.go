@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/docker/dockertest"
 	"github.com/gantryhq/gantry/internal/engine"
 	"github.com/gantryhq/gantry/internal/standin"
 	"github.com/gantryhq/gantry/internal/taskfile"
@@ -378,14 +379,28 @@ func TestRejected(t *testing.T) {
 		t.Errorf("a rejected run created %v", left)
 	}
 
-	// az is gantry's own az image; a command outside its subset fails the
-	// step with a message that lists the supported ones.
-	j, log = e.job("contoso", "version: v1.1.0\nsteps:\n  - id: az-group\n    cmd: az group create -n rg -l westus\n", "", nil)
+	// Without a gantry binary the az image cannot be built: a clear step
+	// error, and nothing is pulled.
+	j, log = e.job("contoso", "version: v1.1.0\nsteps:\n  - id: az-login\n    cmd: az login --identity\n", "", nil)
 	_, err = e.execute(j)
+	if !errors.Is(err, engine.ErrStepFailed) || !strings.Contains(err.Error(), "the gantry CLI image gantry-az:latest is not on the engine") {
+		t.Errorf("err = %v\n%s", err, log)
+	}
+}
+
+// TestAzOutsideItsSubset: gantry's az image runs the az alias; a command
+// outside its subset fails the step with a message that lists the
+// supported ones.
+func TestAzOutsideItsSubset(t *testing.T) {
+	t.Parallel()
+	dockertest.Engine(t) // skip before building the gantry binary
+	e := newEnv(t, []string{"contoso"}, engine.WithGantryBinary(gantryBinary(t)), engine.WithCLIImage(testCLIImage))
+	j, log := e.job("contoso", "version: v1.1.0\nsteps:\n  - id: az-group\n    cmd: az group create -n rg -l westus\n", "", nil)
+	_, err := e.execute(j)
 	if !errors.Is(err, engine.ErrStepFailed) || !strings.Contains(err.Error(), "failed to run step ID: az-group: exit status 2") {
 		t.Errorf("err = %v\n%s", err, log)
 	}
-	if !regexp.MustCompile(`az-group \| ERROR: 'az group create' is not supported by gantry's az; supported: .*az login --identity.*az container create`).MatchString(log.String()) {
+	if !regexp.MustCompile(`az-group \| ERROR: 'az group create' is not supported by gantry's az; supported: .*az login.*az container create`).MatchString(log.String()) {
 		t.Errorf("log:\n%s", log)
 	}
 }

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gantryhq/gantry/api"
+	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
 	"github.com/gantryhq/gantry/internal/engine"
 )
@@ -181,54 +184,43 @@ func TestImportGate(t *testing.T) {
 	}
 }
 
-// TestHelloWorld runs the hello-world sample with its az steps replaced by
-// gantry CLI steps (the CLI image gets GANTRY_SERVER and GANTRY_TOKEN) and
-// the ACI deployment by a detached container of the built image that a
-// later step reaches over localhost. The vault secrets are masked.
+// TestHelloWorld runs the hello-world sample unchanged: its az steps run
+// gantry's az image with the run's identity (GANTRY_SERVER, GANTRY_TOKEN)
+// against a control API that records what they ask for; the image they
+// deploy serves the site. The vault secrets are masked.
 func TestHelloWorld(t *testing.T) {
 	t.Parallel()
 	dockertest.Engine(t) // skip before building the gantry binary
 	e := newEnv(t, []string{"hub", "contoso"}, engine.WithGantryBinary(gantryBinary(t)), engine.WithCLIImage(testCLIImage))
 	e.pushNodeBase("hub", "ENV NODE_VERSION 15-alpine\nENV BACKGROUND_COLOR DeepSkyBlue")
-	bb := busybox(t, e.d)
 
-	// The control API the gantry CLI talks to: it records the token.
+	// The control API the az steps talk to: it records the calls.
 	var mu sync.Mutex
-	var gotAuth string
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var calls []string
+	var created api.CreateContainerRequest
+	token := "gantryrun.secret-run-token-123"
+	ctl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
-		gotAuth = r.Header.Get("Authorization")
-		mu.Unlock()
-		io.WriteString(w, `{"version":"test-server"}`)
+		defer mu.Unlock()
+		calls = append(calls, r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/v1/whoami":
+			io.WriteString(w, `{"name":"task/hello-world","kind":"run","principalId":"p-1"}`)
+		case r.Method == http.MethodPut && r.URL.Path == "/v1/containers/hello":
+			json.NewDecoder(r.Body).Decode(&created)
+			io.WriteString(w, `{"name":"hello","image":"`+created.Image+`","state":"Running"}`)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"error":{"code":"NOT_FOUND","message":"no such endpoint"}}`)
+		}
 	}))
-	t.Cleanup(api.Close)
+	t.Cleanup(ctl.Close)
 
 	file := readFixture(t, "seed-samples/hello-world/acr-task.yaml")
-	file = strings.Replace(file, "cmd: az login --identity > /dev/null", "cmd: gantry version -o tsv", 1)
-	i := strings.Index(file, "  - id: deploy-aci")
-	if i < 0 {
-		t.Fatal("hello-world sample changed: no deploy-aci step")
-	}
-	file = file[:i] + `  - id: deploy-aci
-    when: ['az-login', 'push-images']
-    pull: true
-    detach: true
-    env: ['PORT={{.Values.PORT}}']
-    cmd: "{{.Run.Registry}}/hello-world:{{.Run.ID}}"
-  - id: browse
-    retries: 10
-    retryDelay: 1
-    cmd: ` + bb + ` wget -qO- http://127.0.0.1:{{.Values.PORT}}/
-  - id: show-secrets
-    cmd: ` + bb + ` echo "user {{index .Secrets "registry-user"}} password {{index .Secrets "registry-password"}}"
-`
-	port := freePort(t)
-	values := map[string]string{
-		"REGISTRY_FROM_URL": e.hosts["hub"] + "/", "KEYVAULT": "contosovault", "ACI": "hello", "ACI_RG": "rg", "PORT": port,
-	}
+	values := map[string]string{"REGISTRY_FROM_URL": e.hosts["hub"] + "/", "KEYVAULT": "contosovault", "ACI": "hello", "ACI_RG": "rg"}
 	j, log := e.job("contoso", file, workspace(t, "seed-samples/hello-world", nil), values)
-	token := "gantryrun.secret-run-token-123"
-	j.GantryEnv = map[string]string{"GANTRY_SERVER": api.URL, "GANTRY_TOKEN": token}
+	j.GantryEnv = map[string]string{"GANTRY_SERVER": ctl.URL, "GANTRY_TOKEN": token}
 	var uris []string
 	j.ResolveSecret = func(ctx context.Context, id, uri string) (string, error) {
 		mu.Lock()
@@ -241,21 +233,26 @@ func TestHelloWorld(t *testing.T) {
 		t.Fatalf("Execute: %v\n%s", err, log)
 	}
 	out := log.String()
+	image := e.hosts["contoso"] + "/hello-world:" + j.RunID
 	checkLines(t, out,
-		`az-login \| \S+\ttest-server`,
-		stamp+`Step specified pull\. Performing an explicit pull\.\.\.`,
-		`deploy-aci \| Status: Image is up to date for .*/hello-world:`+j.RunID,
+		stamp+`Launching container with name: az-login`,
 		stamp+`Launching container with name: deploy-aci`,
-		`browse \| <style type="text/css">body \{background-color:DeepSkyBlue;\}</style>.*<p><b>Version:</b> 15-alpine</p>.*`,
-		`show-secrets \| user \*\*\* password \*\*\*`,
+		`deploy-aci \| .*"state": "Running".*`,
 	)
+	mu.Lock()
+	got := strings.Join(calls, "\n")
+	mu.Unlock()
+	if !strings.Contains(got, "GET /v1/whoami Bearer "+token) || !strings.Contains(got, "PUT /v1/containers/hello Bearer "+token) {
+		t.Errorf("control API calls:\n%s", got)
+	}
+	if created.Image != image || created.RegistryUsername != "contoso-user-x1" || created.RegistryPassword != "s3cr3t-Passw0rd" ||
+		len(created.Ports) != 1 || created.Ports[0].Port != 80 {
+		t.Errorf("az container create asked for %+v", created)
+	}
 	for _, secret := range []string{"contoso-user-x1", "s3cr3t-Passw0rd", token, j.Credentials[0].Password} {
 		if strings.Contains(out, secret) {
 			t.Errorf("the log shows the secret %q", secret)
 		}
-	}
-	if gotAuth != "Bearer "+token {
-		t.Errorf("the gantry CLI sent Authorization %q", gotAuth)
 	}
 	if want := "https://contosovault.vault.azure.net/secrets/registry-contoso-user"; len(uris) == 0 || uris[0] != want && (len(uris) < 2 || uris[1] != want) {
 		t.Errorf("secrets resolved at %v", uris)
@@ -263,13 +260,38 @@ func TestHelloWorld(t *testing.T) {
 	if len(res.Images) != 1 || res.Images[0].Repository != "hello-world" || res.Images[0].Tag != j.RunID {
 		t.Errorf("pushed %+v", res.Images)
 	}
-	if left := e.leftovers("contoso", j.RunID); len(left) > 0 {
-		t.Errorf("left behind (the detached container must go too): %v", left)
+
+	// The pushed image serves the site on $PORT, as a container instance
+	// runs it.
+	port := freePort(t)
+	ctx := context.Background()
+	if err := e.d.PullImage(ctx, image, e.dockerAuth("contoso"), nil); err != nil {
+		t.Fatal(err)
 	}
-	// The detached server is gone with the run.
-	client := http.Client{Timeout: time.Second}
-	if resp, err := client.Get("http://127.0.0.1:" + port + "/"); err == nil {
-		resp.Body.Close()
-		t.Errorf("the detached container still serves on port %s", port)
+	dockertest.RemoveImageOnCleanup(t, e.d, image)
+	id, err := e.d.CreateContainer(ctx, dockertest.Name(t, "site"), docker.ContainerConfig{Image: image, Env: []string{"PORT=" + port}, Labels: dockertest.Labels(t)},
+		docker.HostConfig{NetworkMode: "host", Init: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dockertest.RemoveContainerOnCleanup(t, e.d, id)
+	if err := e.d.StartContainer(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	page := ""
+	for i := 0; i < 50 && !strings.Contains(page, "DeepSkyBlue"); i++ {
+		if resp, err := http.Get("http://127.0.0.1:" + port + "/"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			page = string(b)
+		} else {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if !strings.Contains(page, "background-color:DeepSkyBlue;") || !strings.Contains(page, "<p><b>Version:</b> 15-alpine</p>") {
+		t.Errorf("site: %q", page)
+	}
+	if left := e.leftovers("contoso", j.RunID); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
 	}
 }

@@ -63,6 +63,9 @@ type serverOptions struct {
 	engine string
 	// adminPassword defaults to a random one.
 	adminPassword string
+	// gantryBinary is the static gantry binary of the CLI and az images
+	// ("" : steps that run them fail).
+	gantryBinary string
 }
 
 // testServer is a running gantry server.
@@ -70,6 +73,7 @@ type testServer struct {
 	t             testing.TB
 	cfg           config.Config
 	adminPassword string
+	gantryBinary  string
 	// log is the server log at debug level, across restarts.
 	log *syncBuffer
 	// stdout is what the server prints for the operator.
@@ -95,7 +99,7 @@ func startServer(t testing.TB, o serverOptions) *testServer {
 	}
 	cfg.Storage.GCInterval = 0
 	cfg.Triggers.CommitPollInterval = 200 * time.Millisecond
-	s := &testServer{t: t, cfg: cfg, adminPassword: o.adminPassword, log: &syncBuffer{}, stdout: &syncBuffer{}}
+	s := &testServer{t: t, cfg: cfg, adminPassword: o.adminPassword, gantryBinary: o.gantryBinary, log: &syncBuffer{}, stdout: &syncBuffer{}}
 	if s.adminPassword == "" {
 		s.adminPassword = "admin-" + randomHex(12)
 	}
@@ -116,6 +120,7 @@ func (s *testServer) start() {
 	go func() {
 		done <- server.Run(ctx, s.cfg, server.Options{
 			AdminPassword: s.adminPassword,
+			GantryBinary:  s.gantryBinary,
 			Logger:        logger,
 			Stdout:        s.stdout,
 			Ready:         func(addr string) { ready <- addr },

@@ -1,0 +1,134 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/docker/dockertest"
+	"github.com/gantryhq/gantry/internal/standin"
+)
+
+// staticGantry builds a static gantry binary for the CLI and az images.
+func staticGantry(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "gantry")
+	build := exec.Command("go", "build", "-o", bin, "github.com/gantryhq/gantry/cmd/gantry")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building a static gantry: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestSeedHelloWorld follows the tutorial by hand with the seed's
+// hello-world repository copied unchanged: a key vault holds the registry
+// credentials, the task gets an identity with vault access and the owner
+// role on /containers, and a manual run builds, pushes and deploys; its
+// `az login --identity` and `az container create` steps run gantry's az
+// image. The site then answers on the container instance's front port.
+func TestSeedHelloWorld(t *testing.T) {
+	dc := dockertest.Engine(t)
+	dockertest.Sweep(t, dc)
+	srv := startServer(t, serverOptions{engine: os.Getenv("DOCKER_HOST"), gantryBinary: staticGantry(t)})
+	t.Setenv("GANTRY_CONFIG_DIR", t.TempDir())
+	t.Setenv("GANTRY_SERVER", "http://"+srv.addr)
+	t.Setenv("GANTRY_USERNAME", "admin")
+	t.Setenv("GANTRY_PASSWORD", srv.adminPassword)
+	t.Setenv("GANTRY_TOKEN", "")
+	ctx := context.Background()
+	ok := func(args ...string) string {
+		t.Helper()
+		out, errOut, code := gantryCLI(args...)
+		if code != 0 {
+			t.Fatalf("gantry %s: exit %d\n%s%s\nserver log:\n%s", strings.Join(args, " "), code, out, errOut, srv.log)
+		}
+		return strings.TrimSpace(out)
+	}
+
+	// The public base: node:15-alpine (the stand-in) in a registry playing
+	// Docker Hub, with the base-image-node sample's environment.
+	ok("registry", "create", "-n", "publicregistry", "--anonymous-pull")
+	ok("registry", "create", "-n", "contoso")
+	public := srv.loginServer("publicregistry")
+	node, err := standin.NodeImage(ctx, dc, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files bytes.Buffer
+	if err := docker.TarFiles(&files, map[string]string{"Dockerfile": "FROM " + node + "\nENV NODE_VERSION 15-alpine\nENV BACKGROUND_COLOR DeepSkyBlue\n"}); err != nil {
+		t.Fatal(err)
+	}
+	base := public + "/node:15-alpine"
+	if _, err := dc.BuildImage(ctx, &files, docker.BuildOptions{Tags: []string{base}, Labels: dockertest.Labels(t)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	dockertest.RemoveImageOnCleanup(t, dc, base)
+	if _, err := dc.PushImage(ctx, base, &docker.AuthConfig{Username: "admin", Password: srv.adminPassword, ServerAddress: public}, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// The vault with the credentials the deployment pulls with (a pull
+	// token of contoso), named as the task file expects.
+	ok("keyvault", "create", "-n", "acr-task-credentials")
+	tokenPassword := ok("token", "create", "-r", "contoso", "-n", "aci-pull", "--scope-map", "_repositories_pull",
+		"--query", "credentials.passwords[0].value", "-o", "tsv")
+	ok("keyvault", "secret", "set", "--vault-name", "acr-task-credentials", "-n", "registry-contoso-user", "--value", "aci-pull")
+	ok("keyvault", "secret", "set", "--vault-name", "acr-task-credentials", "-n", "registry-contoso-password", "--value", tokenPassword)
+
+	// The task, from the seed's repository byte for byte.
+	repo := filepath.Join("..", "..", "testdata", "fixtures", "seed-samples", "hello-world")
+	abs, err := filepath.Abs(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	principal := ok("task", "create", "-r", "contoso", "-n", "hello-world", "-c", abs, "-f", "acr-task.yaml",
+		"--set", "REGISTRY_FROM_URL="+public+"/", "--set", "KEYVAULT=acr-task-credentials",
+		"--set", "ACI=hello-world-aci", "--set", "ACI_RG=hello-world-aci-rg", "--assign-identity",
+		"--commit-trigger-enabled", "false", "--base-image-trigger-enabled", "false",
+		"--query", "identity.principalId", "-o", "tsv")
+	ok("keyvault", "set-policy", "-n", "acr-task-credentials", "--object-id", principal, "--secret-permissions", "get")
+	ok("role", "assignment", "create", "--assignee", principal, "--scope", "/containers", "--role", "owner")
+	t.Cleanup(func() { gantryCLI("container", "delete", "-n", "hello-world-aci") })
+
+	out := ok("task", "run", "-r", "contoso", "-n", "hello-world")
+	for _, want := range []string{
+		"Launching container with name: az-login",
+		"Launching container with name: deploy-aci",
+		"Step ID: deploy-aci marked as successful",
+		"Step ID: build-hello-world: building with BuildKit",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("run log lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, tokenPassword) {
+		t.Error("the run log shows the registry password")
+	}
+
+	url := ok("container", "show", "-n", "hello-world-aci", "--query", "ipAddress.url", "-o", "tsv")
+	var page string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if page = string(b); strings.Contains(page, "DeepSkyBlue") {
+				break
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(page, "background-color:DeepSkyBlue;") {
+		t.Errorf("the site at %s answers %q", url, page)
+	}
+}
