@@ -12,11 +12,23 @@ command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v file >/dev/null 2>&1 || need+=(file)
 
-if [ ${#need[@]} -gt 0 ]; then
-	echo "setup: installing ${need[*]}" >&2
+# Podman, the second engine (scripts/engine.sh start podman). It runs as root on the
+# host network with kernel overlayfs, so its recommended rootless helpers (uidmap,
+# slirp4netns, fuse-overlayfs, buildah) are left out; catatonit is its --init.
+lean=()
+command -v podman >/dev/null 2>&1 || lean+=(podman)
+[ -x /usr/libexec/podman/catatonit ] || lean+=(catatonit)
+
+if [ ${#need[@]} -gt 0 ] || [ ${#lean[@]} -gt 0 ]; then
+	echo "setup: installing ${need[*]} ${lean[*]}" >&2
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	apt-get install -y -qq "${need[@]}" >/dev/null
+	if [ ${#need[@]} -gt 0 ]; then
+		apt-get install -y -qq "${need[@]}" >/dev/null
+	fi
+	if [ ${#lean[@]} -gt 0 ]; then
+		apt-get install -y -qq --no-install-recommends "${lean[@]}" >/dev/null
+	fi
 fi
 # The docker.io package may have started the system daemon on the default
 # bridge; gantry runs its own daemon (scripts/engine.sh) and needs none other.

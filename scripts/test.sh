@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every gantry test on this machine: installs what the tests need
-# (Debian packages, pinned client tools), starts a private Docker Engine if
-# none is running, runs vet, the Go tests (unit and integration, which must
-# not skip here) and the OCI conformance suite against a real `gantry server`,
-# then stops what it started.
+# (Debian packages, pinned client tools), starts a private Docker Engine and
+# Podman's Docker-compatible service if they are not running, runs vet, the Go
+# tests (unit and integration, which must not skip here) and the OCI conformance
+# suite against a real `gantry server`, then stops what it started.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -17,13 +17,23 @@ if ! scripts/engine.sh status >/dev/null 2>&1; then
 	scripts/engine.sh start
 	started_engine=1
 fi
+started_podman=0
 cleanup() {
+	if [ "$started_podman" = 1 ]; then
+		scripts/engine.sh stop podman || true
+	fi
 	if [ "$started_engine" = 1 ]; then
 		scripts/engine.sh stop || true
 	fi
 }
 trap cleanup EXIT
+# Podman serves the same Docker API as a second engine (GANTRY_PODMAN_HOST).
+if ! scripts/engine.sh status podman >/dev/null 2>&1; then
+	scripts/engine.sh start podman
+	started_podman=1
+fi
 eval "$(scripts/engine.sh env)"
+eval "$(scripts/engine.sh env podman)"
 export GANTRY_REQUIRE_INTEGRATION=1
 export PATH="$root/.tools/bin:$PATH"
 
