@@ -41,8 +41,12 @@ echo "== go vet, staticcheck" >&2
 test -z "$(gofmt -l .)" || { echo "gofmt: these files are not formatted:" >&2; gofmt -l . >&2; exit 1; }
 go vet ./...
 staticcheck ./...
-echo "== go test" >&2
+echo "== go test (dockerd)" >&2
 go test -count=1 -timeout 60m "$@" ./...
+# The engine client, the builds and the task engine also on Podman: the same
+# tests with DOCKER_HOST pointing at Podman's service (docs/engines.md).
+echo "== go test (podman): internal/docker internal/engine" >&2
+DOCKER_HOST="$GANTRY_PODMAN_HOST" go test -count=1 -timeout 30m "$@" ./internal/docker/... ./internal/engine/...
 echo "== OCI conformance against gantry server" >&2
 scripts/conformance-server.sh
 echo "== all tests passed" >&2

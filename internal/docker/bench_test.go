@@ -1,9 +1,15 @@
 package docker_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
@@ -67,4 +73,75 @@ func BenchmarkContainerRun(b *testing.B) {
 			}
 		}
 	})
+}
+
+// buildCacheDockerfile does some real work in each step: a cold build
+// takes seconds, a build whose every step is cached does not.
+const buildCacheDockerfile = `ARG BASE
+FROM ${BASE} AS build
+ARG BUST
+RUN echo "$BUST" > /bust && dd if=/dev/urandom of=/blob bs=1M count=32 2>/dev/null && sha256sum /blob > /blob.sum
+RUN --mount=type=cache,target=/cache sh -c 'for i in $(seq 1 200); do echo $i; done > /cache/list; cp /cache/list /list'
+COPY . /src
+RUN tar -cf /src.tar /src && gzip -9 /src.tar && for i in 1 2 3 4 5 6 7 8; do sha256sum /blob >/dev/null; done
+
+FROM ${BASE}
+COPY --from=build /blob.sum /list /src.tar.gz /out/
+`
+
+// BenchmarkBuildKitCache measures what BuildKit's layer cache gives a task
+// that rebuilds an unchanged context: each iteration builds a fresh context
+// (a new BUST value: every step runs) and then the same context again
+// (every step cached), and reports the medians and their ratio.
+//
+//	go test -run '^$' -bench BuildKitCache -benchtime 5x ./internal/docker/
+func BenchmarkBuildKitCache(b *testing.B) {
+	c := dockertest.Engine(b)
+	base := dockertest.BusyboxImage(b, c, "")
+	ctx := context.Background()
+	if builder, why := c.Builder(ctx); builder != docker.BuilderBuildKit {
+		b.Skipf("no BuildKit: %s", why)
+	}
+	dir := b.TempDir()
+	for i := range 64 {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%02d.txt", i)), bytes.Repeat([]byte(fmt.Sprintf("line %d\n", i)), 4096), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(buildCacheDockerfile), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	tag := dockertest.Name(b, "bkcache") + ":1"
+	dockertest.RemoveImageOnCleanup(b, c, tag)
+	build := func(bust string) time.Duration {
+		start := time.Now()
+		var out bytes.Buffer
+		if _, err := c.Build(ctx, docker.BuildSource{Dir: dir}, docker.BuildOptions{
+			Tags: []string{tag}, BuildArgs: map[string]*string{"BASE": &base, "BUST": &bust}, Labels: dockertest.Labels(b),
+		}, &out); err != nil {
+			b.Fatalf("build: %v\n%s", err, out.String())
+		}
+		return time.Since(start)
+	}
+	var first, second []time.Duration
+	for i := 0; b.Loop(); i++ {
+		bust := fmt.Sprintf("%d-%d", time.Now().UnixNano(), i)
+		first = append(first, build(bust))
+		second = append(second, build(bust))
+	}
+	m1, m2 := medianOf(first), medianOf(second)
+	b.ReportMetric(float64(m1.Microseconds())/1000, "first-ms")
+	b.ReportMetric(float64(m2.Microseconds())/1000, "second-ms")
+	b.ReportMetric(float64(m1)/float64(m2), "speedup")
+	b.Logf("%d pairs: first build median %s, second (unchanged context) %s: %.1fx faster",
+		len(first), m1.Round(time.Millisecond), m2.Round(time.Millisecond), float64(m1)/float64(m2))
+}
+
+func medianOf(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -351,13 +350,6 @@ func (c *Client) Ping(ctx context.Context) error {
 		return fmt.Errorf("pinging container engine at %s: %w", c.host, wrap(err))
 	}
 	return nil
-}
-
-// drainClose discards the rest of a body (bounded) and closes it so that
-// the connection can be reused.
-func drainClose(rc io.ReadCloser) {
-	_, _ = io.Copy(io.Discard, io.LimitReader(rc, 1<<20))
-	_ = rc.Close()
 }
 
 // ctxErr returns ctx's error when it is done, else err. Streaming calls use it

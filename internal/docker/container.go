@@ -87,10 +87,16 @@ func (c *Client) CreateContainer(ctx context.Context, name string, cfg Container
 	if err := c.ready(ctx); err != nil {
 		return "", err
 	}
+	entrypoint := cfg.Entrypoint
+	if entrypoint != nil && len(entrypoint) == 0 {
+		// [""] clears the image's entrypoint on dockerd and on Podman (which
+		// ignores an empty list), as the docker CLI's --entrypoint "" does.
+		entrypoint = []string{""}
+	}
 	config := &container.Config{
 		Image:        cfg.Image,
 		Cmd:          cfg.Cmd,
-		Entrypoint:   cfg.Entrypoint,
+		Entrypoint:   entrypoint,
 		Env:          cfg.Env,
 		WorkingDir:   cfg.WorkingDir,
 		User:         cfg.User,
@@ -546,14 +552,20 @@ func (c *Client) RunContainer(ctx context.Context, name string, cfg ContainerCon
 		c.abandon(ctx, id, host.AutoRemove)
 		return id, -1, err
 	}
-	cond := WaitNextExit
-	if host.AutoRemove {
-		cond = WaitRemoved
-	}
-	waited, err := c.WaitContainer(actx, id, cond)
+	// The exit code comes from a next-exit wait: Podman 4.3 reports 0 for
+	// a "removed" wait. With AutoRemove, a second wait makes sure the
+	// engine has removed the container before RunContainer returns.
+	waited, err := c.WaitContainer(actx, id, WaitNextExit)
 	if err != nil {
 		c.abandon(ctx, id, host.AutoRemove)
 		return id, -1, err
+	}
+	var removed <-chan WaitResult
+	if host.AutoRemove {
+		if removed, err = c.WaitContainer(actx, id, WaitRemoved); err != nil {
+			c.abandon(ctx, id, true)
+			return id, -1, err
+		}
 	}
 	if err := c.StartContainer(ctx, id); err != nil {
 		// It may have started all the same when ctx ended mid-request.
@@ -573,6 +585,13 @@ func (c *Client) RunContainer(ctx context.Context, name string, cfg ContainerCon
 	}
 	if r.Err != nil {
 		return id, -1, r.Err
+	}
+	if removed != nil {
+		select {
+		case <-removed:
+		case <-ctx.Done():
+			return id, r.ExitCode, ctx.Err()
+		}
 	}
 	// The output stream ends when the container's stdio closes, which
 	// precedes the exit event; this returns at once in practice.

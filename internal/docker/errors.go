@@ -67,16 +67,22 @@ func wrap(err error) error {
 	return &engineError{err: err, kinds: kinds(err)}
 }
 
-// kinds maps the library's categories to the sentinels.
+// kinds maps the library's categories to the sentinels. Podman answers
+// some conflicts with 500 and a message of its own ("container state
+// improper", "already in use"); those are recognised by their text.
 func kinds(err error) []error {
 	msg := err.Error()
 	switch {
+	case strings.Contains(msg, "container state improper") && strings.Contains(msg, "can only kill running containers"),
+		strings.Contains(msg, "is not running"):
+		return []error{ErrNotRunning, ErrConflict}
+	case strings.Contains(msg, "container state improper"), strings.Contains(msg, "is already in use"),
+		strings.Contains(msg, "please force removal"), strings.Contains(msg, "image is in use"):
+		return []error{ErrConflict}
 	case client.IsErrConnectionFailed(err):
 		return []error{ErrUnavailable}
 	case cerrdefs.IsNotFound(err):
 		return []error{ErrNotFound}
-	case cerrdefs.IsConflict(err) && strings.Contains(msg, "is not running"):
-		return []error{ErrNotRunning, ErrConflict}
 	case cerrdefs.IsConflict(err), cerrdefs.IsPermissionDenied(err), cerrdefs.IsAlreadyExists(err):
 		return []error{ErrConflict}
 	case cerrdefs.IsInvalidArgument(err) && (strings.Contains(msg, "is too new") || strings.Contains(msg, "is too old")):

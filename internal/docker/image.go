@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"iter"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -104,12 +106,22 @@ func (c *Client) PushImage(ctx context.Context, ref string, auth *AuthConfig, ou
 		return "", fmt.Errorf("pushing image %q: %w", ref, wrap(err))
 	}
 	var digest string
-	err = render(ctx, messages(ctx, resp), out, func(raw json.RawMessage) {
+	var lines bytes.Buffer
+	if out == nil {
+		out = io.Discard
+	}
+	err = render(ctx, messages(ctx, resp), io.MultiWriter(out, &lines), func(raw json.RawMessage) {
 		var a struct{ Tag, Digest string }
 		if json.Unmarshal(raw, &a) == nil && a.Digest != "" {
 			digest = a.Digest
 		}
 	})
+	if digest == "" {
+		// Podman sends no aux message; both print "<tag>: digest: <d> size: <n>".
+		if m := pushedDigest.FindStringSubmatch(lines.String()); m != nil {
+			digest = m[1]
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("pushing image %q: %w", ref, err)
 	}
@@ -118,6 +130,9 @@ func (c *Client) PushImage(ctx context.Context, ref string, auth *AuthConfig, ou
 	}
 	return digest, nil
 }
+
+// pushedDigest finds the digest in a push's "<tag>: digest: <d> size: <n>" line.
+var pushedDigest = regexp.MustCompile(`digest: (sha256:[0-9a-f]{64}) size: \d+`)
 
 // render reads the engine's JSON message stream (pull, push, classic build),
 // writes it to out as plain log lines while it arrives (nil discards) and
@@ -313,7 +328,21 @@ func (c *Client) ListImages(ctx context.Context, opts ListImagesOptions) ([]Imag
 	if opts.Reference != "" {
 		f.Add("reference", opts.Reference)
 	}
-	res, err := c.api.ImageList(ctx, client.ImageListOptions{All: opts.All, Filters: f})
+	var res client.ImageListResult
+	var err error
+	for try := 0; ; try++ {
+		res, err = c.api.ImageList(ctx, client.ImageListOptions{All: opts.All, Filters: f})
+		// Podman 4.3 fails a listing when an image goes away meanwhile
+		// ("image not known"); the listing is repeated a few times.
+		if err == nil || try == 4 || !strings.Contains(err.Error(), "image not known") {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(try+1) * 20 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listing images: %w", wrap(err))
 	}

@@ -60,7 +60,8 @@ func TestPushPull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(img.RepoDigests, reg.Host+"/team/app@"+digest) {
+	// Podman lists a pushed digest only after a pull (docs/engines.md).
+	if !slices.Contains(img.RepoDigests, reg.Host+"/team/app@"+digest) && !isPodman(c) {
 		t.Errorf("RepoDigests = %v, want %s", img.RepoDigests, digest)
 	}
 	// Pushing again pushes nothing new and reports the same digest.
@@ -92,7 +93,7 @@ func TestPushPull(t *testing.T) {
 		t.Fatalf("pull: %v\n%s", err, out.String())
 	}
 	t.Logf("pull output:\n%s", out.String())
-	if !strings.Contains(out.String(), "Digest: "+digest) {
+	if !strings.Contains(out.String(), "Digest: "+digest) && !isPodman(c) { // Podman prints no digest
 		t.Errorf("pull output lacks the digest")
 	}
 	pulled, err := c.InspectImage(ctx, ref)

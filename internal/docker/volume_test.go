@@ -135,7 +135,8 @@ func TestCopyIntoVolume(t *testing.T) {
 	if err := c.CopyToContainer(ctx, setup, "/acb/home", &cfgTar); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.CopyToContainer(ctx, setup, "/no/such/dir", bytes.NewReader(cfgTar.Bytes())); !errors.Is(err, docker.ErrNotFound) {
+	// dockerd refuses a missing target directory; Podman creates it.
+	if err := c.CopyToContainer(ctx, setup, "/no/such/dir", bytes.NewReader(cfgTar.Bytes())); !errors.Is(err, docker.ErrNotFound) && !isPodman(c) {
 		t.Errorf("copy into a missing directory: %v, want ErrNotFound", err)
 	}
 
@@ -183,9 +184,9 @@ func TestCopyIntoVolume(t *testing.T) {
 		if err != nil {
 			break
 		}
-		names = append(names, h.Name)
+		names = append(names, strings.TrimSuffix(h.Name, "/")) // Podman omits a directory's slash
 	}
-	if strings.Join(names, " ") != "src/ src/app.sh" {
+	if strings.Join(names, " ") != "src src/app.sh" {
 		t.Errorf("copied dir entries %q", names)
 	}
 	if _, _, err := c.CopyFromContainer(ctx, setup, "/workspace/nope"); !errors.Is(err, docker.ErrNotFound) {

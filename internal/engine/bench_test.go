@@ -95,6 +95,50 @@ func BenchmarkEngine(b *testing.B) {
 	})
 }
 
+// BenchmarkBuildCacheAcrossRuns measures the layer cache between runs of
+// a task: each iteration runs a build task on a fresh context (every step
+// runs) and then runs it again on the same context, as the next run of the
+// task would (every step cached), and reports the medians and their ratio.
+//
+//	go test -run '^$' -bench BuildCacheAcrossRuns -benchtime 5x ./internal/engine/
+func BenchmarkBuildCacheAcrossRuns(b *testing.B) {
+	e := newEnv(b, []string{"contoso"})
+	bb := busybox(b, e.d)
+	file := "version: v1.1.0\nsteps:\n  - build: -t {{.Run.Registry}}/cached:{{.Run.ID}} --build-arg BASE=" + bb + " .\n"
+	dockerfile := `ARG BASE
+FROM ${BASE}
+COPY stamp /stamp
+RUN dd if=/dev/urandom of=/blob bs=1M count=32 2>/dev/null && sha256sum /blob > /blob.sum
+RUN --mount=type=cache,target=/cache sh -c 'seq 1 5000 > /cache/list && cp /cache/list /list'
+RUN for i in 1 2 3 4 5 6 7 8; do sha256sum /blob >/dev/null; done
+`
+	run := func(ws string) time.Duration {
+		j, log := e.job("contoso", file, ws, nil)
+		start := time.Now()
+		if _, err := e.execute(j); err != nil {
+			b.Fatalf("%v\n%s", err, log)
+		}
+		return time.Since(start)
+	}
+	var first, second []time.Duration
+	for i := 0; b.Loop(); i++ {
+		ws := b.TempDir()
+		for name, body := range map[string]string{"Dockerfile": dockerfile, "stamp": fmt.Sprint(time.Now().UnixNano(), i)} {
+			if err := os.WriteFile(ws+"/"+name, []byte(body), 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+		first = append(first, run(ws))
+		second = append(second, run(ws))
+	}
+	m1, m2 := median(first), median(second)
+	b.ReportMetric(float64(m1.Microseconds())/1000, "first-run-ms")
+	b.ReportMetric(float64(m2.Microseconds())/1000, "second-run-ms")
+	b.ReportMetric(float64(m1)/float64(m2), "speedup")
+	b.Logf("%d pairs: first run %s, next run of the unchanged context %s: %.1fx faster",
+		len(first), m1.Round(time.Millisecond), m2.Round(time.Millisecond), float64(m1)/float64(m2))
+}
+
 // compare times gantry and the docker CLI doing the same work, alternating
 // which goes first, and reports the median of each and their ratio (the
 // machine is shared: medians keep a load spike from deciding).

@@ -182,31 +182,38 @@ func (r *run) setup(ctx context.Context) error {
 	}
 	r.setupID = id
 
-	// One archive fills every volume: extracting at / reaches the volumes
-	// mounted in the setup container (one mount of the container, not one
-	// per volume).
+	// Each volume is filled by extracting into its own mount point (Podman
+	// does not extract through a mount when the archive goes to /).
 	config, err := r.dockerConfig()
 	if err != nil {
 		return err
 	}
-	files := []tarFile{
-		{name: strings.TrimPrefix(HomeDir, "/") + "/.docker/", mode: 0o700},
-		{name: strings.TrimPrefix(HomeDir, "/") + "/.docker/config.json", mode: 0o600, data: config},
+	if r.job.Workspace != "" {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(docker.TarDir(pw, r.job.Workspace)) }()
+		err = r.d.CopyToContainer(ctx, id, plan.Workspace, pr)
+		pr.CloseWithError(err)
+		if err != nil {
+			return setupErr(ctx, fmt.Errorf("copying the context: %w", err))
+		}
+	}
+	if err := r.copyFiles(ctx, HomeDir, []tarFile{
+		{name: ".docker/", mode: 0o700},
+		{name: ".docker/config.json", mode: 0o600, data: config},
+	}); err != nil {
+		return setupErr(ctx, fmt.Errorf("copying the configuration: %w", err))
 	}
 	for i, v := range r.plan.Volumes {
+		var files []tarFile
 		for _, f := range v.Files {
 			if f.Name == "." || f.Name == ".." || strings.ContainsAny(f.Name, `/\`) {
 				return fmt.Errorf("secret volume %s: invalid file name %q", v.Name, f.Name)
 			}
-			files = append(files, tarFile{name: fmt.Sprintf("%s%d/%s", strings.TrimPrefix(setupSecrets, "/"), i, f.Name), mode: 0o444, data: f.Data})
+			files = append(files, tarFile{name: f.Name, mode: 0o444, data: f.Data})
 		}
-	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(r.setupArchive(pw, files)) }()
-	err = r.d.CopyToContainer(ctx, id, "/", pr)
-	pr.CloseWithError(err)
-	if err != nil {
-		return setupErr(ctx, fmt.Errorf("copying the context and configuration: %w", err))
+		if err := r.copyFiles(ctx, fmt.Sprintf("%s%d", setupSecrets, i), files); err != nil {
+			return setupErr(ctx, fmt.Errorf("copying secret volume %s: %w", v.Name, err))
+		}
 	}
 	r.startImagesWriter()
 	r.log.Printf("Successfully set up Docker configuration")
@@ -307,39 +314,6 @@ func (r *run) writeDockerConfig(ctx context.Context) error {
 		return err
 	}
 	return r.copyFiles(ctx, HomeDir, []tarFile{{name: ".docker/", mode: 0o700}, {name: ".docker/config.json", mode: 0o600, data: data}})
-}
-
-// setupArchive writes the archive setup extracts at / in the setup
-// container: the job's workspace under workspace/, then files.
-func (r *run) setupArchive(w io.Writer, files []tarFile) error {
-	tw := tar.NewWriter(w)
-	if r.job.Workspace != "" {
-		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(docker.TarDir(pw, r.job.Workspace)) }()
-		defer pr.Close()
-		tr := tar.NewReader(pr)
-		prefix := strings.TrimPrefix(plan.Workspace, "/") + "/"
-		for {
-			h, err := tr.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("archiving the context: %w", err)
-			}
-			h.Name = prefix + h.Name
-			if err := tw.WriteHeader(h); err != nil {
-				return err
-			}
-			if _, err := io.Copy(tw, tr); err != nil {
-				return err
-			}
-		}
-	}
-	if err := writeFiles(tw, files, r.e.now()); err != nil {
-		return err
-	}
-	return tw.Close()
 }
 
 // tarFile is a file (or, with a trailing slash, a directory) to copy into
@@ -578,28 +552,28 @@ func removeVolumes(ctx context.Context, d *docker.Client, label string) error {
 // untag removes the tags a run created that still point at the images it
 // gave them (a later run may have moved them).
 func untag(ctx context.Context, d *docker.Client, created map[string]string) error {
-	var g errgroup.Group
-	for tag, id := range created {
-		g.Go(func() error {
-			img, err := d.InspectImage(ctx, tag)
-			if err != nil {
-				if errors.Is(err, docker.ErrNotFound) {
-					return nil
-				}
-				return err
+	// One at a time: Podman loses track of an image whose tags are removed
+	// concurrently ("image not known"), and a run has few tags.
+	var errs []error
+	for _, tag := range slices.Sorted(maps.Keys(created)) {
+		id := created[tag]
+		img, err := d.InspectImage(ctx, tag)
+		if err != nil {
+			if !errors.Is(err, docker.ErrNotFound) {
+				errs = append(errs, err)
 			}
-			if id != "" && img.ID != id {
-				return nil // moved since: no longer the run's
-			}
-			// ErrConflict: a container of someone else uses it as its only
-			// name; it stays.
-			if err := d.RemoveImage(ctx, tag, false); err != nil && !errors.Is(err, docker.ErrNotFound) && !errors.Is(err, docker.ErrConflict) {
-				return err
-			}
-			return nil
-		})
+			continue
+		}
+		if id != "" && img.ID != id {
+			continue // moved since: no longer the run's
+		}
+		// ErrConflict: a container of someone else uses it as its only
+		// name; it stays.
+		if err := d.RemoveImage(ctx, tag, false); err != nil && !errors.Is(err, docker.ErrNotFound) && !errors.Is(err, docker.ErrConflict) {
+			errs = append(errs, err)
+		}
 	}
-	return g.Wait()
+	return errors.Join(errs...)
 }
 
 // result assembles the Result from the steps and what the run recorded.
