@@ -146,18 +146,36 @@ func (c *Client) Build(ctx context.Context, src BuildSource, opts BuildOptions, 
 			return BuildResult{}, fmt.Errorf("%s: build secrets (%s) need BuildKit, which %s %s at %s does not offer: %w",
 				what, strings.Join(slices.Sorted(maps.Keys(opts.Secrets)), ", "), v.Name, v.Version, c.host, ErrNoBuildKit)
 		}
-		pr, pw := io.Pipe()
-		name := make(chan string, 1)
-		go func() { pw.CloseWithError(contextTar(pw, src.Dir, df, name)) }()
-		opts.Dockerfile = <-name
-		id, err := c.BuildImage(ctx, pr, opts, out)
-		pr.CloseWithError(err)
+		var id string
+		var err error
+		for try := 0; ; try++ {
+			pr, pw := io.Pipe()
+			name := make(chan string, 1)
+			go func() { pw.CloseWithError(contextTar(pw, src.Dir, df, name)) }()
+			opts.Dockerfile = <-name
+			id, err = c.BuildImage(ctx, pr, opts, out)
+			pr.CloseWithError(err)
+			// Podman 4.3's builder fails its cache lookup when another
+			// client removes an image meanwhile ("layer not known"); the
+			// build starts again.
+			if err == nil || try == 2 || ctx.Err() != nil || !storeRace(err) {
+				break
+			}
+			c.log.InfoContext(ctx, "build hit a concurrent image removal; building again", logKeyErr, err)
+		}
 		if err != nil {
 			return BuildResult{}, err
 		}
 		return BuildResult{ImageID: id, Builder: BuilderClassic, Fallback: fallback}, nil
 	}
 	return BuildResult{}, fmt.Errorf("%s: unknown builder %q: %w", what, builder, ErrInvalid)
+}
+
+// storeRace recognises Podman's errors for an image or layer removed while
+// it was being read.
+func storeRace(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "layer not known") || strings.Contains(msg, "image not known")
 }
 
 func buildWhat(tags []string) string {

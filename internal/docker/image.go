@@ -334,7 +334,7 @@ func (c *Client) ListImages(ctx context.Context, opts ListImagesOptions) ([]Imag
 		res, err = c.api.ImageList(ctx, client.ImageListOptions{All: opts.All, Filters: f})
 		// Podman 4.3 fails a listing when an image goes away meanwhile
 		// ("image not known"); the listing is repeated a few times.
-		if err == nil || try == 4 || !strings.Contains(err.Error(), "image not known") {
+		if err == nil || try == 4 || !storeRace(err) {
 			break
 		}
 		select {

@@ -37,11 +37,16 @@
 //
 // Step kinds:
 //
-//   - build: a classic-builder build on the engine (BuildKit and cache:
-//     enabled are noted and ignored) of a context under /workspace, as the
-//     earlier steps left it (while no container has run, straight from
-//     Job.Workspace), with build args, target, labels, --no-cache, --pull,
-//     --network none|host and the run's logins for the FROM images. The
+//   - build: a build on the engine, with BuildKit where the engine offers
+//     it and the classic builder otherwise (the log says which, once per
+//     step; DOCKER_BUILDKIT=0 in the step's env asks for the classic one;
+//     cache: enabled is noted and ignored: the engine's own layer cache is
+//     kept between runs), of a context under /workspace, as the earlier
+//     steps left it (while no container has run, straight from
+//     Job.Workspace), with build args, target, platform, labels,
+//     --no-cache, --pull, --network none|host, --secret id=ID[,src=SECRET]
+//     (the value of the task file's secret, through the build session
+//     only; BuildKit needed) and the run's logins for the FROM images. The
 //     Dockerfile is scanned first (internal/dockerfile, with the build args
 //     and target); bases that live in a registry other than Docker Hub are
 //     pulled first, so that a moved tag is never built from a stale local
@@ -56,7 +61,7 @@
 //     login when missing, and refreshed like build bases when it names a
 //     registry and the run did not build it), the other words as arguments,
 //     HOME=/acb/home then the step's env (and Job.GantryEnv for the gantry CLI
-//     image), the step's working directory, user, entryPoint, privileged and
+//     and az images), the step's working directory, user, entryPoint, privileged and
 //     cpus, the workspace, home and secret volumes, on the host network.
 //     > /dev/null is honoured. detach starts it in the background (its output
 //     still goes to the log) and the step succeeds once it runs; keep leaves
@@ -145,9 +150,13 @@
 //     noted as not published: a container's ports are the host's).
 //   - The engine's socket is not mounted into steps; docker commands are
 //     performed by the engine itself (see plan.DockerCommand).
-//   - az stays the MCR azure-cli alias: offline it does not exist, and the
-//     step fails with the pull error. The gantry alias runs the gantry CLI
-//     image (EnsureCLIImage) with GANTRY_SERVER and GANTRY_TOKEN.
+//   - az names gantry's az image (EnsureAzImage: the gantry CLI image with
+//     az, gantry's subset of the Azure CLI, as its entrypoint) instead of
+//     MCR's azure-cli, which is out of reach; like the gantry alias it runs
+//     with GANTRY_SERVER and GANTRY_TOKEN, so the tutorial's az login
+//     --identity and az container create run unchanged. The gantry alias
+//     runs the gantry CLI image (EnsureCLIImage). Neither image is ever
+//     pulled.
 //   - A step timeout fails the step (ErrStepFailed, "context deadline
 //     exceeded"); only Job.Timeout or ctx make Execute return
 //     context.DeadlineExceeded.
