@@ -80,25 +80,27 @@ func (r *run) attempt(ctx context.Context, s *plan.Step) (attemptResult, error) 
 func (r *run) prepareCmd(ctx context.Context, s *plan.Step) error {
 	st := r.state(s.ID)
 	st.image = s.Cmd.Image
-	switch s.Cmd.Image {
-	case r.e.cliAlias():
+	// The gantry and az aliases run images gantry builds, with the run's
+	// identity; their default names are built on first use.
+	for _, a := range []struct {
+		alias, image string
+		ensure       func(context.Context) (string, error)
+	}{
+		{r.e.cliAlias(), taskfile.GantryImage, r.e.EnsureCLIImage},
+		{r.e.azAlias(), taskfile.AzImage, r.e.EnsureAzImage},
+	} {
+		if s.Cmd.Image != a.alias {
+			continue
+		}
 		st.cli = true
-		if st.image == taskfile.GantryImage {
-			img, err := r.e.EnsureCLIImage(ctx)
+		if st.image == a.image {
+			img, err := a.ensure(ctx)
 			if err != nil {
 				return err
 			}
 			st.image = img
 		}
-	case r.e.azAlias():
-		st.cli = true
-		if st.image == taskfile.AzImage {
-			img, err := r.e.EnsureAzImage(ctx)
-			if err != nil {
-				return err
-			}
-			st.image = img
-		}
+		break
 	}
 	out := r.log.output(s.ID)
 	defer out.Close()
