@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
 	"github.com/gantryhq/gantry/internal/standin"
@@ -99,6 +100,11 @@ func TestSeedHelloWorld(t *testing.T) {
 	ok("role", "assignment", "create", "--assignee", principal, "--scope", "/containers", "--role", "owner")
 	t.Cleanup(func() { gantryCLI("container", "delete", "-n", "hello-world-aci") })
 
+	for _, want := range []string{`msg="container engine"`, "api=1.41", "builder=BuildKit"} {
+		if !strings.Contains(srv.log.String(), want) {
+			t.Errorf("the server log lacks %s", want)
+		}
+	}
 	out := ok("task", "run", "-r", "contoso", "-n", "hello-world")
 	for _, want := range []string{
 		"Launching container with name: az-login",
@@ -130,5 +136,44 @@ func TestSeedHelloWorld(t *testing.T) {
 	}
 	if !strings.Contains(page, "background-color:DeepSkyBlue;") {
 		t.Errorf("the site at %s answers %q", url, page)
+	}
+}
+
+// TestEngineUnreachable: a server whose container engine does not answer
+// starts all the same, says so in its log, and serves its registries; a
+// run ends with status Error and a message naming the address it tried.
+func TestEngineUnreachable(t *testing.T) {
+	t.Parallel()
+	sock := filepath.Join(t.TempDir(), "no-engine.sock")
+	srv := startServer(t, serverOptions{engine: "unix://" + sock})
+	if !strings.Contains(srv.log.String(), "container engine not available") || !strings.Contains(srv.log.String(), sock) {
+		t.Errorf("the server log does not say the engine is unavailable:\n%s", srv.log)
+	}
+	host := srv.createRegistry("solo1", false)
+	oci := newOCIClient(t, host, "admin", srv.adminPassword)
+	pushTinyImage(t, oci, "app", "v1")
+
+	adm := srv.admin()
+	ctx := context.Background()
+	if _, err := adm.CreateTask(ctx, "solo1", api.CreateTaskRequest{Name: "no-engine", File: "acr-task.yaml",
+		FileContent: []byte("version: v1.1.0\nsteps:\n  - cmd: busybox true\n")}); err != nil {
+		t.Fatal(err)
+	}
+	run, err := adm.RunTask(ctx, "solo1", "no-engine", api.RunTaskRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for run.Status == "Queued" || run.Status == "Running" {
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s still %s", run.RunID, run.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if run, err = adm.GetRun(ctx, "solo1", run.RunID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if run.Status != "Error" || !strings.Contains(run.Error, "unix://"+sock+" is unreachable") {
+		t.Errorf("run = %s %q, want Error naming the engine", run.Status, run.Error)
 	}
 }
