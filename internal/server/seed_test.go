@@ -177,3 +177,36 @@ func TestEngineUnreachable(t *testing.T) {
 		t.Errorf("run = %s %q, want Error naming the engine", run.Status, run.Error)
 	}
 }
+
+// TestBuildCommandUsesBuildKit: `gantry build` (az acr build) builds with
+// the engine's BuildKit, cache mounts included, and pushes the image.
+func TestBuildCommandUsesBuildKit(t *testing.T) {
+	dc := dockertest.Engine(t)
+	dockertest.Sweep(t, dc)
+	base := dockertest.BusyboxImage(t, dc, "")
+	srv := startServer(t, serverOptions{engine: os.Getenv("DOCKER_HOST")})
+	t.Setenv("GANTRY_CONFIG_DIR", t.TempDir())
+	t.Setenv("GANTRY_SERVER", "http://"+srv.addr)
+	t.Setenv("GANTRY_USERNAME", "admin")
+	t.Setenv("GANTRY_PASSWORD", srv.adminPassword)
+	t.Setenv("GANTRY_TOKEN", "")
+	srv.createRegistry("builds", false)
+	dir := t.TempDir()
+	df := "FROM " + base + "\nRUN --mount=type=cache,target=/cache sh -c 'date > /cache/last; echo cache-mount-ok'\nCOPY app.txt /app.txt\n"
+	for name, body := range map[string]string{"Dockerfile": df, "app.txt": "app\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errOut, code := gantryCLI("build", "-r", "builds", "-t", "app:{{.Run.ID}}", dir)
+	if code != 0 {
+		t.Fatalf("gantry build: exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "building with BuildKit") || !strings.Contains(out, "cache-mount-ok") {
+		t.Errorf("build log:\n%s", out)
+	}
+	tags, errOut, code := gantryCLI("repository", "show-tags", "-r", "builds", "--repository", "app", "-o", "tsv")
+	if code != 0 || strings.TrimSpace(tags) == "" {
+		t.Errorf("show-tags: exit %d %q %s", code, tags, errOut)
+	}
+}
