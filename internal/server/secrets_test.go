@@ -135,11 +135,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		busybox = dockertest.BusyboxImage(t, dc, "")
 	}
 	srv := startServer(t, serverOptions{engine: engineHost})
-	t.Setenv("GANTRY_CONFIG_DIR", t.TempDir())
-	t.Setenv("GANTRY_SERVER", "http://"+srv.addr)
-	t.Setenv("GANTRY_USERNAME", "admin")
-	t.Setenv("GANTRY_PASSWORD", srv.adminPassword)
-	t.Setenv("GANTRY_TOKEN", "")
+	cliAsAdmin(t, srv)
 
 	leaks := &leakChecker{t: t, secrets: map[string]string{}}
 	vaultValue := "vault-value-" + randomHex(12)

@@ -30,6 +30,17 @@ func staticGantry(t *testing.T) string {
 	return bin
 }
 
+// cliAsAdmin points gantryCLI at srv as its admin (not parallel-safe: it
+// sets the environment).
+func cliAsAdmin(t *testing.T, srv *testServer) {
+	t.Helper()
+	t.Setenv("GANTRY_CONFIG_DIR", t.TempDir())
+	t.Setenv("GANTRY_SERVER", "http://"+srv.addr)
+	t.Setenv("GANTRY_USERNAME", "admin")
+	t.Setenv("GANTRY_PASSWORD", srv.adminPassword)
+	t.Setenv("GANTRY_TOKEN", "")
+}
+
 // TestSeedHelloWorld follows the tutorial by hand with the seed's
 // hello-world repository copied unchanged: a key vault holds the registry
 // credentials, the task gets an identity with vault access and the owner
@@ -40,11 +51,7 @@ func TestSeedHelloWorld(t *testing.T) {
 	dc := dockertest.Engine(t)
 	dockertest.Sweep(t, dc)
 	srv := startServer(t, serverOptions{engine: os.Getenv("DOCKER_HOST"), gantryBinary: staticGantry(t)})
-	t.Setenv("GANTRY_CONFIG_DIR", t.TempDir())
-	t.Setenv("GANTRY_SERVER", "http://"+srv.addr)
-	t.Setenv("GANTRY_USERNAME", "admin")
-	t.Setenv("GANTRY_PASSWORD", srv.adminPassword)
-	t.Setenv("GANTRY_TOKEN", "")
+	cliAsAdmin(t, srv)
 	ctx := context.Background()
 	ok := func(args ...string) string {
 		t.Helper()
@@ -185,11 +192,7 @@ func TestBuildCommandUsesBuildKit(t *testing.T) {
 	dockertest.Sweep(t, dc)
 	base := dockertest.BusyboxImage(t, dc, "")
 	srv := startServer(t, serverOptions{engine: os.Getenv("DOCKER_HOST")})
-	t.Setenv("GANTRY_CONFIG_DIR", t.TempDir())
-	t.Setenv("GANTRY_SERVER", "http://"+srv.addr)
-	t.Setenv("GANTRY_USERNAME", "admin")
-	t.Setenv("GANTRY_PASSWORD", srv.adminPassword)
-	t.Setenv("GANTRY_TOKEN", "")
+	cliAsAdmin(t, srv)
 	srv.createRegistry("builds", false)
 	dir := t.TempDir()
 	df := "FROM " + base + "\nRUN --mount=type=cache,target=/cache sh -c 'date > /cache/last; echo cache-mount-ok'\nCOPY app.txt /app.txt\n"
