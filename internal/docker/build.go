@@ -93,10 +93,7 @@ type BuildSource struct {
 // BuildResult is the outcome of Build.
 type BuildResult struct {
 	ImageID string  // sha256:... of the built image in the engine's store
-	Builder Builder // the builder that ran
-	// Fallback says why the classic builder ran under BuilderAuto ("" when
-	// BuildKit ran), for the build's log.
-	Fallback string
+	Builder Builder // the builder that ran (Client.Builder says why)
 }
 
 // Build builds src with BuildKit where the engine offers it and the classic
@@ -119,32 +116,26 @@ func (c *Client) Build(ctx context.Context, src BuildSource, opts BuildOptions, 
 	}
 	what := buildWhat(opts.Tags)
 	builder := opts.Builder
-	var fallback string
-	if builder == BuilderAuto {
-		builder = BuilderClassic
-		if why := c.buildKitUnavailable(ctx); why == "" {
+	if builder == BuilderAuto || builder == BuilderBuildKit {
+		switch why := c.buildKitUnavailable(ctx); {
+		case why == "":
 			builder = BuilderBuildKit
-		} else {
-			fallback = why
+		case builder == BuilderBuildKit:
+			return BuildResult{}, fmt.Errorf("%s: %s: %w", what, why, ErrNoBuildKit)
+		default:
+			builder = BuilderClassic
 		}
 	}
 	switch builder {
 	case BuilderBuildKit:
-		if opts.Builder == BuilderBuildKit {
-			if why := c.buildKitUnavailable(ctx); why != "" {
-				return BuildResult{}, fmt.Errorf("%s: %s: %w", what, why, ErrNoBuildKit)
-			}
-		}
 		id, err := c.buildKit(ctx, src.Dir, df, opts, out)
 		if err != nil {
 			return BuildResult{}, fmt.Errorf("%s: %w", what, err)
 		}
 		return BuildResult{ImageID: id, Builder: BuilderBuildKit}, nil
 	case BuilderClassic:
-		if len(opts.Secrets) > 0 {
-			v, _ := c.EngineVersion()
-			return BuildResult{}, fmt.Errorf("%s: build secrets (%s) need BuildKit, which %s %s at %s does not offer: %w",
-				what, strings.Join(slices.Sorted(maps.Keys(opts.Secrets)), ", "), v.Name, v.Version, c.host, ErrNoBuildKit)
+		if err := c.noSecrets(what, opts.Secrets); err != nil {
+			return BuildResult{}, err
 		}
 		var id string
 		var err error
@@ -166,16 +157,20 @@ func (c *Client) Build(ctx context.Context, src BuildSource, opts BuildOptions, 
 		if err != nil {
 			return BuildResult{}, err
 		}
-		return BuildResult{ImageID: id, Builder: BuilderClassic, Fallback: fallback}, nil
+		return BuildResult{ImageID: id, Builder: BuilderClassic}, nil
 	}
 	return BuildResult{}, fmt.Errorf("%s: unknown builder %q: %w", what, builder, ErrInvalid)
 }
 
-// storeRace recognises Podman's errors for an image or layer removed while
-// it was being read.
-func storeRace(err error) bool {
-	msg := err.Error()
-	return strings.Contains(msg, "layer not known") || strings.Contains(msg, "image not known")
+// noSecrets refuses build secrets on the classic builder, naming them and
+// the engine.
+func (c *Client) noSecrets(what string, secrets Secrets) error {
+	if len(secrets) == 0 {
+		return nil
+	}
+	v, _ := c.EngineVersion()
+	return fmt.Errorf("%s: build secrets (%s) need BuildKit, which %s %s at %s does not offer: %w",
+		what, strings.Join(slices.Sorted(maps.Keys(secrets)), ", "), v.Name, v.Version, c.host, ErrNoBuildKit)
 }
 
 func buildWhat(tags []string) string {
@@ -240,10 +235,10 @@ func contextTar(w io.Writer, dir, df string, name chan<- string) error {
 // ID of the built image (sha256:...). Secrets are not supported here.
 func (c *Client) BuildImage(ctx context.Context, contextTar io.Reader, opts BuildOptions, out io.Writer) (string, error) {
 	what := buildWhat(opts.Tags)
-	if len(opts.Secrets) > 0 {
-		return "", fmt.Errorf("%s: the classic builder takes no build secrets: %w", what, ErrNoBuildKit)
-	}
 	if err := c.ready(ctx); err != nil {
+		return "", err
+	}
+	if err := c.noSecrets(what, opts.Secrets); err != nil {
 		return "", err
 	}
 	bo := client.ImageBuildOptions{

@@ -8,7 +8,6 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/docker/cli/cli/config/types"
@@ -25,24 +24,15 @@ import (
 // probeTimeout bounds the check whether the engine offers BuildKit.
 const probeTimeout = 10 * time.Second
 
-// buildkitProbe caches whether the engine offers BuildKit.
-type buildkitProbe struct {
-	mu      sync.Mutex
-	checked bool
-	why     string // "" : BuildKit is available; else why not
-}
-
 // buildKitUnavailable returns "" when the engine offers BuildKit through its
 // gRPC endpoint (dockerd 18.09 and newer), else why not (Podman serves no
 // such endpoint). A definite answer is cached; a failure to reach the engine
 // is not.
 func (c *Client) buildKitUnavailable(ctx context.Context) string {
-	c.bkOnce.Do(func() { c.bk = &buildkitProbe{} })
-	p := c.bk
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.checked {
-		return p.why
+	c.bkMu.Lock()
+	defer c.bkMu.Unlock()
+	if c.bkChecked {
+		return c.bkWhy
 	}
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
@@ -54,15 +44,15 @@ func (c *Client) buildKitUnavailable(ctx context.Context) string {
 	v, _ := c.EngineVersion()
 	switch {
 	case err == nil:
-		p.checked, p.why = true, ""
+		c.bkChecked, c.bkWhy = true, ""
 	case ctx.Err() != nil:
 		return "the check was cancelled"
 	default:
-		p.checked = true
-		p.why = fmt.Sprintf("%s %s at %s offers no BuildKit (%v)", v.Name, v.Version, c.host, firstLine(err.Error()))
+		c.bkChecked = true
+		c.bkWhy = fmt.Sprintf("%s %s at %s offers no BuildKit (%v)", v.Name, v.Version, c.host, firstLine(err.Error()))
 		c.log.InfoContext(ctx, "engine without BuildKit: builds use the classic builder", logKeyErr, err)
 	}
-	return p.why
+	return c.bkWhy
 }
 
 func firstLine(s string) string {
@@ -143,10 +133,6 @@ func (c *Client) buildKit(ctx context.Context, dir, dockerfile string, opts Buil
 	if len(opts.Tags) > 0 {
 		export.Attrs["name"] = strings.Join(opts.Tags, ",")
 	}
-	secrets := make(map[string][]byte, len(opts.Secrets))
-	for k, v := range opts.Secrets {
-		secrets[k] = v
-	}
 	solve := bkclient.SolveOpt{
 		Frontend:            "dockerfile.v0",
 		FrontendAttrs:       attrs,
@@ -154,7 +140,7 @@ func (c *Client) buildKit(ctx context.Context, dir, dockerfile string, opts Buil
 		Exports:             []bkclient.ExportEntry{export},
 		AllowedEntitlements: allowed,
 		Session: []session.Attachable{
-			secretsprovider.FromMap(secrets),
+			secretsprovider.FromMap(opts.Secrets),
 			authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
 				AuthConfigProvider: authLookup(opts.AuthConfigs),
 			}),

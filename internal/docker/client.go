@@ -114,8 +114,11 @@ type Client struct {
 	mu      sync.Mutex // serialises connecting
 	version *Version   // set once connected
 
-	bkOnce sync.Once
-	bk     *buildkitProbe
+	// Whether the engine offers BuildKit, once known (see
+	// buildKitUnavailable); bkWhy is "" when it does.
+	bkMu      sync.Mutex
+	bkChecked bool
+	bkWhy     string
 }
 
 // Option configures a Client.

@@ -73,8 +73,7 @@ func wrap(err error) error {
 func kinds(err error) []error {
 	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "container state improper") && strings.Contains(msg, "can only kill running containers"),
-		strings.Contains(msg, "is not running"):
+	case strings.Contains(msg, "can only kill running containers"), strings.Contains(msg, "is not running"):
 		return []error{ErrNotRunning, ErrConflict}
 	case strings.Contains(msg, "container state improper"), strings.Contains(msg, "is already in use"),
 		strings.Contains(msg, "please force removal"), strings.Contains(msg, "image is in use"):
@@ -91,12 +90,17 @@ func kinds(err error) []error {
 		return []error{ErrInvalid}
 	case cerrdefs.IsUnauthorized(err):
 		return []error{ErrUnauthorized}
-	case cerrdefs.IsInternal(err), cerrdefs.IsUnknown(err), cerrdefs.IsUnavailable(err):
-		// The engine reports registry failures (pull/push) as 500 with the
-		// registry's message; classify those like stream errors.
-		return classify(msg)
 	}
+	// The engine reports registry failures (pull/push) as 500 with the
+	// registry's message; those are classified like stream errors.
 	return classify(msg)
+}
+
+// storeRace recognises Podman's errors for an image or layer removed while
+// it was being read.
+func storeRace(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "layer not known") || strings.Contains(msg, "image not known")
 }
 
 // classified reports whether the engine answered with an error of its own

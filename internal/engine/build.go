@@ -22,10 +22,9 @@ import (
 // buildInput is a prepared build: the context on the host and what the
 // Dockerfile builds from.
 type buildInput struct {
-	dir        string // the context directory on the host
-	dockerfile string // Dockerfile path relative to dir ("" : outside, see dfHost)
-	dfHost     string // the Dockerfile on the host
-	deps       *dockerfile.Result
+	dir    string // the context directory on the host
+	dfHost string // the Dockerfile on the host (it may lie outside dir)
+	deps   *dockerfile.Result
 }
 
 // prepareBuild locates a build's context and Dockerfile, scans the
@@ -63,9 +62,6 @@ func (r *run) prepareBuild(ctx context.Context, s *plan.Step, b *plan.Build, rep
 		return fmt.Errorf("dockerfile %s: %w", df, err)
 	}
 	in := &buildInput{dir: dir, dfHost: dfHost}
-	if rel, err := filepath.Rel(dir, dfHost); err == nil && !strings.HasPrefix(rel, "..") {
-		in.dockerfile = filepath.ToSlash(rel)
-	}
 	if b.Cache {
 		r.noteOnce("cache/"+s.ID, "Step ID: %s: cache: enabled is ignored: builds use the engine's own layer cache, kept between runs, not a registry cache (%s)", s.ID, b.CacheRef)
 	}
