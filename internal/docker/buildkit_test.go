@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,24 +28,6 @@ func writeTree(t *testing.T, files map[string]string) string {
 		}
 	}
 	return dir
-}
-
-// dockerCLI runs the docker CLI against the test engine: an independent
-// witness of what the engine stored.
-func dockerCLI(t *testing.T, args ...string) []byte {
-	t.Helper()
-	if _, err := exec.LookPath("docker"); err != nil {
-		dockertest.Require(t, "the docker CLI is not installed")
-	}
-	cmd := exec.Command("docker", args...)
-	cmd.Env = append(os.Environ(), "DOCKER_HOST="+os.Getenv("DOCKER_HOST"))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return out
 }
 
 const secretValue = "s3cret-npm-token-7f3a"
@@ -83,7 +64,7 @@ func TestBuildKit(t *testing.T) {
 	t.Parallel()
 	c, base := engine(t)
 	ctx := testCtx(t)
-	if isPodman(c) {
+	if dockertest.IsPodman(c) {
 		// No BuildKit: the automatic builder is the classic one, and a
 		// build with secrets says it needs BuildKit.
 		if b, why := c.Builder(ctx); b != docker.BuilderClassic || !strings.Contains(why, "Podman Engine") {
@@ -144,10 +125,10 @@ func TestBuildKit(t *testing.T) {
 
 	// The secret is in no layer (docker save writes every layer
 	// uncompressed), no history entry and no output.
-	if bytes.Contains(dockerCLI(t, "save", tag), []byte(secretValue)) {
+	if bytes.Contains(dockertest.CLI(t, "save", tag), []byte(secretValue)) {
 		t.Error("the secret is in an image layer")
 	}
-	if bytes.Contains(dockerCLI(t, "history", "--no-trunc", tag), []byte(secretValue)) {
+	if bytes.Contains(dockertest.CLI(t, "history", "--no-trunc", tag), []byte(secretValue)) {
 		t.Error("the secret is in the image history")
 	}
 	if strings.Contains(out.String(), secretValue) {
@@ -183,7 +164,7 @@ func TestBuildKitFailure(t *testing.T) {
 	_, err := c.Build(ctx, docker.BuildSource{Dir: dir}, docker.BuildOptions{
 		Tags: []string{tag}, BuildArgs: map[string]*string{"BASE": &base}, Builder: docker.BuilderBuildKit,
 	}, &out)
-	if isPodman(c) {
+	if dockertest.IsPodman(c) {
 		if !errors.Is(err, docker.ErrNoBuildKit) {
 			t.Errorf("BuildKit asked of Podman: %v, want ErrNoBuildKit", err)
 		}

@@ -57,7 +57,7 @@ func TestRunContainerConfig(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		if tt.name == "numeric user" && isPodman(c) {
+		if tt.name == "numeric user" && dockertest.IsPodman(c) {
 			// Podman adds /etc/passwd and /etc/group entries for the IDs.
 			tt.stdout = "uid=1234(1234) gid=5678(5678) groups=5678(5678)\n"
 		}
@@ -146,7 +146,7 @@ func TestContainerLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantPorts := "8080/tcp"
-	if isPodman(c) {
+	if dockertest.IsPodman(c) {
 		wantPorts = "" // Podman drops exposed ports on the host network
 	}
 	if ct.ID != id || ct.Name != name || ct.State.Status != "created" || ct.State.Running || ct.Labels()["role"] != "lifecycle" ||
@@ -410,7 +410,7 @@ func TestRunContainerAutoRemoveAndStartFailure(t *testing.T) {
 			dockertest.RemoveContainerOnCleanup(t, c, id)
 		}
 		switch {
-		case isPodman(c):
+		case dockertest.IsPodman(c):
 			// Podman refuses the attach (409) of a container it cannot start.
 			if err == nil {
 				t.Errorf("AutoRemove=%v: no error", auto)

@@ -29,14 +29,6 @@ func engine(t *testing.T) (*docker.Client, string) {
 	return c, dockertest.BusyboxImage(t, c, "")
 }
 
-// isPodman reports whether the engine under test is Podman, whose Docker
-// API differs from dockerd's in the ways docs/engines.md lists; tests
-// check each engine's own behaviour there.
-func isPodman(c *docker.Client) bool {
-	v, _ := c.EngineVersion()
-	return strings.HasPrefix(v.Name, "Podman")
-}
-
 // lockedBuffer is a bytes.Buffer for writers used from other goroutines.
 type lockedBuffer struct {
 	mu  sync.Mutex

@@ -65,7 +65,7 @@ ENV MODE=debug
 	}
 	t.Logf("build output:\n%s", out.String())
 	wants := []string{"Step 1/", "building with hello", "Successfully tagged " + tag}
-	if isPodman(c) {
+	if dockertest.IsPodman(c) {
 		// Buildah's wording; a RUN step whose layer is cached prints nothing.
 		wants = []string{"STEP 1/", "Successfully tagged "}
 	}
@@ -148,7 +148,7 @@ func TestBuildImageFailure(t *testing.T) {
 		t.Fatal("build succeeded")
 	}
 	t.Logf("error: %v", err)
-	if !strings.Contains(err.Error(), "returned a non-zero code: 3") && !(isPodman(c) && strings.Contains(err.Error(), "exit status 3")) {
+	if !strings.Contains(err.Error(), "returned a non-zero code: 3") && !(dockertest.IsPodman(c) && strings.Contains(err.Error(), "exit status 3")) {
 		t.Errorf("error = %v", err)
 	}
 	if !strings.Contains(out.String(), "about to fail") || strings.Contains(out.String(), "never") {

@@ -61,7 +61,7 @@ func TestPushPull(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Podman lists a pushed digest only after a pull (docs/engines.md).
-	if !slices.Contains(img.RepoDigests, reg.Host+"/team/app@"+digest) && !isPodman(c) {
+	if !slices.Contains(img.RepoDigests, reg.Host+"/team/app@"+digest) && !dockertest.IsPodman(c) {
 		t.Errorf("RepoDigests = %v, want %s", img.RepoDigests, digest)
 	}
 	// Pushing again pushes nothing new and reports the same digest.
@@ -93,7 +93,7 @@ func TestPushPull(t *testing.T) {
 		t.Fatalf("pull: %v\n%s", err, out.String())
 	}
 	t.Logf("pull output:\n%s", out.String())
-	if !strings.Contains(out.String(), "Digest: "+digest) && !isPodman(c) { // Podman prints no digest
+	if !strings.Contains(out.String(), "Digest: "+digest) && !dockertest.IsPodman(c) { // Podman prints no digest
 		t.Errorf("pull output lacks the digest")
 	}
 	pulled, err := c.InspectImage(ctx, ref)

@@ -136,7 +136,7 @@ func TestCopyIntoVolume(t *testing.T) {
 		t.Fatal(err)
 	}
 	// dockerd refuses a missing target directory; Podman creates it.
-	if err := c.CopyToContainer(ctx, setup, "/no/such/dir", bytes.NewReader(cfgTar.Bytes())); !errors.Is(err, docker.ErrNotFound) && !isPodman(c) {
+	if err := c.CopyToContainer(ctx, setup, "/no/such/dir", bytes.NewReader(cfgTar.Bytes())); !errors.Is(err, docker.ErrNotFound) && !dockertest.IsPodman(c) {
 		t.Errorf("copy into a missing directory: %v, want ErrNotFound", err)
 	}
 

@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/gantryhq/gantry/internal/docker/dockertest"
 	"github.com/gantryhq/gantry/internal/engine"
 )
 
@@ -52,7 +52,7 @@ steps:
 		return "", fmt.Errorf("no secret %s", uri)
 	}
 	_, err := e.execute(j)
-	if isPodman(e.d) {
+	if dockertest.IsPodman(e.d) {
 		if !errors.Is(err, engine.ErrStepFailed) || !strings.Contains(err.Error(), "need BuildKit") || strings.Contains(log.String(), secret) {
 			t.Errorf("err = %v\n%s", err, log)
 		}
@@ -76,13 +76,7 @@ steps:
 	}
 	t.Cleanup(func() { _ = e.d.RemoveImage(context.Background(), ref, true) })
 	for _, args := range [][]string{{"save", ref}, {"history", "--no-trunc", ref}} {
-		cmd := exec.Command("docker", args...)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("docker %s: %v\n%s", args[0], err, stderr.String())
-		}
-		if bytes.Contains(stdout.Bytes(), []byte(secret)) {
+		if bytes.Contains(dockertest.CLI(t, args...), []byte(secret)) {
 			t.Errorf("docker %s shows the secret", args[0])
 		}
 	}

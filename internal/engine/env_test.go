@@ -75,13 +75,6 @@ func gantryBinary(t testing.TB) string {
 	return gantryBin
 }
 
-// isPodman reports whether the engine under test is Podman (see
-// docs/engines.md for where its Docker API differs).
-func isPodman(d *docker.Client) bool {
-	v, _ := d.EngineVersion()
-	return strings.HasPrefix(v.Name, "Podman")
-}
-
 // testCLIImage is the repository of the CLI images the tests build; they
 // are removed when the tests end.
 const testCLIImage = "gantry-test/gantry-cli"

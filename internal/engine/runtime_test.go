@@ -340,7 +340,7 @@ steps:
 	}
 	host := e.hosts["contoso"]
 	inspected, pulled := `inspect \| `+host+`/generated:copy-`+j.RunID, `pull-back \| Status: Downloaded newer image for `+host+`/generated:copy-`+j.RunID
-	if isPodman(e.d) {
+	if dockertest.IsPodman(e.d) {
 		// Podman lists the image's tags in another order and its pull
 		// stream has no status lines (docs/engines.md).
 		inspected, pulled = `inspect \| `+host+`/generated:\S+`, stamp+`Step ID: pull-back marked as successful .*`

@@ -355,3 +355,29 @@ func BusyboxImage(t testing.TB, c *docker.Client, tag string) string {
 	RemoveImageOnCleanup(t, c, tag)
 	return tag
 }
+
+// CLI runs the docker CLI against the engine at DOCKER_HOST and returns its
+// standard output, failing t with its error output when it fails: an
+// independent witness of what the engine holds.
+func CLI(t testing.TB, args ...string) []byte {
+	t.Helper()
+	if _, err := exec.LookPath("docker"); err != nil {
+		Require(t, "the docker CLI is not installed")
+	}
+	cmd := exec.Command("docker", args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return out
+}
+
+// IsPodman reports whether c talks to Podman, whose Docker API differs
+// from dockerd's in the ways docs/engines.md lists; tests check each
+// engine's own behaviour there.
+func IsPodman(c *docker.Client) bool {
+	v, _ := c.EngineVersion()
+	return strings.HasPrefix(v.Name, "Podman")
+}
