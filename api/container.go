@@ -46,7 +46,9 @@ type CreateContainerRequest struct {
 	RegistryUsername    string `json:"registryUsername,omitempty"`
 	// RegistryPassword is stored encrypted, for pulling the image again
 	// (after a server restart); it is never shown. Without credentials, those
-	// stored for the same registry by an earlier create are used.
+	// stored by an earlier create are used only when the same principal
+	// applies the same image and command again; otherwise the caller's own
+	// pull access to a gantry registry is used, or the pull is anonymous.
 	RegistryPassword string `json:"registryPassword,omitempty"`
 	// CPU is a CPU quota in cores (0: unlimited).
 	CPU float64 `json:"cpu,omitempty"`

@@ -21,6 +21,9 @@ type session struct {
 	runID     string
 	ref       string
 	expires   time.Time // when the credential expires; zero: never
+	// registryOnly marks a run's registry credential, which the control
+	// API refuses (RunGrant.RegistryOnly).
+	registryOnly bool
 }
 
 func (s session) identity() Identity {

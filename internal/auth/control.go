@@ -76,7 +76,7 @@ func (s *Service) Authenticate(r *http.Request, registry string) (Identity, erro
 		if err != nil {
 			return Identity{}, err
 		}
-		return sess.identity(), nil
+		return controlIdentity(sess)
 	case "bearer":
 		if !IsRunCredential(value) {
 			return Identity{}, fmt.Errorf("bearer tokens on the control API must be run credentials: %w", ErrUnauthenticated)
@@ -85,10 +85,20 @@ func (s *Service) Authenticate(r *http.Request, registry string) (Identity, erro
 		if err != nil {
 			return Identity{}, err
 		}
-		return sess.identity(), nil
+		return controlIdentity(sess)
 	default:
 		return Identity{}, fmt.Errorf("unsupported authorization scheme %q: %w", scheme, ErrUnauthenticated)
 	}
+}
+
+// controlIdentity is the identity of a control-API session: a run's
+// registry credential is refused there (only the alias steps get a
+// control-API credential).
+func controlIdentity(sess session) (Identity, error) {
+	if sess.registryOnly {
+		return Identity{}, fmt.Errorf("the registry credential of run %s is not accepted by the control API: %w", sess.runID, ErrUnauthenticated)
+	}
+	return sess.identity(), nil
 }
 
 // Check returns nil if id may perform op on the scope path, an error wrapping

@@ -30,6 +30,10 @@ type RunGrant struct {
 	// TTL is how long the credential works (at most 7 days), e.g. the task
 	// timeout plus a margin.
 	TTL time.Duration
+	// RegistryOnly makes a credential the registries accept and the control
+	// API refuses: the one every step finds in its Docker config, while
+	// only the gantry and az alias steps get a control-API credential.
+	RegistryOnly bool
 }
 
 // runCredentialPrefix starts every run credential. Its "." keeps it apart
@@ -74,9 +78,9 @@ func (s *Service) IssueRunCredential(ctx context.Context, g RunGrant) (string, e
 		if _, err := tx.ExecContext(ctx, `DELETE FROM run_credentials WHERE expires_at < ?`, timeText(now)); err != nil {
 			return fmt.Errorf("pruning run credentials: %w", err)
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO run_credentials(id, registry, run_id, principal_id, name, hash, created_at, expires_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			id, g.Registry, g.RunID, principal, g.Name, s.mac("run-credential", secret), timeText(now), timeText(now.Add(g.TTL)))
+		_, err := tx.ExecContext(ctx, `INSERT INTO run_credentials(id, registry, run_id, principal_id, name, hash, created_at, expires_at, registry_only)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			id, g.Registry, g.RunID, principal, g.Name, s.mac("run-credential", secret), timeText(now), timeText(now.Add(g.TTL)), g.RegistryOnly)
 		if isForeignKeyViolation(err) {
 			return fmt.Errorf("registry %q: %w", g.Registry, ErrNotFound)
 		}
@@ -111,6 +115,8 @@ type runRecord struct {
 	name      string
 	hash      []byte
 	expires   time.Time
+	// registryOnly: refused by the control API (RunGrant.RegistryOnly).
+	registryOnly bool
 }
 
 func (s *Service) runRecord(ctx context.Context, id string) (*runRecord, error) {
@@ -118,8 +124,8 @@ func (s *Service) runRecord(ctx context.Context, id string) (*runRecord, error) 
 		r := runRecord{id: id}
 		var principal sql.NullString
 		var expires string
-		err := s.db.R.QueryRowContext(ctx, `SELECT registry, run_id, principal_id, name, hash, expires_at FROM run_credentials WHERE id = ?`, id).
-			Scan(&r.registry, &r.runID, &principal, &r.name, &r.hash, &expires)
+		err := s.db.R.QueryRowContext(ctx, `SELECT registry, run_id, principal_id, name, hash, expires_at, registry_only FROM run_credentials WHERE id = ?`, id).
+			Scan(&r.registry, &r.runID, &principal, &r.name, &r.hash, &expires, &r.registryOnly)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, nil
 		}
@@ -160,5 +166,5 @@ func (r *runRecord) session() session {
 		principal = r.id
 	}
 	return session{kind: KindRun, principal: principal, name: r.name,
-		registry: r.registry, runID: r.runID, ref: r.id, expires: r.expires}
+		registry: r.registry, runID: r.runID, ref: r.id, expires: r.expires, registryOnly: r.registryOnly}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -38,6 +39,7 @@ type Config struct {
 	Tasks    Tasks    `yaml:"tasks"`
 	Triggers Triggers `yaml:"triggers"`
 	Cache    Cache    `yaml:"cache"`
+	Security Security `yaml:"security"`
 }
 
 // Log configures the server log.
@@ -99,6 +101,28 @@ type Cache struct {
 	// TagTTL is how long a cached tag is served before it is revalidated
 	// against the upstream with a HEAD request.
 	TagTTL time.Duration `yaml:"tagTTL"`
+}
+
+// Security says what task content and upstream fetches may reach beyond a
+// task's own rights (docs/security.md). Lists are comma-separated in
+// GANTRY_SECURITY_* variables.
+type Security struct {
+	// ContextRoots are the folders under which a non-admin caller may name a
+	// local folder context or a file:// or local-path git URL (gantry server
+	// --context-root, repeatable). Empty: none; the admin may use any
+	// folder outside the data directory.
+	ContextRoots []string `yaml:"contextRoots"`
+	// PrivilegedRegistries are the registries whose task steps may ask for
+	// privileged: true or the host network explicitly (gantry server
+	// --allow-privileged-steps, repeatable).
+	PrivilegedRegistries []string `yaml:"privilegedRegistries"`
+	// UpstreamAllow, when not empty, is the only upstream hosts import,
+	// cache rules and base-image polling may fetch from (gantry server
+	// --upstream-allow); UpstreamDeny is refused always (--upstream-deny).
+	// Entries are host names, host:port, IP addresses or CIDR prefixes;
+	// "*.example.com" matches subdomains.
+	UpstreamAllow []string `yaml:"upstreamAllow"`
+	UpstreamDeny  []string `yaml:"upstreamDeny"`
 }
 
 // Default returns the configuration used when nothing is set.
@@ -182,6 +206,17 @@ func setScalar(v reflect.Value, s string) error {
 		return nil
 	}
 	switch v.Kind() {
+	case reflect.Slice:
+		if v.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("unsupported kind %s", v.Kind())
+		}
+		var list []string
+		for _, e := range strings.Split(s, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				list = append(list, e)
+			}
+		}
+		v.Set(reflect.ValueOf(list))
 	case reflect.String:
 		v.SetString(s)
 	case reflect.Bool:
@@ -232,6 +267,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Triggers.CommitPollInterval < 0 || c.Triggers.BaseImagePollInterval < 0 {
 		bad("triggers", "intervals must not be negative")
+	}
+	for i, root := range c.Security.ContextRoots {
+		if !filepath.IsAbs(root) {
+			bad(fmt.Sprintf("security.contextRoots[%d]", i), "%q is not an absolute path", root)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -53,3 +53,17 @@ func TestInvalid(t *testing.T) {
 		})
 	}
 }
+
+func TestSecurityLists(t *testing.T) {
+	c := Default()
+	if err := c.ApplyEnv([]string{"GANTRY_SECURITY_CONTEXTROOTS=/srv/a, /srv/b", "GANTRY_SECURITY_UPSTREAMDENY=10.0.0.0/8"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Security.ContextRoots) != 2 || c.Security.ContextRoots[1] != "/srv/b" || c.Security.UpstreamDeny[0] != "10.0.0.0/8" {
+		t.Errorf("security = %+v", c.Security)
+	}
+	c.Security.ContextRoots = []string{"relative"}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "security.contextRoots[0]") {
+		t.Errorf("Validate = %v, want security.contextRoots[0] named", err)
+	}
+}

@@ -45,6 +45,13 @@ type HostConfig struct {
 	Binds       []string // "volume-or-/host/path:/container/path[:ro]"
 	Mounts      []Mount
 	Privileged  bool
+	// CapDrop and CapAdd change the engine's default capabilities ("ALL"
+	// drops every one); SecurityOpt are e.g. "no-new-privileges".
+	CapDrop     []string
+	CapAdd      []string
+	SecurityOpt []string
+	// ReadonlyRootfs mounts the container's root file system read-only.
+	ReadonlyRootfs bool
 	// AutoRemove makes the engine remove the container once it has exited.
 	AutoRemove    bool
 	RestartPolicy RestartPolicy
@@ -111,10 +118,14 @@ func (c *Client) CreateContainer(ctx context.Context, name string, cfg Container
 	}
 	config.ExposedPorts = ports
 	hc := &container.HostConfig{
-		NetworkMode: container.NetworkMode(host.NetworkMode),
-		Binds:       host.Binds,
-		Privileged:  host.Privileged,
-		AutoRemove:  host.AutoRemove,
+		NetworkMode:    container.NetworkMode(host.NetworkMode),
+		Binds:          host.Binds,
+		Privileged:     host.Privileged,
+		CapDrop:        host.CapDrop,
+		CapAdd:         host.CapAdd,
+		SecurityOpt:    host.SecurityOpt,
+		ReadonlyRootfs: host.ReadonlyRootfs,
+		AutoRemove:     host.AutoRemove,
 		RestartPolicy: container.RestartPolicy{
 			Name:              container.RestartPolicyMode(host.RestartPolicy.Name),
 			MaximumRetryCount: host.RestartPolicy.MaximumRetryCount,

@@ -172,6 +172,13 @@ func (r *run) workspaceRoot(ctx context.Context) (string, error) {
 
 // untar extracts a tar stream into dir, refusing paths that leave it.
 func untar(r io.Reader, dir string) error {
+	// Every write goes through an os.Root: no name, symbolic link (a step
+	// can leave any link in the workspace) or hard link leads out of dir.
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -185,50 +192,64 @@ func untar(r io.Reader, dir string) error {
 		if name == "." || name == "" {
 			continue
 		}
-		if strings.HasPrefix(name, "../") || name == ".." || path.IsAbs(name) {
+		if !filepath.IsLocal(filepath.FromSlash(name)) {
 			return fmt.Errorf("unsafe path %q in the workspace", h.Name)
 		}
-		dst := filepath.Join(dir, filepath.FromSlash(name))
-		if _, err := inside(dir, filepath.Dir(dst)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		dst := filepath.FromSlash(name)
+		mode := os.FileMode(h.Mode).Perm()
+		if err := untarEntry(root, tr, h, dst, mode); err != nil {
 			return fmt.Errorf("path %q in the workspace: %w", h.Name, err)
 		}
-		mode := os.FileMode(h.Mode).Perm()
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(dst, mode|0o700); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-				return err
-			}
-			f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode|0o200)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-			_ = os.Chmod(dst, mode)
-			_ = os.Chtimes(dst, h.ModTime, h.ModTime)
-		case tar.TypeSymlink:
-			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-				return err
-			}
-			if err := os.Symlink(h.Linkname, dst); err != nil {
-				return err
-			}
-		case tar.TypeLink:
-			src := filepath.Join(dir, filepath.FromSlash(path.Clean(strings.TrimPrefix(h.Linkname, "./"))))
-			if err := os.Link(src, dst); err != nil {
+	}
+}
+
+// untarEntry writes one archive entry at dst inside root.
+func untarEntry(root *os.Root, tr *tar.Reader, h *tar.Header, dst string, mode os.FileMode) error {
+	parent := filepath.Dir(dst)
+	switch h.Typeflag {
+	case tar.TypeDir:
+		return root.MkdirAll(dst, mode|0o700)
+	case tar.TypeReg:
+		if err := root.MkdirAll(parent, 0o755); err != nil {
+			return err
+		}
+		// A link left at dst by an earlier entry is replaced, not written
+		// through.
+		if fi, err := root.Lstat(dst); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			if err := root.Remove(dst); err != nil {
 				return err
 			}
 		}
+		f, err := root.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode|0o200)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(f, tr)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		_ = root.Chmod(dst, mode)
+		_ = root.Chtimes(dst, h.ModTime, h.ModTime)
+		return nil
+	case tar.TypeSymlink:
+		if err := root.MkdirAll(parent, 0o755); err != nil {
+			return err
+		}
+		return root.Symlink(h.Linkname, dst)
+	case tar.TypeLink:
+		src := filepath.FromSlash(path.Clean(strings.TrimPrefix(h.Linkname, "./")))
+		if !filepath.IsLocal(src) {
+			return fmt.Errorf("hard link to %q leaves the workspace", h.Linkname)
+		}
+		if err := root.MkdirAll(parent, 0o755); err != nil {
+			return err
+		}
+		return root.Link(src, dst)
 	}
+	return nil
 }
 
 // build runs one attempt of a build (a build step, or docker build in a
@@ -259,6 +280,11 @@ func (r *run) build(ctx context.Context, s *plan.Step, b *plan.Build, record boo
 	secrets, err := r.buildSecrets(b)
 	if err != nil {
 		return attemptResult{exitCode: -1}, err
+	}
+	for _, t := range b.Tags {
+		if err := r.mayCreateTag(ctx, t); err != nil {
+			return attemptResult{exitCode: 1, output: err.Error()}, err
+		}
 	}
 	builder := r.chooseBuilder(ctx, s, b)
 	res, err := r.d.Build(ctx, docker.BuildSource{Dir: in.dir, Dockerfile: in.dfHost}, docker.BuildOptions{

@@ -59,10 +59,13 @@
 //     Result.Images.
 //   - cmd: a container of the first word's image (pulled with the run's
 //     login when missing, and refreshed like build bases when it names a
-//     registry and the run did not build it), the other words as arguments,
-//     HOME=/acb/home then the step's env (and Job.GantryEnv for the gantry CLI
-//     and az images), the step's working directory, user, entryPoint, privileged and
-//     cpus, the workspace, home and secret volumes, on the host network.
+//     registry and the run did not build it; a refused refresh fails the
+//     step: the engine's copy is never used instead), run by the image ID
+//     the run resolved, the other words as arguments, HOME=/acb/home then
+//     the step's env (and Job.GantryEnv for the gantry CLI and az images
+//     only), the step's working directory, user, entryPoint, privileged and
+//     cpus, the workspace, home and secret volumes, on the host network,
+//     confined (see Confinement).
 //     > /dev/null is honoured. detach starts it in the background (its output
 //     still goes to the log) and the step succeeds once it runs; keep leaves
 //     the container until the end of the run.
@@ -71,6 +74,25 @@
 //     logout change them and config.json), printing roughly what the docker
 //     CLI prints; a failure prints "Error response from daemon: ..." and
 //     fails the step with exit status 1, as acb's docker image would.
+//
+// # Confinement
+//
+// Steps run content nobody here wrote (docs/security.md). Every step
+// container keeps only the capabilities CHOWN, DAC_OVERRIDE, FOWNER, FSETID,
+// KILL, SETGID, SETUID and SETPCAP (no NET_RAW: no packet sockets on the
+// host network) and runs with no-new-privileges; the gantry and az alias
+// images also with a read-only root and a private /tmp. privileged: true,
+// network: host and a build's --network host are refused before anything
+// runs unless Job.AllowPrivileged (ErrInvalidTask, naming the server
+// setting). Images are scoped to the run: docker tag, inspect and push act
+// only on images the run built, tagged or pulled with its own logins (and
+// the Docker Hub names the engine holds, which no run may replace or
+// remove); docker images lists only the run's; rmi removes only the run's
+// tags; builds and tags may not name gantry's own repositories, a
+// registry the run has no login for, or a shared Docker Hub name the run
+// did not create. The gantry and az alias images are built by this process
+// and run by ID (EnsureCLIImage, EnsureAzImage), so a replaced tag changes
+// nothing.
 //
 // # The run log
 //
@@ -156,7 +178,7 @@
 //     with GANTRY_SERVER and GANTRY_TOKEN, so the tutorial's az login
 //     --identity and az container create run unchanged. The gantry alias
 //     runs the gantry CLI image (EnsureCLIImage). Neither image is ever
-//     pulled.
+//     pulled; both run by image ID.
 //   - A step timeout fails the step (ErrStepFailed, "context deadline
 //     exceeded"); only Job.Timeout or ctx make Execute return
 //     context.DeadlineExceeded.
@@ -165,6 +187,7 @@
 //   - Pushes are not retried when the image is missing or the credentials
 //     are refused.
 //   - Base images and registry images of cmd steps are refreshed by a pull
-//     (ACR runs on a fresh machine each time); Docker Hub names are used from
-//     the engine when present (there is no route to Docker Hub).
+//     with the run's login (ACR runs on a fresh machine each time), and a
+//     refused pull fails the step; Docker Hub names are used from the
+//     engine when present (there is no route to Docker Hub).
 package engine

@@ -100,6 +100,12 @@ func qualified(ref string) string {
 
 func (r *run) dockerTag(ctx context.Context, d *plan.DockerCommand) error {
 	src, dst := d.Operands[0], d.Operands[1]
+	if !r.sees(src) {
+		return errNoSuchImage(src)
+	}
+	if err := r.mayCreateTag(ctx, dst); err != nil {
+		return err
+	}
 	if err := r.d.TagImage(ctx, src, dst); err != nil {
 		return err
 	}
@@ -119,6 +125,10 @@ func (r *run) dockerPush(ctx context.Context, d *plan.DockerCommand, w io.Writer
 	var progress io.Writer = w
 	if v, ok := d.Flag("--quiet"); ok && v == "true" {
 		progress = nil
+	}
+	if !r.sees(ref) || imageOf(ref).Registry == dockerHub && !r.owns(ref) {
+		//lint:ignore ST1005 the docker CLI's wording, which scripts match
+		return fmt.Errorf("An image does not exist locally with the tag: %s", ref)
 	}
 	digest, err := r.d.PushImage(ctx, ref, r.authFor(ref), progress)
 	if err != nil {
@@ -155,6 +165,7 @@ func (r *run) dockerImages(ctx context.Context, d *plan.DockerCommand, w io.Writ
 	if err != nil {
 		return err
 	}
+	list = r.visibleImages(list)
 	type row struct {
 		Repository, Tag, Digest, ID, CreatedSince, CreatedAt, Size string
 	}
@@ -277,6 +288,10 @@ func (r *run) dockerInspect(ctx context.Context, d *plan.DockerCommand, w io.Wri
 	}
 	var list []map[string]any
 	for _, ref := range d.Operands {
+		if !r.sees(ref) {
+			//lint:ignore ST1005 the docker CLI's wording, which scripts match
+			return fmt.Errorf("No such object: %s", ref)
+		}
 		img, err := r.d.InspectImage(ctx, ref)
 		if err != nil {
 			if errors.Is(err, docker.ErrNotFound) {
@@ -329,6 +344,10 @@ func (r *run) dockerRmi(ctx context.Context, d *plan.DockerCommand, w io.Writer)
 		force = true
 	}
 	for _, ref := range d.Operands {
+		if !r.owns(ref) {
+			// Only what the run created: other images are shared.
+			return errNoSuchImage(ref)
+		}
 		if err := r.d.RemoveImage(ctx, ref, force); err != nil {
 			return err
 		}

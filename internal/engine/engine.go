@@ -72,8 +72,10 @@ type Engine struct {
 	aliases map[string]string // overrides of the image aliases
 
 	mu       sync.Mutex
-	cliImage string // built CLI image tag, once known
-	azImage  string // built az image tag, once known
+	cliImage string // built CLI image tag, once built by this process
+	cliID    string // its image ID, what steps run
+	azImage  string // built az image tag, once built by this process
+	azID     string // its image ID
 	helper   bool   // the helper image is known to exist
 }
 
@@ -190,6 +192,11 @@ func (e *Engine) Execute(ctx context.Context, job Job) (Result, error) {
 		if cerr := ended(parent, ctx, job); cerr != nil {
 			return Result{}, cerr
 		}
+		lg.Printf("%v", err)
+		log.InfoContext(ctx, "run rejected", "err", lg.maskString(err.Error()))
+		return Result{}, lg.maskErr(err)
+	}
+	if err := r.checkEscalations(p); err != nil {
 		lg.Printf("%v", err)
 		log.InfoContext(ctx, "run rejected", "err", lg.maskString(err.Error()))
 		return Result{}, lg.maskErr(err)

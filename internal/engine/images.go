@@ -75,13 +75,13 @@ func (e *Engine) cliAlias() string { return e.imageAliases()["gantry"] }
 // azAlias is the image the az alias names.
 func (e *Engine) azAlias() string { return e.imageAliases()["az"] }
 
-// EnsureAzImage builds the az image if the engine does not have it yet and
-// returns its reference, <az repository>:<the CLI image's hash>: the gantry
-// CLI image with az (gantry's Azure CLI subset) as its entrypoint. Without
-// a gantry binary it returns taskfile.AzImage unchecked.
+// EnsureAzImage builds the az image, <az repository>:<the CLI image's
+// hash>, once per process, and returns its image ID: the gantry CLI image
+// with az (gantry's Azure CLI subset) as its entrypoint. Steps run it by ID,
+// so a tag replaced on the engine changes nothing. Without a gantry binary
+// it returns taskfile.AzImage unchecked.
 func (e *Engine) EnsureAzImage(ctx context.Context) (string, error) {
-	cli, err := e.EnsureCLIImage(ctx)
-	if err != nil || e.gantry == "" {
+	if _, err := e.EnsureCLIImage(ctx); err != nil || e.gantry == "" {
 		if e.gantry == "" {
 			return taskfile.AzImage, nil
 		}
@@ -89,48 +89,64 @@ func (e *Engine) EnsureAzImage(ctx context.Context) (string, error) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.azImage != "" {
-		return e.azImage, nil
+	if e.azID != "" {
+		if err := e.checkPinned(ctx, e.azID, "az"); err == nil {
+			return e.azID, nil
+		}
 	}
-	_, sum, _ := strings.Cut(cli, ":")
+	_, sum, _ := strings.Cut(e.cliImage, ":")
 	tag := e.azRepo + ":" + sum
-	if _, err := e.d.InspectImage(ctx, tag); err == nil {
-		e.azImage = tag
-		return tag, nil
-	} else if !errors.Is(err, docker.ErrNotFound) {
-		return "", fmt.Errorf("looking for the az image: %w", engineErr(err))
-	}
 	var buf bytes.Buffer
-	if err := docker.TarFiles(&buf, map[string]string{"Dockerfile": fmt.Sprintf(azDockerfile, cli)}); err != nil {
+	var out bytes.Buffer
+	// FROM the CLI image's ID: the tag could have been replaced.
+	df := fmt.Sprintf(azDockerfile, e.cliID)
+	if err := docker.TarFiles(&buf, map[string]string{"Dockerfile": df}); err != nil {
 		return "", err
 	}
-	var out bytes.Buffer
-	if _, err := e.d.BuildImage(ctx, &buf, docker.BuildOptions{
+	id, err := e.d.BuildImage(ctx, &buf, docker.BuildOptions{
 		Tags: []string{tag}, Labels: map[string]string{LabelCLI: sum}, NetworkMode: "none",
-	}, &out); err != nil {
+	}, &out)
+	if err != nil {
 		return "", fmt.Errorf("building the az image: %w\n%s", engineErr(err), out.String())
 	}
-	e.log.InfoContext(ctx, "built the az image", "image", tag)
-	e.azImage = tag
+	e.log.InfoContext(ctx, "built the az image", "image", tag, "id", id)
+	e.azImage, e.azID = tag, id
 	e.pruneCLIImages(ctx, e.azRepo, tag)
-	return tag, nil
+	return id, nil
 }
 
-// EnsureCLIImage builds the gantry CLI image if the engine does not have it
-// yet and returns its reference: <repository>:<content hash>, FROM scratch
-// with busybox (/bin, installed as applets) and the gantry binary at
-// /usr/local/bin/gantry as the entrypoint. It is built once per binary:
-// later calls (and later processes) find it by its tag. Without a gantry
-// binary (WithGantryBinary) it returns taskfile.GantryImage unchecked.
-// Execute calls it on first use; a server may call it at start-up.
+// checkPinned verifies that the image id still exists and is one of
+// gantry's (its label); what is run by ID cannot have been replaced.
+func (e *Engine) checkPinned(ctx context.Context, id, what string) error {
+	img, err := e.d.InspectImage(ctx, id)
+	if err != nil {
+		return fmt.Errorf("the %s image %s: %w", what, id, engineErr(err))
+	}
+	if img.Config.Labels[LabelCLI] == "" {
+		return fmt.Errorf("the %s image %s has lost gantry's label", what, id)
+	}
+	return nil
+}
+
+// EnsureCLIImage builds the gantry CLI image, <repository>:<content hash>,
+// FROM scratch with busybox (/bin, installed as applets) and the gantry
+// binary at /usr/local/bin/gantry as the entrypoint, and returns its image
+// ID. It is built once per process (the engine's layer cache makes a
+// rebuild of unchanged content quick), never taken from the engine by its
+// tag, which a task could have replaced; steps run it by ID. Without a
+// gantry binary (WithGantryBinary) it returns taskfile.GantryImage
+// unchecked. Execute calls it on first use; a server may call it at
+// start-up.
 func (e *Engine) EnsureCLIImage(ctx context.Context) (string, error) {
 	if e.gantry == "" {
 		return taskfile.GantryImage, nil
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.cliImage != "" {
-		return e.cliImage, nil
+	if e.cliID != "" {
+		if err := e.checkPinned(ctx, e.cliID, "gantry CLI"); err == nil {
+			return e.cliID, nil
+		}
 	}
 	busybox := e.busybox
 	if busybox == "" {
@@ -159,18 +175,12 @@ func (e *Engine) EnsureCLIImage(ctx context.Context) (string, error) {
 	}
 	sum := hex.EncodeToString(h.Sum(nil))[:16]
 	tag := e.cliRepo + ":" + sum
-	if _, err := e.d.InspectImage(ctx, tag); err == nil {
-		e.cliImage = tag
-		return tag, nil
-	} else if !errors.Is(err, docker.ErrNotFound) {
-		return "", fmt.Errorf("looking for the gantry CLI image: %w", engineErr(err))
-	}
 	pr, pw := io.Pipe()
 	go func() {
 		pw.CloseWithError(tarHostFiles(pw, map[string]string{"busybox": busybox, "gantry": e.gantry}, cliDockerfile))
 	}()
 	var out bytes.Buffer
-	_, err := e.d.BuildImage(ctx, pr, docker.BuildOptions{
+	id, err := e.d.BuildImage(ctx, pr, docker.BuildOptions{
 		Tags:        []string{tag},
 		Labels:      map[string]string{LabelCLI: sum},
 		NetworkMode: hostNetwork,
@@ -179,10 +189,11 @@ func (e *Engine) EnsureCLIImage(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("building the gantry CLI image: %w\n%s", engineErr(err), out.String())
 	}
-	e.log.InfoContext(ctx, "built the gantry CLI image", "image", tag)
-	e.cliImage = tag
+	e.log.InfoContext(ctx, "built the gantry CLI image", "image", tag, "id", id)
+	e.cliImage, e.cliID = tag, id
+	e.azID = "" // FROM the CLI image: rebuilt on its next use
 	e.pruneCLIImages(ctx, e.cliRepo, tag)
-	return tag, nil
+	return id, nil
 }
 
 // pruneCLIImages removes the CLI (or az) images of earlier binaries (repo,

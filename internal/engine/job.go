@@ -47,6 +47,10 @@ type Job struct {
 	// image (the `gantry` image alias): the server address and the run's
 	// credential.
 	GantryEnv map[string]string
+	// AllowPrivileged lets steps ask for privileged: true, network: host
+	// and build --network host (the server's --allow-privileged-steps for
+	// the run's registry); without it such a task file is refused.
+	AllowPrivileged bool
 	// Log receives the run log, whole lines.
 	Log io.Writer
 	// Timeout bounds the whole run (0: none beyond ctx).
@@ -59,6 +63,11 @@ type Credential struct {
 	Registry string
 	Username string
 	Password string
+	// EngineOnly keeps the login out of the steps' Docker config: the
+	// engine uses it for the run's pulls, builds and pushes, but no step
+	// sees it (a token password of a gantry registry, which the control API
+	// would accept; docs/security.md).
+	EngineOnly bool
 }
 
 // Step statuses, as acb reports them.

@@ -24,9 +24,11 @@ const tailSize = 64 << 10
 
 // stepState is what prepare resolved for a step's attempts.
 type stepState struct {
-	image string // the image to run (cmd steps)
+	image string // the image to run (cmd steps): its ID once pinned
 	cli   bool   // it is the gantry CLI image
-	build *buildInput
+	// pinned: image is the ID of what the run resolved (pin).
+	pinned bool
+	build  *buildInput
 }
 
 func (r *run) state(id string) *stepState {
@@ -79,6 +81,9 @@ func (r *run) attempt(ctx context.Context, s *plan.Step) (attemptResult, error) 
 // image is present.
 func (r *run) prepareCmd(ctx context.Context, s *plan.Step) error {
 	st := r.state(s.ID)
+	if st.pinned {
+		return nil
+	}
 	st.image = s.Cmd.Image
 	// The gantry and az aliases run images gantry builds, with the run's
 	// identity; their default names are built on first use.
@@ -99,6 +104,10 @@ func (r *run) prepareCmd(ctx context.Context, s *plan.Step) error {
 				return err
 			}
 			st.image = img
+			if img != a.image {
+				st.pinned = true // the ID of the image the server built
+				return nil
+			}
 		}
 		break
 	}
@@ -122,17 +131,34 @@ func (r *run) prepareCmd(ctx context.Context, s *plan.Step) error {
 			return engineErr(err)
 		}
 		r.markReady(st.image)
-		return nil
+		return r.pin(ctx, st)
 	}
 	if st.image == taskfile.GantryImage || st.image == taskfile.AzImage {
 		// Local names of images gantry builds: never pulled (Docker Hub
 		// has no such image, and is out of reach).
-		if _, err := r.d.InspectImage(ctx, st.image); err != nil {
+		img, err := r.d.InspectImage(ctx, st.image)
+		if err != nil {
 			return fmt.Errorf("the gantry CLI image %s is not on the engine, and the server has no static gantry binary to build it from: %w", st.image, engineErr(err))
 		}
+		st.image, st.pinned = img.ID, true
 		return nil
 	}
-	return r.ensureImage(ctx, st.image, out)
+	if err := r.ensureImage(ctx, st.image, out); err != nil {
+		return err
+	}
+	return r.pin(ctx, st)
+}
+
+// pin replaces the step's image reference with the ID it names now, so
+// that the container runs what the run pulled or built even if the tag
+// moves before the container is created.
+func (r *run) pin(ctx context.Context, st *stepState) error {
+	img, err := r.d.InspectImage(ctx, st.image)
+	if err != nil {
+		return engineErr(err)
+	}
+	st.image, st.pinned = img.ID, true
+	return nil
 }
 
 func (r *run) markReady(ref string) {
@@ -143,10 +169,11 @@ func (r *run) markReady(ref string) {
 
 // ensureImage makes sure ref is on the engine for this run, as a fresh
 // machine would: an image that names a registry (other than Docker Hub) is
-// pulled, unless this run built or tagged it, so that a moved tag is never
-// served from a stale local copy; if that pull fails, a local copy is used
-// with a warning. Other images (Docker Hub names, local-only images such as
-// the gantry CLI image) are used when present and pulled when not.
+// pulled with the run's login, unless this run built or tagged it, so that a
+// moved tag is never served from a stale local copy and a run never uses
+// another run's copy of an image it may not pull itself: when that pull
+// fails, so does the step. Docker Hub names (the public base images the
+// engine holds) are used when present and pulled when not.
 func (r *run) ensureImage(ctx context.Context, ref string, out io.Writer) error {
 	r.mu.Lock()
 	ready := r.ready[ref]
@@ -154,6 +181,11 @@ func (r *run) ensureImage(ctx context.Context, ref string, out io.Writer) error 
 	r.mu.Unlock()
 	if ready || created {
 		return nil
+	}
+	if r.reserved(ref) || isImageID(ref) {
+		// Gantry's own images run through their aliases only, and an ID
+		// would reach any image on the engine.
+		return errNoSuchImage(ref)
 	}
 	_, ierr := r.d.InspectImage(ctx, ref)
 	local := ierr == nil
@@ -169,10 +201,10 @@ func (r *run) ensureImage(ctx context.Context, ref string, out io.Writer) error 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if !local {
-			return engineErr(err)
+		if local {
+			return fmt.Errorf("pulling %s with the run's login (the engine's copy is not used for a run that cannot pull it): %w", ref, engineErr(err))
 		}
-		r.log.Printf("Could not refresh image %s, using the local copy: %v", ref, err)
+		return engineErr(err)
 	}
 	r.markReady(ref)
 	return nil
@@ -250,6 +282,7 @@ func (r *run) containerConfig(s *plan.Step, st *stepState) (docker.ContainerConf
 	for _, m := range s.Mounts {
 		host.Mounts = append(host.Mounts, docker.Mount{Type: "volume", Source: r.secretVols[m.Volume], Target: m.Path, ReadOnly: true})
 	}
+	confine(&host, st.cli)
 	return cfg, host
 }
 

@@ -297,6 +297,9 @@ func (r *run) dockerConfig() ([]byte, error) {
 	}{Auths: map[string]entry{}, HTTPHeaders: map[string]string{"X-Meta-Source-Client": "gantry/tasks"}}
 	r.mu.Lock()
 	for _, c := range r.creds {
+		if c.EngineOnly {
+			continue
+		}
 		host := c.Registry
 		if registryKey(host) == dockerHub {
 			host = "https://index.docker.io/v1/"

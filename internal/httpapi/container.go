@@ -8,12 +8,15 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/dockerfile"
+	"github.com/gantryhq/gantry/internal/importer"
 	"github.com/gantryhq/gantry/internal/instance"
 )
 
@@ -64,6 +67,8 @@ func containerError(err error) error {
 		return nil
 	}
 	switch {
+	case errors.Is(err, instance.ErrCredentialsRequired):
+		return &api.Error{Code: api.CodeDenied, Message: err.Error()}
 	case errors.Is(err, instance.ErrInvalid):
 		return &api.Error{Code: api.CodeInvalid, Message: err.Error()}
 	case errors.Is(err, instance.ErrNotReady):
@@ -131,6 +136,7 @@ func (a *containerAPI) create(w http.ResponseWriter, r *http.Request) error {
 		RestartPolicy:  req.RestartPolicy,
 		StartupTimeout: time.Duration(req.StartupTimeoutSeconds) * time.Second,
 		By:             identity(r.Context()).Name,
+		Principal:      identity(r.Context()).Principal,
 	}
 	for _, p := range req.Ports {
 		spec.Ports = append(spec.Ports, instance.Port{Port: p.Port, Protocol: p.Protocol, FrontPort: p.FrontPort})
@@ -139,6 +145,8 @@ func (a *containerAPI) create(w http.ResponseWriter, r *http.Request) error {
 		spec.Registry = &instance.Credentials{Server: req.RegistryLoginServer, Username: req.RegistryUsername, Password: req.RegistryPassword}
 	} else if req.RegistryLoginServer != "" {
 		return invalidField("registryLoginServer", "give registryUsername and registryPassword with it")
+	} else if spec.CallerCredentials, err = a.callerCredentials(r, req.Image); err != nil {
+		return err
 	}
 	in, outcome, err := a.c.Apply(r.Context(), spec)
 	if err != nil {
@@ -149,6 +157,73 @@ func (a *containerAPI) create(w http.ResponseWriter, r *http.Request) error {
 		status = http.StatusCreated
 	}
 	return reply(w, status, toAPIContainer(in, string(outcome)))
+}
+
+// callerCredentials returns the credentials the caller authenticated with,
+// as registry credentials for pulling image, when image is in a registry of
+// this server and the caller itself may pull its repository (admin, a run
+// in its own registry, a role assignment, a token's scope map); else nil.
+// Every registry accepts what the control API accepts (the admin, tokens
+// as "<registry>/<token>", run credentials with any user name), so the
+// engine pulls with the caller's own access, and nothing the instance
+// stored for another principal is needed (see package instance).
+func (a *containerAPI) callerCredentials(r *http.Request, image string) (*instance.Credentials, error) {
+	ctx := r.Context()
+	ref, err := dockerfile.ParseReference(image)
+	if err != nil || ref.Domain == "" {
+		return nil, nil // Apply reports a bad reference; Docker Hub is not ours
+	}
+	registry, err := a.localRegistry(ctx, ref.Domain)
+	if err != nil || registry == "" {
+		return nil, err
+	}
+	err = a.s.auth.Check(ctx, identity(ctx), auth.OpContentRead, auth.RepositoryScope(registry, ref.Path))
+	switch {
+	case errors.Is(err, auth.ErrDenied), errors.Is(err, auth.ErrUnauthenticated), errors.Is(err, auth.ErrInvalid):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	c := &instance.Credentials{Server: ref.Domain}
+	if user, pass, ok := r.BasicAuth(); ok {
+		c.Username, c.Password = user, pass
+	} else if scheme, value, _ := strings.Cut(r.Header.Get("Authorization"), " "); strings.EqualFold(scheme, "bearer") && auth.IsRunCredential(strings.TrimSpace(value)) {
+		c.Username, c.Password = auth.RunUsername, strings.TrimSpace(value)
+	} else {
+		return nil, nil
+	}
+	return c, nil
+}
+
+// localRegistry returns the registry of this server whose login server is
+// host (the same host:port, or any loopback spelling of a loopback or
+// all-interfaces listener on the same port), or "".
+func (a *containerAPI) localRegistry(ctx context.Context, host string) (string, error) {
+	regs, err := a.s.store.ListRegistries(ctx)
+	if err != nil {
+		return "", err
+	}
+	_, port, err := net.SplitHostPort(host)
+	if err != nil {
+		return "", nil
+	}
+	for _, reg := range regs {
+		if reg.Listen == "" {
+			continue
+		}
+		if strings.EqualFold(reg.Listen, host) {
+			return reg.Name, nil
+		}
+		lh, lport, err := net.SplitHostPort(reg.Listen)
+		if err != nil || lport != port {
+			continue
+		}
+		all := lh == "" || lh == "0.0.0.0" || lh == "::"
+		if importer.IsLoopback(host) && (all || importer.IsLoopback(reg.Listen)) {
+			return reg.Name, nil
+		}
+	}
+	return "", nil
 }
 
 func (a *containerAPI) show(w http.ResponseWriter, r *http.Request) error {

@@ -250,6 +250,7 @@ func TestContainerEndpoints(t *testing.T) {
 	body := fmt.Sprintf(`{"image":%q,"environmentVariables":{"COLOR":"green"},"secureEnvironmentVariables":{"API_KEY":"k3y"},"registryUsername":"puller","registryPassword":%q,"ports":[{"port":80}],"startupTimeoutSeconds":30}`, req.Image, password)
 	hr, _ := http.NewRequest(http.MethodPut, s.url+"/v1/containers/web", strings.NewReader(body))
 	hr.SetBasicAuth(auth.AdminUsername, "admin-password-for-tests")
+	hr.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(hr)
 	if err != nil {
 		t.Fatal(err)

@@ -32,6 +32,7 @@ var importFailures = map[string]error{
 	"reserved":   fmt.Errorf("repo x: %w", importer.ErrCacheTarget),
 	"missing":    fmt.Errorf("x: %w", importer.ErrSourceUnknown),
 	"refused":    fmt.Errorf("x: %w", importer.ErrUpstreamAuth),
+	"policy":     fmt.Errorf("import from x: %w", importer.ErrRefused),
 }
 
 func (f *importerFake) Import(_ context.Context, _ auth.Identity, _ string, req importer.ImportRequest, progress func(importer.Progress)) (importer.ImportResult, error) {
@@ -75,7 +76,7 @@ func TestImporterErrors(t *testing.T) {
 	want := map[string]*api.Error{
 		"throttled": api.ErrTooManyRequests, "down": api.ErrUnavailable, "bad": api.ErrUnavailable,
 		"invalid": api.ErrInvalid, "tag-exists": api.ErrConflict, "reserved": api.ErrDenied,
-		"missing": api.ErrNotFound, "refused": api.ErrDenied,
+		"missing": api.ErrNotFound, "refused": api.ErrDenied, "policy": api.ErrDenied,
 	}
 	for src, code := range want {
 		for _, streamed := range []bool{false, true} {

@@ -4,6 +4,19 @@
 // handler writes an error body itself. Every route except /v1/version
 // authenticates the caller and checks the operation against its scope
 // before touching anything.
+//
+// The API is not for browsers, and refuses what a browser could be led to
+// send from another site (CSRF): a request that changes state and has a
+// body must declare Content-Type application/json (parameters such as
+// charset allowed), or multipart/form-data for a quick run (POST
+// /v1/registries/{reg}/runs); anything else is answered 415 with code
+// INVALID and field Content-Type, before authentication. A browser cannot
+// send those types to another origin without a CORS preflight, which the
+// API never grants. Requests without a body (DELETE, POST .../cancel) need
+// no Content-Type. Git-host webhooks, authenticated by their signature,
+// take any type. A 401 carries the challenge `Gantry realm="gantry"`, never
+// Basic, so a browser neither prompts for a password nor keeps one to send
+// along with forged requests.
 package httpapi
 
 import (
@@ -13,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -22,6 +36,7 @@ import (
 	"github.com/gantryhq/gantry/internal/buildinfo"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/task"
+	"github.com/gantryhq/gantry/internal/trigger"
 	"github.com/gantryhq/gantry/internal/vault"
 )
 
@@ -100,7 +115,49 @@ func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
+	if err := s.checkBodyType(r); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// quickRunPattern is the one route whose body is multipart/form-data.
+const quickRunPattern = "POST /v1/registries/{reg}/runs"
+
+// errMediaType marks a request body of a type its route does not take
+// (415 Unsupported Media Type).
+var errMediaType = errors.New("unsupported media type")
+
+// checkBodyType refuses a state-changing request whose body is not of the
+// type its route takes: application/json, or multipart/form-data for a
+// quick run. Bodiless requests, reads, webhooks (authenticated by their
+// signature) and requests no route serves pass.
+func (s *Server) checkBodyType(r *http.Request) error {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return nil
+	}
+	if r.ContentLength == 0 {
+		return nil
+	}
+	_, pattern := s.mux.ServeMux.Handler(r)
+	if pattern == "" || pattern == "/v1/" || pattern == trigger.WebhookPattern {
+		return nil
+	}
+	want := "application/json"
+	if pattern == quickRunPattern {
+		want = "multipart/form-data"
+	}
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err == nil && mt == want {
+		return nil
+	}
+	msg := fmt.Sprintf("the request body is %q; %s takes %s", ct, pattern, want)
+	if ct == "" {
+		msg = fmt.Sprintf("the request body has no Content-Type; %s takes %s", pattern, want)
+	}
+	return fmt.Errorf("%w%.0w", &fieldError{field: "Content-Type", msg: msg}, errMediaType)
 }
 
 func (s *Server) routes() {
@@ -173,9 +230,23 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", fmt.Sprint(int(te.RetryAfter.Seconds()+0.999)))
 	}
 	if e.Code == api.CodeUnauthenticated {
-		w.Header().Set("WWW-Authenticate", `Basic realm="gantry"`)
+		// Not Basic: browsers would prompt for a password and then send it
+		// along with requests other sites make them send.
+		w.Header().Set("WWW-Authenticate", `Gantry realm="gantry"`)
+	}
+	if errors.Is(err, errMediaType) {
+		writeError(w, http.StatusUnsupportedMediaType, e)
+		return
 	}
 	api.WriteError(w, e)
+}
+
+// writeError writes e with a status other than its code's (api.WriteError
+// writes the code's own).
+func writeError(w http.ResponseWriter, status int, e *api.Error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: e})
 }
 
 // maxBody bounds JSON request bodies.

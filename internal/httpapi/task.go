@@ -172,6 +172,7 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 		Status:   req.Status, Platform: req.Platform, Timeout: time.Duration(req.TimeoutSeconds) * time.Second,
 		AssignIdentity: req.AssignIdentity, CommitTrigger: req.CommitTrigger, BaseImageTrigger: req.BaseImageTrigger,
 		BaseImageTriggerType: req.BaseImageTriggerType, Schedules: req.Schedules,
+		Admin: identity(r.Context()).Admin(),
 	})
 	return s.replyTask(w, r, http.StatusCreated, t, err)
 }
@@ -199,6 +200,7 @@ func (s *Server) updateTask(w http.ResponseWriter, r *http.Request) error {
 		Images: req.Images, Args: req.Arguments, Target: req.Target, NoPush: req.NoPush, Values: req.Values,
 		Status: req.Status, Platform: req.Platform, AssignIdentity: req.AssignIdentity, CommitTrigger: req.CommitTrigger,
 		BaseImageTrigger: req.BaseImageTrigger, BaseImageTriggerType: req.BaseImageTriggerType, Schedules: req.Schedules,
+		Admin: identity(r.Context()).Admin(),
 	}
 	if req.TimeoutSeconds != nil {
 		d := time.Duration(*req.TimeoutSeconds) * time.Second

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/egress"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/store/manifest"
 )
@@ -105,11 +106,19 @@ func (s *Service) cacheRemote(ctx context.Context, t cacheTarget) (*remote, erro
 		}
 	}
 	host := t.rule.source.host
-	scheme := "https"
+	scheme := s.sourceScheme(host)
+	// Rules are created by the admin or registry owners alone (the control
+	// API's write permission), so their fetches have Local reach.
+	return s.remoteFor(host, scheme, user, pass, egress.Local), nil
+}
+
+// sourceScheme is the scheme a rule's source is spoken to in: plain HTTP
+// for loopback and insecure registries.
+func (s *Service) sourceScheme(host string) string {
 	if IsLoopback(host) || s.isInsecure(host) {
-		scheme = "http"
+		return "http"
 	}
-	return s.remoteFor(host, scheme, user, pass), nil
+	return "https"
 }
 
 // notFound wraps err so that the registry answers 404 with the right code.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/gantryhq/gantry/internal/egress"
 	"github.com/gantryhq/gantry/internal/store"
 )
 
@@ -141,6 +142,11 @@ func (s *Service) CreateCacheRule(ctx context.Context, r CacheRule) (CacheRule, 
 	}
 	if _, err := s.st.GetRegistry(ctx, r.Registry); err != nil {
 		return CacheRule{}, err
+	}
+	// Only the admin and registry owners create rules (Local reach); the
+	// source is checked again, by address, at every fetch.
+	if err := s.checkUpstream(s.sourceScheme(c.source.host), c.source.host, egress.Local); err != nil {
+		return CacheRule{}, fmt.Errorf("cache rule %q: %w", r.Name, err)
 	}
 	if err := s.checkCredentialSet(ctx, c); err != nil {
 		return CacheRule{}, err

@@ -215,9 +215,9 @@ func (s *Service) Import(ctx context.Context, id auth.Identity, registry string,
 			return ImportResult{}, fmt.Errorf("repository %q is the target of cache rule %q; imports into it are refused: %w", repo, r.Name, ErrCacheTarget)
 		}
 	}
-	src, rem, err := s.openSource(ctx, id, ref, req)
+	src, rem, err := s.openSource(ctx, id, registry, ref, req)
 	if err != nil {
-		return ImportResult{}, err
+		return ImportResult{}, importError(ref, err)
 	}
 	res := ImportResult{Source: ref.String(), SameServer: src.local(), RateLimitRemaining: -1}
 	for _, t := range targets {
@@ -228,7 +228,7 @@ func (s *Service) Import(ctx context.Context, id auth.Identity, registry string,
 
 	t, err := s.walkTree(ctx, src, ref.ref(), true)
 	if err != nil {
-		return ImportResult{}, err
+		return ImportResult{}, importError(ref, err)
 	}
 	res.Digest, res.MediaType = t.root.Digest, t.root.MediaType
 	if err := s.checkTags(ctx, registry, targets, t.root.Digest, req.Force); err != nil {
@@ -283,7 +283,7 @@ func (s *Service) Import(ctx context.Context, id auth.Identity, registry string,
 			})
 		}
 		if err := g.Wait(); err != nil {
-			return ImportResult{}, err
+			return ImportResult{}, importError(ref, err)
 		}
 	}
 
@@ -326,6 +326,15 @@ func (s *Service) Import(ctx context.Context, id auth.Identity, registry string,
 		"blobsCopied", res.BlobsCopied, "blobsLinked", res.BlobsLinked, "blobsSkipped", res.BlobsSkipped,
 		"bytes", res.BytesCopied, "duration", res.Duration, "by", describe(id))
 	return res, nil
+}
+
+// importError names the source in an error of the egress policy, which
+// otherwise names only the upstream's address.
+func importError(ref Reference, err error) error {
+	if errors.Is(err, ErrRefused) {
+		return fmt.Errorf("import from %s: %w", ref, err)
+	}
+	return err
 }
 
 // importTargets works out where an import writes: --image targets (their
@@ -411,8 +420,9 @@ func (s *Service) checkTags(ctx context.Context, registry string, targets []Targ
 
 // openSource resolves the source: a registry of this server (checked for
 // the caller's read access) or a remote registry with the request's
-// credentials.
-func (s *Service) openSource(ctx context.Context, id auth.Identity, ref Reference, req ImportRequest) (contentSource, *remote, error) {
+// credentials, which the egress policy must admit for the caller (see
+// reachOf).
+func (s *Service) openSource(ctx context.Context, id auth.Identity, registry string, ref Reference, req ImportRequest) (contentSource, *remote, error) {
 	local := ref.Local
 	if local == "" {
 		if name, ok, err := s.localRegistry(ctx, ref.Host); err != nil {
@@ -432,6 +442,10 @@ func (s *Service) openSource(ctx context.Context, id auth.Identity, ref Referenc
 	if (req.Username == "") != (req.Password == "") {
 		return nil, nil, invalid("give both --username and --password, or neither")
 	}
+	reach := s.reachOf(ctx, id, registry)
+	if err := s.checkUpstream(ref.Scheme, ref.Host, reach); err != nil {
+		return nil, nil, err
+	}
 	user, err := s.resolveLiteral(ctx, id, "username", req.Username)
 	if err != nil {
 		return nil, nil, err
@@ -440,7 +454,7 @@ func (s *Service) openSource(ctx context.Context, id auth.Identity, ref Referenc
 	if err != nil {
 		return nil, nil, err
 	}
-	rem := s.remoteFor(ref.Host, ref.Scheme, user, pass)
+	rem := s.remoteFor(ref.Host, ref.Scheme, user, pass, reach)
 	return remoteSource{c: rem, p: s.policies.imports, repo: ref.Repository, st: s.st}, rem, nil
 }
 

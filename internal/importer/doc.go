@@ -15,6 +15,19 @@
 // gantry://<registry>/<repository>. Credentials may be vault URIs,
 // resolved with the caller's permissions.
 //
+// Every request to a source, its token service and its redirects obeys
+// the server's egress policy (WithEgress, package egress): never the
+// control API's address, link-local or metadata addresses, or hosts the
+// admin's --upstream-allow / --upstream-deny lists exclude, checked on the
+// address dialed; this machine (loopback) only for an import asked for by
+// the admin or an owner of the target registry, never by a
+// repository-scoped token alone. Cache rules can only be created by the
+// admin and registry owners, so their fetches may reach loopback; their
+// source is checked when the rule is created and at every fetch.
+// Authorization is dropped on a redirect to another scheme, host or port.
+// A refusal fails at once with ErrRefused (DENIED), naming the source and
+// the reason.
+//
 // Only blobs the target lacks are transferred: a blob the repository holds
 // is skipped, one another repository of the registry holds that the caller
 // may read is linked (store.LinkBlob, no bytes move), the rest is streamed

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/egress"
 	"github.com/gantryhq/gantry/internal/registry"
 )
 
@@ -54,7 +55,23 @@ var (
 	ErrUpstream = errors.New("bad answer from the source registry")
 	// ErrTooLarge means an import exceeds the manifest limit.
 	ErrTooLarge error = &kindError{"too many manifests", ErrInvalid}
+	// ErrRefused means the egress policy refuses the source's address: the
+	// control API, a link-local or metadata address, a host the admin's
+	// lists exclude, or this machine for a caller that is neither the
+	// admin nor a registry owner (auth.ErrDenied). The error also matches
+	// egress.ErrRefused and carries the *egress.RefusedError.
+	ErrRefused error = &kindError{"the source's address is refused by the server's upstream policy", auth.ErrDenied}
 )
+
+// refused marks an error carrying an *egress.RefusedError with ErrRefused,
+// keeping its message; other errors are returned as they are.
+func refused(err error) error {
+	var re *egress.RefusedError
+	if !errors.As(err, &re) {
+		return err
+	}
+	return fmt.Errorf("%w%.0w", re, ErrRefused)
+}
 
 // kindError is a sentinel with its own message that also matches a more
 // general sentinel through errors.Is.

@@ -5,8 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/egress"
 	"github.com/gantryhq/gantry/internal/registry"
 	"github.com/gantryhq/gantry/internal/store"
 )
@@ -53,7 +53,7 @@ type Service struct {
 	spoolDir     string
 	fillTimeout  time.Duration
 	insecure     map[string]bool
-	hc           *http.Client
+	egress       *egress.Policy
 	policies     policies
 
 	rulesMu sync.Mutex
@@ -116,10 +116,11 @@ func WithInsecureRegistries(hosts ...string) Option {
 	}
 }
 
-// WithTransport replaces the HTTP transport used to reach source registries.
-func WithTransport(rt http.RoundTripper) Option {
-	return func(s *Service) { s.hc = &http.Client{Transport: rt} }
-}
+// WithEgress sets the policy of upstream fetches: the control API's
+// address, the admin's allow and deny lists (default: egress.New(), which
+// still refuses link-local and metadata addresses, and loopback for
+// callers that are neither the admin nor a registry owner).
+func WithEgress(p *egress.Policy) Option { return func(s *Service) { s.egress = p } }
 
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
@@ -161,27 +162,10 @@ func New(d *db.DB, st *store.Store, secrets Secrets, access Access, opts ...Opti
 	if s.tagTTL < 0 {
 		s.tagTTL = 0
 	}
-	if s.hc == nil {
-		s.hc = &http.Client{Transport: defaultTransport()}
+	if s.egress == nil {
+		s.egress, _ = egress.New() // no entries to reject
 	}
 	return s
-}
-
-// defaultTransport is tuned for large downloads from a few hosts.
-func defaultTransport() *http.Transport {
-	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   16,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: time.Minute,
-		ExpectContinueTimeout: time.Second,
-		ReadBufferSize:        256 << 10,
-		WriteBufferSize:       64 << 10,
-	}
 }
 
 var errNotStarted = errors.New("importer not started")
@@ -242,9 +226,10 @@ func (s *Service) spawn(j func(context.Context)) bool {
 func (s *Service) isInsecure(host string) bool { return s.insecure[strings.ToLower(host)] }
 
 // remoteFor returns the pooled client of a source registry for one set of
-// credentials; tokens and rate-limit state live as long as it does.
-func (s *Service) remoteFor(loginServer, scheme, user, pass string) *remote {
-	key := credentialKey(scheme, loginServer, user, pass)
+// credentials and one reach; tokens and rate-limit state live as long as it
+// does.
+func (s *Service) remoteFor(loginServer, scheme, user, pass string, reach egress.Reach) *remote {
+	key := reach.String() + ":" + credentialKey(scheme, loginServer, user, pass)
 	s.remotesMu.Lock()
 	defer s.remotesMu.Unlock()
 	if r, ok := s.remotes[key]; ok {
@@ -262,9 +247,33 @@ func (s *Service) remoteFor(loginServer, scheme, user, pass string) *remote {
 			}
 		}
 	}
-	r := newRemote(loginServer, scheme, s.hc, user, pass, s.log.With("upstream", loginServer), s.now, s.maxManifest)
+	r := newRemote(loginServer, scheme, s.egress.Client(reach), user, pass, s.log.With("upstream", loginServer), s.now, s.maxManifest)
 	s.remotes[key] = r
 	return r
+}
+
+// reachOf is how far an import asked for by id may fetch: this machine
+// only for the admin and owners of the registry (an owner role covering
+// it), never for a repository-scoped token or a run without that role.
+func (s *Service) reachOf(ctx context.Context, id auth.Identity, registry string) egress.Reach {
+	if id.Admin() {
+		return egress.Local
+	}
+	if err := s.access.Check(ctx, id, auth.OpWrite, auth.RegistryScope(registry)); err == nil {
+		return egress.Local
+	}
+	return egress.External
+}
+
+// checkUpstream refuses, before anything is sent, a source the egress
+// policy refuses by its URL (a name is checked again, by address, when it
+// is dialed).
+func (s *Service) checkUpstream(scheme, loginServer string, reach egress.Reach) error {
+	err := s.egress.CheckURL(&url.URL{Scheme: scheme, Host: apiHost(loginServer)}, reach)
+	if err != nil {
+		return refused(err)
+	}
+	return nil
 }
 
 // interface guards

@@ -21,6 +21,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/gantryhq/gantry/internal/egress"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/store/manifest"
 )
@@ -105,6 +106,10 @@ func (c *remote) send(ctx context.Context, p retryPolicy, build func() (*http.Re
 		}
 		resp, err := c.hc.Do(req)
 		if err != nil {
+			if errors.Is(err, egress.ErrRefused) {
+				// A refusal is final: the address will not change.
+				return nil, refused(err)
+			}
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("%s %s: %w", req.Method, redact(req.URL), ctx.Err())
 			}

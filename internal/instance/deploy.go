@@ -32,7 +32,9 @@ const logTailLines = 20
 // Apply creates the instance spec.Name, or brings it to spec by replacing
 // its container without downtime (see the package documentation). It
 // reports what it did. Errors wrap ErrInvalid, ErrImage, ErrNotReady,
-// ErrPortInUse or the engine's errors; none contains a secret.
+// ErrPortInUse, ErrCredentialsRequired or the engine's errors; none
+// contains a secret. A failed Apply changes nothing: the instance keeps its
+// container, record and stored credentials.
 func (m *Manager) Apply(ctx context.Context, spec Spec) (Instance, Outcome, error) {
 	spec, err := spec.normalize()
 	if err != nil {
@@ -51,12 +53,17 @@ func (m *Manager) Apply(ctx context.Context, spec Spec) (Instance, Outcome, erro
 	case err != nil:
 		return Instance{}, "", err
 	}
-	creds, err := m.credentialsFor(spec, cur)
+	pp, err := m.pullPlanFor(spec, cur)
 	if err != nil {
 		return Instance{}, "", err
 	}
-	imageID, err := m.pull(ctx, spec.Image, creds)
+	imageID, err := m.pull(ctx, spec.Image, pp.pull)
 	if err != nil {
+		if pp.dropped && pp.pull == nil && (errors.Is(err, docker.ErrUnauthorized) || errors.Is(err, docker.ErrNotFound)) {
+			m.log.InfoContext(ctx, "container instance not replaced: the stored pull credential is not reused", logKeyInstance, spec.Name,
+				logKeyImage, spec.Image, logKeyBy, spec.By, logKeyErr, err)
+			return Instance{}, "", credentialsRequired(spec, err)
+		}
 		return Instance{}, "", fmt.Errorf("container %q: %w", spec.Name, err)
 	}
 
@@ -78,6 +85,7 @@ func (m *Manager) Apply(ctx context.Context, spec Spec) (Instance, Outcome, erro
 		UpdatedBy: spec.By,
 		CreatedAt: now,
 		UpdatedAt: now,
+		Principal: spec.Principal,
 	}
 	if cur != nil {
 		next.ID, next.CreatedAt = cur.ID, cur.CreatedAt
@@ -85,7 +93,7 @@ func (m *Manager) Apply(ctx context.Context, spec Spec) (Instance, Outcome, erro
 	if err := m.sealSecureEnv(next, spec.SecureEnv); err != nil {
 		return Instance{}, "", err
 	}
-	if err := m.sealCredentials(next, creds); err != nil {
+	if err := m.sealCredentials(next, pp.store, pp.owner); err != nil {
 		return Instance{}, "", err
 	}
 
@@ -95,7 +103,7 @@ func (m *Manager) Apply(ctx context.Context, spec Spec) (Instance, Outcome, erro
 			return Instance{}, "", err
 		}
 		if same {
-			if err := m.keepCredentials(ctx, cur, next, creds); err != nil {
+			if err := m.keepCredentials(ctx, cur, next, pp.store); err != nil {
 				return Instance{}, "", err
 			}
 			m.log.InfoContext(ctx, "container instance unchanged", logKeyInstance, spec.Name, logKeyImage, spec.Image, logKeyBy, spec.By)
@@ -119,32 +127,80 @@ func (m *Manager) Apply(ctx context.Context, spec Spec) (Instance, Outcome, erro
 	return m.view(ctx, next), outcome, nil
 }
 
-// credentialsFor returns the credentials to pull spec.Image with: the
-// given ones, or those stored for the same registry server.
-func (m *Manager) credentialsFor(spec Spec, cur *record) (*Credentials, error) {
+// pullPlan is how Apply pulls the image and which credentials it stores.
+type pullPlan struct {
+	pull  *Credentials // to pull with; nil: anonymously
+	store *Credentials // to store with the instance; nil: none
+	owner string       // the principal that gave store
+	// dropped: the instance's stored credentials were for the image's
+	// registry but may not serve this Apply; they are not stored again.
+	dropped bool
+}
+
+// pullPlanFor decides how to pull spec.Image. Credentials given in the
+// spec are used and stored. Otherwise the stored ones are used and kept
+// only when reuseStored allows it, and the caller's own credentials, when
+// the caller may pull the image itself, are used for the pull (never
+// stored).
+func (m *Manager) pullPlanFor(spec Spec, cur *record) (pullPlan, error) {
 	server := registryHost(spec.Image)
 	if spec.Registry != nil {
 		if spec.Registry.Server != server {
-			return nil, invalid("container %q: the registry credentials are for %s but the image is pulled from %s", spec.Name, spec.Registry.Server, server)
+			return pullPlan{}, invalid("container %q: the registry credentials are for %s but the image is pulled from %s", spec.Name, spec.Registry.Server, server)
 		}
-		return spec.Registry, nil
+		return pullPlan{pull: spec.Registry, store: spec.Registry, owner: spec.Principal}, nil
 	}
-	if cur == nil || cur.RegistryServer != server {
-		return nil, nil
+	var p pullPlan
+	if cur != nil && len(cur.RegistryPassword) > 0 && cur.RegistryServer == server {
+		if reuseStored(spec, cur) {
+			stored, err := m.openCredentials(cur)
+			if err != nil {
+				return pullPlan{}, err
+			}
+			p = pullPlan{pull: stored, store: stored, owner: cur.CredentialPrincipal}
+		} else {
+			p.dropped = true
+		}
 	}
-	return m.openCredentials(cur)
+	if spec.CallerCredentials != nil {
+		// Checked against the caller's grants just now; the stored ones
+		// may be older.
+		p.pull = spec.CallerCredentials
+	}
+	return p, nil
 }
 
-// keepCredentials stores changed credentials of an unchanged deployment.
+// credentialsRequired is the refusal of an Apply whose anonymous pull
+// failed after the stored credentials were withheld; it names the flags
+// that give credentials (those of `gantry container create` and az).
+func credentialsRequired(spec Spec, pullErr error) error {
+	return fmt.Errorf("container %q: replacing image %s needs pull credentials: give --registry-username and --registry-password, "+
+		"or use an identity with pull access to it (the stored credential serves only the principal that gave it, for the same image and command; "+
+		"without it the registry refused: %v): %w", spec.Name, spec.Image, pullErr, ErrCredentialsRequired)
+}
+
+// reuseStored reports whether cur's stored credentials may pull for spec:
+// only for the principal that gave them, for the image and command they
+// were given for. Anything else (another caller, or another image or
+// command, which could read what the image holds) needs credentials of its
+// own or the caller's own access.
+func reuseStored(spec Spec, cur *record) bool {
+	return cur.CredentialPrincipal == spec.Principal && cur.Image == spec.Image &&
+		slices.Equal(cur.Spec.Command, nilIfEmpty(spec.Command))
+}
+
+// keepCredentials records the credentials and the caller of an unchanged
+// deployment when they differ from the stored ones.
 func (m *Manager) keepCredentials(ctx context.Context, cur, next *record, creds *Credentials) error {
 	old, err := m.openCredentials(cur)
 	if err != nil {
 		return err
 	}
-	if reflect.DeepEqual(old, creds) {
+	if reflect.DeepEqual(old, creds) && cur.CredentialPrincipal == next.CredentialPrincipal && cur.Principal == next.Principal {
 		return nil
 	}
 	cur.RegistryServer, cur.RegistryUsername, cur.RegistryPassword = next.RegistryServer, next.RegistryUsername, next.RegistryPassword
+	cur.CredentialPrincipal, cur.Principal = next.CredentialPrincipal, next.Principal
 	cur.UpdatedAt, cur.UpdatedBy = next.UpdatedAt, next.UpdatedBy
 	return m.save(ctx, cur)
 }
@@ -276,7 +332,13 @@ func (m *Manager) run(ctx context.Context, r *record, secureEnv map[string]strin
 		NetworkMode: "host",
 		// Apps run as PID 1 often ignore SIGTERM; with an init a replace or
 		// delete stops them at once instead of after the stop timeout.
-		Init:          true,
+		Init: true,
+		// The instance shares the host network: no raw or packet sockets
+		// (which would let it read loopback traffic), no device nodes, and
+		// setuid binaries gain nothing (docs/security.md). It keeps
+		// NET_BIND_SERVICE: services listen on ports such as 80.
+		CapDrop:       []string{"NET_RAW", "MKNOD", "SYS_CHROOT", "AUDIT_WRITE", "SETFCAP"},
+		SecurityOpt:   []string{"no-new-privileges"},
 		RestartPolicy: docker.RestartPolicy{Name: dockerRestart(r.Spec.RestartPolicy)},
 		CPUs:          r.Spec.CPU,
 		Memory:        int64(r.Spec.MemoryGB * (1 << 30)),

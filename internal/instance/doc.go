@@ -34,8 +34,8 @@
 // [Manager.Apply] creates an instance or replaces its container, without
 // downtime:
 //
-//  1. The image is pulled (always, with the given registry credentials), so
-//     that a moved tag is picked up.
+//  1. The image is pulled (always, with the credentials chosen as "Pull
+//     credentials" says), so that a moved tag is picked up.
 //  2. If the image ID, command, environment, ports and resources are those
 //     of the running container, nothing happens ([Unchanged]). A container
 //     that is not running is replaced even when nothing changed.
@@ -53,9 +53,40 @@
 // Calls for the same name are serialized; calls for different names run
 // concurrently.
 //
+// # Pull credentials
+//
+// Every Apply records the principal of its caller ([Spec].Principal).
+// Registry credentials given with an Apply ([Spec].Registry: the CLI's
+// --registry-username and --registry-password) are stored sealed, together
+// with the principal that gave them, so that the image can be pulled again
+// after a restart. Which credentials an Apply pulls with and stores:
+//
+//   - credentials given with it: pulled with, and stored in place of the
+//     old ones;
+//   - else the stored ones, but only when the principal that gave them
+//     applies the same image and command again (a restart, or an update of
+//     the environment, ports or resources): they are kept. For anything
+//     else (another caller, or another image or command, which could read
+//     what the image holds) they are not used, and they are dropped from
+//     the instance when the Apply succeeds;
+//   - the caller's own credentials ([Spec].CallerCredentials), which the
+//     control API passes when the caller itself may pull the image's
+//     repository on a registry of this server, are then preferred for the
+//     pull (its grants were checked just now), and never stored;
+//   - with none of these the pull is anonymous, which serves public images.
+//
+// When stored credentials were withheld and the registry refuses the
+// anonymous pull, Apply fails with [ErrCredentialsRequired], naming the
+// flags to give, and the instance keeps running unchanged. Instances
+// stored before principals were recorded hold credentials of no principal,
+// which only callers without a principal (in-process ones) reuse. Restores
+// after a restart and the resync re-create the instance as it was set, with
+// its stored credentials.
+//
 // # Persistence and restarts
 //
-// Instances are stored in the database (migration 060_instance.sql). Every
+// Instances are stored in the database (migration 060_instance.sql; the
+// principals that set them are kept in the JSON of its spec column). Every
 // container carries labels naming its instance and the database's owner ID,
 // so that several gantry servers can share an engine. [Manager.Start]
 // reconciles: it binds every front port again, adopts containers that kept

@@ -10,12 +10,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/dockerfile"
 )
 
 // Sentinel errors, matched with errors.Is. ErrNotFound also matches
-// db.ErrNotFound, ErrPortInUse and ErrNoContainer also match db.ErrConflict.
+// db.ErrNotFound, ErrPortInUse and ErrNoContainer also match db.ErrConflict,
+// ErrCredentialsRequired also matches auth.ErrDenied.
 var (
 	// ErrNotFound: no instance has that name.
 	ErrNotFound = fmt.Errorf("container instance not found: %w", db.ErrNotFound)
@@ -34,6 +36,10 @@ var (
 	// ErrNoContainer: the instance has no container right now (logs of an
 	// instance whose container is gone).
 	ErrNoContainer = fmt.Errorf("instance has no container: %w", db.ErrConflict)
+	// ErrCredentialsRequired: the instance's stored pull credential may
+	// not be used for this Apply (another caller, image or command), and
+	// the image could not be pulled without it. The instance is unchanged.
+	ErrCredentialsRequired = fmt.Errorf("pull credentials required: %w", auth.ErrDenied)
 )
 
 // States of an instance, as reported by [Instance].State.
@@ -111,10 +117,18 @@ type Spec struct {
 	SecureEnv map[string]string
 	// Ports are the ports the container serves (default: 80).
 	Ports []Port
-	// Registry, if set, are the credentials to pull Image with. When nil,
-	// credentials stored for the same registry server by an earlier Apply
-	// are used again.
+	// Registry, if set, are the credentials to pull Image with; they are
+	// stored (sealed), owned by Principal, for pulling again later. When
+	// nil, the credentials stored by an earlier Apply are used again only
+	// by the principal that gave them, for the same Image and Command, and
+	// when the registry server is the same; any other Apply drops them
+	// (see the package documentation, "Pull credentials").
 	Registry *Credentials
+	// CallerCredentials, if set, are the caller's own credentials, given
+	// because the caller itself may pull Image (the control API checks the
+	// caller's grants on the repository). When Registry is nil, Image is
+	// pulled with them; they are never stored.
+	CallerCredentials *Credentials
 	// CPU is a CPU quota in cores (0: unlimited).
 	CPU float64
 	// MemoryGB is a memory limit in GB (0: unlimited).
@@ -127,6 +141,11 @@ type Spec struct {
 	// By names the caller, for the record (e.g. "admin",
 	// "task:contoso/hello-world").
 	By string
+	// Principal is the caller's principal ID (see package auth). It is
+	// recorded as the one who last set the instance, and as the owner of
+	// the credentials given in Registry. Callers without one (tests,
+	// in-process callers) leave it empty; they count as one principal.
+	Principal string
 }
 
 // Binding is a declared port and where it is served.
@@ -170,6 +189,12 @@ type Instance struct {
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
 	UpdatedBy    string
+	// UpdatedByPrincipal is the principal ID of the caller that last set
+	// the instance ("" for callers without one).
+	UpdatedByPrincipal string
+	// RegistryPrincipal is the principal ID of the caller that gave the
+	// stored registry credentials (shown by RegistryUsername).
+	RegistryPrincipal string
 }
 
 // URL returns http://host:frontPort of the first port, or "" without ports.
@@ -289,6 +314,16 @@ func (s Spec) normalize() (Spec, error) {
 				c.Server = registryHost(s.Image)
 			}
 			out.Registry = &c
+		}
+	}
+	if s.CallerCredentials != nil {
+		c := *s.CallerCredentials
+		if c.Server == "" {
+			c.Server = registryHost(s.Image)
+		}
+		out.CallerCredentials = &c
+		if c.Username == "" || c.Password == "" || c.Server != registryHost(s.Image) {
+			out.CallerCredentials = nil // of no use for this image
 		}
 	}
 	return out, nil

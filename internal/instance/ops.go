@@ -138,6 +138,9 @@ func (m *Manager) view(ctx context.Context, r *record) Instance {
 		CreatedAt:        r.CreatedAt,
 		UpdatedAt:        r.UpdatedAt,
 		UpdatedBy:        r.UpdatedBy,
+
+		UpdatedByPrincipal: r.Principal,
+		RegistryPrincipal:  r.CredentialPrincipal,
 	}
 	switch ct, err := m.inspect(ctx, r.ContainerID); {
 	case errors.Is(err, docker.ErrNotFound):

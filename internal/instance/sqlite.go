@@ -29,6 +29,12 @@ type record struct {
 	UpdatedBy        string
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
+	// Principal is the principal ID of the caller that last set the
+	// instance; CredentialPrincipal the one that gave the stored registry
+	// credentials ("" when there are none, or for callers without one).
+	// Both are kept in the spec column's JSON (see specColumn).
+	Principal           string
+	CredentialPrincipal string
 }
 
 // recordSpec is the JSON of the spec column.
@@ -41,6 +47,16 @@ type recordSpec struct {
 	CPU            float64  `json:"cpu,omitempty"`
 	MemoryGB       float64  `json:"memoryGB,omitempty"`
 	RestartPolicy  string   `json:"restartPolicy"`
+}
+
+// specColumn is the JSON of the spec column: the spec, and who set the
+// instance and its credentials. (They share the column so that recording
+// them needed no migration; an old row reads as set by no principal, whose
+// stored credentials no authenticated caller reuses.)
+type specColumn struct {
+	recordSpec
+	Principal           string `json:"principal,omitempty"`
+	CredentialPrincipal string `json:"credentialPrincipal,omitempty"`
 }
 
 var (
@@ -63,9 +79,11 @@ func scanRecord(row interface{ Scan(...any) error }) (*record, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal([]byte(spec), &r.Spec); err != nil {
+	var col specColumn
+	if err := json.Unmarshal([]byte(spec), &col); err != nil {
 		return nil, fmt.Errorf("container %q: stored spec: %w", r.Name, err)
 	}
+	r.Spec, r.Principal, r.CredentialPrincipal = col.recordSpec, col.Principal, col.CredentialPrincipal
 	if err := json.Unmarshal([]byte(ports), &r.Ports); err != nil {
 		return nil, fmt.Errorf("container %q: stored ports: %w", r.Name, err)
 	}
@@ -130,7 +148,7 @@ func (m *Manager) names(ctx context.Context) ([]string, error) {
 
 // save inserts or updates r (by ID).
 func (m *Manager) save(ctx context.Context, r *record) error {
-	spec, err := json.Marshal(r.Spec)
+	spec, err := json.Marshal(specColumn{recordSpec: r.Spec, Principal: r.Principal, CredentialPrincipal: r.CredentialPrincipal})
 	if err != nil {
 		return fmt.Errorf("saving container %q: %w", r.Name, err)
 	}
@@ -231,8 +249,9 @@ func (m *Manager) openCredentials(r *record) (*Credentials, error) {
 	return &Credentials{Server: r.RegistryServer, Username: r.RegistryUsername, Password: string(pw)}, nil
 }
 
-func (m *Manager) sealCredentials(r *record, c *Credentials) error {
-	r.RegistryServer, r.RegistryUsername, r.RegistryPassword = "", "", nil
+// sealCredentials stores c, given by principal, in r (none when c is nil).
+func (m *Manager) sealCredentials(r *record, c *Credentials, principal string) error {
+	r.RegistryServer, r.RegistryUsername, r.RegistryPassword, r.CredentialPrincipal = "", "", nil, ""
 	if c == nil {
 		return nil
 	}
@@ -240,6 +259,6 @@ func (m *Manager) sealCredentials(r *record, c *Credentials) error {
 	if err != nil {
 		return fmt.Errorf("container %q: sealing registry password: %w", r.Name, err)
 	}
-	r.RegistryServer, r.RegistryUsername, r.RegistryPassword = c.Server, c.Username, sealed
+	r.RegistryServer, r.RegistryUsername, r.RegistryPassword, r.CredentialPrincipal = c.Server, c.Username, sealed, principal
 	return nil
 }

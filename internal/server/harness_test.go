@@ -66,6 +66,9 @@ type serverOptions struct {
 	// gantryBinary is the static gantry binary of the CLI and az images
 	// ("" : steps that run them fail).
 	gantryBinary string
+	// security is the server's security section (context roots,
+	// privileged registries, upstream lists).
+	security config.Security
 }
 
 // testServer is a running gantry server.
@@ -99,6 +102,7 @@ func startServer(t testing.TB, o serverOptions) *testServer {
 	}
 	cfg.Storage.GCInterval = 0
 	cfg.Triggers.CommitPollInterval = 200 * time.Millisecond
+	cfg.Security = o.security
 	s := &testServer{t: t, cfg: cfg, adminPassword: o.adminPassword, gantryBinary: o.gantryBinary, log: &syncBuffer{}, stdout: &syncBuffer{}}
 	if s.adminPassword == "" {
 		s.adminPassword = "admin-" + randomHex(12)

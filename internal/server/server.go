@@ -19,6 +19,7 @@ import (
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/egress"
 	"github.com/gantryhq/gantry/internal/engine"
 	"github.com/gantryhq/gantry/internal/httpapi"
 	"github.com/gantryhq/gantry/internal/importer"
@@ -111,7 +112,15 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		}
 	}()
 
+	// Upstream fetches (import, cache rules, base-image polls) never reach
+	// the control API, link-local or metadata addresses.
+	egr, err := egress.New(egress.WithControlAddr(ln.Addr().String()),
+		egress.WithAllow(cfg.Security.UpstreamAllow...), egress.WithDeny(cfg.Security.UpstreamDeny...))
+	if err != nil {
+		return fmt.Errorf("upstream policy: %w", err)
+	}
 	imp := importer.New(database, st, vlt, au,
+		importer.WithEgress(egr),
 		importer.WithLogger(log.With("component", "importer")),
 		importer.WithTagTTL(cfg.Cache.TagTTL),
 		importer.WithSpoolDir(filepath.Join(cfg.Data, "spool")))
@@ -180,13 +189,16 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	tasks := task.New(database, cfg.Data, st, au, vlt, vlt, exec,
 		task.WithLogger(log.With("component", "task")),
 		task.WithConcurrency(cfg.Tasks.Concurrency),
-		task.WithControlURL(controlURL))
+		task.WithControlURL(controlURL),
+		task.WithContextRoots(cfg.Security.ContextRoots),
+		task.WithPrivilegedRegistries(cfg.Security.PrivilegedRegistries))
 	if err := tasks.Start(svcCtx); err != nil {
 		return err
 	}
 	waits = append(waits, tasks.Wait)
 
 	trig := trigger.New(database, tasks, st, vlt,
+		trigger.WithEgress(egr),
 		trigger.WithLogger(log.With("component", "trigger")),
 		trigger.WithCommitPollInterval(cfg.Triggers.CommitPollInterval, 30*cfg.Triggers.CommitPollInterval),
 		trigger.WithExternalPollInterval(cfg.Triggers.BaseImagePollInterval))

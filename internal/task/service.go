@@ -16,6 +16,7 @@ import (
 // Registries looks up registries (their login servers).
 type Registries interface {
 	GetRegistry(ctx context.Context, name string) (store.Registry, error)
+	ListRegistries(ctx context.Context) ([]store.Registry, error)
 }
 
 // Identities manages task identities and run credentials.
@@ -64,6 +65,10 @@ type Service struct {
 	log     *slog.Logger
 	now     func() time.Time
 	dataDir string
+	// contextRoots: WithContextRoots.
+	contextRoots []string
+	// privileged: WithPrivilegedRegistries.
+	privileged []string
 	// controlURL is the control API address handed to steps running the
 	// gantry CLI image.
 	controlURL  string

@@ -79,6 +79,9 @@ type Task struct {
 	// Context is a git context (url#ref:folder), a local folder on the
 	// server, or "" for none.
 	Context string
+	// ContextAdmin: the admin set the context, which may then be any local
+	// folder outside the data directory (checkContext).
+	ContextAdmin bool
 	// File is the task file or Dockerfile, relative to the context.
 	File string
 	// FileContent is the task file itself, for tasks without a context.
@@ -200,7 +203,8 @@ func (t *Task) validate() error {
 
 // scanTask reads a tasks row (columns in taskColumns order).
 const taskColumns = `id, registry, name, status, platform, timeout_seconds, context, file, file_content, kind, spec,
-	git_token IS NOT NULL AND length(git_token) > 0, identity, commit_trigger, base_image_trigger, base_image_type, created_at, updated_at`
+	git_token IS NOT NULL AND length(git_token) > 0, identity, commit_trigger, base_image_trigger, base_image_type, created_at, updated_at,
+	context_admin`
 
 func scanTask(sc interface{ Scan(...any) error }) (*Task, error) {
 	var t Task
@@ -208,7 +212,7 @@ func scanTask(sc interface{ Scan(...any) error }) (*Task, error) {
 	var spec, created, updated string
 	if err := sc.Scan(&t.ID, &t.Registry, &t.Name, &t.Status, &t.Platform, &timeout, &t.Context, &t.File, &t.FileContent,
 		&t.Kind, &spec, &t.HasGitToken, &t.Identity, &t.CommitTrigger, &t.BaseImageTrigger, &t.BaseImageTriggerType,
-		&created, &updated); err != nil {
+		&created, &updated, &t.ContextAdmin); err != nil {
 		return nil, err
 	}
 	t.Timeout = time.Duration(timeout) * time.Second
@@ -343,6 +347,10 @@ type CreateRequest struct {
 	// Schedules are cron expressions, optionally "name:cron"; unnamed ones
 	// get t1, t2, ...
 	Schedules []string
+	// Admin: the caller is the admin, who may name any local folder as
+	// the context (outside the data directory); others only folders under
+	// the context roots (WithContextRoots).
+	Admin bool
 }
 
 func boolOr(p *bool, def bool) bool {
@@ -367,6 +375,7 @@ func (s *Service) CreateTask(ctx context.Context, req CreateRequest) (*Task, err
 		Platform:             firstNonEmpty(req.Platform, "linux/amd64"),
 		Timeout:              req.Timeout,
 		Context:              normalizeContext(req.Context),
+		ContextAdmin:         req.Admin,
 		File:                 req.File,
 		FileContent:          req.FileContent,
 		Spec:                 req.Spec,
@@ -391,6 +400,9 @@ func (s *Service) CreateTask(ctx context.Context, req CreateRequest) (*Task, err
 	if err := t.validate(); err != nil {
 		return nil, err
 	}
+	if err := s.checkContext(t.Context, t.ContextAdmin); err != nil {
+		return nil, err
+	}
 	var token []byte
 	if req.GitToken != "" {
 		if token, err = s.sealer.Seal([]byte(req.GitToken), sealContext(t.ID, "git-token")); err != nil {
@@ -407,11 +419,12 @@ func (s *Service) CreateTask(ctx context.Context, req CreateRequest) (*Task, err
 	spec, _ := json.Marshal(t.Spec)
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO tasks(id, registry, name, status, platform, timeout_seconds, context, file,
-			file_content, kind, spec, git_token, identity, commit_trigger, base_image_trigger, base_image_type, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			file_content, kind, spec, git_token, identity, commit_trigger, base_image_trigger, base_image_type, created_at, updated_at,
+			context_admin)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			t.ID, t.Registry, t.Name, t.Status, t.Platform, int64(t.Timeout/time.Second), t.Context, t.File, t.FileContent,
 			t.Kind, string(spec), token, t.Identity, t.CommitTrigger, t.BaseImageTrigger, t.BaseImageTriggerType,
-			formatTime(now), formatTime(now))
+			formatTime(now), formatTime(now), t.ContextAdmin)
 		if err != nil {
 			if isUnique(err) {
 				return fmt.Errorf("task %q in registry %q: %w", t.Name, t.Registry, ErrExists)
@@ -461,6 +474,8 @@ type UpdateRequest struct {
 	// Schedules, when non-nil, are added as timers (like az's --schedule on
 	// update).
 	Schedules []string
+	// Admin: as CreateRequest.Admin, for a new context.
+	Admin bool
 }
 
 // UpdateTask applies req to a task.
@@ -477,6 +492,10 @@ func (s *Service) UpdateTask(ctx context.Context, registry, name string, req Upd
 	oldContext := t.Context
 	if req.Context != nil {
 		t.Context = normalizeContext(*req.Context)
+		t.ContextAdmin = req.Admin
+		if err := s.checkContext(t.Context, req.Admin); err != nil {
+			return nil, err
+		}
 	}
 	if t.HasGitToken && req.GitToken == nil {
 		// A stored token goes only to the host it was given for: whoever
@@ -549,9 +568,9 @@ func (s *Service) UpdateTask(ctx context.Context, registry, name string, req Upd
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE tasks SET status = ?, platform = ?, timeout_seconds = ?, context = ?, file = ?,
 			file_content = ?, kind = ?, spec = ?, identity = ?, commit_trigger = ?, base_image_trigger = ?, base_image_type = ?,
-			updated_at = ? WHERE id = ?`,
+			updated_at = ?, context_admin = ? WHERE id = ?`,
 			t.Status, t.Platform, int64(t.Timeout/time.Second), t.Context, t.File, t.FileContent, t.Kind, string(spec),
-			t.Identity, t.CommitTrigger, t.BaseImageTrigger, t.BaseImageTriggerType, formatTime(s.now()), t.ID)
+			t.Identity, t.CommitTrigger, t.BaseImageTrigger, t.BaseImageTriggerType, formatTime(s.now()), t.ContextAdmin, t.ID)
 		if err != nil {
 			return err
 		}

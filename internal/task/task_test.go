@@ -80,7 +80,8 @@ func newEnv(t *testing.T, dir string) *env {
 		}
 	}
 	fe := &fakeExec{}
-	svc := New(d, dir, st, au, v, v, fe, WithConcurrency(2), WithControlURL("http://127.0.0.1:7000"))
+	svc := New(d, dir, st, au, v, v, fe, WithConcurrency(2), WithControlURL("http://127.0.0.1:7000"),
+		WithContextRoots([]string{os.TempDir()}))
 	return &env{dir: dir, db: d, store: st, auth: au, vault: v, exec: fe, svc: svc}
 }
 
@@ -286,11 +287,11 @@ func TestValidation(t *testing.T) {
 		req  CreateRequest
 		want string
 	}{
-		{"short name", CreateRequest{Registry: "contoso", Name: "ab", Context: "/tmp"}, "name"},
-		{"bad timeout", CreateRequest{Registry: "contoso", Name: "abcde", Context: "/tmp", Timeout: time.Second}, "timeout"},
-		{"bad schedule", CreateRequest{Registry: "contoso", Name: "abcde", Context: "/tmp", Schedules: []string{"* * *"}}, "schedule"},
-		{"docker without image", CreateRequest{Registry: "contoso", Name: "abcde", Context: "/tmp", File: "Dockerfile"}, "image"},
-		{"unknown registry", CreateRequest{Registry: "nope", Name: "abcde", Context: "/tmp"}, "registry"},
+		{"short name", CreateRequest{Registry: "contoso", Name: "ab", Context: "https://git.example.invalid/app.git"}, "name"},
+		{"bad timeout", CreateRequest{Registry: "contoso", Name: "abcde", Context: "https://git.example.invalid/app.git", Timeout: time.Second}, "timeout"},
+		{"bad schedule", CreateRequest{Registry: "contoso", Name: "abcde", Context: "https://git.example.invalid/app.git", Schedules: []string{"* * *"}}, "schedule"},
+		{"docker without image", CreateRequest{Registry: "contoso", Name: "abcde", Context: "https://git.example.invalid/app.git", File: "Dockerfile"}, "image"},
+		{"unknown registry", CreateRequest{Registry: "nope", Name: "abcde", Context: "https://git.example.invalid/app.git"}, "registry"},
 	}
 	for _, tt := range tests {
 		_, err := e.svc.CreateTask(ctx, tt.req)
@@ -298,7 +299,7 @@ func TestValidation(t *testing.T) {
 			t.Errorf("%s: err = %v, want mention of %q", tt.name, err, tt.want)
 		}
 	}
-	tk, err := e.svc.CreateTask(ctx, CreateRequest{Registry: "contoso", Name: "timers", Context: "/tmp",
+	tk, err := e.svc.CreateTask(ctx, CreateRequest{Registry: "contoso", Name: "timers", Context: "https://git.example.invalid/app.git",
 		Schedules: []string{"0 21 * * *", "nightly:30 9 * Jan Mon"}})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -319,14 +320,26 @@ func (s *Service) prepareAndExecute(ctx context.Context, r *Run, log io.Writer) 
 	}
 	mask := log.(*maskingWriter)
 	mask.add(runCred)
+	// Every step finds the registry logins in its Docker config; only the
+	// gantry and az alias steps get runCred, the control-API credential.
+	regCred, err := s.ids.IssueRunCredential(ctx, auth.RunGrant{
+		Registry: r.Registry, RunID: r.ID, Principal: principal, Name: name, TTL: timeout + 5*time.Minute, RegistryOnly: true,
+	})
+	if err != nil {
+		return engine.Result{}, fmt.Errorf("issuing the run's registry credential: %w", err)
+	}
+	mask.add(regCred)
 
-	creds := []engine.Credential{{Registry: reg.Listen, Username: auth.RunUsername, Password: runCred}}
+	creds := []engine.Credential{{Registry: reg.Listen, Username: auth.RunUsername, Password: regCred}}
 	if t != nil {
-		more, err := s.resolveCredentials(ctx, t, identity, runCred, mask)
+		more, err := s.resolveCredentials(ctx, t, identity, regCred, mask)
 		if err != nil {
 			return engine.Result{}, err
 		}
 		creds = append(creds, more...)
+		if err := s.keepTokensFromSteps(ctx, creds[1:]); err != nil {
+			return engine.Result{}, err
+		}
 	}
 
 	values := map[string]string{}
@@ -339,21 +352,22 @@ func (s *Service) prepareAndExecute(ctx context.Context, r *Run, log io.Writer) 
 		values[k] = v
 	}
 	job := engine.Job{
-		RunID:        r.ID,
-		Registry:     reg.Listen,
-		RegistryName: r.Registry,
-		Commit:       r.Commit,
-		Branch:       r.Branch,
-		Date:         r.StartedAt,
-		FileName:     fileName,
-		File:         file,
-		Docker:       docker,
-		Values:       values,
-		Workspace:    contextDir,
-		Credentials:  creds,
-		GantryEnv:    map[string]string{"GANTRY_SERVER": s.controlURL, "GANTRY_TOKEN": runCred},
-		Log:          log,
-		Timeout:      timeout,
+		RunID:           r.ID,
+		Registry:        reg.Listen,
+		RegistryName:    r.Registry,
+		Commit:          r.Commit,
+		Branch:          r.Branch,
+		Date:            r.StartedAt,
+		FileName:        fileName,
+		File:            file,
+		Docker:          docker,
+		Values:          values,
+		Workspace:       contextDir,
+		Credentials:     creds,
+		GantryEnv:       map[string]string{"GANTRY_SERVER": s.controlURL, "GANTRY_TOKEN": runCred},
+		AllowPrivileged: slices.Contains(s.privileged, r.Registry),
+		Log:             log,
+		Timeout:         timeout,
 		ResolveSecret: func(ctx context.Context, id, uri string) (string, error) {
 			if identity.Principal == "" {
 				return "", fmt.Errorf("secret %q (%s): the task has no identity to read the vault with; create it with --assign-identity and grant it get: %w",
@@ -383,6 +397,11 @@ func (s *Service) prepareContext(ctx context.Context, r *Run, t *Task, ws string
 		return ws, nil
 	case t == nil || t.Context == "":
 		return ws, nil
+	}
+	if err := s.checkRunContext(t); err != nil {
+		return "", err
+	}
+	switch {
 	case git.IsGit(t.Context):
 		gc, err := git.Parse(t.Context)
 		if err != nil {
@@ -408,11 +427,11 @@ func (s *Service) prepareContext(ctx context.Context, r *Run, t *Task, ws string
 		}
 		return dir, nil
 	default:
-		fi, err := os.Stat(t.Context)
+		fi, err := os.Stat(resolvePath(t.Context))
 		if err != nil || !fi.IsDir() {
 			return "", fmt.Errorf("context %q is neither a git repository nor a directory on the server", t.Context)
 		}
-		if err := copyDir(t.Context, ws); err != nil {
+		if err := copyDir(resolvePath(t.Context), ws); err != nil {
 			return "", fmt.Errorf("copying the context %s: %w", t.Context, err)
 		}
 		return ws, nil
@@ -466,7 +485,7 @@ func (s *Service) taskFile(r *Run, t *Task, contextDir string) (string, []byte, 
 
 // resolveCredentials turns a task's credentials into logins, reading vault
 // URIs with the task's identity.
-func (s *Service) resolveCredentials(ctx context.Context, t *Task, id auth.Identity, runCred string, mask *maskingWriter) ([]engine.Credential, error) {
+func (s *Service) resolveCredentials(ctx context.Context, t *Task, id auth.Identity, regCred string, mask *maskingWriter) ([]engine.Credential, error) {
 	rows, err := s.db.R.QueryContext(ctx, `SELECT login_server, username, password, password_is_uri, use_identity
 		FROM task_credentials WHERE task_id = ? ORDER BY login_server`, t.ID)
 	if err != nil {
@@ -494,7 +513,7 @@ func (s *Service) resolveCredentials(ctx context.Context, t *Task, id auth.Ident
 			if id.Principal == "" {
 				return nil, fmt.Errorf("credential for %s uses the task identity, but the task has none (--assign-identity)", x.server)
 			}
-			out = append(out, engine.Credential{Registry: x.server, Username: auth.RunUsername, Password: runCred})
+			out = append(out, engine.Credential{Registry: x.server, Username: auth.RunUsername, Password: regCred})
 			continue
 		}
 		user := x.user

@@ -58,6 +58,14 @@
 //     template string as in acb.
 //   - Sprig's env, expandenv and getHostByName fail: templates are rendered on the
 //     server and must not read its environment or the network.
+//   - Rendering has a budget (template.go): each template pass has 5 s, no function
+//     call may take or return more than 4 MiB or produce more than 100000 elements,
+//     the calls of a pass produce at most 64 MiB together, and the output is at most
+//     4 MiB (MaxRenderedSize). Functions that build a value from a count or multiply
+//     their input (repeat, until, untilStep, seq, rand*, indent, wrap, replace, join,
+//     regexReplaceAll, split, printf widths, uniq, ...) check the size before they
+//     allocate; loops and template calls check the time. Over a budget the file is
+//     rejected with a problem naming the position, the step and the expression.
 //   - Step ids are also container names, so they may only contain letters, digits,
 //     '_', '.' and '-' (acb only rejects spaces). startDelay must be >= 0.
 //   - volumeMounts are accepted on cmd steps only, as in acb's code (the docs also

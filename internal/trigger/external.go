@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gantryhq/gantry/internal/egress"
 )
 
 // maxConcurrentHeads bounds the external registry requests in flight.
@@ -320,7 +322,7 @@ func (s *Service) manifestRequest(ctx context.Context, method, u, authz string) 
 	}
 	resp, err := s.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, u, err)
+		return nil, fmt.Errorf("%s %s: %w", method, u, refusal(err))
 	}
 	return resp, nil
 }
@@ -375,7 +377,7 @@ func (s *Service) authorize(ctx context.Context, host, repo, challenge string) (
 	}
 	resp, err := s.http.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("%s: fetching a token: %w", host, err)
+		return "", fmt.Errorf("%s: fetching a token: %w", host, refusal(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -396,6 +398,17 @@ func (s *Service) authorize(ctx context.Context, host, repo, challenge string) (
 		return "", fmt.Errorf("%s: the token service returned no token", host)
 	}
 	return "Bearer " + t, nil
+}
+
+// refusal returns the egress policy's refusal inside a client error, whose
+// message names the policy's reason without the transport's wrapping; other
+// errors are returned as they are.
+func refusal(err error) error {
+	var re *egress.RefusedError
+	if errors.As(err, &re) {
+		return re
+	}
+	return err
 }
 
 // parseChallenge parses `Bearer realm="...",service="...",scope="..."`.

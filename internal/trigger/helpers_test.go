@@ -173,7 +173,8 @@ func newEnv(t testing.TB, dir string, cfg envConfig) *env {
 		t.Fatal(err)
 	}
 	fe := &fakeExec{by: map[string]func(context.Context, engine.Job) (engine.Result, error){}, calls: map[string]int{}}
-	opts := []task.Option{task.WithConcurrency(4)}
+	// The tests' git repositories are local folders under the temp dir.
+	opts := []task.Option{task.WithConcurrency(4), task.WithContextRoots([]string{os.TempDir()})}
 	if cfg.now != nil {
 		opts = append(opts, task.WithClock(cfg.now))
 	}

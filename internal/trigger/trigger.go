@@ -34,7 +34,9 @@
 //
 // Bases in registries that are not gantry registries are polled with a
 // manifest HEAD request (anonymous, with Docker bearer-token negotiation) at
-// a jittered interval, first at Start.
+// a jittered interval, first at Start. Polls obey the egress policy
+// (WithEgress): never the control API, link-local or metadata addresses,
+// or hosts the admin's lists exclude; a refused poll records its error.
 //
 // # Commit triggers
 //
@@ -80,6 +82,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/egress"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/task"
 )
@@ -201,8 +204,25 @@ func WithDebounce(d time.Duration) Option {
 // WithJitter sets the fraction by which poll intervals vary (default 0.1).
 func WithJitter(frac float64) Option { return func(s *Service) { s.jitter = frac } }
 
-// WithHTTPClient sets the client for external registry polls.
+// WithHTTPClient sets the client for external registry polls, replacing
+// the egress policy's (see WithEgress).
 func WithHTTPClient(c *http.Client) Option { return func(s *Service) { s.http = c } }
+
+// WithEgress sets the policy external registry polls obey: the control
+// API's address, the admin's allow and deny lists (default: egress.New(),
+// which refuses link-local and metadata addresses). Polls have Local reach:
+// only the admin and registry owners create tasks, so a base image on this
+// machine may be polled.
+func WithEgress(p *egress.Policy) Option {
+	return func(s *Service) { s.http = pollClient(p) }
+}
+
+// pollClient is the client of external polls under p.
+func pollClient(p *egress.Policy) *http.Client {
+	c := p.Client(egress.Local)
+	c.Timeout = 30 * time.Second
+	return c
+}
 
 // WithCredentials sets the logins used for external registry polls.
 func WithCredentials(c Credentials) Option { return func(s *Service) { s.creds = c } }
@@ -263,10 +283,13 @@ func New(d *db.DB, tasks Tasks, content Content, sealer Sealer, opts ...Option) 
 		externalPoll: time.Minute,
 		debounce:     15 * time.Millisecond,
 		jitter:       0.1,
-		http:         &http.Client{Timeout: 30 * time.Second},
 	}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.http == nil {
+		p, _ := egress.New() // no entries to reject
+		s.http = pollClient(p)
 	}
 	s.base = newBaseTrigger(s)
 	s.commits = newCommitTrigger(s)

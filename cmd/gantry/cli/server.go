@@ -13,12 +13,13 @@ import (
 
 func newServerCmd(o *rootOpts) *cobra.Command {
 	var data, file, listen string
+	var sec config.Security
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the gantry server: the control API and every registry",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadServerConfig(cmd, file, data, listen)
+			cfg, err := loadServerConfig(cmd, file, data, listen, sec)
 			if err != nil {
 				return err
 			}
@@ -32,12 +33,16 @@ func newServerCmd(o *rootOpts) *cobra.Command {
 	cmd.Flags().StringVar(&data, "data", "", "data directory (default gantry-data, or the config file's)")
 	cmd.Flags().StringVar(&file, "config", "", "YAML configuration file")
 	cmd.Flags().StringVar(&listen, "listen", "", "control API address (default 127.0.0.1:7000)")
+	cmd.Flags().StringArrayVar(&sec.ContextRoots, "context-root", nil, "folder under which tasks of non-admin callers may use local contexts (repeatable)")
+	cmd.Flags().StringArrayVar(&sec.PrivilegedRegistries, "allow-privileged-steps", nil, "registry whose task steps may use privileged: true or the host network explicitly (repeatable)")
+	cmd.Flags().StringArrayVar(&sec.UpstreamAllow, "upstream-allow", nil, "the only upstream hosts import, cache rules and base-image polling may reach: host, host:port, IP or CIDR, *.domain (repeatable)")
+	cmd.Flags().StringArrayVar(&sec.UpstreamDeny, "upstream-deny", nil, "upstream hosts never fetched from (repeatable; same forms as --upstream-allow)")
 	return cmd
 }
 
 // loadServerConfig applies, in order: defaults, the file, GANTRY_* env
 // overrides, then flags; and validates the result.
-func loadServerConfig(cmd *cobra.Command, file, data, listen string) (config.Config, error) {
+func loadServerConfig(cmd *cobra.Command, file, data, listen string, sec config.Security) (config.Config, error) {
 	cfg := config.Default()
 	if file != "" {
 		if err := cfg.LoadFile(file); err != nil {
@@ -52,6 +57,18 @@ func loadServerConfig(cmd *cobra.Command, file, data, listen string) (config.Con
 	}
 	if cmd.Flags().Changed("listen") {
 		cfg.Listen = listen
+	}
+	if cmd.Flags().Changed("context-root") {
+		cfg.Security.ContextRoots = sec.ContextRoots
+	}
+	if cmd.Flags().Changed("allow-privileged-steps") {
+		cfg.Security.PrivilegedRegistries = sec.PrivilegedRegistries
+	}
+	if cmd.Flags().Changed("upstream-allow") {
+		cfg.Security.UpstreamAllow = sec.UpstreamAllow
+	}
+	if cmd.Flags().Changed("upstream-deny") {
+		cfg.Security.UpstreamDeny = sec.UpstreamDeny
 	}
 	if cfg.Engine.Host == "" {
 		cfg.Engine = server.EngineConfig(docker.EndpointFromEnv(os.Getenv))

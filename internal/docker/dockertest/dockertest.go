@@ -268,8 +268,10 @@ var (
 )
 
 // ensureCached makes sure the engine has the image tag, carrying the label
-// filter ("key=value"), building it from files when no image with the label
-// exists. Concurrent tests of a process build it once.
+// filter ("key=value"), building it from files when the tag is missing (the
+// layer cache makes that quick). An image found by the label alone is not
+// retagged: images built FROM it inherit the label. Concurrent tests of a
+// process build it once.
 func ensureCached(t testing.TB, c *docker.Client, tag, filter string, files map[string]string) {
 	t.Helper()
 	cacheMu.Lock()
@@ -288,10 +290,7 @@ func ensureCached(t testing.TB, c *docker.Client, tag, filter string, files map[
 	for _, im := range list {
 		found = found || slices.Contains(im.RepoTags, tag)
 	}
-	switch {
-	case found:
-	case len(list) > 0 && c.TagImage(ctx, list[0].ID, tag) == nil:
-	default:
+	if !found {
 		k, v, _ := strings.Cut(filter, "=")
 		build(t, c, tag, files, map[string]string{k: v}, false)
 	}

@@ -1,0 +1,206 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/plan"
+)
+
+// stepCapabilities are the only capabilities a step container keeps (every
+// other one is dropped): what a root process needs to own, read and write
+// the files of the workspace, switch users and signal its children. Gone
+// are, among Docker's defaults, NET_RAW (raw and packet sockets: on the host
+// network a step could otherwise sniff loopback), NET_BIND_SERVICE (ports
+// below 1024 on the host), MKNOD, SETFCAP, SYS_CHROOT and AUDIT_WRITE.
+var stepCapabilities = []string{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP"}
+
+// confine applies the step sandbox (docs/security.md) to a step
+// container's host configuration: the capabilities above, no-new-privileges
+// (setuid binaries gain nothing) and, for the images gantry builds (the
+// gantry and az aliases), a read-only root file system with a private
+// /tmp. A privileged step (allowed per registry by the server's admin)
+// keeps what it asked for.
+func confine(h *docker.HostConfig, readOnlyRoot bool) {
+	if h.Privileged {
+		return
+	}
+	h.CapDrop = []string{"ALL"}
+	h.CapAdd = stepCapabilities
+	h.SecurityOpt = []string{"no-new-privileges"}
+	if readOnlyRoot {
+		h.ReadonlyRootfs = true
+		h.Mounts = append(h.Mounts, docker.Mount{Type: "tmpfs", Target: "/tmp"})
+	}
+}
+
+// escalationHint names the setting that allows privileged steps on the
+// run's registry.
+func (r *run) escalationHint() string {
+	return fmt.Sprintf("the server's admin allows it for registry %s with gantry server --allow-privileged-steps %s", r.registry, r.registry)
+}
+
+// checkEscalations refuses a plan whose steps ask for more than a step gets,
+// unless the job allows it.
+func (r *run) checkEscalations(p *plan.Plan) error {
+	if r.job.AllowPrivileged {
+		return nil
+	}
+	if err := p.Escalations(r.escalationHint()); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidTask, err)
+	}
+	return nil
+}
+
+// reservedRepositories are the engine repositories gantry's own images
+// live in; no run may create, replace or remove tags there.
+func (e *Engine) reservedRepositories() []string {
+	return []string{e.cliRepo, e.azRepo, strings.Split(helperImage, ":")[0]}
+}
+
+// imageKey is the normalized form of a reference, for comparing tags that
+// are spelled differently (busybox, docker.io/library/busybox:latest).
+func imageKey(ref string) string {
+	img := imageOf(ref)
+	if img.Digest != "" {
+		return img.Registry + "/" + img.Repository + "@" + img.Digest
+	}
+	if img.Tag == "" {
+		img.Tag = "latest"
+	}
+	return img.Reference()
+}
+
+// owns reports whether the run created the tag ref (built, tagged or
+// pulled it when the engine did not have it).
+func (r *run) owns(ref string) bool {
+	k := imageKey(ref)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return hasImage(r.created, k)
+}
+
+// hasImage reports whether a tag of m has the image key k.
+func hasImage[V any](m map[string]V, k string) bool {
+	for t := range m {
+		if imageKey(t) == k {
+			return true
+		}
+	}
+	return false
+}
+
+// sees reports whether a run may use the image ref (docs/security.md,
+// "Images are scoped"): one it created, one it pulled with its own
+// logins, or a Docker Hub name the engine holds (the public base images
+// the operator provides, which no run may replace). Image IDs are never
+// visible: a step names images, and an ID would reach any image on the
+// engine.
+func (r *run) sees(ref string) bool {
+	if r.obtained(ref) {
+		return true
+	}
+	if isImageID(ref) {
+		return false
+	}
+	return imageOf(ref).Registry == dockerHub && !r.reserved(ref)
+}
+
+// obtained reports whether the run created ref or pulled it with its own
+// logins.
+func (r *run) obtained(ref string) bool {
+	k := imageKey(ref)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return hasImage(r.created, k) || hasImage(r.ready, k)
+}
+
+// isImageID reports a reference that is an image ID (sha256:... or its
+// short hex form), which the engine resolves to any image it holds.
+func isImageID(ref string) bool { return strings.HasPrefix(ref, "sha256:") || isHexID(ref) }
+
+// isHexID reports a (short) image ID such as 3f4e5d6c7b8a.
+func isHexID(s string) bool {
+	if len(s) < 12 || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			return false
+		}
+	}
+	return true
+}
+
+// reserved reports a reference in one of gantry's own repositories.
+func (r *run) reserved(ref string) bool {
+	img := imageOf(ref)
+	for _, repo := range r.e.reservedRepositories() {
+		if ri := imageOf(repo); ri.Registry == img.Registry && ri.Repository == img.Repository {
+			return true
+		}
+	}
+	return false
+}
+
+// errNoSuchImage is the message of a docker command on an image the run may
+// not touch; it reads like the daemon's own "No such image".
+func errNoSuchImage(ref string) error {
+	//lint:ignore ST1005 the docker daemon's wording, which scripts match
+	return fmt.Errorf("No such image: %s", ref)
+}
+
+// mayCreateTag checks a tag a build or docker tag is about to set: never in
+// gantry's own repositories; in a registry only when the run holds a login
+// for it (its own registry, its task's credentials); and a Docker Hub name
+// only when the engine does not have it yet or the run created it (the
+// operator's base images are shared by every run).
+func (r *run) mayCreateTag(ctx context.Context, ref string) error {
+	if r.reserved(ref) {
+		return fmt.Errorf("tag %s: the repository is gantry's own and cannot be written by a task", ref)
+	}
+	img := imageOf(ref)
+	if img.Registry != dockerHub {
+		r.mu.Lock()
+		_, ok := r.creds[registryKey(img.Registry)]
+		r.mu.Unlock()
+		if !ok {
+			return fmt.Errorf("tag %s: the run has no login for %s, so it may not create images named after it (add a task credential for it)", ref, img.Registry)
+		}
+		return nil
+	}
+	if r.owns(ref) {
+		return nil
+	}
+	switch _, err := r.d.InspectImage(ctx, ref); {
+	case err == nil:
+		return fmt.Errorf("tag %s: the engine's image %s is shared by every run and was not created by this one; tag your image with your registry's name (e.g. {{.Run.Registry}}/%s)", ref, ref, ref)
+	case errors.Is(err, docker.ErrNotFound):
+		return nil
+	default:
+		return engineErr(err)
+	}
+}
+
+// visibleImages keeps, of an image list, the tags the run created or
+// pulled itself (docker images in a step): other images are left out.
+func (r *run) visibleImages(list []docker.ImageSummary) []docker.ImageSummary {
+	var out []docker.ImageSummary
+	for _, im := range list {
+		var tags []string
+		for _, t := range im.RepoTags {
+			if r.obtained(t) {
+				tags = append(tags, t)
+			}
+		}
+		if len(tags) == 0 {
+			continue
+		}
+		im.RepoTags = tags
+		out = append(out, im)
+	}
+	return out
+}

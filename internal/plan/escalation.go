@@ -1,0 +1,35 @@
+package plan
+
+import (
+	"fmt"
+
+	"github.com/gantryhq/gantry/internal/taskfile"
+)
+
+// Escalations checks the steps that ask for more than a step gets by
+// default (docs/security.md): privileged: true, network: host, and a build
+// with --network host. When there are any, it returns a *taskfile.Error
+// with one problem per request, at its position, each ending with allow, a
+// hint that names the setting that would allow it.
+func (p *Plan) Escalations(allow string) error {
+	var problems []taskfile.Problem
+	add := func(i int, field, format string, args ...any) {
+		ts := &p.rendered.Task.Steps[i]
+		problems = append(problems, taskfile.Problem{
+			File: p.File, Pos: ts.At(field), Field: fmt.Sprintf("steps[%d].%s", ts.Index, field),
+			Message: fmt.Sprintf(format, args...) + "; " + allow,
+		})
+	}
+	for i, s := range p.Steps {
+		if s.Privileged {
+			add(i, "privileged", "step %s: privileged: true gives the step every capability of the host", s.ID)
+		}
+		if s.Network == "host" {
+			add(i, "network", "step %s: network: host asks for the host's network namespace explicitly", s.ID)
+		}
+		if s.Build != nil && s.Build.Network == "host" {
+			add(i, "build", "step %s: --network host asks for the host's network namespace explicitly", s.ID)
+		}
+	}
+	return taskfile.NewError(p.File, problems)
+}
