@@ -329,3 +329,31 @@ func TestKeyFiles(t *testing.T) {
 		t.Fatal("corrupt key accepted")
 	}
 }
+
+// TestRegistryRefreshToken: a token's password exchanged server-side gives a
+// refresh token for that registry only, which works at the token endpoint
+// instead of the password; a wrong password gives none.
+func TestRegistryRefreshToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.s
+	tok := mustToken(t, s, TokenSpec{Registry: "reg1", Name: "puller", ScopeMap: ScopeMapPull})
+	ctx := context.Background()
+	if _, err := s.RegistryRefreshToken(ctx, "reg1", "puller", "wrong", time.Hour); !errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("wrong password: err = %v, want ErrUnauthenticated", err)
+	}
+	refresh, err := s.RegistryRefreshToken(ctx, "reg1", "puller", tok.Passwords[0].Value, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.parseToken(refresh, "reg1", useRefresh)
+	if err != nil || c.Name != "puller" {
+		t.Fatalf("refresh token: %+v %v", c, err)
+	}
+	if exp := c.ExpiresAt.Time; exp.After(time.Now().Add(61 * time.Minute)) {
+		t.Errorf("refresh token expires at %s, want within the hour asked", exp)
+	}
+	if _, err := s.parseToken(refresh, "reg2", useRefresh); err == nil {
+		t.Errorf("the refresh token of reg1 is accepted for reg2")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -167,4 +168,25 @@ func (r *runRecord) session() session {
 	}
 	return session{kind: KindRun, principal: principal, name: r.name,
 		registry: r.registry, runID: r.runID, ref: r.id, expires: r.expires, registryOnly: r.registryOnly}
+}
+
+// RegistryRefreshToken logs in to a registry's token endpoint on behalf of
+// a server component (the task service, for a task's token credential)
+// and returns a refresh token for that registry, valid for ttl (at most
+// the refresh lifetime) and as long as the credential stays valid. The
+// engine then presents the refresh token (docker's identity token) instead
+// of the password, so what crosses loopback expires with the run
+// (docs/security.md). Failed logins count for the brute-force limiter
+// under the source "internal".
+func (s *Service) RegistryRefreshToken(ctx context.Context, registry, username, password string, ttl time.Duration) (string, error) {
+	if ttl <= 0 || ttl > s.refreshTTL {
+		ttl = s.refreshTTL
+	}
+	r := (&http.Request{RemoteAddr: "internal"}).WithContext(ctx)
+	sess, err := s.login(ctx, r, registry, username, password)
+	if err != nil {
+		return "", fmt.Errorf("logging in to registry %s as %s: %w", registry, username, err)
+	}
+	tok, _, _, err := s.sign(sess, registry, "", useRefresh, nil, ttl)
+	return tok, err
 }

@@ -345,10 +345,14 @@ func (e *Engine) Cleanup(ctx context.Context, registry, runID string) error {
 // credentialSecrets are the forms of a credential a log could show: the
 // password, and the auth of a docker config.json (base64 of user:password).
 func credentialSecrets(c Credential) []string {
-	if c.Password == "" {
-		return nil
+	var out []string
+	if c.IdentityToken != "" {
+		out = append(out, c.IdentityToken)
 	}
-	return []string{c.Password, base64.StdEncoding.EncodeToString([]byte(c.Username + ":" + c.Password))}
+	if c.Password == "" {
+		return out
+	}
+	return append(out, c.Password, base64.StdEncoding.EncodeToString([]byte(c.Username+":"+c.Password)))
 }
 
 // isLoopback reports registry hosts served over plain HTTP.

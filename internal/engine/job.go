@@ -63,6 +63,10 @@ type Credential struct {
 	Registry string
 	Username string
 	Password string
+	// IdentityToken, when set, is a refresh token of the registry's token
+	// endpoint that the engine presents instead of Username and Password
+	// (docker's identity token): short-lived, unlike a token password.
+	IdentityToken string
 	// EngineOnly keeps the login out of the steps' Docker config: the
 	// engine uses it for the run's pulls, builds and pushes, but no step
 	// sees it (a token password of a gantry registry, which the control API

@@ -64,7 +64,17 @@ func (r *run) authFor(ref string) *docker.AuthConfig {
 	if !ok {
 		return nil
 	}
-	return &docker.AuthConfig{Username: c.Username, Password: c.Password, ServerAddress: c.Registry}
+	a := c.auth(c.Registry)
+	return &a
+}
+
+// auth is the engine's form of a login for the server address host: the
+// identity token alone when there is one.
+func (c Credential) auth(host string) docker.AuthConfig {
+	if c.IdentityToken != "" {
+		return docker.AuthConfig{Username: c.Username, IdentityToken: c.IdentityToken, ServerAddress: host}
+	}
+	return docker.AuthConfig{Username: c.Username, Password: c.Password, ServerAddress: host}
 }
 
 func (r *run) credFor(host string) (Credential, bool) {
@@ -87,7 +97,7 @@ func (r *run) authConfigs() map[string]docker.AuthConfig {
 		if k == dockerHub {
 			host = "https://index.docker.io/v1/"
 		}
-		m[host] = docker.AuthConfig{Username: c.Username, Password: c.Password, ServerAddress: host}
+		m[host] = c.auth(host)
 	}
 	return m
 }
@@ -176,13 +186,29 @@ func (c *registryClient) token(ctx context.Context, params map[string]string, sc
 	if scope != "" {
 		q.Set("scope", scope)
 	}
-	u.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return "", err
-	}
-	if c.cred != nil {
-		req.SetBasicAuth(c.cred.Username, c.cred.Password)
+	var req *http.Request
+	if c.cred != nil && c.cred.IdentityToken != "" {
+		// OAuth2's refresh-token grant, as docker does with an identity
+		// token.
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {c.cred.IdentityToken},
+			"client_id": {"gantry"}, "service": {params["service"]}}
+		if scope != "" {
+			form.Set("scope", scope)
+		}
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, realm, strings.NewReader(form.Encode()))
+		if err != nil {
+			return "", err
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	} else {
+		u.RawQuery = q.Encode()
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		if err != nil {
+			return "", err
+		}
+		if c.cred != nil {
+			req.SetBasicAuth(c.cred.Username, c.cred.Password)
+		}
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -3,10 +3,13 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gantryhq/gantry/internal/engine"
 )
@@ -146,8 +149,10 @@ steps:
 	}
 }
 
-// TestEngineOnlyCredentials: a login marked EngineOnly serves the run's
-// pulls but is not in any step's Docker config.
+// TestEngineOnlyCredentials: a login marked EngineOnly, presented as an
+// identity token (a refresh token of the registry), serves the run's pulls
+// and builds (also on Podman and through BuildKit's session) but is not in
+// any step's Docker config.
 func TestEngineOnlyCredentials(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, []string{"contoso", "fabrikam"})
@@ -157,16 +162,37 @@ func TestEngineOnlyCredentials(t *testing.T) {
 steps:
   - id: config
     cmd: `+node+` cat /acb/home/.docker/config.json
-`, "", nil)
+  - id: build
+    build: -t {{.Run.Registry}}/from-fabrikam:1 -f Dockerfile .
+`, writeWorkspace(t, map[string]string{"Dockerfile": "FROM " + node + "\nRUN echo built\n"}), nil)
 	c := e.credential("fabrikam", j.RunID)
-	c.EngineOnly = true
+	refresh, err := e.au.RegistryRefreshToken(t.Context(), "fabrikam", c.Username, c.Password, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Password, c.IdentityToken, c.EngineOnly = "", refresh, true
 	j.Credentials = append(j.Credentials, c)
 	if _, err := e.execute(j); err != nil {
 		t.Fatalf("%v\n%s", err, log)
 	}
 	out := log.String()
 	checkLines(t, out, `config \| .*"`+regexp.QuoteMeta(e.hosts["contoso"])+`": \{`)
+	if strings.Contains(out, refresh) {
+		t.Errorf("the identity token is in the run log")
+	}
 	if strings.Contains(out, `"`+e.hosts["fabrikam"]+`"`) {
 		t.Errorf("the engine-only login is in the step's Docker config:\n%s", out)
 	}
+}
+
+// writeWorkspace writes files into a new workspace directory.
+func writeWorkspace(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }

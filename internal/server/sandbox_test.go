@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/api"
+	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
@@ -390,5 +391,57 @@ func TestSandboxContexts(t *testing.T) {
 		case c != keys && code != 0:
 			t.Errorf("the admin could not name %s as a context: exit %d %s", c, code, errOut)
 		}
+	}
+}
+
+// TestSandboxTaskTokenCredential (S5, the task's own credentials): a task
+// credential with a token of another gantry registry serves the run's
+// pulls and builds, exchanged for a refresh token that expires with the
+// run, and no step finds it in its Docker config.
+func TestSandboxTaskTokenCredential(t *testing.T) {
+	dc := dockertest.Engine(t)
+	base := dockertest.BusyboxImage(t, dc, "")
+	srv := startServer(t, serverOptions{engine: os.Getenv("DOCKER_HOST")})
+	cliAsAdmin(t, srv)
+	alpha := srv.createRegistry("alpha", false)
+	srv.createRegistry("beta", false)
+	ctx := context.Background()
+	adm := srv.admin()
+
+	// alpha holds a private image; beta's task pulls it with a pull token.
+	dir := writeFiles(t, map[string]string{
+		"acr-task.yaml": "version: v1.1.0\nsteps:\n  - build: -t {{.Run.Registry}}/private:1 .\n  - push: ['{{.Run.Registry}}/private:1']\n",
+		"Dockerfile":    "FROM " + base + "\nRUN echo private-content > /private.txt\n"})
+	if out, code := quickRun(t, "alpha", dir); code != 0 {
+		t.Fatalf("alpha push: exit %d\n%s", code, out)
+	}
+	tok, err := adm.CreateToken(ctx, "alpha", api.CreateTokenRequest{Name: "beta-pull", ScopeMap: auth.ScopeMapPull})
+	if err != nil {
+		t.Fatal(err)
+	}
+	password := tok.Credentials.Passwords[0].Value
+	if _, err := adm.CreateTask(ctx, "beta", api.CreateTaskRequest{Name: "uses-alpha", File: "acr-task.yaml",
+		FileContent: []byte("version: v1.1.0\nsteps:\n" +
+			"  - id: run\n    cmd: " + alpha + "/private:1 cat /private.txt\n" +
+			"  - id: config\n    cmd: " + base + " cat /acb/home/.docker/config.json\n")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.AddTaskCredential(ctx, "beta", "uses-alpha", api.CredentialRequest{
+		LoginServer: alpha, Username: "beta-pull", Password: password}); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := gantryCLI("task", "run", "-r", "beta", "-n", "uses-alpha")
+	out += errOut
+	if code != 0 || !strings.Contains(out, "run | private-content") {
+		t.Fatalf("the task did not pull with its token credential: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, `"`+alpha+`"`) {
+		t.Errorf("the token credential is in a step's Docker config:\n%s", out)
+	}
+	if strings.Contains(out, password) {
+		t.Errorf("the token password is in the run log")
+	}
+	if strings.Contains(srv.log.String(), "task credential not exchanged") {
+		t.Errorf("the credential was not exchanged for a refresh token:\n%s", srv.log.String())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/engine"
@@ -129,29 +130,39 @@ func (s *Service) checkRunContext(t *Task) error {
 	return nil
 }
 
-// keepTokensFromSteps marks the task credentials that log in to one of
+// keepTokensFromSteps handles the task credentials that log in to one of
 // gantry's own registries with a user name and password (a token's, which
-// the control API would also accept) as engine-only: the engine pulls,
-// builds and pushes with them, and no step finds them in its Docker config.
-// A step gets, for gantry's registries, only the run's registry credential
-// (docs/security.md).
-func (s *Service) keepTokensFromSteps(ctx context.Context, creds []engine.Credential) error {
+// the control API would also accept, and which does not expire with the
+// run): they become engine-only (no step finds them in its Docker config)
+// and the password is exchanged for a refresh token of that registry valid
+// for ttl, which the engine presents instead (docs/security.md). A login
+// the registry refuses is left as it is: the run's login check reports it.
+func (s *Service) keepTokensFromSteps(ctx context.Context, creds []engine.Credential, ttl time.Duration) error {
 	regs, err := s.regs.ListRegistries(ctx)
 	if err != nil {
 		return err
 	}
-	ours := map[string]bool{}
+	ours := map[string]string{} // login server -> registry name
 	for _, r := range regs {
-		ours[r.Listen] = true
+		ours[r.Listen] = r.Name
 		if _, port, err := net.SplitHostPort(r.Listen); err == nil {
-			ours["localhost:"+port] = true
-			ours["127.0.0.1:"+port] = true
+			ours["localhost:"+port] = r.Name
+			ours["127.0.0.1:"+port] = r.Name
 		}
 	}
 	for i := range creds {
-		if ours[creds[i].Registry] && creds[i].Username != auth.RunUsername {
-			creds[i].EngineOnly = true
+		c := &creds[i]
+		name, ok := ours[c.Registry]
+		if !ok || c.Username == auth.RunUsername {
+			continue
 		}
+		c.EngineOnly = true
+		tok, err := s.ids.RegistryRefreshToken(ctx, name, c.Username, c.Password, ttl)
+		if err != nil {
+			s.log.InfoContext(ctx, "task credential not exchanged for a refresh token", "registry", name, "user", c.Username, "err", err)
+			continue
+		}
+		c.IdentityToken, c.Password = tok, ""
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ type Identities interface {
 	CreateIdentity(ctx context.Context, name string) (auth.Principal, error)
 	DeleteIdentity(ctx context.Context, id string) error
 	IssueRunCredential(ctx context.Context, g auth.RunGrant) (string, error)
+	RegistryRefreshToken(ctx context.Context, registry, username, password string, ttl time.Duration) (string, error)
 	RevokeRun(ctx context.Context, registry, runID string) error
 }
 

@@ -337,7 +337,7 @@ func (s *Service) prepareAndExecute(ctx context.Context, r *Run, log io.Writer) 
 			return engine.Result{}, err
 		}
 		creds = append(creds, more...)
-		if err := s.keepTokensFromSteps(ctx, creds[1:]); err != nil {
+		if err := s.keepTokensFromSteps(ctx, creds[1:], timeout+5*time.Minute); err != nil {
 			return engine.Result{}, err
 		}
 	}
