@@ -65,6 +65,12 @@ type Engine struct {
 	TLSCA   string `yaml:"tlsCA"`
 	TLSCert string `yaml:"tlsCert"`
 	TLSKey  string `yaml:"tlsKey"`
+	// BuildNetwork is the network of builds' RUN instructions when a build
+	// asks for none: "none" (the default: RUN gets a network namespace
+	// with loopback only, so it can neither reach nor observe the host's
+	// loopback), "default" (the engine's default network, Docker's bridge,
+	// for an engine that has one), or "host".
+	BuildNetwork string `yaml:"buildNetwork"`
 }
 
 // Storage configures the blob store.
@@ -132,6 +138,7 @@ func Default() Config {
 		Data:     "gantry-data",
 		Listen:   "127.0.0.1:7000",
 		Log:      Log{Level: "info", Format: "text"},
+		Engine:   Engine{BuildNetwork: "none"},
 		Storage:  Storage{GCInterval: time.Hour},
 		Tasks:    Tasks{Concurrency: 4, LogRetention: 30 * 24 * time.Hour},
 		Triggers: Triggers{CommitPollInterval: 2 * time.Second, BaseImagePollInterval: 5 * time.Minute},
@@ -261,6 +268,11 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		bad("log.format", "%q: want text or json", c.Log.Format)
+	}
+	switch c.Engine.BuildNetwork {
+	case "none", "default", "host":
+	default:
+		bad("engine.buildNetwork", "%q: want none, default or host", c.Engine.BuildNetwork)
 	}
 	if c.Tasks.Concurrency < 1 {
 		bad("tasks.concurrency", "must be at least 1")

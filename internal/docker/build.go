@@ -48,9 +48,9 @@ type BuildOptions struct {
 	Pull       bool               // always try to pull newer versions of the FROM images
 	Labels     map[string]string  // labels added to the image
 	Platform   string             // e.g. linux/amd64
-	// NetworkMode is the network of the RUN containers: "host" for the
-	// engine gantry runs, "none", or "" for the engine's default (BuildKit:
-	// host, as the engines gantry runs on have no bridge).
+	// NetworkMode is the network of the RUN containers: "host", "none",
+	// "default" (the engine's default network, Docker's bridge, which
+	// gantry's development engines do not have), or "" for host.
 	NetworkMode string
 	// AuthConfigs are credentials for pulling FROM images, keyed by registry
 	// host (X-Registry-Config for the classic builder, the session's auth
@@ -249,7 +249,7 @@ func (c *Client) BuildImage(ctx context.Context, contextTar io.Reader, opts Buil
 		NoCache:     opts.NoCache,
 		PullParent:  opts.Pull,
 		Labels:      opts.Labels,
-		NetworkMode: opts.NetworkMode,
+		NetworkMode: classicNetwork(opts.NetworkMode),
 		Remove:      !opts.KeepIntermediate,
 		ForceRemove: !opts.KeepIntermediate,
 		Version:     build.BuilderV1,
@@ -298,4 +298,15 @@ func parsePlatform(s string) (ocispec.Platform, error) {
 		p.Variant = parts[2]
 	}
 	return p, nil
+}
+
+// classicNetwork is the classic builder's form of BuildOptions.NetworkMode.
+func classicNetwork(mode string) string {
+	switch mode {
+	case "":
+		return "host"
+	case "default":
+		return ""
+	}
+	return mode
 }

@@ -126,8 +126,11 @@ func (c *Client) buildKit(ctx context.Context, dir, dockerfile string, opts Buil
 		allowed = append(allowed, string(entitlements.EntitlementNetworkHost))
 	case "none":
 		attrs["force-network-mode"] = "none"
+	case "default":
+		// The engine's default network (Docker's bridge), where there is
+		// one: RUN gets a network namespace of its own.
 	default:
-		return "", fmt.Errorf("network %q: BuildKit builds run on the host network or none: %w", opts.NetworkMode, ErrInvalid)
+		return "", fmt.Errorf("network %q: BuildKit builds run on the host network, the default network or none: %w", opts.NetworkMode, ErrInvalid)
 	}
 	export := bkclient.ExportEntry{Type: "moby", Attrs: map[string]string{}}
 	if len(opts.Tags) > 0 {

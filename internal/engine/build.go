@@ -273,10 +273,7 @@ func (r *run) build(ctx context.Context, s *plan.Step, b *plan.Build, record boo
 		k, v, _ := strings.Cut(l, "=")
 		labels[k] = v
 	}
-	network := hostNetwork
-	if b.Network == "none" {
-		network = "none"
-	}
+	network := r.buildNetwork(s, b)
 	secrets, err := r.buildSecrets(b)
 	if err != nil {
 		return attemptResult{exitCode: -1}, err

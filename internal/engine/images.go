@@ -183,7 +183,7 @@ func (e *Engine) EnsureCLIImage(ctx context.Context) (string, error) {
 	id, err := e.d.BuildImage(ctx, pr, docker.BuildOptions{
 		Tags:        []string{tag},
 		Labels:      map[string]string{LabelCLI: sum},
-		NetworkMode: hostNetwork,
+		NetworkMode: "none",
 	}, &out)
 	pr.CloseWithError(err)
 	if err != nil {

@@ -51,6 +51,11 @@ type Job struct {
 	// and build --network host (the server's --allow-privileged-steps for
 	// the run's registry); without it such a task file is refused.
 	AllowPrivileged bool
+	// BuildNetwork is the network of builds' RUN instructions when a build
+	// asks for none: "none" (also when empty: RUN gets a namespace with
+	// loopback only), "default" (the engine's default network, Docker's
+	// bridge) or "host".
+	BuildNetwork string
 	// Log receives the run log, whole lines.
 	Log io.Writer
 	// Timeout bounds the whole run (0: none beyond ctx).

@@ -55,6 +55,22 @@ func (r *run) checkEscalations(p *plan.Plan) error {
 	return nil
 }
 
+// buildNetwork is the network of a build's RUN instructions: what the build
+// asks for (--network host was allowed by checkEscalations), else the job's
+// BuildNetwork, none by default: on the host network RUN could reach and,
+// with the builder's default NET_RAW, observe the host's loopback.
+func (r *run) buildNetwork(s *plan.Step, b *plan.Build) string {
+	if b.Network != "" {
+		return b.Network
+	}
+	n := r.job.BuildNetwork
+	if n == "" || n == "none" {
+		n = "none"
+		r.noteOnce("build-network", "Step ID: %s: RUN instructions have no network (the server's engine.buildNetwork is none; a build may ask for --network host where gantry server --allow-privileged-steps %s allows it)", s.ID, r.registry)
+	}
+	return n
+}
+
 // reservedRepositories are the engine repositories gantry's own images
 // live in; no run may create, replace or remove tags there.
 func (e *Engine) reservedRepositories() []string {

@@ -119,23 +119,9 @@ func TestSandboxStepCannotSniff(t *testing.T) {
 	buildSniffer(t, dir)
 
 	// The admin works while the run sniffs.
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for ctx.Err() == nil {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.url("/v1/registries"), nil)
-			req.SetBasicAuth("admin", srv.adminPassword)
-			if res, err := http.DefaultClient.Do(req); err == nil {
-				res.Body.Close()
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
+	stop := adminTraffic(srv)
 	out, code := quickRun(t, "sniff", dir)
-	cancel()
-	wg.Wait()
+	stop()
 	if code != 0 {
 		t.Fatalf("run: exit %d\n%s", code, out)
 	}
@@ -157,6 +143,55 @@ func TestSandboxStepCannotSniff(t *testing.T) {
 	if !regexp.MustCompile(`NoNewPrivs:\s+1`).MatchString(out) {
 		t.Errorf("no-new-privileges is not set:\n%s", out)
 	}
+}
+
+// TestSandboxBuildCannotSniff (S1, builds): a build's RUN instruction keeps
+// the builder's capabilities, but runs without the host network (the
+// server's engine.buildNetwork, none by default), so a sniffer there sees
+// nothing of the admin's traffic on loopback.
+func TestSandboxBuildCannotSniff(t *testing.T) {
+	dc := dockertest.Engine(t)
+	base := dockertest.BusyboxImage(t, dc, "")
+	srv := startServer(t, serverOptions{engine: os.Getenv("DOCKER_HOST")})
+	cliAsAdmin(t, srv)
+	srv.createRegistry("bsniff", false)
+	dir := writeFiles(t, map[string]string{
+		"acr-task.yaml": "version: v1.1.0\nsteps:\n  - build: --build-arg BUST={{.Run.ID}} -t {{.Run.Registry}}/sniffed:1 .\n",
+		"Dockerfile":    "FROM " + base + "\nARG BUST\nCOPY sniff /sniff\nRUN echo $BUST && /sniff\n",
+	})
+	buildSniffer(t, dir)
+	stop := adminTraffic(srv)
+	out, code := quickRun(t, "bsniff", dir)
+	stop()
+	if code != 0 {
+		t.Fatalf("run: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, "SNIFFER-CAPTURED") || !strings.Contains(out, "SNIFFER-NOTHING") {
+		t.Errorf("the build's RUN saw the admin's traffic (or did not run):\n%s", out)
+	}
+	if !strings.Contains(out, "RUN instructions have no network") {
+		t.Errorf("the run log does not say that RUN has no network:\n%s", out)
+	}
+}
+
+// adminTraffic makes the admin call the control API with Basic
+// credentials every 50 ms until the returned function is called.
+func adminTraffic(srv *testServer) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.url("/v1/registries"), nil)
+			req.SetBasicAuth("admin", srv.adminPassword)
+			if res, err := http.DefaultClient.Do(req); err == nil {
+				res.Body.Close()
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	return func() { cancel(); wg.Wait() }
 }
 
 // TestSandboxPrivilegedRefused (S6): privileged: true, network: host and a

@@ -191,7 +191,8 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		task.WithConcurrency(cfg.Tasks.Concurrency),
 		task.WithControlURL(controlURL),
 		task.WithContextRoots(cfg.Security.ContextRoots),
-		task.WithPrivilegedRegistries(cfg.Security.PrivilegedRegistries))
+		task.WithPrivilegedRegistries(cfg.Security.PrivilegedRegistries),
+		task.WithBuildNetwork(cfg.Engine.BuildNetwork))
 	if err := tasks.Start(svcCtx); err != nil {
 		return err
 	}

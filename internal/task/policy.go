@@ -29,6 +29,13 @@ func WithPrivilegedRegistries(names []string) Option {
 	return func(s *Service) { s.privileged = slices.Clone(names) }
 }
 
+// WithBuildNetwork sets the network of builds' RUN instructions when a
+// build asks for none (the server's engine.buildNetwork: none, default or
+// host); the engine's default is none.
+func WithBuildNetwork(mode string) Option {
+	return func(s *Service) { s.buildNetwork = mode }
+}
+
 // localContextPath returns the server path a context reads: the folder, or
 // the repository of a file:// or local-path git URL; "" for none or a
 // remote git URL.

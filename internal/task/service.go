@@ -70,6 +70,8 @@ type Service struct {
 	contextRoots []string
 	// privileged: WithPrivilegedRegistries.
 	privileged []string
+	// buildNetwork: WithBuildNetwork.
+	buildNetwork string
 	// controlURL is the control API address handed to steps running the
 	// gantry CLI image.
 	controlURL  string

@@ -366,6 +366,7 @@ func (s *Service) prepareAndExecute(ctx context.Context, r *Run, log io.Writer) 
 		Credentials:     creds,
 		GantryEnv:       map[string]string{"GANTRY_SERVER": s.controlURL, "GANTRY_TOKEN": runCred},
 		AllowPrivileged: slices.Contains(s.privileged, r.Registry),
+		BuildNetwork:    s.buildNetwork,
 		Log:             log,
 		Timeout:         timeout,
 		ResolveSecret: func(ctx context.Context, id, uri string) (string, error) {

@@ -71,7 +71,9 @@ func loadServerConfig(cmd *cobra.Command, file, data, listen string, sec config.
 		cfg.Security.UpstreamDeny = sec.UpstreamDeny
 	}
 	if cfg.Engine.Host == "" {
+		bn := cfg.Engine.BuildNetwork
 		cfg.Engine = server.EngineConfig(docker.EndpointFromEnv(os.Getenv))
+		cfg.Engine.BuildNetwork = bn
 	}
 	return cfg, cfg.Validate()
 }
