@@ -1,6 +1,7 @@
 package instance_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
@@ -175,4 +176,43 @@ func rowDigest(t *testing.T, e *env, name string) string {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// TestLoginExchange: with a login exchange, a pull presents the identity
+// token it returns instead of the password (a bogus token makes the
+// registry refuse the pull); a login it does not exchange keeps the
+// password.
+func TestLoginExchange(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, true)
+	v1 := e.image("v1")
+	c := ctx(t)
+	var asked []string
+	exchange := func(tok string, ok bool) instance.LoginExchange {
+		return func(_ context.Context, server, user, password string) (string, bool) {
+			asked = append(asked, server+" "+user+" "+password)
+			return tok, ok
+		}
+	}
+	creds := &instance.Credentials{Username: e.reg.Username, Password: e.reg.Password}
+
+	m := e.manager(instance.WithResyncInterval(0), instance.WithLoginExchange(exchange("bogus-identity-token", true)))
+	name := dockertest.Name(t, "exchanged")
+	if _, _, err := m.Apply(c, instance.Spec{Name: name, Image: v1, Registry: creds, Principal: "p"}); err == nil {
+		t.Fatalf("the pull succeeded with a bogus identity token: the password was presented")
+	}
+	if len(asked) != 1 || !strings.HasSuffix(asked[0], e.reg.Username+" "+e.reg.Password) {
+		t.Fatalf("exchange asked %q", asked)
+	}
+
+	m2 := e.manager(instance.WithResyncInterval(0), instance.WithLoginExchange(exchange("", false)))
+	name2 := dockertest.Name(t, "kept")
+	in, _, err := m2.Apply(c, instance.Spec{Name: name2, Image: v1, Registry: creds, Principal: "p"})
+	if err != nil {
+		t.Fatalf("a login the exchange declines should pull with the password: %v", err)
+	}
+	mustFetch(t, in.URL(), "v1")
+	if err := m2.Delete(c, name2); err != nil {
+		t.Fatal(err)
+	}
 }

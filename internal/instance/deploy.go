@@ -468,6 +468,11 @@ func (m *Manager) pull(ctx context.Context, image string, creds *Credentials) (s
 	var auth *docker.AuthConfig
 	if creds != nil {
 		auth = &docker.AuthConfig{Username: creds.Username, Password: creds.Password, ServerAddress: creds.Server}
+		if m.o.exchange != nil {
+			if tok, ok := m.o.exchange(ctx, creds.Server, creds.Username, creds.Password); ok {
+				auth.Password, auth.IdentityToken = "", tok
+			}
+		}
 	}
 	if err := m.engine.PullImage(ctx, image, auth, nil); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrImage, scrub(err, creds))

@@ -85,7 +85,19 @@ type options struct {
 	stopTimeout    time.Duration
 	resync         time.Duration
 	labels         map[string]string
+	exchange       LoginExchange
 }
+
+// LoginExchange turns a user name and password for one of gantry's own
+// registries (login server host:port) into an identity token (a refresh
+// token of that registry) that the engine presents instead; ok is false for
+// another registry or a login it refuses.
+type LoginExchange func(ctx context.Context, loginServer, username, password string) (token string, ok bool)
+
+// WithLoginExchange makes pulls from gantry's own registries present a
+// short-lived identity token instead of the stored password, so that no
+// reusable credential crosses loopback (docs/security.md).
+func WithLoginExchange(f LoginExchange) Option { return func(o *options) { o.exchange = f } }
 
 // WithLogger sets the logger; the default discards.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }

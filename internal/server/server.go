@@ -169,7 +169,8 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	var exec task.Executor = engine.New(dc, engine.WithLogger(log.With("component", "engine")), engine.WithGantryBinary(bin))
 
-	instances, err := instance.New(database, dc, vlt, instance.WithLogger(log.With("component", "instance")))
+	instances, err := instance.New(database, dc, vlt, instance.WithLogger(log.With("component", "instance")),
+		instance.WithLoginExchange(registryLoginExchange(st, au)))
 	if err != nil {
 		return err
 	}
@@ -238,6 +239,26 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		log.Error("stopping control API", "err", err)
 	}
 	return nil
+}
+
+// registryLoginExchange exchanges a login for one of the server's own
+// registries for a refresh token valid for ten minutes (a pull), so the
+// engine never carries a stored password over loopback.
+func registryLoginExchange(st *store.Store, au *auth.Service) instance.LoginExchange {
+	return func(ctx context.Context, loginServer, username, password string) (string, bool) {
+		regs, err := st.ListRegistries(ctx)
+		if err != nil {
+			return "", false
+		}
+		for _, r := range regs {
+			if r.Listen != loginServer {
+				continue
+			}
+			tok, err := au.RegistryRefreshToken(ctx, r.Name, username, password, 10*time.Minute)
+			return tok, err == nil
+		}
+		return "", false
+	}
 }
 
 // engineEndpoint is the engine of the configuration (which cmd fills from
