@@ -100,7 +100,9 @@ func TestPushPull(t *testing.T) {
 	if err != nil || pulled.ID != id {
 		t.Errorf("pulled image %s, %v; want %s", pulled.ID, err, id)
 	}
-	// By digest.
+	// By digest. Podman lists the digest reference among the image's tags:
+	// remove it too, or a later test's registry on the same port finds it.
+	dockertest.RemoveImageOnCleanup(t, c, reg.Host+"/team/app@"+digest)
 	if err := c.PullImage(ctx, reg.Host+"/team/app@"+digest, reg.Auth(), nil); err != nil {
 		t.Errorf("pull by digest: %v", err)
 	}
