@@ -138,6 +138,9 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	if err := s.check(r, auth.OpRead, taskScope(reg, "")); err != nil {
 		return err
 	}
+	if _, err := s.store.GetRegistry(r.Context(), reg); err != nil {
+		return err
+	}
 	ts, err := s.tasks.ListTasks(r.Context(), reg)
 	if err != nil {
 		return err

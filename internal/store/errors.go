@@ -39,3 +39,11 @@ var (
 	// ErrRangeInvalid: an upload chunk does not start where the upload ends.
 	ErrRangeInvalid = errors.New("chunk out of order")
 )
+
+// registryNotFound is the error of a registry that does not exist:
+// "registry NAME not found", matching ErrRegistryUnknown (and so
+// db.ErrNotFound).
+type registryNotFound string
+
+func (e registryNotFound) Error() string { return "registry " + string(e) + " not found" }
+func (e registryNotFound) Unwrap() error { return ErrRegistryUnknown }

@@ -95,7 +95,7 @@ func (s *Store) GetRegistry(ctx context.Context, name string) (Registry, error) 
 	err := s.rd().QueryRowContext(ctx, `SELECT name, listen, anonymous_pull, created_at FROM registries WHERE name = ?`, name).
 		Scan(&r.Name, &r.Listen, &r.AnonymousPull, &created)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Registry{}, fmt.Errorf("registry %q: %w", name, ErrRegistryUnknown)
+		return Registry{}, registryNotFound(name)
 	}
 	if err != nil {
 		return Registry{}, fmt.Errorf("reading registry %q: %w", name, err)

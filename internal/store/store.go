@@ -126,7 +126,7 @@ func registryExists(ctx context.Context, q queryer, name string) error {
 	var one int
 	err := q.QueryRowContext(ctx, `SELECT 1 FROM registries WHERE name = ?`, name).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("registry %q: %w", name, ErrRegistryUnknown)
+		return registryNotFound(name)
 	}
 	if err != nil {
 		return fmt.Errorf("reading registry %q: %w", name, err)

@@ -319,3 +319,35 @@ func TestTaskCommands(t *testing.T) {
 		t.Fatal("task still there after delete")
 	}
 }
+
+// TestExitCodes: 0 success, 1 a failed operation, 2 a usage error (an
+// unknown command, subcommand or flag, a missing argument or required
+// flag), with one message that does not repeat itself.
+func TestExitCodes(t *testing.T) {
+	startServer(t)
+	t.Setenv("GANTRY_USERNAME", "admin")
+	t.Setenv("GANTRY_PASSWORD", "cli-test-admin")
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"version"}, 0, ""},
+		{[]string{"task"}, 0, ""},
+		{[]string{"nosuch"}, 2, `ERROR: unknown command "nosuch" for "gantry"`},
+		{[]string{"task", "nosuch"}, 2, `ERROR: unknown command "nosuch" for "gantry task"`},
+		{[]string{"registry", "list", "--bogus"}, 2, "ERROR: gantry registry list: unknown flag: --bogus"},
+		{[]string{"task", "show", "-n", "x"}, 2, `ERROR: gantry task show: required flag(s) "registry" not set`},
+		{[]string{"login", "extra"}, 2, `ERROR: unknown command "extra" for "gantry login"`},
+		{[]string{"task", "list", "-r", "nope"}, 1, "ERROR: registry nope not found"},
+		{[]string{"registry", "show", "-n", "nope"}, 1, "ERROR: registry nope not found"},
+	} {
+		code, _, errOut := gantry(t, "", tc.args...)
+		if code != tc.code || !strings.HasPrefix(errOut, tc.msg) {
+			t.Errorf("gantry %s: exit %d %q, want %d %q", strings.Join(tc.args, " "), code, errOut, tc.code, tc.msg)
+		}
+		if strings.Count(errOut, "not found") > 1 {
+			t.Errorf("gantry %s: repeated words: %q", strings.Join(tc.args, " "), errOut)
+		}
+	}
+}

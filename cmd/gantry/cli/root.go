@@ -36,7 +36,47 @@ func Execute(ctx context.Context, args []string, in io.Reader, out, errOut io.Wr
 	cmd.SetIn(in)
 	cmd.SetOut(out)
 	cmd.SetErr(errOut)
-	return exitStatus(cmd.ExecuteContext(ctx), errOut)
+	// Errors before the first PersistentPreRunE are about the command line
+	// (an unknown command or flag, a missing argument or required flag):
+	// exit code 2, as az's; a failed operation exits 1.
+	parsed := false
+	cmd.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
+		if err := c.ValidateRequiredFlags(); err != nil {
+			return err
+		}
+		parsed = true
+		return nil
+	}
+	groupsRefuseUnknown(cmd)
+	c, err := cmd.ExecuteContextC(ctx)
+	if err != nil && !parsed {
+		if strings.Contains(err.Error(), c.CommandPath()) {
+			err = usageError("%v", err)
+		} else {
+			err = usageError("%s: %v", c.CommandPath(), err)
+		}
+	}
+	return exitStatus(err, errOut)
+}
+
+// groupsRefuseUnknown makes every command group (gantry task, gantry
+// registry, ...) refuse an unknown subcommand as a usage error; cobra would
+// print the group's help and succeed. Without arguments a group prints its
+// help.
+func groupsRefuseUnknown(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		groupsRefuseUnknown(sub)
+	}
+	if c.Runnable() || !c.HasSubCommands() || !c.HasParent() {
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usageError("unknown command %q for %q; see %s --help", args[0], c.CommandPath(), c.CommandPath())
+		}
+		return c.Help()
+	}
 }
 
 // exitStatus prints err (if any) and returns the process exit code for it.
