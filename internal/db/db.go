@@ -35,6 +35,20 @@ var ErrNotFound = errors.New("not found")
 // state constraint.
 var ErrConflict = errors.New("conflict")
 
+// Sentinel returns a domain's own sentinel error: it reads msg and matches
+// kind (ErrNotFound or ErrConflict) with errors.Is, without adding kind's
+// word to messages ("task "x": not found", not "task not found: not
+// found"). Each call returns a distinct sentinel.
+func Sentinel(msg string, kind error) error { return &sentinel{msg: msg, kind: kind} }
+
+type sentinel struct {
+	msg  string
+	kind error
+}
+
+func (e *sentinel) Error() string { return e.msg }
+func (e *sentinel) Unwrap() error { return e.kind }
+
 // DB holds the write and read pools of one database file.
 type DB struct {
 	// W is the write pool: one connection, so writers queue in Go rather than

@@ -20,7 +20,7 @@ import (
 // ErrCredentialsRequired also matches auth.ErrDenied.
 var (
 	// ErrNotFound: no instance has that name.
-	ErrNotFound = fmt.Errorf("container instance not found: %w", db.ErrNotFound)
+	ErrNotFound = db.Sentinel("not found", db.ErrNotFound)
 	// ErrInvalid: a field of the request is wrong (name, image, port,
 	// environment variable, ...).
 	ErrInvalid = errors.New("invalid container instance")
@@ -32,10 +32,10 @@ var (
 	// any, is still serving.
 	ErrNotReady = errors.New("container did not become ready")
 	// ErrPortInUse: a front port asked for is taken.
-	ErrPortInUse = fmt.Errorf("front port in use: %w", db.ErrConflict)
+	ErrPortInUse = db.Sentinel("front port in use", db.ErrConflict)
 	// ErrNoContainer: the instance has no container right now (logs of an
 	// instance whose container is gone).
-	ErrNoContainer = fmt.Errorf("instance has no container: %w", db.ErrConflict)
+	ErrNoContainer = db.Sentinel("no container", db.ErrConflict)
 	// ErrCredentialsRequired: the instance's stored pull credential may
 	// not be used for this Apply (another caller, image or command), and
 	// the image could not be pulled without it. The instance is unchanged.

@@ -2,7 +2,6 @@ package store
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/gantryhq/gantry/internal/db"
 )
@@ -11,15 +10,15 @@ import (
 // errors.Is. The "unknown" errors also match db.ErrNotFound and the
 // "exists" errors db.ErrConflict, so the control API can map them generically.
 var (
-	ErrRegistryUnknown   = fmt.Errorf("registry unknown: %w", db.ErrNotFound)
-	ErrRepositoryUnknown = fmt.Errorf("repository unknown: %w", db.ErrNotFound)
-	ErrManifestUnknown   = fmt.Errorf("manifest unknown: %w", db.ErrNotFound)
-	ErrTagUnknown        = fmt.Errorf("tag unknown: %w", db.ErrNotFound)
-	ErrBlobUnknown       = fmt.Errorf("blob unknown: %w", db.ErrNotFound)
-	ErrUploadUnknown     = fmt.Errorf("upload unknown: %w", db.ErrNotFound)
+	ErrRegistryUnknown   = db.Sentinel("not found", db.ErrNotFound)
+	ErrRepositoryUnknown = db.Sentinel("not found", db.ErrNotFound)
+	ErrManifestUnknown   = db.Sentinel("not found", db.ErrNotFound)
+	ErrTagUnknown        = db.Sentinel("not found", db.ErrNotFound)
+	ErrBlobUnknown       = db.Sentinel("not found", db.ErrNotFound)
+	ErrUploadUnknown     = db.Sentinel("not found", db.ErrNotFound)
 
-	ErrRegistryExists = fmt.Errorf("registry already exists: %w", db.ErrConflict)
-	ErrListenInUse    = fmt.Errorf("listen address already used by another registry: %w", db.ErrConflict)
+	ErrRegistryExists = db.Sentinel("already exists", db.ErrConflict)
+	ErrListenInUse    = db.Sentinel("listen address already used by another registry", db.ErrConflict)
 
 	// ErrNameInvalid: a registry, repository or tag name breaks the rules.
 	ErrNameInvalid = errors.New("name invalid")

@@ -34,16 +34,16 @@ import (
 // Sentinel errors, matched with errors.Is. ErrNotFound and ErrExists also
 // match db.ErrNotFound and db.ErrConflict.
 var (
-	ErrNotFound = fmt.Errorf("task not found: %w", db.ErrNotFound)
-	ErrExists   = fmt.Errorf("task already exists: %w", db.ErrConflict)
+	ErrNotFound = db.Sentinel("not found", db.ErrNotFound)
+	ErrExists   = db.Sentinel("already exists", db.ErrConflict)
 	// ErrRunNotFound: no such run in the registry.
-	ErrRunNotFound = fmt.Errorf("run not found: %w", db.ErrNotFound)
+	ErrRunNotFound = db.Sentinel("not found", db.ErrNotFound)
 	// ErrInvalid: a field of a task or run request is wrong.
 	ErrInvalid = errors.New("invalid task")
 	// ErrFinished: the run already ended (cancel of a finished run).
-	ErrFinished = fmt.Errorf("run already finished: %w", db.ErrConflict)
+	ErrFinished = db.Sentinel("already finished", db.ErrConflict)
 	// ErrDisabled: the task is disabled and cannot be run by a trigger.
-	ErrDisabled = fmt.Errorf("task is disabled: %w", db.ErrConflict)
+	ErrDisabled = db.Sentinel("disabled", db.ErrConflict)
 )
 
 // Task statuses.

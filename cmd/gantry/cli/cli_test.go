@@ -327,12 +327,16 @@ func TestExitCodes(t *testing.T) {
 	startServer(t)
 	t.Setenv("GANTRY_USERNAME", "admin")
 	t.Setenv("GANTRY_PASSWORD", "cli-test-admin")
+	must(t, "registry", "create", "-n", "contoso", "--listen", freeAddr(t), "-o", "none")
 	for _, tc := range []struct {
 		args []string
 		code int
 		msg  string
 	}{
 		{[]string{"version"}, 0, ""},
+		{[]string{"task", "show", "-r", "contoso", "-n", "nopetask"}, 1, `ERROR: task "nopetask" in registry "contoso": not found`},
+		{[]string{"task", "logs", "-r", "contoso", "--run-id", "zz1"}, 1, `ERROR: run "zz1" in registry "contoso": not found`},
+		{[]string{"repository", "show-tags", "-r", "contoso", "--repository", "nope"}, 1, `ERROR: repository "nope" in registry "contoso": not found`},
 		{[]string{"task"}, 0, ""},
 		{[]string{"nosuch"}, 2, `ERROR: unknown command "nosuch" for "gantry"`},
 		{[]string{"task", "nosuch"}, 2, `ERROR: unknown command "nosuch" for "gantry task"`},
