@@ -39,9 +39,7 @@ func confine(h *docker.HostConfig, readOnlyRoot bool) {
 
 // escalationHint names the setting that allows privileged steps on the
 // run's registry.
-func (r *run) escalationHint() string {
-	return fmt.Sprintf("the server's admin allows it for registry %s with gantry server --allow-privileged-steps %s", r.registry, r.registry)
-}
+func (r *run) escalationHint() string { return plan.PrivilegedHint(r.registry) }
 
 // checkEscalations refuses a plan whose steps ask for more than a step gets,
 // unless the job allows it.

@@ -6,6 +6,12 @@ import (
 	"github.com/gantryhq/gantry/internal/taskfile"
 )
 
+// PrivilegedHint names the server setting that allows escalations on a
+// registry, for Escalations' messages.
+func PrivilegedHint(registry string) string {
+	return fmt.Sprintf("the server's admin allows it for registry %s with gantry server --allow-privileged-steps %s", registry, registry)
+}
+
 // Escalations checks the steps that ask for more than a step gets by
 // default (docs/security.md): privileged: true, network: host, and a build
 // with --network host. When there are any, it returns a *taskfile.Error

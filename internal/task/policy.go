@@ -1,8 +1,10 @@
 package task
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +15,8 @@ import (
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/engine"
 	"github.com/gantryhq/gantry/internal/git"
+	"github.com/gantryhq/gantry/internal/plan"
+	"github.com/gantryhq/gantry/internal/taskfile"
 )
 
 // WithContextRoots sets the folders under which a non-admin caller may name
@@ -170,6 +174,39 @@ func (s *Service) keepTokensFromSteps(ctx context.Context, creds []engine.Creden
 			continue
 		}
 		c.IdentityToken, c.Password = tok, ""
+	}
+	return nil
+}
+
+// checkFileEscalations refuses an inline task file that asks for privileged
+// steps or the host network on a registry where the admin has not allowed
+// them, when the task is created or its file changed: the check every run
+// makes, early, so that nothing is created. Best effort: a file that does
+// not render without a run (its values, secrets or alias sources) is
+// checked when it runs.
+func (s *Service) checkFileEscalations(ctx context.Context, t *Task) error {
+	if t.Kind != KindFile || len(t.FileContent) == 0 || slices.Contains(s.privileged, t.Registry) {
+		return nil
+	}
+	opts := taskfile.Options{
+		File: cmp.Or(t.File, taskfile.DefaultFile),
+		Run: taskfile.Run{ID: "check", Registry: "registry.invalid", RegistryName: t.Registry, TaskName: t.Name,
+			OS: "linux", Architecture: "amd64", Date: s.now()},
+		ResolveSecret: func(context.Context, string, string) (string, error) { return "secret", nil },
+	}
+	for _, k := range slices.Sorted(maps.Keys(t.Spec.Values)) {
+		opts.Set = append(opts.Set, k+"="+t.Spec.Values[k])
+	}
+	r, err := taskfile.Render(ctx, t.FileContent, opts)
+	if err != nil {
+		return nil
+	}
+	p, err := plan.New(r)
+	if err != nil {
+		return nil
+	}
+	if err := p.Escalations(plan.PrivilegedHint(t.Registry)); err != nil {
+		return invalid("file", "%v", err)
 	}
 	return nil
 }

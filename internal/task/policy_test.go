@@ -73,3 +73,30 @@ func TestCheckContext(t *testing.T) {
 		t.Errorf("without roots: %v, want the setting named", err)
 	}
 }
+
+// TestCreateRefusesEscalations: an inline task file asking for privileged:
+// true on a registry the admin has not allowed is refused at create, naming
+// the setting, and nothing is created; allowed, or when the file only
+// renders in a run, it is accepted.
+func TestCreateRefusesEscalations(t *testing.T) {
+	e := newEnv(t, t.TempDir())
+	ctx := t.Context()
+	priv := []byte("version: v1.1.0\nsteps:\n  - cmd: busybox true\n    privileged: true\n")
+	_, err := e.svc.CreateTask(ctx, CreateRequest{Registry: "contoso", Name: "privileged", File: "acr-task.yaml", FileContent: priv})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "gantry server --allow-privileged-steps contoso") ||
+		!strings.Contains(err.Error(), "acr-task.yaml:4:17: steps[0].privileged") {
+		t.Fatalf("create: %v, want the setting and the position named", err)
+	}
+	if _, err := e.svc.GetTask(ctx, "contoso", "privileged"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the refused task exists: %v", err)
+	}
+	// A file that needs its run to render is checked when it runs.
+	later := []byte("version: v1.1.0\nsteps:\n  - cmd: busybox true\n    privileged: {{ required \"x\" .Values.x }}\n")
+	if _, err := e.svc.CreateTask(ctx, CreateRequest{Registry: "contoso", Name: "rendered-later", File: "acr-task.yaml", FileContent: later}); err != nil {
+		t.Errorf("create of a file that renders only in a run: %v", err)
+	}
+	e.svc.privileged = []string{"contoso"}
+	if _, err := e.svc.CreateTask(ctx, CreateRequest{Registry: "contoso", Name: "privileged", File: "acr-task.yaml", FileContent: priv}); err != nil {
+		t.Errorf("create on an allowed registry: %v", err)
+	}
+}

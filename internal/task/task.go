@@ -403,6 +403,9 @@ func (s *Service) CreateTask(ctx context.Context, req CreateRequest) (*Task, err
 	if err := s.checkContext(t.Context, t.ContextAdmin); err != nil {
 		return nil, err
 	}
+	if err := s.checkFileEscalations(ctx, t); err != nil {
+		return nil, err
+	}
 	var token []byte
 	if req.GitToken != "" {
 		if token, err = s.sealer.Seal([]byte(req.GitToken), sealContext(t.ID, "git-token")); err != nil {
@@ -547,6 +550,9 @@ func (s *Service) UpdateTask(ctx context.Context, registry, name string, req Upd
 	}
 	t.Timers = append(t.Timers, added...)
 	if err := t.validate(); err != nil {
+		return nil, err
+	}
+	if err := s.checkFileEscalations(ctx, t); err != nil {
 		return nil, err
 	}
 	newIdentity := ""
