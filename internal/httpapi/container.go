@@ -14,7 +14,6 @@ import (
 
 	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/internal/auth"
-	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/dockerfile"
 	"github.com/gantryhq/gantry/internal/importer"
 	"github.com/gantryhq/gantry/internal/instance"
@@ -45,42 +44,11 @@ type containerAPI struct {
 }
 
 func (a *containerAPI) routes() {
-	a.s.mux.HandleFunc("GET /v1/containers", a.handle(a.list))
-	a.s.mux.HandleFunc("PUT /v1/containers/{name}", a.handle(a.create))
-	a.s.mux.HandleFunc("GET /v1/containers/{name}", a.handle(a.show))
-	a.s.mux.HandleFunc("DELETE /v1/containers/{name}", a.handle(a.delete))
-	a.s.mux.HandleFunc("GET /v1/containers/{name}/logs", a.handle(a.logs))
-}
-
-// handle authenticates the caller and translates the instance errors the
-// shared table does not know.
-func (a *containerAPI) handle(h handlerFunc) http.HandlerFunc {
-	return a.s.authed(func(w http.ResponseWriter, r *http.Request) error {
-		return containerError(h(w, r))
-	})
-}
-
-// containerError gives instance errors their API codes. ErrNotFound,
-// ErrPortInUse and ErrNoContainer wrap db sentinels, which errors.go maps.
-func containerError(err error) error {
-	if err == nil {
-		return nil
-	}
-	switch {
-	case errors.Is(err, instance.ErrCredentialsRequired):
-		return &api.Error{Code: api.CodeDenied, Message: err.Error()}
-	case errors.Is(err, instance.ErrInvalid):
-		return &api.Error{Code: api.CodeInvalid, Message: err.Error()}
-	case errors.Is(err, instance.ErrNotReady):
-		return &api.Error{Code: api.CodeInvalid, Message: err.Error(), Field: "image"}
-	case errors.Is(err, instance.ErrImage) && (errors.Is(err, docker.ErrNotFound) || errors.Is(err, docker.ErrUnauthorized) || errors.Is(err, docker.ErrInvalid)):
-		return &api.Error{Code: api.CodeInvalid, Message: err.Error(), Field: "image"}
-	case errors.Is(err, instance.ErrImage):
-		return &api.Error{Code: api.CodeUnavailable, Message: err.Error()}
-	case errors.Is(err, docker.ErrUnavailable), errors.Is(err, docker.ErrUnsupported):
-		return &api.Error{Code: api.CodeUnavailable, Message: err.Error()}
-	}
-	return err
+	a.s.mux.HandleFunc("GET /v1/containers", a.s.authed(a.list))
+	a.s.mux.HandleFunc("PUT /v1/containers/{name}", a.s.authed(a.create))
+	a.s.mux.HandleFunc("GET /v1/containers/{name}", a.s.authed(a.show))
+	a.s.mux.HandleFunc("DELETE /v1/containers/{name}", a.s.authed(a.delete))
+	a.s.mux.HandleFunc("GET /v1/containers/{name}/logs", a.s.authed(a.logs))
 }
 
 // containerName reads and checks the {name} path value.

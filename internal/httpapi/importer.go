@@ -3,14 +3,12 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strings"
 
 	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/importer"
-	"github.com/gantryhq/gantry/internal/registry"
 )
 
 // Imports runs imports (importer.Service).
@@ -62,51 +60,17 @@ type importerAPI struct {
 
 func (a *importerAPI) routes() {
 	s := a.s
-	s.mux.HandleFunc("POST /v1/registries/{reg}/import", s.authed(a.wrap(a.importImage)))
-	s.mux.HandleFunc("GET /v1/registries/{reg}/cache-rules", s.authed(a.wrap(a.listCacheRules)))
-	s.mux.HandleFunc("POST /v1/registries/{reg}/cache-rules", s.authed(a.wrap(a.createCacheRule)))
-	s.mux.HandleFunc("GET /v1/registries/{reg}/cache-rules/{name}", s.authed(a.wrap(a.getCacheRule)))
-	s.mux.HandleFunc("PATCH /v1/registries/{reg}/cache-rules/{name}", s.authed(a.wrap(a.updateCacheRule)))
-	s.mux.HandleFunc("DELETE /v1/registries/{reg}/cache-rules/{name}", s.authed(a.wrap(a.deleteCacheRule)))
-	s.mux.HandleFunc("GET /v1/registries/{reg}/credential-sets", s.authed(a.wrap(a.listCredentialSets)))
-	s.mux.HandleFunc("POST /v1/registries/{reg}/credential-sets", s.authed(a.wrap(a.createCredentialSet)))
-	s.mux.HandleFunc("GET /v1/registries/{reg}/credential-sets/{name}", s.authed(a.wrap(a.getCredentialSet)))
-	s.mux.HandleFunc("PATCH /v1/registries/{reg}/credential-sets/{name}", s.authed(a.wrap(a.updateCredentialSet)))
-	s.mux.HandleFunc("DELETE /v1/registries/{reg}/credential-sets/{name}", s.authed(a.wrap(a.deleteCredentialSet)))
-}
-
-// importerCodes maps the importer's errors that the server's table does
-// not know (the others wrap db, auth or store sentinels).
-var importerCodes = []struct {
-	err  error
-	code api.Code
-}{
-	{registry.ErrTooManyRequests, api.CodeTooManyRequests},
-	{registry.ErrUnavailable, api.CodeUnavailable},
-	{importer.ErrUpstream, api.CodeUnavailable},
-	{importer.ErrInvalid, api.CodeInvalid},
-}
-
-// apiError translates importer errors the server's table does not know;
-// everything else passes through to it.
-func apiError(err error) error {
-	if err == nil {
-		return nil
-	}
-	var ae *api.Error
-	if errors.As(err, &ae) {
-		return err
-	}
-	for _, c := range importerCodes {
-		if errors.Is(err, c.err) {
-			return &api.Error{Code: c.code, Message: err.Error()}
-		}
-	}
-	return err
-}
-
-func (a *importerAPI) wrap(h handlerFunc) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error { return apiError(h(w, r)) }
+	s.mux.HandleFunc("POST /v1/registries/{reg}/import", s.authed(a.importImage))
+	s.mux.HandleFunc("GET /v1/registries/{reg}/cache-rules", s.authed(a.listCacheRules))
+	s.mux.HandleFunc("POST /v1/registries/{reg}/cache-rules", s.authed(a.createCacheRule))
+	s.mux.HandleFunc("GET /v1/registries/{reg}/cache-rules/{name}", s.authed(a.getCacheRule))
+	s.mux.HandleFunc("PATCH /v1/registries/{reg}/cache-rules/{name}", s.authed(a.updateCacheRule))
+	s.mux.HandleFunc("DELETE /v1/registries/{reg}/cache-rules/{name}", s.authed(a.deleteCacheRule))
+	s.mux.HandleFunc("GET /v1/registries/{reg}/credential-sets", s.authed(a.listCredentialSets))
+	s.mux.HandleFunc("POST /v1/registries/{reg}/credential-sets", s.authed(a.createCredentialSet))
+	s.mux.HandleFunc("GET /v1/registries/{reg}/credential-sets/{name}", s.authed(a.getCredentialSet))
+	s.mux.HandleFunc("PATCH /v1/registries/{reg}/credential-sets/{name}", s.authed(a.updateCredentialSet))
+	s.mux.HandleFunc("DELETE /v1/registries/{reg}/credential-sets/{name}", s.authed(a.deleteCredentialSet))
 }
 
 // credentialSetsScope and cacheRulesScope are the control-plane scopes of
@@ -159,7 +123,7 @@ func (a *importerAPI) importImage(w http.ResponseWriter, r *http.Request) error 
 			return err
 		}
 		// The status line is sent: the error is the last line.
-		e := toAPIError(apiError(err))
+		e := toAPIError(err)
 		a.s.log.InfoContext(ctx, "request failed", "method", r.Method, "path", r.URL.Path, "code", e.Code, "err", err)
 		emit(api.ImportEvent{Error: e})
 		return nil
