@@ -88,24 +88,11 @@ func executeAz(ctx context.Context, o *rootOpts, args []string) error {
 	if err := unsupported(root, args); err != nil {
 		return err
 	}
-	// Errors before the first PersistentPreRunE are about the command line.
-	parsed := false
-	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
-		if err := c.ValidateRequiredFlags(); err != nil {
-			return err
-		}
-		parsed = true
-		return nil
-	}
 	root.SetArgs(args)
 	root.SetIn(o.in)
 	root.SetOut(o.out)
 	root.SetErr(o.errOut)
-	c, err := root.ExecuteContextC(ctx)
-	if err != nil && !parsed {
-		return usageError("%s: %v", c.CommandPath(), err)
-	}
-	return err
+	return executeCommandLine(ctx, root)
 }
 
 // usageError is a command-line error: exit code 2, as az's.

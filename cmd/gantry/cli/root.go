@@ -36,27 +36,33 @@ func Execute(ctx context.Context, args []string, in io.Reader, out, errOut io.Wr
 	cmd.SetIn(in)
 	cmd.SetOut(out)
 	cmd.SetErr(errOut)
-	// Errors before the first PersistentPreRunE are about the command line
-	// (an unknown command or flag, a missing argument or required flag):
-	// exit code 2, as az's; a failed operation exits 1.
+	groupsRefuseUnknown(cmd)
+	return exitStatus(executeCommandLine(ctx, cmd), errOut)
+}
+
+// executeCommandLine runs root. Errors before the first PersistentPreRunE
+// are about the command line (an unknown command or flag, a missing
+// argument or required flag): usage errors, exit code 2 as az's; a failed
+// operation exits 1. The command's path prefixes a message that does not
+// already name it.
+func executeCommandLine(ctx context.Context, root *cobra.Command) error {
 	parsed := false
-	cmd.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
+	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
 		if err := c.ValidateRequiredFlags(); err != nil {
 			return err
 		}
 		parsed = true
 		return nil
 	}
-	groupsRefuseUnknown(cmd)
-	c, err := cmd.ExecuteContextC(ctx)
-	if err != nil && !parsed {
-		if strings.Contains(err.Error(), c.CommandPath()) {
-			err = usageError("%v", err)
-		} else {
-			err = usageError("%s: %v", c.CommandPath(), err)
-		}
+	c, err := root.ExecuteContextC(ctx)
+	switch {
+	case err == nil || parsed:
+		return err
+	case strings.Contains(err.Error(), c.CommandPath()):
+		return usageError("%v", err)
+	default:
+		return usageError("%s: %v", c.CommandPath(), err)
 	}
-	return exitStatus(err, errOut)
 }
 
 // groupsRefuseUnknown makes every command group (gantry task, gantry
