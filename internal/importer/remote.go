@@ -114,7 +114,14 @@ func (c *remote) send(ctx context.Context, p retryPolicy, build func() (*http.Re
 				return nil, fmt.Errorf("%s %s: %w", req.Method, redact(req.URL), ctx.Err())
 			}
 			if last {
-				return nil, fmt.Errorf("%s %s: %w: %v", req.Method, redact(req.URL), ErrUnavailable, err)
+				// The cause without *url.Error's own method and URL (named
+				// here once, redacted).
+				cause := err
+				var ue *url.Error
+				if errors.As(err, &ue) {
+					cause = ue.Err
+				}
+				return nil, fmt.Errorf("%s %s: %w: %v", req.Method, redact(req.URL), ErrUnavailable, cause)
 			}
 			d := p.backoff(attempt)
 			c.log.DebugContext(ctx, "request to source registry failed; retrying", "host", c.loginServer, "err", err, "wait", d)

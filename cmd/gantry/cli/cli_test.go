@@ -345,12 +345,13 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"login", "extra"}, 2, `ERROR: unknown command "extra" for "gantry login"`},
 		{[]string{"task", "list", "-r", "nope"}, 1, "ERROR: registry nope not found"},
 		{[]string{"registry", "show", "-n", "nope"}, 1, "ERROR: registry nope not found"},
+		{[]string{"import", "-r", "contoso", "--source", "127.0.0.1:1/x:1", "-t", "x:1"}, 1, ""},
 	} {
 		code, _, errOut := gantry(t, "", tc.args...)
 		if code != tc.code || !strings.HasPrefix(errOut, tc.msg) {
 			t.Errorf("gantry %s: exit %d %q, want %d %q", strings.Join(tc.args, " "), code, errOut, tc.code, tc.msg)
 		}
-		if strings.Count(errOut, "not found") > 1 {
+		if strings.Count(errOut, "not found") > 1 || strings.Count(errOut, "127.0.0.1:1/v2") > 1 {
 			t.Errorf("gantry %s: repeated words: %q", strings.Join(tc.args, " "), errOut)
 		}
 	}
