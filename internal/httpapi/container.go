@@ -15,7 +15,6 @@ import (
 	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/dockerfile"
-	"github.com/gantryhq/gantry/internal/importer"
 	"github.com/gantryhq/gantry/internal/instance"
 )
 
@@ -141,10 +140,11 @@ func (a *containerAPI) callerCredentials(r *http.Request, image string) (*instan
 	if err != nil || ref.Domain == "" {
 		return nil, nil // Apply reports a bad reference; Docker Hub is not ours
 	}
-	registry, err := a.localRegistry(ctx, ref.Domain)
-	if err != nil || registry == "" {
+	reg, ok, err := a.s.store.LocalRegistry(ctx, ref.Domain)
+	if err != nil || !ok {
 		return nil, err
 	}
+	registry := reg.Name
 	err = a.s.auth.Check(ctx, identity(ctx), auth.OpContentRead, auth.RepositoryScope(registry, ref.Path))
 	switch {
 	case errors.Is(err, auth.ErrDenied), errors.Is(err, auth.ErrUnauthenticated), errors.Is(err, auth.ErrInvalid):
@@ -161,37 +161,6 @@ func (a *containerAPI) callerCredentials(r *http.Request, image string) (*instan
 		return nil, nil
 	}
 	return c, nil
-}
-
-// localRegistry returns the registry of this server whose login server is
-// host (the same host:port, or any loopback spelling of a loopback or
-// all-interfaces listener on the same port), or "".
-func (a *containerAPI) localRegistry(ctx context.Context, host string) (string, error) {
-	regs, err := a.s.store.ListRegistries(ctx)
-	if err != nil {
-		return "", err
-	}
-	_, port, err := net.SplitHostPort(host)
-	if err != nil {
-		return "", nil
-	}
-	for _, reg := range regs {
-		if reg.Listen == "" {
-			continue
-		}
-		if strings.EqualFold(reg.Listen, host) {
-			return reg.Name, nil
-		}
-		lh, lport, err := net.SplitHostPort(reg.Listen)
-		if err != nil || lport != port {
-			continue
-		}
-		all := lh == "" || lh == "0.0.0.0" || lh == "::"
-		if importer.IsLoopback(host) && (all || importer.IsLoopback(reg.Listen)) {
-			return reg.Name, nil
-		}
-	}
-	return "", nil
 }
 
 func (a *containerAPI) show(w http.ResponseWriter, r *http.Request) error {

@@ -115,7 +115,7 @@ func (s *Service) cacheRemote(ctx context.Context, t cacheTarget) (*remote, erro
 // sourceScheme is the scheme a rule's source is spoken to in: plain HTTP
 // for loopback and insecure registries.
 func (s *Service) sourceScheme(host string) string {
-	if IsLoopback(host) || s.isInsecure(host) {
+	if store.IsLoopback(host) || s.isInsecure(host) {
 		return "http"
 	}
 	return "https"

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -425,10 +424,10 @@ func (s *Service) checkTags(ctx context.Context, registry string, targets []Targ
 func (s *Service) openSource(ctx context.Context, id auth.Identity, registry string, ref Reference, req ImportRequest) (contentSource, *remote, error) {
 	local := ref.Local
 	if local == "" {
-		if name, ok, err := s.localRegistry(ctx, ref.Host); err != nil {
+		if reg, ok, err := s.st.LocalRegistry(ctx, ref.Host); err != nil {
 			return nil, nil, err
 		} else if ok {
-			local = name
+			local = reg.Name
 		}
 	} else if _, err := s.st.GetRegistry(ctx, local); err != nil {
 		return nil, nil, err
@@ -468,56 +467,6 @@ func (s *Service) resolveLiteral(ctx context.Context, id auth.Identity, field, v
 		return "", fmt.Errorf("%s: %w", field, err)
 	}
 	return out, nil
-}
-
-// localRegistry finds the registry of this server whose login server is
-// host: the same host:port, localhost for a loopback address, or any
-// loopback host on the port of a registry listening on all interfaces.
-func (s *Service) localRegistry(ctx context.Context, host string) (string, bool, error) {
-	regs, err := s.st.ListRegistries(ctx)
-	if err != nil {
-		return "", false, err
-	}
-	h, port, err := net.SplitHostPort(host)
-	if err != nil {
-		return "", false, nil
-	}
-	for _, r := range regs {
-		if r.Listen == "" {
-			continue
-		}
-		if strings.EqualFold(r.Listen, host) {
-			return r.Name, true, nil
-		}
-		lh, lport, err := net.SplitHostPort(r.Listen)
-		if err != nil || lport != port {
-			continue
-		}
-		unspecified := lh == "" || lh == "0.0.0.0" || lh == "::"
-		if IsLoopback(host) && (unspecified || IsLoopback(r.Listen)) {
-			return r.Name, true, nil
-		}
-		if unspecified && !IsLoopback(host) {
-			// Our own non-loopback addresses.
-			if ip := net.ParseIP(h); ip != nil && isLocalIP(ip) {
-				return r.Name, true, nil
-			}
-		}
-	}
-	return "", false, nil
-}
-
-func isLocalIP(ip net.IP) bool {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return false
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
-			return true
-		}
-	}
-	return false
 }
 
 // linkReadable links blob d into to from another repository of the same

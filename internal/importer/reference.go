@@ -131,10 +131,10 @@ func ParseReference(s string, insecure func(host string) bool) (Reference, error
 		switch {
 		case forced != "":
 			r.Scheme = forced
-		case IsLoopback(r.Host) || (insecure != nil && insecure(r.Host)):
+		case store.IsLoopback(r.Host) || (insecure != nil && insecure(r.Host)):
 			r.Scheme = "http"
 		}
-		if r.Scheme == "http" && !IsLoopback(r.Host) && (insecure == nil || !insecure(r.Host)) {
+		if r.Scheme == "http" && !store.IsLoopback(r.Host) && (insecure == nil || !insecure(r.Host)) {
 			return r, invalid("source %q: plain HTTP is only allowed for loopback hosts and insecure registries", s)
 		}
 	}
@@ -159,21 +159,6 @@ func validHost(h string) error {
 		return errors.New("empty host")
 	}
 	return nil
-}
-
-// IsLoopback reports whether a host[:port] names this machine: localhost or
-// an address in 127.0.0.0/8 or ::1.
-func IsLoopback(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	host = strings.Trim(host, "[]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // apiHost is the host a login server's registry API is served on.

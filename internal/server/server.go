@@ -246,18 +246,12 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 // engine never carries a stored password over loopback.
 func registryLoginExchange(st *store.Store, au *auth.Service) instance.LoginExchange {
 	return func(ctx context.Context, loginServer, username, password string) (string, bool) {
-		regs, err := st.ListRegistries(ctx)
-		if err != nil {
+		reg, ok, err := st.LocalRegistry(ctx, loginServer)
+		if err != nil || !ok {
 			return "", false
 		}
-		for _, r := range regs {
-			if r.Listen != loginServer {
-				continue
-			}
-			tok, err := au.RegistryRefreshToken(ctx, r.Name, username, password, 10*time.Minute)
-			return tok, err == nil
-		}
-		return "", false
+		tok, err := au.RegistryRefreshToken(ctx, reg.Name, username, password, 10*time.Minute)
+		return tok, err == nil
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -149,28 +148,22 @@ func (s *Service) checkRunContext(t *Task) error {
 // for ttl, which the engine presents instead (docs/security.md). A login
 // the registry refuses is left as it is: the run's login check reports it.
 func (s *Service) keepTokensFromSteps(ctx context.Context, creds []engine.Credential, ttl time.Duration) error {
-	regs, err := s.regs.ListRegistries(ctx)
-	if err != nil {
-		return err
-	}
-	ours := map[string]string{} // login server -> registry name
-	for _, r := range regs {
-		ours[r.Listen] = r.Name
-		if _, port, err := net.SplitHostPort(r.Listen); err == nil {
-			ours["localhost:"+port] = r.Name
-			ours["127.0.0.1:"+port] = r.Name
-		}
-	}
 	for i := range creds {
 		c := &creds[i]
-		name, ok := ours[c.Registry]
-		if !ok || c.Username == auth.RunUsername {
+		if c.Username == auth.RunUsername {
+			continue
+		}
+		reg, ok, err := s.regs.LocalRegistry(ctx, c.Registry)
+		if err != nil {
+			return err
+		}
+		if !ok {
 			continue
 		}
 		c.EngineOnly = true
-		tok, err := s.ids.RegistryRefreshToken(ctx, name, c.Username, c.Password, ttl)
+		tok, err := s.ids.RegistryRefreshToken(ctx, reg.Name, c.Username, c.Password, ttl)
 		if err != nil {
-			s.log.InfoContext(ctx, "task credential not exchanged for a refresh token", "registry", name, "user", c.Username, "err", err)
+			s.log.InfoContext(ctx, "task credential not exchanged for a refresh token", "registry", reg.Name, "user", c.Username, "err", err)
 			continue
 		}
 		c.IdentityToken, c.Password = tok, ""

@@ -16,7 +16,9 @@ import (
 // Registries looks up registries (their login servers).
 type Registries interface {
 	GetRegistry(ctx context.Context, name string) (store.Registry, error)
-	ListRegistries(ctx context.Context) ([]store.Registry, error)
+	// LocalRegistry finds the registry of this server a login server
+	// names (store.Store.LocalRegistry).
+	LocalRegistry(ctx context.Context, host string) (store.Registry, bool, error)
 }
 
 // Identities manages task identities and run credentials.

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"sort"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/egress"
+	"github.com/gantryhq/gantry/internal/store"
 )
 
 // maxConcurrentHeads bounds the external registry requests in flight.
@@ -243,20 +243,11 @@ func apiEndpoint(host, repository string) (string, string) {
 		return "https://registry-1.docker.io", repository
 	}
 	scheme := "https"
-	if h, _, err := net.SplitHostPort(host); err == nil && isLoopback(h) || isLoopback(host) {
+	if store.IsLoopback(host) {
 		// Like Docker, loopback registries are spoken to in plain HTTP.
 		scheme = "http"
 	}
 	return scheme + "://" + host, repository
-}
-
-func isLoopback(h string) bool {
-	h = strings.Trim(strings.ToLower(h), "[]")
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }
 
 // headDigest returns the digest a registry's tag points to, with a manifest
