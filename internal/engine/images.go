@@ -89,10 +89,8 @@ func (e *Engine) EnsureAzImage(ctx context.Context) (string, error) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.azID != "" {
-		if err := e.checkPinned(ctx, e.azID, "az"); err == nil {
-			return e.azID, nil
-		}
+	if e.azID != "" && e.present(ctx, e.azID) {
+		return e.azID, nil
 	}
 	_, sum, _ := strings.Cut(e.cliImage, ":")
 	tag := e.azRepo + ":" + sum
@@ -115,17 +113,11 @@ func (e *Engine) EnsureAzImage(ctx context.Context) (string, error) {
 	return id, nil
 }
 
-// checkPinned verifies that the image id still exists and is one of
-// gantry's (its label); what is run by ID cannot have been replaced.
-func (e *Engine) checkPinned(ctx context.Context, id, what string) error {
-	img, err := e.d.InspectImage(ctx, id)
-	if err != nil {
-		return fmt.Errorf("the %s image %s: %w", what, id, engineErr(err))
-	}
-	if img.Config.Labels[LabelCLI] == "" {
-		return fmt.Errorf("the %s image %s has lost gantry's label", what, id)
-	}
-	return nil
+// present reports whether the engine still holds the image id (an
+// operator may have removed it; what an ID names cannot have changed).
+func (e *Engine) present(ctx context.Context, id string) bool {
+	_, err := e.d.InspectImage(ctx, id)
+	return err == nil
 }
 
 // EnsureCLIImage builds the gantry CLI image, <repository>:<content hash>,
@@ -143,10 +135,8 @@ func (e *Engine) EnsureCLIImage(ctx context.Context) (string, error) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.cliID != "" {
-		if err := e.checkPinned(ctx, e.cliID, "gantry CLI"); err == nil {
-			return e.cliID, nil
-		}
+	if e.cliID != "" && e.present(ctx, e.cliID) {
+		return e.cliID, nil
 	}
 	busybox := e.busybox
 	if busybox == "" {

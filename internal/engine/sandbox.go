@@ -75,32 +75,21 @@ func (e *Engine) reservedRepositories() []string {
 	return []string{e.cliRepo, e.azRepo, strings.Split(helperImage, ":")[0]}
 }
 
-// imageKey is the normalized form of a reference, for comparing tags that
-// are spelled differently (busybox, docker.io/library/busybox:latest).
-func imageKey(ref string) string {
-	img := imageOf(ref)
-	if img.Digest != "" {
-		return img.Registry + "/" + img.Repository + "@" + img.Digest
-	}
-	if img.Tag == "" {
-		img.Tag = "latest"
-	}
-	return img.Reference()
-}
-
 // owns reports whether the run created the tag ref (built, tagged or
 // pulled it when the engine did not have it).
 func (r *run) owns(ref string) bool {
-	k := imageKey(ref)
+	k := qualified(ref)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return hasImage(r.created, k)
 }
 
-// hasImage reports whether a tag of m has the image key k.
+// hasImage reports whether a tag of m is k, in qualified form (tags
+// spelled differently, busybox and docker.io/library/busybox:latest, are
+// the same).
 func hasImage[V any](m map[string]V, k string) bool {
 	for t := range m {
-		if imageKey(t) == k {
+		if qualified(t) == k {
 			return true
 		}
 	}
@@ -126,7 +115,7 @@ func (r *run) sees(ref string) bool {
 // obtained reports whether the run created ref or pulled it with its own
 // logins.
 func (r *run) obtained(ref string) bool {
-	k := imageKey(ref)
+	k := qualified(ref)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return hasImage(r.created, k) || hasImage(r.ready, k)
@@ -178,10 +167,7 @@ func (r *run) mayCreateTag(ctx context.Context, ref string) error {
 	}
 	img := imageOf(ref)
 	if img.Registry != dockerHub {
-		r.mu.Lock()
-		_, ok := r.creds[registryKey(img.Registry)]
-		r.mu.Unlock()
-		if !ok {
+		if _, ok := r.credFor(img.Registry); !ok {
 			return fmt.Errorf("tag %s: the run has no login for %s, so it may not create images named after it (add a task credential for it)", ref, img.Registry)
 		}
 		return nil
