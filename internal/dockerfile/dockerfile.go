@@ -7,7 +7,7 @@
 // references (FROM builder names an earlier stage, not an image; FROM scratch names no
 // image) and reports the runtime dependency (origin image of the final stage, or of the
 // --target stage) and the buildtime dependencies (every other FROM origin of the stages
-// the build runs), each in canonical reference form (see Normalize).
+// the build runs), each in canonical reference form (see oci.Normalize).
 //
 // The lexer follows Docker's: parser directives (# escape=`), case-insensitive
 // instructions, line continuations, comment lines (also inside continuations) and
@@ -23,6 +23,8 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+
+	"github.com/gantryhq/gantry/internal/oci"
 )
 
 // ErrInvalid is wrapped by every error Scan returns for a Dockerfile it cannot read.
@@ -32,7 +34,7 @@ var ErrInvalid = errors.New("invalid Dockerfile")
 var ErrTargetNotFound = errors.New("target stage not found")
 
 // Error is a problem at a line of a Dockerfile. It wraps ErrInvalid, and also the
-// cause (e.g. ErrInvalidReference) when there is one.
+// cause (e.g. oci.ErrInvalidReference) when there is one.
 type Error struct {
 	Line int
 	Msg  string
@@ -402,7 +404,7 @@ func (s *scanner) from(line int, args string) error {
 		if image == "scratch" {
 			st.Scratch = true
 		} else {
-			ref, err := Normalize(image)
+			ref, err := oci.Normalize(image)
 			if err != nil {
 				return &Error{Line: line, Msg: fmt.Sprintf("FROM %s: %v", st.Raw, err), Err: err}
 			}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/dockerfile"
+	"github.com/gantryhq/gantry/internal/oci"
 	"github.com/gantryhq/gantry/internal/plan"
 )
 
@@ -379,7 +380,7 @@ func (r *run) resolveDigest(ctx context.Context, ref string) Image {
 			if !ok {
 				continue
 			}
-			if full, err := dockerfile.Normalize(n); err == nil && strings.TrimSuffix(full, ":latest") == name {
+			if full, err := oci.Normalize(n); err == nil && strings.TrimSuffix(full, ":latest") == name {
 				img.Digest = dg
 				return img
 			}

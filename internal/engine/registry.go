@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/docker"
-	"github.com/gantryhq/gantry/internal/dockerfile"
+	"github.com/gantryhq/gantry/internal/oci"
 )
 
 // dockerHub is the credential key of Docker Hub, whatever its spelling.
-const dockerHub = dockerfile.DockerHub
+const dockerHub = oci.DockerHub
 
 // errUnreachable marks a registry that could not be contacted at all (as
 // opposed to one that refused the credentials).
@@ -50,7 +50,7 @@ func engineErr(err error) error {
 // imageOf splits a reference into an Image (canonical form: docker.io and
 // library/ for Docker Hub, :latest when neither tag nor digest is given).
 func imageOf(ref string) Image {
-	r, err := dockerfile.ParseReference(ref)
+	r, err := oci.ParseReference(ref)
 	if err != nil {
 		return Image{Repository: ref}
 	}

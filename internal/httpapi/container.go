@@ -14,8 +14,8 @@ import (
 
 	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/internal/auth"
-	"github.com/gantryhq/gantry/internal/dockerfile"
 	"github.com/gantryhq/gantry/internal/instance"
+	"github.com/gantryhq/gantry/internal/oci"
 )
 
 // Containers is what the control API needs of the container instances;
@@ -136,7 +136,7 @@ func (a *containerAPI) create(w http.ResponseWriter, r *http.Request) error {
 // stored for another principal is needed (see package instance).
 func (a *containerAPI) callerCredentials(r *http.Request, image string) (*instance.Credentials, error) {
 	ctx := r.Context()
-	ref, err := dockerfile.ParseReference(image)
+	ref, err := oci.ParseReference(image)
 	if err != nil || ref.Domain == "" {
 		return nil, nil // Apply reports a bad reference; Docker Hub is not ours
 	}

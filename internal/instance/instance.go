@@ -12,7 +12,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/db"
-	"github.com/gantryhq/gantry/internal/dockerfile"
+	"github.com/gantryhq/gantry/internal/oci"
 )
 
 // Sentinel errors, matched with errors.Is. ErrNotFound also matches
@@ -230,7 +230,7 @@ func (s Spec) normalize() (Spec, error) {
 	if s.Image == "" {
 		return s, invalid("container %q: an image is required", s.Name)
 	}
-	if _, err := dockerfile.ParseReference(s.Image); err != nil {
+	if _, err := oci.ParseReference(s.Image); err != nil {
 		return s, invalid("container %q: image: %v", s.Name, err)
 	}
 	if len(s.Command) > 0 && s.Command[0] == "" {
@@ -332,9 +332,9 @@ func (s Spec) normalize() (Spec, error) {
 // registryHost returns the registry host of an image reference (docker.io
 // when it names none).
 func registryHost(image string) string {
-	ref, err := dockerfile.ParseReference(image)
+	ref, err := oci.ParseReference(image)
 	if err != nil || ref.Domain == "" {
-		return dockerfile.DockerHub
+		return oci.DockerHub
 	}
 	return ref.Domain
 }

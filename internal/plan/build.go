@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/gantryhq/gantry/internal/dockerfile"
+	"github.com/gantryhq/gantry/internal/oci"
 )
 
 // ContextKind says where a build context comes from.
@@ -203,7 +203,7 @@ func parseBuild(words []string, workdir string) (*Build, error) {
 	for _, f := range flags {
 		switch f.Name {
 		case "--tag":
-			if _, err := dockerfile.ParseReference(f.Value); err != nil {
+			if _, err := oci.ParseReference(f.Value); err != nil {
 				return nil, fmt.Errorf("tag: %w", err)
 			}
 			b.Tags = append(b.Tags, f.Value)
@@ -289,7 +289,7 @@ func cacheRef(tags []string, registry, task, step string) string {
 	}
 	var domain, repo, firstRepo string
 	for i, t := range tags {
-		r, err := dockerfile.ParseReference(t)
+		r, err := oci.ParseReference(t)
 		if err != nil {
 			continue
 		}

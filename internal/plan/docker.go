@@ -5,7 +5,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/gantryhq/gantry/internal/dockerfile"
+	"github.com/gantryhq/gantry/internal/oci"
 )
 
 // DockerImage is the first word of a cmd that makes it an engine command: in ACR,
@@ -135,7 +135,7 @@ func parseDocker(args []string, workdir string) (*DockerCommand, error) {
 	}
 	if spec.imageRefs {
 		for _, o := range operands {
-			if _, err := dockerfile.ParseReference(o); err != nil {
+			if _, err := oci.ParseReference(o); err != nil {
 				return nil, fmt.Errorf("docker %s: %w", sub, err)
 			}
 		}

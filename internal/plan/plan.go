@@ -33,7 +33,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gantryhq/gantry/internal/dockerfile"
+	"github.com/gantryhq/gantry/internal/oci"
 	"github.com/gantryhq/gantry/internal/taskfile"
 )
 
@@ -462,7 +462,7 @@ func (b *builder) cmd(s *taskfile.Step, workdir string) *Cmd {
 		out.Docker = d
 		return out
 	}
-	if _, err := dockerfile.ParseReference(out.Image); err != nil {
+	if _, err := oci.ParseReference(out.Image); err != nil {
 		b.add(s, "cmd", "the first word must be the image to run: %v", err)
 		return nil
 	}
@@ -486,7 +486,7 @@ func (b *builder) push(s *taskfile.Step) *Push {
 	out := &Push{}
 	seen := map[string]bool{}
 	for i, img := range s.Push {
-		r, err := dockerfile.ParseReference(strings.TrimSpace(img))
+		r, err := oci.ParseReference(strings.TrimSpace(img))
 		if err != nil {
 			b.add(s, fmt.Sprintf("push[%d]", i), "%v", err)
 			continue
