@@ -54,4 +54,3 @@ func TestNormalize(t *testing.T) {
 		})
 	}
 }
-
