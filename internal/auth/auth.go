@@ -7,15 +7,16 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/errdefs"
 )
 
 // Sentinel errors. Callers match them with errors.Is; the registry and the
 // control API translate them to 401 and 403.
 var (
 	// ErrUnauthenticated means the request carried no valid credentials.
-	ErrUnauthenticated = errors.New("authentication required")
+	ErrUnauthenticated = errdefs.ErrUnauthenticated
 	// ErrDenied means the caller is known but lacks a permission.
-	ErrDenied = errors.New("access denied")
+	ErrDenied = errdefs.ErrDenied
 )
 
 // Sentinel errors of the management API. ErrNotFound also matches

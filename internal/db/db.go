@@ -23,31 +23,20 @@ import (
 	"strings"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/gantryhq/gantry/internal/errdefs"
 )
 
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// ErrNotFound is returned, wrapped, by domain stores when a row does not exist.
-var ErrNotFound = errors.New("not found")
+// ErrNotFound is returned, wrapped, by domain stores when a row does not
+// exist: the category errdefs.ErrNotFound.
+var ErrNotFound = errdefs.ErrNotFound
 
-// ErrConflict is returned, wrapped, when a write would violate a uniqueness or
-// state constraint.
-var ErrConflict = errors.New("conflict")
-
-// Sentinel returns a domain's own sentinel error: it reads msg and matches
-// kind (ErrNotFound or ErrConflict) with errors.Is, without adding kind's
-// word to messages ("task "x": not found", not "task not found: not
-// found"). Each call returns a distinct sentinel.
-func Sentinel(msg string, kind error) error { return &sentinel{msg: msg, kind: kind} }
-
-type sentinel struct {
-	msg  string
-	kind error
-}
-
-func (e *sentinel) Error() string { return e.msg }
-func (e *sentinel) Unwrap() error { return e.kind }
+// ErrConflict is returned, wrapped, when a write would violate a uniqueness
+// or state constraint: the category errdefs.ErrConflict.
+var ErrConflict = errdefs.ErrConflict
 
 // DB holds the write and read pools of one database file.
 type DB struct {

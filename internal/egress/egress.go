@@ -27,6 +27,7 @@ package egress
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -178,7 +179,7 @@ func New(opts ...Option) (*Policy, error) {
 		return nil, err
 	}
 	for _, reach := range []Reach{External, Local} {
-		p.clients[reach] = &http.Client{Transport: p.newTransport(reach), CheckRedirect: checkRedirect}
+		p.clients[reach] = &http.Client{Transport: p.Transport(reach, nil), CheckRedirect: CheckRedirect}
 	}
 	return p, nil
 }
@@ -373,11 +374,14 @@ func interfaceAddrs() []netip.Addr {
 	return out
 }
 
-// newTransport returns the transport of one reach: the policy checks every
-// request's URL and every dialed address. It is tuned for large downloads
-// from a few hosts.
-func (p *Policy) newTransport(reach Reach) http.RoundTripper {
+// Transport returns a new transport of one reach: the policy checks every
+// request's URL and every dialed address. tc (nil: Go's defaults) says
+// which servers' certificates it trusts. It is tuned for large downloads
+// from a few hosts. Clients that use it follow redirects with
+// CheckRedirect.
+func (p *Policy) Transport(reach Reach, tc *tls.Config) http.RoundTripper {
 	t := &http.Transport{
+		TLSClientConfig:       tc,
 		Proxy:                 p.proxy,
 		DialContext:           p.dialer(reach),
 		ForceAttemptHTTP2:     true,
@@ -452,9 +456,9 @@ func (g *guard) RoundTrip(req *http.Request) (*http.Response, error) {
 	return g.next.RoundTrip(req)
 }
 
-// checkRedirect follows up to 10 redirects; credentials go only to the
+// CheckRedirect follows up to 10 redirects; credentials go only to the
 // origin (scheme, host and port) of the first request.
-func checkRedirect(req *http.Request, via []*http.Request) error {
+func CheckRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= 10 {
 		return errors.New("stopped after 10 redirects")
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/egress"
+	"github.com/gantryhq/gantry/internal/remote"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/store/manifest"
 )
@@ -97,7 +98,7 @@ func (s *Service) target(ctx context.Context, registry, repo string) (cacheTarge
 
 // cacheRemote returns the client of a rule's source with its credential
 // set's secrets.
-func (s *Service) cacheRemote(ctx context.Context, t cacheTarget) (*remote, error) {
+func (s *Service) cacheRemote(ctx context.Context, t cacheTarget) (*remote.Repository, error) {
 	user, pass := "", ""
 	if cs := t.rule.CredentialSet; cs != "" {
 		var err error
@@ -106,19 +107,9 @@ func (s *Service) cacheRemote(ctx context.Context, t cacheTarget) (*remote, erro
 		}
 	}
 	host := t.rule.source.host
-	scheme := s.sourceScheme(host)
 	// Rules are created by the admin or registry owners alone (the control
 	// API's write permission), so their fetches have Local reach.
-	return s.remoteFor(host, scheme, user, pass, egress.Local), nil
-}
-
-// sourceScheme is the scheme a rule's source is spoken to in: plain HTTP
-// for loopback and insecure registries.
-func (s *Service) sourceScheme(host string) string {
-	if store.IsLoopback(host) || s.isInsecure(host) {
-		return "http"
-	}
-	return "https"
+	return s.remote.Repository(s.remote.Scheme(host), host, t.upstream, remote.Credential{Username: user, Password: pass}, egress.Local), nil
 }
 
 // notFound wraps err so that the registry answers 404 with the right code.
@@ -134,10 +125,10 @@ func notFound(kind error, err error) error {
 
 func toManifest(f fetched) store.Manifest {
 	m := store.Manifest{Digest: f.Digest, MediaType: f.MediaType, Body: f.Body, Size: int64(len(f.Body))}
-	if f.parsed != nil {
-		m.ArtifactType = f.parsed.ArtifactType
-		if f.parsed.Subject != nil {
-			m.Subject = f.parsed.Subject.Digest
+	if f.Parsed != nil {
+		m.ArtifactType = f.Parsed.ArtifactType
+		if f.Parsed.Subject != nil {
+			m.Subject = f.Parsed.Subject.Digest
 		}
 	}
 	return m
@@ -254,7 +245,7 @@ func (s *Service) revalidate(ctx context.Context, t cacheTarget, tag string, loc
 		}
 		return store.Manifest{}, err
 	}
-	d, err := rem.headManifest(ctx, p, t.upstream, tag)
+	d, err := rem.Head(ctx, p, tag)
 	if err != nil {
 		if hasLocal && ctx.Err() == nil {
 			return stale(err)
@@ -316,7 +307,7 @@ func (s *Service) pendingManifest(t cacheTarget, d digest.Digest) (fetched, bool
 
 // fetchManifest fetches a manifest from the rule's upstream, once however
 // many callers ask at the same time, and keeps it pending until stored.
-func (s *Service) fetchManifest(ctx context.Context, t cacheTarget, ref string, p retryPolicy) (fetched, error) {
+func (s *Service) fetchManifest(ctx context.Context, t cacheTarget, ref string, p remote.Policy) (fetched, error) {
 	v, err, _ := s.cache.manifests.Do("manifest\x00"+cacheKey(t.registry, t.repo, ref), func() (any, error) {
 		if d, err := digest.Parse(ref); err == nil {
 			// A flight that just ended may have fetched it (pending is
@@ -329,7 +320,7 @@ func (s *Service) fetchManifest(ctx context.Context, t cacheTarget, ref string, 
 				if err != nil {
 					return fetched{}, err
 				}
-				return fetched{Digest: m.Digest, MediaType: m.MediaType, Body: m.Body, parsed: p}, nil
+				return fetched{Digest: m.Digest, MediaType: m.MediaType, Body: m.Body, Parsed: p}, nil
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
@@ -338,7 +329,7 @@ func (s *Service) fetchManifest(ctx context.Context, t cacheTarget, ref string, 
 		if err != nil {
 			return fetched{}, err
 		}
-		f, err := rem.manifest(ctx, p, t.upstream, ref)
+		f, err := rem.Manifest(ctx, p, ref)
 		if err != nil {
 			return fetched{}, err
 		}
@@ -436,7 +427,7 @@ func (c cacheSource) manifest(ctx context.Context, ref string) (fetched, error) 
 			if err != nil {
 				return fetched{}, err
 			}
-			return fetched{Digest: m.Digest, MediaType: m.MediaType, Body: m.Body, parsed: p}, nil
+			return fetched{Digest: m.Digest, MediaType: m.MediaType, Body: m.Body, Parsed: p}, nil
 		}
 	}
 	f, err := c.s.fetchManifest(ctx, c.t, ref, c.s.policies.fill)
@@ -584,7 +575,7 @@ func (s *Service) fetchBlob(ctx context.Context, t cacheTarget, d digest.Digest,
 	if err != nil {
 		return err
 	}
-	rc, size, err := rem.blob(ctx, s.policies.fill, t.upstream, d)
+	rc, size, err := rem.Blob(ctx, s.policies.fill, d)
 	if err != nil {
 		return err
 	}

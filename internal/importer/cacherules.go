@@ -145,7 +145,7 @@ func (s *Service) CreateCacheRule(ctx context.Context, r CacheRule) (CacheRule, 
 	}
 	// Only the admin and registry owners create rules (Local reach); the
 	// source is checked again, by address, at every fetch.
-	if err := s.checkUpstream(s.sourceScheme(c.source.host), c.source.host, egress.Local); err != nil {
+	if err := s.remote.CheckURL(s.remote.Scheme(c.source.host), c.source.host, egress.Local); err != nil {
 		return CacheRule{}, fmt.Errorf("cache rule %q: %w", r.Name, err)
 	}
 	if err := s.checkCredentialSet(ctx, c); err != nil {

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/remote"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/store/manifest"
 	"github.com/gantryhq/gantry/internal/vault"
@@ -102,22 +103,21 @@ type contentSource interface {
 }
 
 type remoteSource struct {
-	c    *remote
-	p    retryPolicy
-	repo string
-	st   *store.Store
+	c  *remote.Repository
+	p  remote.Policy
+	st *store.Store
 }
 
 func (r remoteSource) manifest(ctx context.Context, ref string) (fetched, error) {
-	return r.c.manifest(ctx, r.p, r.repo, ref)
+	return r.c.Manifest(ctx, r.p, ref)
 }
 
 func (r remoteSource) referrers(ctx context.Context, d digest.Digest) ([]ocispec.Descriptor, error) {
-	return r.c.referrers(ctx, r.p, r.repo, d)
+	return r.c.Referrers(ctx, r.p, d)
 }
 
 func (r remoteSource) copyBlob(ctx context.Context, desc ocispec.Descriptor, to store.RepoRef) (int64, error) {
-	rc, size, err := r.c.blob(ctx, r.p, r.repo, desc.Digest)
+	rc, size, err := r.c.Blob(ctx, r.p, desc.Digest)
 	if err != nil {
 		return 0, err
 	}
@@ -148,7 +148,7 @@ func (l localSource) manifest(ctx context.Context, ref string) (fetched, error) 
 	if err != nil {
 		return fetched{}, fmt.Errorf("manifest %s of %s/%s: %w", m.Digest, l.registry, l.repo, err)
 	}
-	return fetched{Digest: m.Digest, MediaType: m.MediaType, Body: m.Body, parsed: p}, nil
+	return fetched{Digest: m.Digest, MediaType: m.MediaType, Body: m.Body, Parsed: p}, nil
 }
 
 func (l localSource) referrers(ctx context.Context, d digest.Digest) ([]ocispec.Descriptor, error) {
@@ -194,7 +194,7 @@ func (s *Service) Import(ctx context.Context, id auth.Identity, registry string,
 			progress(p)
 		}
 	}
-	ref, err := ParseReference(strings.TrimSpace(req.Source), s.isInsecure)
+	ref, err := ParseReference(strings.TrimSpace(req.Source), s.remote.PlainHTTP)
 	if err != nil {
 		return ImportResult{}, err
 	}
@@ -318,7 +318,7 @@ func (s *Service) Import(ctx context.Context, id auth.Identity, registry string,
 	res.BytesCopied = bytes.Load()
 	res.Duration = s.now().Sub(start)
 	if rem != nil {
-		res.RateLimitRemaining = rem.rate.snapshot()
+		res.RateLimitRemaining = s.remote.RateRemaining(rem.Host())
 	}
 	s.log.InfoContext(ctx, "import finished", "registry", registry, "source", res.Source, "digest", res.Digest,
 		"targets", strings.Join(append(res.Targets, res.Untagged...), ","), "manifests", res.Manifests,
@@ -421,7 +421,7 @@ func (s *Service) checkTags(ctx context.Context, registry string, targets []Targ
 // the caller's read access) or a remote registry with the request's
 // credentials, which the egress policy must admit for the caller (see
 // reachOf).
-func (s *Service) openSource(ctx context.Context, id auth.Identity, registry string, ref Reference, req ImportRequest) (contentSource, *remote, error) {
+func (s *Service) openSource(ctx context.Context, id auth.Identity, registry string, ref Reference, req ImportRequest) (contentSource, *remote.Repository, error) {
 	local := ref.Local
 	if local == "" {
 		if reg, ok, err := s.st.LocalRegistry(ctx, ref.Host); err != nil {
@@ -442,7 +442,7 @@ func (s *Service) openSource(ctx context.Context, id auth.Identity, registry str
 		return nil, nil, invalid("give both --username and --password, or neither")
 	}
 	reach := s.reachOf(ctx, id, registry)
-	if err := s.checkUpstream(ref.Scheme, ref.Host, reach); err != nil {
+	if err := s.remote.CheckURL(ref.Scheme, ref.Host, reach); err != nil {
 		return nil, nil, err
 	}
 	user, err := s.resolveLiteral(ctx, id, "username", req.Username)
@@ -453,8 +453,8 @@ func (s *Service) openSource(ctx context.Context, id auth.Identity, registry str
 	if err != nil {
 		return nil, nil, err
 	}
-	rem := s.remoteFor(ref.Host, ref.Scheme, user, pass, reach)
-	return remoteSource{c: rem, p: s.policies.imports, repo: ref.Repository, st: s.st}, rem, nil
+	rem := s.remote.Repository(ref.Scheme, ref.Host, ref.Repository, remote.Credential{Username: user, Password: pass}, reach)
+	return remoteSource{c: rem, p: s.policies.imports, st: s.st}, rem, nil
 }
 
 // resolveLiteral returns v, or the secret it names when it is a vault URI.
@@ -556,10 +556,10 @@ func (s *Service) visit(ctx context.Context, src contentSource, t *tree, f fetch
 	}
 	var added []digest.Digest
 	if manifest.IsIndex(f.MediaType) {
-		children := make([]fetched, len(f.parsed.Manifests))
+		children := make([]fetched, len(f.Parsed.Manifests))
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(s.concurrency)
-		for i, c := range f.parsed.Manifests {
+		for i, c := range f.Parsed.Manifests {
 			if t.seen[c.Digest] {
 				continue
 			}
@@ -586,7 +586,7 @@ func (s *Service) visit(ctx context.Context, src contentSource, t *tree, f fetch
 			added = append(added, more...)
 		}
 	} else {
-		for _, b := range f.parsed.Blobs() {
+		for _, b := range f.Parsed.Blobs() {
 			if !t.seenBlobs[b.Digest] {
 				t.seenBlobs[b.Digest] = true
 				t.blobs = append(t.blobs, b)
@@ -596,3 +596,6 @@ func (s *Service) visit(ctx context.Context, src contentSource, t *tree, f fetch
 	t.order = append(t.order, f)
 	return append(added, f.Digest), nil
 }
+
+// fetched is a manifest read from a source, verified.
+type fetched = remote.Manifest

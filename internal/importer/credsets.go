@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/oci"
 	"github.com/gantryhq/gantry/internal/vault"
 )
 
@@ -322,8 +323,5 @@ func normalizeLoginServer(h string) string {
 	h = strings.ToLower(strings.TrimSpace(h))
 	h = strings.TrimPrefix(strings.TrimPrefix(h, "https://"), "http://")
 	h = strings.TrimSuffix(h, "/")
-	if h == "index.docker.io" || h == dockerHubAPI {
-		h = dockerHub
-	}
-	return h
+	return oci.NormalizeHost(h)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/egress"
 	"github.com/gantryhq/gantry/internal/registry"
+	"github.com/gantryhq/gantry/internal/remote"
 	"github.com/gantryhq/gantry/internal/store"
 )
 
@@ -52,17 +52,16 @@ type Service struct {
 	maxManifest  int64
 	spoolDir     string
 	fillTimeout  time.Duration
-	insecure     map[string]bool
+	insecure     map[string]remote.Host
 	egress       *egress.Policy
+	remote       *remote.Client
 	policies     policies
 
 	rulesMu sync.Mutex
 	rules   atomic.Pointer[ruleSnapshot]
 
-	remotesMu sync.Mutex
-	remotes   map[string]*remote
-	credsMu   sync.Mutex
-	creds     map[string]resolvedCreds // registry/credential-set -> values
+	credsMu sync.Mutex
+	creds   map[string]resolvedCreds // registry/credential-set -> values
 
 	cache cacheState
 
@@ -74,7 +73,7 @@ type Service struct {
 
 // policies are the retry policies of the three kinds of upstream work.
 type policies struct {
-	imports, fill, revalidate retryPolicy
+	imports, fill, revalidate remote.Policy
 }
 
 // Option configures a Service.
@@ -111,10 +110,16 @@ func WithFillTimeout(d time.Duration) Option { return func(s *Service) { s.fillT
 func WithInsecureRegistries(hosts ...string) Option {
 	return func(s *Service) {
 		for _, h := range hosts {
-			s.insecure[strings.ToLower(h)] = true
+			s.insecure[strings.ToLower(h)] = remote.Host{PlainHTTP: true}
 		}
 	}
 }
+
+// WithRemote sets the registry client of imports and cache rules (the
+// server's one client, with its CA bundle and per-registry settings). By
+// default the service makes its own from WithEgress and
+// WithInsecureRegistries.
+func WithRemote(c *remote.Client) Option { return func(s *Service) { s.remote = c } }
 
 // WithEgress sets the policy of upstream fetches: the control API's
 // address, the admin's allow and deny lists (default: egress.New(), which
@@ -142,9 +147,8 @@ func New(d *db.DB, st *store.Store, secrets Secrets, access Access, opts ...Opti
 		maxManifest:  store.DefaultMaxManifestSize,
 		spoolDir:     os.TempDir(),
 		fillTimeout:  time.Hour,
-		insecure:     map[string]bool{},
-		policies:     policies{imports: importPolicy, fill: fillPolicy, revalidate: revalidatePolicy},
-		remotes:      map[string]*remote{},
+		insecure:     map[string]remote.Host{},
+		policies:     policies{imports: remote.ImportPolicy, fill: remote.FillPolicy, revalidate: remote.RevalidatePolicy},
 		creds:        map[string]resolvedCreds{},
 		cache:        newCacheState(),
 		jobs:         make(chan func(context.Context)),
@@ -164,6 +168,10 @@ func New(d *db.DB, st *store.Store, secrets Secrets, access Access, opts ...Opti
 	}
 	if s.egress == nil {
 		s.egress, _ = egress.New() // no entries to reject
+	}
+	if s.remote == nil {
+		s.remote = remote.New(remote.WithEgress(s.egress), remote.WithHosts(s.insecure), remote.WithLogger(s.log),
+			remote.WithClock(s.now), remote.WithMaxManifest(s.maxManifest))
 	}
 	return s
 }
@@ -223,35 +231,6 @@ func (s *Service) spawn(j func(context.Context)) bool {
 	}
 }
 
-func (s *Service) isInsecure(host string) bool { return s.insecure[strings.ToLower(host)] }
-
-// remoteFor returns the pooled client of a source registry for one set of
-// credentials and one reach; tokens and rate-limit state live as long as it
-// does.
-func (s *Service) remoteFor(loginServer, scheme, user, pass string, reach egress.Reach) *remote {
-	key := reach.String() + ":" + credentialKey(scheme, loginServer, user, pass)
-	s.remotesMu.Lock()
-	defer s.remotesMu.Unlock()
-	if r, ok := s.remotes[key]; ok {
-		return r
-	}
-	if len(s.remotes) >= 64 {
-		// Forget clients idle for a while (their tokens have expired anyway).
-		cutoff := s.now().Add(-10 * time.Minute)
-		for k, r := range s.remotes {
-			r.mu.Lock()
-			idle := r.lastUsed.Before(cutoff)
-			r.mu.Unlock()
-			if idle {
-				delete(s.remotes, k)
-			}
-		}
-	}
-	r := newRemote(loginServer, scheme, s.egress.Client(reach), user, pass, s.log.With("upstream", loginServer), s.now, s.maxManifest)
-	s.remotes[key] = r
-	return r
-}
-
 // reachOf is how far an import asked for by id may fetch: this machine
 // only for the admin and owners of the registry (an owner role covering
 // it), never for a repository-scoped token or a run without that role.
@@ -263,17 +242,6 @@ func (s *Service) reachOf(ctx context.Context, id auth.Identity, registry string
 		return egress.Local
 	}
 	return egress.External
-}
-
-// checkUpstream refuses, before anything is sent, a source the egress
-// policy refuses by its URL (a name is checked again, by address, when it
-// is dialed).
-func (s *Service) checkUpstream(scheme, loginServer string, reach egress.Reach) error {
-	err := s.egress.CheckURL(&url.URL{Scheme: scheme, Host: apiHost(loginServer)}, reach)
-	if err != nil {
-		return refused(err)
-	}
-	return nil
 }
 
 // interface guards

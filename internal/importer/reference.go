@@ -8,6 +8,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/gantryhq/gantry/internal/oci"
 	"github.com/gantryhq/gantry/internal/store"
 )
 
@@ -15,13 +16,6 @@ import (
 // gantry://<registry>/<repository>:<tag>. A source whose host is a
 // registry's login server (its listen address) is recognised as local too.
 const LocalScheme = "gantry://"
-
-// Docker Hub's names: the login server users write, and the host its
-// registry API is served on.
-const (
-	dockerHub    = "docker.io"
-	dockerHubAPI = "registry-1.docker.io"
-)
 
 // Reference is a parsed image reference: where the source lives and which
 // manifest to take.
@@ -89,36 +83,33 @@ func ParseReference(s string, insecure func(host string) bool) (Reference, error
 	case strings.Contains(rest, "://"):
 		return r, invalid("source %q: unsupported scheme (want https://, http:// or %s)", s, LocalScheme)
 	}
+	p, err := oci.ParseReference(rest)
+	if err != nil {
+		var re *oci.ReferenceError
+		if errors.As(err, &re) {
+			return r, invalid("source %q: %s", s, re.Reason)
+		}
+		return r, invalid("source %q: %v", s, err)
+	}
 	if r.Local == "" {
-		first, path, ok := strings.Cut(rest, "/")
-		if ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
-			r.Host, rest = strings.ToLower(first), path
-		} else {
-			r.Host = dockerHub
-		}
-		if r.Host == "index.docker.io" || r.Host == dockerHubAPI {
-			r.Host = dockerHub
-		}
+		p = p.Normalize()
+		r.Host = oci.NormalizeHost(p.Domain)
 		if err := validHost(r.Host); err != nil {
 			return r, invalid("source %q: %v", s, err)
 		}
 	}
-	if i := strings.LastIndex(rest, "@"); i >= 0 {
-		d, err := store.ParseDigest(rest[i+1:])
+	r.Repository, r.Tag = p.Path, p.Tag
+	if p.Digest != "" {
+		d, err := store.ParseDigest(p.Digest)
 		if err != nil {
 			return r, invalid("source %q: %v", s, err)
 		}
-		r.Digest, rest = d, rest[:i]
+		r.Digest = d
 	}
-	if i := strings.LastIndex(rest, ":"); i >= 0 && !strings.Contains(rest[i:], "/") {
-		r.Tag, rest = rest[i+1:], rest[:i]
+	if r.Tag != "" {
 		if err := store.ValidTag(r.Tag); err != nil {
 			return r, invalid("source %q: %v", s, err)
 		}
-	}
-	r.Repository = rest
-	if r.Host == dockerHub && !strings.Contains(r.Repository, "/") {
-		r.Repository = "library/" + r.Repository
 	}
 	if err := store.ValidRepository(r.Repository); err != nil {
 		return r, invalid("source %q: %v", s, err)
@@ -159,14 +150,6 @@ func validHost(h string) error {
 		return errors.New("empty host")
 	}
 	return nil
-}
-
-// apiHost is the host a login server's registry API is served on.
-func apiHost(loginServer string) string {
-	if loginServer == dockerHub {
-		return dockerHubAPI
-	}
-	return loginServer
 }
 
 // Target is one place an import writes: a repository and, unless the

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gantryhq/gantry/internal/oci"
 	"github.com/gantryhq/gantry/internal/store"
 )
 
@@ -104,10 +105,7 @@ func parseSource(s string) (source, error) {
 	if !ok || path == "" {
 		return source{}, fmt.Errorf("source %q: want login-server/repository (or login-server/prefix/*, login-server/*)", s)
 	}
-	host = strings.ToLower(host)
-	if host == "index.docker.io" || host == dockerHubAPI {
-		host = dockerHub
-	}
+	host = oci.NormalizeHost(host)
 	if err := validHost(host); err != nil {
 		return source{}, fmt.Errorf("source %q: %v", s, err)
 	}
@@ -129,7 +127,7 @@ func (s source) upstream(rest string) string {
 			repo += "/" + rest
 		}
 	}
-	if s.host == dockerHub && !strings.Contains(repo, "/") {
+	if s.host == oci.DockerHub && !strings.Contains(repo, "/") {
 		repo = "library/" + repo
 	}
 	return repo

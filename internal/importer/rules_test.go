@@ -264,14 +264,3 @@ func TestParseReference(t *testing.T) {
 		t.Errorf("insecure registry: %+v %v", r, err)
 	}
 }
-
-func TestChallengeParsing(t *testing.T) {
-	t.Parallel()
-	ch := parseChallenge([]string{`Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/node:pull,push"`})
-	if ch.scheme != "bearer" || ch.realm != "https://auth.docker.io/token" || ch.service != "registry.docker.io" {
-		t.Fatalf("%+v", ch)
-	}
-	if ch := parseChallenge([]string{`Basic realm="registry"`}); ch.scheme != "basic" {
-		t.Fatalf("%+v", ch)
-	}
-}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/errdefs"
 	"github.com/gantryhq/gantry/internal/oci"
 )
 
@@ -20,7 +21,7 @@ import (
 // ErrCredentialsRequired also matches auth.ErrDenied.
 var (
 	// ErrNotFound: no instance has that name.
-	ErrNotFound = db.Sentinel("not found", db.ErrNotFound)
+	ErrNotFound = errdefs.New("not found", db.ErrNotFound)
 	// ErrInvalid: a field of the request is wrong (name, image, port,
 	// environment variable, ...).
 	ErrInvalid = errors.New("invalid container instance")
@@ -32,10 +33,10 @@ var (
 	// any, is still serving.
 	ErrNotReady = errors.New("container did not become ready")
 	// ErrPortInUse: a front port asked for is taken.
-	ErrPortInUse = db.Sentinel("front port in use", db.ErrConflict)
+	ErrPortInUse = errdefs.New("front port in use", db.ErrConflict)
 	// ErrNoContainer: the instance has no container right now (logs of an
 	// instance whose container is gone).
-	ErrNoContainer = db.Sentinel("no container", db.ErrConflict)
+	ErrNoContainer = errdefs.New("no container", db.ErrConflict)
 	// ErrCredentialsRequired: the instance's stored pull credential may
 	// not be used for this Apply (another caller, image or command), and
 	// the image could not be pulled without it. The instance is unchanged.

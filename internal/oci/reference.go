@@ -13,6 +13,19 @@ import (
 // ErrInvalidReference is wrapped by every error ParseReference returns.
 var ErrInvalidReference = errors.New("invalid image reference")
 
+// ReferenceError is an invalid image reference; it matches
+// ErrInvalidReference.
+type ReferenceError struct {
+	Ref    string
+	Reason string // the part at fault: `invalid tag "x"`
+}
+
+func (e *ReferenceError) Error() string {
+	return fmt.Sprintf("%s: %q: %s", ErrInvalidReference, e.Ref, e.Reason)
+}
+
+func (e *ReferenceError) Unwrap() error { return ErrInvalidReference }
+
 // Docker Hub's names: the login server users write, the host its registry
 // API is served on, and the key the Docker CLI stores its login under.
 const (
@@ -81,7 +94,7 @@ func ParseReference(s string) (Reference, error) {
 		err = reference.ErrReferenceInvalidFormat
 	}
 	if err != nil {
-		return Reference{}, fmt.Errorf("%w: %q: %s", ErrInvalidReference, s, diagnose(r, hasTag, err))
+		return Reference{}, &ReferenceError{Ref: s, Reason: diagnose(r, hasTag, err)}
 	}
 	if r.Digest != "" {
 		if c, ok := named.(reference.Digested); ok {

@@ -7,16 +7,17 @@ import (
 	"strconv"
 
 	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/errdefs"
 	"github.com/gantryhq/gantry/internal/store"
 )
 
 // ErrTooManyRequests may be returned (wrapped) by a Fallback or PushGuard to
 // answer 429 TOOMANYREQUESTS.
-var ErrTooManyRequests = errors.New("too many requests")
+var ErrTooManyRequests = errdefs.ErrTooManyRequests
 
 // ErrUnavailable may be returned (wrapped) by a Fallback when the upstream
 // it needs cannot be reached and nothing is cached: 503 UNAVAILABLE.
-var ErrUnavailable = errors.New("upstream unavailable")
+var ErrUnavailable = errdefs.ErrUnavailable
 
 // Handler-level errors.
 var (

@@ -4,21 +4,22 @@ import (
 	"errors"
 
 	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/errdefs"
 )
 
 // Sentinel errors. Store methods wrap them with context; match them with
 // errors.Is. The "unknown" errors also match db.ErrNotFound and the
 // "exists" errors db.ErrConflict, so the control API can map them generically.
 var (
-	ErrRegistryUnknown   = db.Sentinel("not found", db.ErrNotFound)
-	ErrRepositoryUnknown = db.Sentinel("not found", db.ErrNotFound)
-	ErrManifestUnknown   = db.Sentinel("not found", db.ErrNotFound)
-	ErrTagUnknown        = db.Sentinel("not found", db.ErrNotFound)
-	ErrBlobUnknown       = db.Sentinel("not found", db.ErrNotFound)
-	ErrUploadUnknown     = db.Sentinel("not found", db.ErrNotFound)
+	ErrRegistryUnknown   = errdefs.New("not found", db.ErrNotFound)
+	ErrRepositoryUnknown = errdefs.New("not found", db.ErrNotFound)
+	ErrManifestUnknown   = errdefs.New("not found", db.ErrNotFound)
+	ErrTagUnknown        = errdefs.New("not found", db.ErrNotFound)
+	ErrBlobUnknown       = errdefs.New("not found", db.ErrNotFound)
+	ErrUploadUnknown     = errdefs.New("not found", db.ErrNotFound)
 
-	ErrRegistryExists = db.Sentinel("already exists", db.ErrConflict)
-	ErrListenInUse    = db.Sentinel("listen address already used by another registry", db.ErrConflict)
+	ErrRegistryExists = errdefs.New("already exists", db.ErrConflict)
+	ErrListenInUse    = errdefs.New("listen address already used by another registry", db.ErrConflict)
 
 	// ErrNameInvalid: a registry, repository or tag name breaks the rules.
 	ErrNameInvalid = errors.New("name invalid")

@@ -28,22 +28,23 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/errdefs"
 	"github.com/gantryhq/gantry/internal/git"
 )
 
 // Sentinel errors, matched with errors.Is. ErrNotFound and ErrExists also
 // match db.ErrNotFound and db.ErrConflict.
 var (
-	ErrNotFound = db.Sentinel("not found", db.ErrNotFound)
-	ErrExists   = db.Sentinel("already exists", db.ErrConflict)
+	ErrNotFound = errdefs.New("not found", db.ErrNotFound)
+	ErrExists   = errdefs.New("already exists", db.ErrConflict)
 	// ErrRunNotFound: no such run in the registry.
-	ErrRunNotFound = db.Sentinel("not found", db.ErrNotFound)
+	ErrRunNotFound = errdefs.New("not found", db.ErrNotFound)
 	// ErrInvalid: a field of a task or run request is wrong.
 	ErrInvalid = errors.New("invalid task")
 	// ErrFinished: the run already ended (cancel of a finished run).
-	ErrFinished = db.Sentinel("already finished", db.ErrConflict)
+	ErrFinished = errdefs.New("already finished", db.ErrConflict)
 	// ErrDisabled: the task is disabled and cannot be run by a trigger.
-	ErrDisabled = db.Sentinel("disabled", db.ErrConflict)
+	ErrDisabled = errdefs.New("disabled", db.ErrConflict)
 )
 
 // Task statuses.

@@ -1,4 +1,4 @@
-package importer
+package remote
 
 import (
 	"context"
@@ -60,9 +60,9 @@ func TestRateState(t *testing.T) {
 // honours the context.
 func TestBackoff(t *testing.T) {
 	t.Parallel()
-	p := retryPolicy{attempts: 5, base: 100 * time.Millisecond, max: time.Second}
+	p := Policy{Attempts: 5, Base: 100 * time.Millisecond, Max: time.Second}
 	for n := range 10 {
-		ceiling := min(p.base<<n, p.max)
+		ceiling := min(p.Base<<n, p.Max)
 		for range 50 {
 			if d := p.backoff(n); d < 0 || d > ceiling {
 				t.Fatalf("backoff(%d) = %s, ceiling %s", n, d, ceiling)

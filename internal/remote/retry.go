@@ -1,4 +1,4 @@
-package importer
+package remote
 
 import (
 	"context"
@@ -10,33 +10,35 @@ import (
 	"time"
 )
 
-// retryPolicy bounds how a request to a source registry is retried after a
-// 429, a 5xx or a network error.
-type retryPolicy struct {
-	// attempts is the total number of tries (1: no retry).
-	attempts int
-	// base and max bound the jittered exponential backoff: attempt n waits
-	// a random duration in [0, min(max, base*2^n)] ("full jitter").
-	base, max time.Duration
-	// maxRetryAfter is the longest Retry-After (or rate-limit reset) the
+// Policy bounds how a request to a registry is retried after a 429, a 5xx
+// or a network error.
+type Policy struct {
+	// Attempts is the total number of tries (1 or less: no retry).
+	Attempts int
+	// Base and Max bound the jittered exponential backoff: attempt n waits
+	// a random duration in [0, min(Max, Base*2^n)] ("full jitter").
+	Base, Max time.Duration
+	// MaxRetryAfter is the longest Retry-After (or rate-limit reset) the
 	// policy waits for; a registry asking for longer fails the request at
 	// once with ErrRateLimited.
-	maxRetryAfter time.Duration
+	MaxRetryAfter time.Duration
 }
 
 // Policies: imports are batch work and wait; a cache fill has a client
-// waiting; a revalidation has a cached copy to fall back on and never waits.
+// waiting; a revalidation has a cached copy to fall back on and never
+// waits; a base-image poll comes back on its own schedule.
 var (
-	importPolicy     = retryPolicy{attempts: 6, base: 250 * time.Millisecond, max: 10 * time.Second, maxRetryAfter: 2 * time.Minute}
-	fillPolicy       = retryPolicy{attempts: 3, base: 200 * time.Millisecond, max: 2 * time.Second, maxRetryAfter: 10 * time.Second}
-	revalidatePolicy = retryPolicy{attempts: 1}
+	ImportPolicy     = Policy{Attempts: 6, Base: 250 * time.Millisecond, Max: 10 * time.Second, MaxRetryAfter: 2 * time.Minute}
+	FillPolicy       = Policy{Attempts: 3, Base: 200 * time.Millisecond, Max: 2 * time.Second, MaxRetryAfter: 10 * time.Second}
+	RevalidatePolicy = Policy{Attempts: 1}
+	PollPolicy       = Policy{Attempts: 3, Base: 500 * time.Millisecond, Max: 5 * time.Second, MaxRetryAfter: 30 * time.Second}
 )
 
 // backoff returns the jittered delay before retry n (0-based).
-func (p retryPolicy) backoff(n int) time.Duration {
-	ceiling := p.base << min(n, 20)
-	if ceiling > p.max || ceiling <= 0 {
-		ceiling = p.max
+func (p Policy) backoff(n int) time.Duration {
+	ceiling := p.Base << min(n, 20)
+	if ceiling > p.Max || ceiling <= 0 {
+		ceiling = p.Max
 	}
 	if ceiling <= 0 {
 		return 0
