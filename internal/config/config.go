@@ -40,6 +40,23 @@ type Config struct {
 	Triggers Triggers `yaml:"triggers"`
 	Cache    Cache    `yaml:"cache"`
 	Security Security `yaml:"security"`
+	Upstream Upstream `yaml:"upstream"`
+}
+
+// Upstream says how gantry's registry client reaches other registries
+// (import, cache rules, base-image polling). Lists are comma-separated in
+// GANTRY_UPSTREAM_* variables.
+type Upstream struct {
+	// CABundle is a PEM file of CA certificates trusted besides the
+	// system's, for registries with certificates from a private CA
+	// (gantry server --upstream-ca).
+	CABundle string `yaml:"caBundle"`
+	// PlainHTTP lists registries (host[:port]) spoken to in plain HTTP
+	// (--upstream-plain-http); loopback registries always are.
+	PlainHTTP []string `yaml:"plainHTTP"`
+	// SkipVerify lists registries whose certificate is not checked at all
+	// (--upstream-skip-verify): insecure; prefer CABundle.
+	SkipVerify []string `yaml:"skipVerify"`
 }
 
 // Log configures the server log.
@@ -279,6 +296,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Triggers.CommitPollInterval < 0 || c.Triggers.BaseImagePollInterval < 0 {
 		bad("triggers", "intervals must not be negative")
+	}
+	if c.Upstream.CABundle != "" {
+		if _, err := os.Stat(c.Upstream.CABundle); err != nil {
+			bad("upstream.caBundle", "%v", err)
+		}
 	}
 	for i, root := range c.Security.ContextRoots {
 		if !filepath.IsAbs(root) {

@@ -282,7 +282,7 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 				return nil, fmt.Errorf("%s %s: %w", req.Method, redact(req.URL), ctx.Err())
 			}
 			if untrusted(err) {
-				return nil, fmt.Errorf("%s %s: %w: %v (give its CA with --upstream-ca, or mark it insecure)", req.Method, redact(req.URL), ErrUntrusted, err)
+				return nil, fmt.Errorf("%s %s: %w: %v (give its CA with --upstream-ca, or list it in --upstream-skip-verify)", req.Method, redact(req.URL), ErrUntrusted, err)
 			}
 			if last {
 				return nil, fmt.Errorf("%s %s: %w: %v", req.Method, redact(req.URL), ErrUnavailable, err)

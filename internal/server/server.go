@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,7 @@ import (
 	"github.com/gantryhq/gantry/internal/importer"
 	"github.com/gantryhq/gantry/internal/instance"
 	"github.com/gantryhq/gantry/internal/registry"
+	"github.com/gantryhq/gantry/internal/remote"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/task"
 	"github.com/gantryhq/gantry/internal/trigger"
@@ -119,8 +121,12 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("upstream policy: %w", err)
 	}
+	upstream, err := upstreamClient(cfg.Upstream, egr, log.With("component", "remote"))
+	if err != nil {
+		return err
+	}
 	imp := importer.New(database, st, vlt, au,
-		importer.WithEgress(egr),
+		importer.WithRemote(upstream),
 		importer.WithLogger(log.With("component", "importer")),
 		importer.WithTagTTL(cfg.Cache.TagTTL),
 		importer.WithSpoolDir(filepath.Join(cfg.Data, "spool")))
@@ -200,7 +206,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	waits = append(waits, tasks.Wait)
 
 	trig := trigger.New(database, tasks, st, vlt,
-		trigger.WithEgress(egr),
+		trigger.WithRemote(upstream),
 		trigger.WithLogger(log.With("component", "trigger")),
 		trigger.WithCommitPollInterval(cfg.Triggers.CommitPollInterval, 30*cfg.Triggers.CommitPollInterval),
 		trigger.WithExternalPollInterval(cfg.Triggers.BaseImagePollInterval))
@@ -298,4 +304,26 @@ func logEngine(ctx context.Context, log *slog.Logger, dc *docker.Client) {
 		attrs = append(attrs, "classicBecause", why)
 	}
 	log.Info("container engine", attrs...)
+}
+
+// upstreamClient is the one client of other registries (import, cache
+// rules, base-image polls): the egress policy, the CA bundle and the
+// per-registry settings of the config.
+func upstreamClient(cfg config.Upstream, egr *egress.Policy, log *slog.Logger) (*remote.Client, error) {
+	var roots *x509.CertPool
+	if cfg.CABundle != "" {
+		var err error
+		if roots, err = remote.LoadCAs(cfg.CABundle); err != nil {
+			return nil, fmt.Errorf("upstream.caBundle: %w", err)
+		}
+	}
+	hosts := map[string]remote.Host{}
+	for _, h := range cfg.PlainHTTP {
+		hosts[h] = remote.Host{PlainHTTP: true, SkipVerify: hosts[h].SkipVerify}
+	}
+	for _, h := range cfg.SkipVerify {
+		hosts[h] = remote.Host{PlainHTTP: hosts[h].PlainHTTP, SkipVerify: true}
+	}
+	return remote.New(remote.WithEgress(egr), remote.WithRootCAs(roots), remote.WithHosts(hosts),
+		remote.WithLogger(log), remote.WithMaxManifest(store.DefaultMaxManifestSize)), nil
 }

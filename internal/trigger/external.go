@@ -2,21 +2,15 @@ package trigger
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/egress"
-	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/oci"
+	"github.com/gantryhq/gantry/internal/remote"
 )
 
 // maxConcurrentHeads bounds the external registry requests in flight.
@@ -219,227 +213,33 @@ func (p *externalPoller) poll(ctx context.Context, img extImage) {
 	p.s.base.submit(change{hosts: []string{img.host}, repository: img.repository, tag: img.tag, digest: d})
 }
 
-// manifestAccept lists every manifest type, so the registry answers with
-// the digest of what a pull by tag gets (an index for multi-platform
-// images).
-var manifestAccept = strings.Join([]string{
-	"application/vnd.oci.image.index.v1+json",
-	"application/vnd.oci.image.manifest.v1+json",
-	"application/vnd.docker.distribution.manifest.list.v2+json",
-	"application/vnd.docker.distribution.manifest.v2+json",
-}, ", ")
-
-// errManifestUnknown is a tag the registry does not have.
-var errManifestUnknown = errors.New("manifest unknown")
-
-// apiEndpoint returns the base URL of a registry's API and the repository
-// name to use there (Docker Hub's official images live under library/).
-func apiEndpoint(host, repository string) (string, string) {
-	switch strings.ToLower(host) {
-	case "docker.io", "index.docker.io", "registry.hub.docker.com", "registry-1.docker.io":
-		if !strings.Contains(repository, "/") {
-			repository = "library/" + repository
-		}
-		return "https://registry-1.docker.io", repository
-	}
-	scheme := "https"
-	if store.IsLoopback(host) {
-		// Like Docker, loopback registries are spoken to in plain HTTP.
-		scheme = "http"
-	}
-	return scheme + "://" + host, repository
-}
-
-// headDigest returns the digest a registry's tag points to, with a manifest
-// HEAD request: anonymous first, then with the credentials the registry's
-// challenge asks for (a Docker bearer token, or Basic).
+// headDigest returns the digest a registry's tag points to, from a
+// manifest HEAD request (the manifest itself when the registry does not
+// send the digest), with the configured login for the host if there is one.
 func (s *Service) headDigest(ctx context.Context, host, repository, tag string) (string, error) {
-	base, repo := apiEndpoint(host, repository)
-	u := base + "/v2/" + repo + "/manifests/" + url.PathEscape(tag)
-	resp, err := s.manifestRequest(ctx, http.MethodHead, u, "")
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode == http.StatusUnauthorized {
-		challenge := resp.Header.Get("WWW-Authenticate")
-		resp.Body.Close()
-		authz, err := s.authorize(ctx, host, repo, challenge)
-		if err != nil {
-			return "", err
-		}
-		if resp, err = s.manifestRequest(ctx, http.MethodHead, u, authz); err != nil {
-			return "", err
-		}
-		if resp.StatusCode == http.StatusOK && resp.Header.Get("Docker-Content-Digest") == "" {
-			// A registry that does not send the digest: read the manifest.
-			resp.Body.Close()
-			if resp, err = s.manifestRequest(ctx, http.MethodGet, u, authz); err != nil {
-				return "", err
-			}
-		}
-	} else if resp.StatusCode == http.StatusOK && resp.Header.Get("Docker-Content-Digest") == "" {
-		resp.Body.Close()
-		if resp, err = s.manifestRequest(ctx, http.MethodGet, u, ""); err != nil {
-			return "", err
-		}
-	}
-	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusNotFound:
-		return "", fmt.Errorf("%s/%s:%s: %w", host, repository, tag, errManifestUnknown)
-	default:
-		return "", fmt.Errorf("%s/%s:%s: HEAD manifest: %s", host, repository, tag, resp.Status)
-	}
-	if d := resp.Header.Get("Docker-Content-Digest"); d != "" {
-		return d, nil
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(body)
-	return "sha256:" + hex.EncodeToString(sum[:]), nil
-}
-
-func (s *Service) manifestRequest(ctx context.Context, method, u, authz string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", manifestAccept)
-	if authz != "" {
-		req.Header.Set("Authorization", authz)
-	}
-	resp, err := s.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, u, refusal(err))
-	}
-	return resp, nil
-}
-
-// authorize answers a registry's challenge: a bearer token from its token
-// service (with the configured login, if any), or Basic.
-func (s *Service) authorize(ctx context.Context, host, repo, challenge string) (string, error) {
-	user, pass := "", ""
+	cred := remote.Credential{}
 	if s.creds != nil {
 		var err error
-		if user, pass, err = s.creds(ctx, host); err != nil {
+		if cred.Username, cred.Password, err = s.creds(ctx, host); err != nil {
 			return "", fmt.Errorf("credentials for %s: %w", host, err)
 		}
 	}
-	scheme, params := parseChallenge(challenge)
-	switch strings.ToLower(scheme) {
-	case "basic":
-		if user == "" {
-			return "", fmt.Errorf("%s asks for a login and none is configured", host)
+	repo := oci.Reference{Domain: host, Path: repository}.Normalize().Path
+	ctx, cancel := context.WithTimeout(ctx, pollTimeout)
+	defer cancel()
+	d, err := s.remote.Repository(s.remote.Scheme(host), host, repo, cred, egress.Local).Digest(ctx, remote.PollPolicy, tag)
+	if err != nil {
+		var re *egress.RefusedError
+		if errors.As(err, &re) {
+			return "", fmt.Errorf("%s/%s:%s: %w", host, repository, tag, re)
 		}
-		req, _ := http.NewRequest(http.MethodGet, "http://x", nil)
-		req.SetBasicAuth(user, pass)
-		return req.Header.Get("Authorization"), nil
-	case "bearer":
-	default:
-		return "", fmt.Errorf("%s: unsupported authentication challenge %q", host, scheme)
+		if errors.Is(err, remote.ErrUpstreamAuth) && cred.Username == "" {
+			return "", fmt.Errorf("%s/%s:%s: %w (no login is configured for %s)", host, repository, tag, err, host)
+		}
+		return "", fmt.Errorf("%s/%s:%s: %w", host, repository, tag, err)
 	}
-	realm := params["realm"]
-	if realm == "" {
-		return "", fmt.Errorf("%s: bearer challenge without a realm", host)
-	}
-	q := url.Values{}
-	if svc := params["service"]; svc != "" {
-		q.Set("service", svc)
-	}
-	scope := params["scope"]
-	if scope == "" {
-		scope = "repository:" + repo + ":pull"
-	}
-	q.Set("scope", scope)
-	tu, err := url.Parse(realm)
-	if err != nil {
-		return "", fmt.Errorf("%s: bad token realm: %w", host, err)
-	}
-	tu.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, tu.String(), nil)
-	if err != nil {
-		return "", err
-	}
-	if user != "" {
-		req.SetBasicAuth(user, pass)
-	}
-	resp, err := s.http.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("%s: fetching a token: %w", host, refusal(err))
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("%s: token service answered %s", host, resp.Status)
-	}
-	var tok struct {
-		Token       string `json:"token"`
-		AccessToken string `json:"access_token"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tok); err != nil {
-		return "", fmt.Errorf("%s: decoding the token: %w", host, err)
-	}
-	t := tok.Token
-	if t == "" {
-		t = tok.AccessToken
-	}
-	if t == "" {
-		return "", fmt.Errorf("%s: the token service returned no token", host)
-	}
-	return "Bearer " + t, nil
+	return d.String(), nil
 }
 
-// refusal returns the egress policy's refusal inside a client error, whose
-// message names the policy's reason without the transport's wrapping; other
-// errors are returned as they are.
-func refusal(err error) error {
-	var re *egress.RefusedError
-	if errors.As(err, &re) {
-		return re
-	}
-	return err
-}
-
-// parseChallenge parses `Bearer realm="...",service="...",scope="..."`.
-func parseChallenge(h string) (string, map[string]string) {
-	scheme, rest, _ := strings.Cut(strings.TrimSpace(h), " ")
-	params := map[string]string{}
-	for rest != "" {
-		rest = strings.TrimLeft(rest, " ,")
-		key, after, ok := strings.Cut(rest, "=")
-		if !ok {
-			break
-		}
-		key = strings.ToLower(strings.TrimSpace(key))
-		var val string
-		if strings.HasPrefix(after, `"`) {
-			after = after[1:]
-			var b strings.Builder
-			i := 0
-			for ; i < len(after); i++ {
-				c := after[i]
-				if c == '\\' && i+1 < len(after) {
-					i++
-					b.WriteByte(after[i])
-					continue
-				}
-				if c == '"' {
-					break
-				}
-				b.WriteByte(c)
-			}
-			val = b.String()
-			if i < len(after) {
-				i++
-			}
-			rest = after[i:]
-		} else {
-			val, rest, _ = strings.Cut(after, ",")
-			val = strings.TrimSpace(val)
-		}
-		params[key] = val
-	}
-	return scheme, params
-}
+// pollTimeout bounds one poll of an external base image.
+const pollTimeout = 30 * time.Second

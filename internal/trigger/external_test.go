@@ -12,7 +12,9 @@ import (
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/engine"
+	"github.com/gantryhq/gantry/internal/oci"
 	"github.com/gantryhq/gantry/internal/registry"
+	"github.com/gantryhq/gantry/internal/remote"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/task"
 )
@@ -152,20 +154,23 @@ func TestHeadDigestErrors(t *testing.T) {
 	}
 }
 
-func TestParseChallenge(t *testing.T) {
+// TestPollEndpoint: Docker Hub's official images are polled at
+// registry-1.docker.io under library/, loopback registries in plain HTTP,
+// others in HTTPS.
+func TestPollEndpoint(t *testing.T) {
 	t.Parallel()
-	scheme, p := parseChallenge(`Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/node:pull"`)
-	if scheme != "Bearer" || p["realm"] != "https://auth.docker.io/token" || p["service"] != "registry.docker.io" ||
-		p["scope"] != "repository:library/node:pull" {
-		t.Fatalf("%s %v", scheme, p)
+	c := remote.New()
+	endpoint := func(host, repository string) (string, string) {
+		r := oci.Reference{Domain: host, Path: repository}.Normalize()
+		return c.Scheme(host) + "://" + oci.APIHost(r.Domain), r.Path
 	}
-	if base, repo := apiEndpoint("docker.io", "node"); base != "https://registry-1.docker.io" || repo != "library/node" {
+	if base, repo := endpoint("docker.io", "node"); base != "https://registry-1.docker.io" || repo != "library/node" {
 		t.Fatalf("docker hub endpoint = %s %s", base, repo)
 	}
-	if base, _ := apiEndpoint("localhost:5000", "x"); base != "http://localhost:5000" {
+	if base, _ := endpoint("localhost:5000", "x"); base != "http://localhost:5000" {
 		t.Fatalf("loopback endpoint = %s", base)
 	}
-	if base, _ := apiEndpoint("registry.example.com", "x"); base != "https://registry.example.com" {
+	if base, _ := endpoint("registry.example.com", "x"); base != "https://registry.example.com" {
 		t.Fatalf("remote endpoint = %s", base)
 	}
 }

@@ -72,7 +72,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -83,6 +82,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/egress"
+	"github.com/gantryhq/gantry/internal/remote"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/task"
 )
@@ -204,24 +204,17 @@ func WithDebounce(d time.Duration) Option {
 // WithJitter sets the fraction by which poll intervals vary (default 0.1).
 func WithJitter(frac float64) Option { return func(s *Service) { s.jitter = frac } }
 
-// WithHTTPClient sets the client for external registry polls, replacing
-// the egress policy's (see WithEgress).
-func WithHTTPClient(c *http.Client) Option { return func(s *Service) { s.http = c } }
+// WithRemote sets the registry client of external polls (the server's
+// one client, with its egress policy, CA bundle and per-registry settings).
+// Polls have Local reach: only the admin and registry owners create tasks,
+// so a base image on this machine may be polled.
+func WithRemote(c *remote.Client) Option { return func(s *Service) { s.remote = c } }
 
-// WithEgress sets the policy external registry polls obey: the control
-// API's address, the admin's allow and deny lists (default: egress.New(),
-// which refuses link-local and metadata addresses). Polls have Local reach:
-// only the admin and registry owners create tasks, so a base image on this
-// machine may be polled.
+// WithEgress sets the policy external registry polls obey when no client
+// is given with WithRemote (default: egress.New(), which refuses
+// link-local and metadata addresses).
 func WithEgress(p *egress.Policy) Option {
-	return func(s *Service) { s.http = pollClient(p) }
-}
-
-// pollClient is the client of external polls under p.
-func pollClient(p *egress.Policy) *http.Client {
-	c := p.Client(egress.Local)
-	c.Timeout = 30 * time.Second
-	return c
+	return func(s *Service) { s.remote = remote.New(remote.WithEgress(p)) }
 }
 
 // WithCredentials sets the logins used for external registry polls.
@@ -243,7 +236,7 @@ type Service struct {
 	externalPoll time.Duration
 	debounce     time.Duration
 	jitter       float64
-	http         *http.Client
+	remote       *remote.Client
 	creds        Credentials
 
 	regs    atomic.Pointer[registryMap]
@@ -287,9 +280,8 @@ func New(d *db.DB, tasks Tasks, content Content, sealer Sealer, opts ...Option) 
 	for _, o := range opts {
 		o(s)
 	}
-	if s.http == nil {
-		p, _ := egress.New() // no entries to reject
-		s.http = pollClient(p)
+	if s.remote == nil {
+		s.remote = remote.New(remote.WithLogger(s.log))
 	}
 	s.base = newBaseTrigger(s)
 	s.commits = newCommitTrigger(s)

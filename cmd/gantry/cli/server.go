@@ -14,12 +14,13 @@ import (
 func newServerCmd(o *rootOpts) *cobra.Command {
 	var data, file, listen string
 	var sec config.Security
+	var up config.Upstream
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the gantry server: the control API and every registry",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadServerConfig(cmd, file, data, listen, sec)
+			cfg, err := loadServerConfig(cmd, file, data, listen, sec, up)
 			if err != nil {
 				return err
 			}
@@ -37,12 +38,15 @@ func newServerCmd(o *rootOpts) *cobra.Command {
 	cmd.Flags().StringArrayVar(&sec.PrivilegedRegistries, "allow-privileged-steps", nil, "registry whose task steps may use privileged: true or the host network explicitly (repeatable)")
 	cmd.Flags().StringArrayVar(&sec.UpstreamAllow, "upstream-allow", nil, "the only upstream hosts import, cache rules and base-image polling may reach: host, host:port, IP or CIDR, *.domain (repeatable)")
 	cmd.Flags().StringArrayVar(&sec.UpstreamDeny, "upstream-deny", nil, "upstream hosts never fetched from (repeatable; same forms as --upstream-allow)")
+	cmd.Flags().StringVar(&up.CABundle, "upstream-ca", "", "PEM file of CA certificates trusted for upstream registries besides the system's (private CAs)")
+	cmd.Flags().StringArrayVar(&up.PlainHTTP, "upstream-plain-http", nil, "upstream registry (host[:port]) spoken to in plain HTTP (repeatable; loopback always is)")
+	cmd.Flags().StringArrayVar(&up.SkipVerify, "upstream-skip-verify", nil, "upstream registry whose TLS certificate is not checked (repeatable; insecure: prefer --upstream-ca)")
 	return cmd
 }
 
 // loadServerConfig applies, in order: defaults, the file, GANTRY_* env
 // overrides, then flags; and validates the result.
-func loadServerConfig(cmd *cobra.Command, file, data, listen string, sec config.Security) (config.Config, error) {
+func loadServerConfig(cmd *cobra.Command, file, data, listen string, sec config.Security, up config.Upstream) (config.Config, error) {
 	cfg := config.Default()
 	if file != "" {
 		if err := cfg.LoadFile(file); err != nil {
@@ -69,6 +73,15 @@ func loadServerConfig(cmd *cobra.Command, file, data, listen string, sec config.
 	}
 	if cmd.Flags().Changed("upstream-deny") {
 		cfg.Security.UpstreamDeny = sec.UpstreamDeny
+	}
+	if cmd.Flags().Changed("upstream-ca") {
+		cfg.Upstream.CABundle = up.CABundle
+	}
+	if cmd.Flags().Changed("upstream-plain-http") {
+		cfg.Upstream.PlainHTTP = up.PlainHTTP
+	}
+	if cmd.Flags().Changed("upstream-skip-verify") {
+		cfg.Upstream.SkipVerify = up.SkipVerify
 	}
 	if cfg.Engine.Host == "" {
 		bn := cfg.Engine.BuildNetwork
