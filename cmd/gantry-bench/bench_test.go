@@ -35,14 +35,14 @@ func TestBlobSet(t *testing.T) {
 	}
 }
 
-func TestParseChallenge(t *testing.T) {
+func TestRepositoryOfPath(t *testing.T) {
 	t.Parallel()
-	scheme, p := parseChallenge(`Bearer realm="http://127.0.0.1:7000/oauth2/token",service="reg",scope="repository:a/b:pull,push"`)
-	if scheme != "Bearer" || p["realm"] != "http://127.0.0.1:7000/oauth2/token" || p["service"] != "reg" || p["scope"] != "repository:a/b:pull,push" {
-		t.Fatalf("%s %v", scheme, p)
-	}
-	if scheme, p := parseChallenge(`Basic realm=gantry`); scheme != "Basic" || p["realm"] != "gantry" {
-		t.Fatalf("%s %v", scheme, p)
+	for path, want := range map[string]string{
+		"/v2/a/b/blobs/uploads/": "a/b", "/v2/app/manifests/v1": "app", "/v2/x/tags/list": "x", "/v2/": "", "/v2/_catalog": "",
+	} {
+		if got := repository(path); got != want {
+			t.Errorf("repository(%q) = %q, want %q", path, got, want)
+		}
 	}
 }
 
@@ -56,7 +56,8 @@ func TestTokenFlow(t *testing.T) {
 	defer srv.Close()
 	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
 		u, p, ok := r.BasicAuth()
-		if !ok || u != "admin" || p != "secret" || r.URL.Query().Get("scope") != "repository:app:push" {
+		if !ok || u != "admin" || p != "secret" || !strings.HasPrefix(r.URL.Query().Get("scope"), "repository:app:") ||
+			!strings.Contains(r.URL.Query().Get("scope"), "push") {
 			http.Error(w, "no", http.StatusUnauthorized)
 			return
 		}

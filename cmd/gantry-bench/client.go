@@ -1,159 +1,56 @@
 package main
 
 import (
-	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"strings"
-	"sync"
+
+	"github.com/gantryhq/gantry/internal/egress"
+	"github.com/gantryhq/gantry/internal/remote"
 )
 
-// authTransport adds credentials to registry requests: HTTP Basic when the
-// registry asks for it, or the Docker token flow — on a 401 with a Bearer
-// challenge it fetches a token from the realm (with Basic credentials, for
-// the challenge's service and scope), caches it per scope and retries.
+// authTransport adds credentials to registry requests with gantry's one
+// registry client (internal/remote: go-containerregistry's handshake, HTTP
+// Basic or a Docker token for the request's repository, cached and
+// refreshed on 401). Requests without credentials, or outside a
+// repository, go straight to the base transport.
 type authTransport struct {
-	base     http.RoundTripper
-	username string
-	password string
-
-	mu     sync.Mutex
-	basic  bool
-	tokens map[string]string // scope -> bearer token
-	scope  map[string]string // "METHOD repo" -> scope last challenged
+	base http.RoundTripper
+	rc   *remote.Client
+	cred remote.Credential
 }
 
 func newAuthTransport(base http.RoundTripper, username, password string) *authTransport {
-	return &authTransport{base: base, username: username, password: password,
-		tokens: map[string]string{}, scope: map[string]string{}}
-}
-
-// key identifies requests that need the same token: same repository and
-// same kind of access.
-func key(r *http.Request) string {
-	p := r.URL.Path
-	if i := strings.Index(p, "/blobs/"); i >= 0 {
-		p = p[:i]
-	} else if i := strings.Index(p, "/manifests/"); i >= 0 {
-		p = p[:i]
-	}
-	write := r.Method != http.MethodGet && r.Method != http.MethodHead
-	return fmt.Sprintf("%v %s", write, p)
+	return &authTransport{base: base, rc: remote.New(remote.WithBaseTransport(base)),
+		cred: remote.Credential{Username: username, Password: password}}
 }
 
 func (t *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if t.username == "" && t.password == "" {
+	repo := repository(r.URL.Path)
+	if t.cred == (remote.Credential{}) || repo == "" {
 		return t.base.RoundTrip(r)
 	}
-	k := key(r)
-	t.mu.Lock()
-	basic := t.basic
-	tok := t.tokens[t.scope[k]]
-	t.mu.Unlock()
-	req := r.Clone(r.Context())
-	switch {
-	case basic:
-		req.SetBasicAuth(t.username, t.password)
-	case tok != "":
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := t.base.RoundTrip(req)
-	if err != nil || resp.StatusCode != http.StatusUnauthorized {
-		return resp, err
-	}
-	if r.Body != nil && r.GetBody == nil {
-		return resp, nil // cannot replay the body
-	}
-	scheme, params := parseChallenge(resp.Header.Get("WWW-Authenticate"))
-	switch strings.ToLower(scheme) {
-	case "basic":
-		t.mu.Lock()
-		t.basic = true
-		t.mu.Unlock()
-	case "bearer":
-		tok, err := t.fetchToken(params)
-		if err != nil {
-			resp.Body.Close()
-			return nil, err
-		}
-		t.mu.Lock()
-		t.tokens[params["scope"]] = tok
-		t.scope[k] = params["scope"]
-		t.mu.Unlock()
-	default:
-		return resp, nil
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	retry := r.Clone(r.Context())
-	if r.GetBody != nil {
-		if retry.Body, err = r.GetBody(); err != nil {
-			return nil, err
-		}
-	}
-	return t.RoundTrip(retry)
-}
-
-func (t *authTransport) fetchToken(params map[string]string) (string, error) {
-	u, err := url.Parse(params["realm"])
-	if err != nil || params["realm"] == "" {
-		return "", fmt.Errorf("bearer challenge without a usable realm %q", params["realm"])
-	}
-	q := u.Query()
-	if s := params["service"]; s != "" {
-		q.Set("service", s)
-	}
-	for _, s := range strings.Fields(params["scope"]) {
-		q.Add("scope", s)
-	}
-	u.RawQuery = q.Encode()
-	req, _ := http.NewRequest(http.MethodGet, u.String(), nil)
-	req.SetBasicAuth(t.username, t.password)
-	resp, err := t.base.RoundTrip(req)
+	rt, err := t.rc.Repository(r.URL.Scheme, r.URL.Host, repo, t.cred, egress.Local, "pull", "push").
+		Transport(r.Context(), remote.Policy{Attempts: 1})
 	if err != nil {
-		return "", fmt.Errorf("fetching token: %w", err)
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		return nil, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("fetching token: %s", resp.Status)
-	}
-	var body struct {
-		Token       string `json:"token"`
-		AccessToken string `json:"access_token"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return "", fmt.Errorf("decoding token: %w", err)
-	}
-	if body.Token == "" {
-		body.Token = body.AccessToken
-	}
-	return body.Token, nil
+	return rt.RoundTrip(r)
 }
 
-// parseChallenge splits `Bearer realm="...",service="...",scope="..."`.
-func parseChallenge(h string) (string, map[string]string) {
-	scheme, rest, _ := strings.Cut(strings.TrimSpace(h), " ")
-	params := map[string]string{}
-	for rest != "" {
-		rest = strings.TrimLeft(rest, " ,")
-		k, v, ok := strings.Cut(rest, "=")
-		if !ok {
-			break
-		}
-		k = strings.ToLower(strings.TrimSpace(k))
-		if strings.HasPrefix(v, `"`) {
-			end := strings.Index(v[1:], `"`)
-			if end < 0 {
-				params[k] = v[1:]
-				break
-			}
-			params[k], rest = v[1:end+1], v[end+2:]
-		} else {
-			val, r, _ := strings.Cut(v, ",")
-			params[k], rest = val, r
+// repository is the repository a Distribution API path names ("" for
+// /v2/ itself and the catalog).
+func repository(path string) string {
+	p, ok := strings.CutPrefix(path, "/v2/")
+	if !ok {
+		return ""
+	}
+	for _, sep := range []string{"/blobs/", "/manifests/", "/tags/", "/referrers/"} {
+		if i := strings.Index(p, sep); i > 0 {
+			return p[:i]
 		}
 	}
-	return scheme, params
+	return ""
 }

@@ -47,6 +47,7 @@ const DefaultMaxManifest = 4 << 20
 // use.
 type Client struct {
 	egress      *egress.Policy
+	baseRT      http.RoundTripper
 	roots       *x509.CertPool
 	hosts       map[string]Host
 	log         *slog.Logger
@@ -70,6 +71,11 @@ type Option func(*Client)
 // WithEgress makes every request obey the server's upstream policy (the
 // default policy refuses only link-local and metadata addresses).
 func WithEgress(p *egress.Policy) Option { return func(c *Client) { c.egress = p } }
+
+// WithBaseTransport sets the transport requests finally go through,
+// instead of the egress policy's (for gantry-bench, which tunes its own
+// and reaches only the registries it was told).
+func WithBaseTransport(rt http.RoundTripper) Option { return func(c *Client) { c.baseRT = rt } }
 
 // WithRootCAs sets the certificates HTTPS registries are checked against
 // (see LoadCAs); nil means the system's roots.
@@ -215,8 +221,12 @@ func (c *Client) base(reach egress.Reach, host string) http.RoundTripper {
 	if t, ok := c.transports[k]; ok {
 		return t
 	}
-	tc := &tls.Config{RootCAs: c.roots, MinVersion: tls.VersionTLS12, InsecureSkipVerify: k.skipVerify} //nolint:gosec // per-registry opt-in
-	t := &retrier{c: c, next: c.egress.Transport(reach, tc)}
+	next := c.baseRT
+	if next == nil {
+		tc := &tls.Config{RootCAs: c.roots, MinVersion: tls.VersionTLS12, InsecureSkipVerify: k.skipVerify} //nolint:gosec // per-registry opt-in
+		next = c.egress.Transport(reach, tc)
+	}
+	t := &retrier{c: c, next: next}
 	c.transports[k] = t
 	return t
 }
