@@ -16,6 +16,7 @@ const (
 	CodeDenied          Code = "DENIED"            // authenticated, not allowed
 	CodeNotFound        Code = "NOT_FOUND"         // the named object does not exist
 	CodeConflict        Code = "CONFLICT"          // it exists already, or its state forbids the change
+	CodeTooLarge        Code = "TOO_LARGE"         // the content exceeds a limit
 	CodeTooManyRequests Code = "TOO_MANY_REQUESTS" // rate limited (e.g. repeated failed logins)
 	CodeUnavailable     Code = "UNAVAILABLE"       // a dependency (engine, upstream) is unavailable
 	CodeInternal        Code = "INTERNAL"          // a server bug or an unexpected failure
@@ -27,6 +28,7 @@ var statuses = map[Code]int{
 	CodeDenied:          http.StatusForbidden,
 	CodeNotFound:        http.StatusNotFound,
 	CodeConflict:        http.StatusConflict,
+	CodeTooLarge:        http.StatusRequestEntityTooLarge,
 	CodeTooManyRequests: http.StatusTooManyRequests,
 	CodeUnavailable:     http.StatusServiceUnavailable,
 	CodeInternal:        http.StatusInternalServerError,
@@ -80,6 +82,7 @@ var (
 	ErrDenied          = &Error{Code: CodeDenied}
 	ErrNotFound        = &Error{Code: CodeNotFound}
 	ErrConflict        = &Error{Code: CodeConflict}
+	ErrTooLarge        = &Error{Code: CodeTooLarge}
 	ErrTooManyRequests = &Error{Code: CodeTooManyRequests}
 	ErrUnavailable     = &Error{Code: CodeUnavailable}
 	ErrInternal        = &Error{Code: CodeInternal}

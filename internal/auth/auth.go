@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -25,31 +24,21 @@ var (
 var (
 	// ErrNotFound means a registry, token, scope map, principal or role
 	// assignment does not exist.
-	ErrNotFound error = &kindError{"not found", db.ErrNotFound}
+	ErrNotFound = errdefs.New("not found", db.ErrNotFound)
 	// ErrExists means an object with that name already exists.
-	ErrExists error = &kindError{"already exists", db.ErrConflict}
+	ErrExists = errdefs.New("already exists", db.ErrConflict)
 	// ErrConflict means a write conflicts with the current state, e.g.
 	// deleting a scope map that tokens still use.
-	ErrConflict error = &kindError{"conflict", db.ErrConflict}
+	ErrConflict = errdefs.New("conflict", db.ErrConflict)
 	// ErrInvalid means an argument is malformed or not allowed: a bad name,
 	// pattern, action, role or scope, or an edit of a system scope map.
-	ErrInvalid = errors.New("invalid argument")
+	ErrInvalid = errdefs.New("invalid argument", errdefs.ErrInvalid)
 	// ErrTooManyAttempts means a client failed to log in too often and is
 	// refused for a while. It wraps ErrUnauthenticated, so handlers that only
 	// know ErrUnauthenticated still answer 401; see [ThrottledError] for the
 	// delay to put in a Retry-After header (or answer 429).
-	ErrTooManyAttempts error = &kindError{"too many failed login attempts, try again later", ErrUnauthenticated}
+	ErrTooManyAttempts = errdefs.New("too many failed login attempts, try again later", errdefs.ErrTooManyRequests, ErrUnauthenticated)
 )
-
-// kindError is a sentinel with its own message that also matches a more
-// general sentinel through errors.Is.
-type kindError struct {
-	msg    string
-	parent error
-}
-
-func (e *kindError) Error() string { return e.msg }
-func (e *kindError) Unwrap() error { return e.parent }
 
 // ThrottledError is returned (wrapped) when the brute-force limiter refuses
 // a login. It matches ErrTooManyAttempts and ErrUnauthenticated.

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gantryhq/gantry/internal/errdefs"
 )
 
 // session is an authenticated credential: who, on whose behalf, and a
@@ -38,8 +40,8 @@ func sessionOf(id Identity) session {
 // an unknown user. A right password that is expired or belongs to a disabled
 // token gives other errors and does not lock the client out.
 var (
-	errBadCredentials   error = &kindError{"invalid username or password", ErrUnauthenticated}
-	errBadRunCredential error = &kindError{"invalid or revoked run credential", errBadCredentials}
+	errBadCredentials   = errdefs.New("invalid username or password", ErrUnauthenticated)
+	errBadRunCredential = errdefs.New("invalid or revoked run credential", errBadCredentials)
 )
 
 // login checks a user name and password (admin, token or run credential),

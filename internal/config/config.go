@@ -17,10 +17,12 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/gantryhq/gantry/internal/errdefs"
 )
 
 // ErrInvalid is wrapped by every validation error.
-var ErrInvalid = errors.New("invalid configuration")
+var ErrInvalid = errdefs.New("invalid configuration", errdefs.ErrInvalid)
 
 // Config is the whole server configuration. YAML keys are camelCase without
 // underscores so that environment overrides map one to one: the field

@@ -8,6 +8,8 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
+
+	"github.com/gantryhq/gantry/internal/errdefs"
 )
 
 // Sentinel errors. Errors returned by the client wrap one (or, for a
@@ -34,13 +36,13 @@ var (
 	// 401, or an authentication error reported by a registry).
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrUnsupported: the engine's API versions and gantry's do not overlap.
-	ErrUnsupported = errors.New("unsupported engine")
+	ErrUnsupported = errdefs.New("unsupported engine", errdefs.ErrUnavailable)
 	// ErrNoBuildKit: a build needs BuildKit (build secrets, or
 	// BuilderBuildKit asked for) and the engine does not offer it.
 	ErrNoBuildKit = errors.New("engine offers no BuildKit")
 	// ErrUnavailable: the engine cannot be reached (no socket, connection
 	// refused, no answer in time). The message names the address tried.
-	ErrUnavailable = errors.New("engine unavailable")
+	ErrUnavailable = errdefs.New("engine unavailable", errdefs.ErrUnavailable)
 )
 
 // engineError is an error of the engine or of talking to it: the library's

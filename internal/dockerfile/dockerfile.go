@@ -24,11 +24,12 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/gantryhq/gantry/internal/errdefs"
 	"github.com/gantryhq/gantry/internal/oci"
 )
 
 // ErrInvalid is wrapped by every error Scan returns for a Dockerfile it cannot read.
-var ErrInvalid = errors.New("invalid Dockerfile")
+var ErrInvalid = errdefs.New("invalid Dockerfile", errdefs.ErrInvalid)
 
 // ErrTargetNotFound is returned (wrapped) when the requested target stage does not exist.
 var ErrTargetNotFound = errors.New("target stage not found")

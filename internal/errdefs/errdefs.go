@@ -32,8 +32,8 @@ var (
 // Categories lists every category, most specific first: an error that
 // matches several (a too-large manifest is also invalid) takes the first.
 var Categories = []error{
-	ErrTooManyRequests, ErrUnauthenticated, ErrDenied, ErrNotFound, ErrConflict,
-	ErrTooLarge, ErrInvalid, ErrUnavailable,
+	ErrTooManyRequests, ErrUnavailable, ErrUnauthenticated, ErrDenied, ErrNotFound, ErrConflict,
+	ErrTooLarge, ErrInvalid,
 }
 
 // Category returns the category err belongs to, or nil for an error of
@@ -48,15 +48,15 @@ func Category(err error) error {
 }
 
 // New returns a domain's own sentinel: its message is msg, and it matches
-// category (and whatever category matches) with errors.Is, without adding
-// the category's words to messages ("task "x": not found", never "not
-// found: not found"). Each call returns a distinct sentinel.
-func New(msg string, category error) error { return &sentinel{msg: msg, category: category} }
+// its categories (and whatever they match) with errors.Is, without adding
+// their words to messages ("task "x": not found", never "not found: not
+// found"). Each call returns a distinct sentinel.
+func New(msg string, categories ...error) error { return &sentinel{msg: msg, categories: categories} }
 
 type sentinel struct {
-	msg      string
-	category error
+	msg        string
+	categories []error
 }
 
-func (e *sentinel) Error() string { return e.msg }
-func (e *sentinel) Unwrap() error { return e.category }
+func (e *sentinel) Error() string   { return e.msg }
+func (e *sentinel) Unwrap() []error { return e.categories }

@@ -11,19 +11,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/gantryhq/gantry/internal/errdefs"
 )
 
 // ErrInvalid marks a malformed context string.
-var ErrInvalid = errors.New("invalid git context")
+var ErrInvalid = errdefs.New("invalid git context", errdefs.ErrInvalid)
 
 // ErrNotFound marks a branch or repository that does not exist.
-var ErrNotFound = errors.New("git ref not found")
+var ErrNotFound = errdefs.New("git ref not found", errdefs.ErrNotFound)
 
 // Context is a parsed task context: a repository, a ref and a folder.
 // Its string form is ACR's: url#ref:folder.

@@ -5,20 +5,13 @@ import (
 	"fmt"
 
 	"github.com/gantryhq/gantry/api"
-	"github.com/gantryhq/gantry/internal/auth"
-	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/docker"
-	"github.com/gantryhq/gantry/internal/git"
-	"github.com/gantryhq/gantry/internal/importer"
+	"github.com/gantryhq/gantry/internal/errdefs"
 	"github.com/gantryhq/gantry/internal/instance"
-	"github.com/gantryhq/gantry/internal/registry"
-	"github.com/gantryhq/gantry/internal/store"
-	"github.com/gantryhq/gantry/internal/task"
-	"github.com/gantryhq/gantry/internal/vault"
 )
 
 // errInvalid marks request errors found by the handlers themselves.
-var errInvalid = errors.New("invalid request")
+var errInvalid = errdefs.New("invalid request", errdefs.ErrInvalid)
 
 // fieldError is an invalid request naming the field at fault.
 type fieldError struct {
@@ -47,46 +40,32 @@ func imageRefused(err error) bool {
 		(errors.Is(err, docker.ErrNotFound) || errors.Is(err, docker.ErrUnauthorized) || errors.Is(err, docker.ErrInvalid))
 }
 
-// codes is the one table from domain errors to API codes, checked in order:
-// the errors of one domain that must win over the categories they also
-// match come first (an import's upstream outage, an instance's image), then
-// the categories.
-var codes = []struct {
+// instanceCodes are the container instances' errors whose code depends on
+// more than their category (an image the engine refused is the request's
+// fault; one it could not fetch is an outage). They are checked first.
+var instanceCodes = []struct {
 	match func(error) bool
 	code  api.Code
 	field string
 }{
-	// Import and cache rules: the upstream's state.
-	{is(registry.ErrTooManyRequests), api.CodeTooManyRequests, ""},
-	{is(registry.ErrUnavailable), api.CodeUnavailable, ""},
-	{is(importer.ErrUpstream), api.CodeUnavailable, ""},
-	{is(importer.ErrInvalid), api.CodeInvalid, ""},
-	// Container instances: the image and the engine.
 	{is(instance.ErrCredentialsRequired), api.CodeDenied, ""},
-	{is(instance.ErrInvalid), api.CodeInvalid, ""},
 	{is(instance.ErrNotReady), api.CodeInvalid, "image"},
 	{imageRefused, api.CodeInvalid, "image"},
 	{is(instance.ErrImage), api.CodeUnavailable, ""},
-	{is(docker.ErrUnavailable), api.CodeUnavailable, ""},
-	{is(docker.ErrUnsupported), api.CodeUnavailable, ""},
-	// The categories.
-	{is(auth.ErrTooManyAttempts), api.CodeTooManyRequests, ""},
-	{is(auth.ErrUnauthenticated), api.CodeUnauthenticated, ""},
-	{is(auth.ErrDenied), api.CodeDenied, ""},
-	{is(errNoRoute), api.CodeNotFound, ""},
-	{is(db.ErrNotFound), api.CodeNotFound, ""},
-	{is(db.ErrConflict), api.CodeConflict, ""},
-	{is(errInvalid), api.CodeInvalid, ""},
-	{is(auth.ErrInvalid), api.CodeInvalid, ""},
-	{is(vault.ErrInvalid), api.CodeInvalid, ""},
-	{is(task.ErrInvalid), api.CodeInvalid, ""},
-	{is(git.ErrInvalid), api.CodeInvalid, ""},
-	{is(store.ErrNameInvalid), api.CodeInvalid, ""},
-	{is(store.ErrDigestInvalid), api.CodeInvalid, ""},
-	{is(store.ErrSizeInvalid), api.CodeInvalid, ""},
-	{is(store.ErrManifestInvalid), api.CodeInvalid, ""},
-	{is(store.ErrManifestBlobUnknown), api.CodeInvalid, ""},
-	{is(store.ErrManifestTooLarge), api.CodeInvalid, ""},
+}
+
+// categoryCodes is the one translation of the error categories
+// (internal/errdefs) to the control API's codes; the client turns the
+// codes back into the same categories (api.ErrNotFound, ...).
+var categoryCodes = map[error]api.Code{
+	errdefs.ErrInvalid:         api.CodeInvalid,
+	errdefs.ErrUnauthenticated: api.CodeUnauthenticated,
+	errdefs.ErrDenied:          api.CodeDenied,
+	errdefs.ErrNotFound:        api.CodeNotFound,
+	errdefs.ErrConflict:        api.CodeConflict,
+	errdefs.ErrTooLarge:        api.CodeTooLarge,
+	errdefs.ErrTooManyRequests: api.CodeTooManyRequests,
+	errdefs.ErrUnavailable:     api.CodeUnavailable,
 }
 
 // toAPIError translates err for the wire. Internal errors get a generic
@@ -96,15 +75,23 @@ func toAPIError(err error) *api.Error {
 	if errors.As(err, &ae) && ae.Message != "" {
 		return ae
 	}
-	for _, c := range codes {
+	e := &api.Error{Message: err.Error()}
+	for _, c := range instanceCodes {
 		if c.match(err) {
-			e := &api.Error{Code: c.code, Message: err.Error(), Field: c.field}
-			var fe *fieldError
-			if errors.As(err, &fe) {
-				e.Field = fe.field
-			}
-			return e
+			e.Code, e.Field = c.code, c.field
+			break
 		}
 	}
-	return &api.Error{Code: api.CodeInternal, Message: "internal error; see the server log"}
+	if e.Code == "" {
+		code, ok := categoryCodes[errdefs.Category(err)]
+		if !ok {
+			return &api.Error{Code: api.CodeInternal, Message: "internal error; see the server log"}
+		}
+		e.Code = code
+	}
+	var fe *fieldError
+	if errors.As(err, &fe) {
+		e.Field = fe.field
+	}
+	return e
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/buildinfo"
+	"github.com/gantryhq/gantry/internal/errdefs"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/task"
 	"github.com/gantryhq/gantry/internal/trigger"
@@ -177,7 +178,7 @@ func (s *Server) routes() {
 	}))
 }
 
-var errNoRoute = errors.New("not found")
+var errNoRoute = errdefs.New("not found", errdefs.ErrNotFound)
 
 // handlerFunc is a handler that returns its error instead of writing it.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error

@@ -24,7 +24,7 @@ var (
 	ErrNotFound = errdefs.New("not found", db.ErrNotFound)
 	// ErrInvalid: a field of the request is wrong (name, image, port,
 	// environment variable, ...).
-	ErrInvalid = errors.New("invalid container instance")
+	ErrInvalid = errdefs.New("invalid container instance", errdefs.ErrInvalid)
 	// ErrImage: the image could not be pulled (unknown, credentials
 	// refused, registry unreachable).
 	ErrImage = errors.New("image not available")

@@ -58,12 +58,32 @@ var errorTable = []struct {
 	{errPaginationNumber, http.StatusBadRequest, "PAGINATION_NUMBER_INVALID"},
 }
 
+// categoryCodes answers an error of a category (internal/errdefs) that no
+// OCI-specific entry above names: the OCI API's translation of the one
+// error vocabulary.
+var categoryCodes = map[error]struct {
+	status int
+	code   string
+}{
+	errdefs.ErrInvalid:         {http.StatusBadRequest, "UNSUPPORTED"},
+	errdefs.ErrUnauthenticated: {http.StatusUnauthorized, "UNAUTHORIZED"},
+	errdefs.ErrDenied:          {http.StatusForbidden, "DENIED"},
+	errdefs.ErrNotFound:        {http.StatusNotFound, "NAME_UNKNOWN"},
+	errdefs.ErrConflict:        {http.StatusConflict, "DENIED"},
+	errdefs.ErrTooLarge:        {http.StatusRequestEntityTooLarge, "SIZE_INVALID"},
+	errdefs.ErrTooManyRequests: {http.StatusTooManyRequests, "TOOMANYREQUESTS"},
+	errdefs.ErrUnavailable:     {http.StatusServiceUnavailable, "UNAVAILABLE"},
+}
+
 // classify returns the status and code for err (500 for anything unknown).
 func classify(err error) (int, string) {
 	for _, e := range errorTable {
 		if errors.Is(err, e.err) {
 			return e.status, e.code
 		}
+	}
+	if c, ok := categoryCodes[errdefs.Category(err)]; ok {
+		return c.status, c.code
 	}
 	return http.StatusInternalServerError, "UNKNOWN"
 }

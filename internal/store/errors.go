@@ -1,8 +1,6 @@
 package store
 
 import (
-	"errors"
-
 	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/errdefs"
 )
@@ -22,22 +20,22 @@ var (
 	ErrListenInUse    = errdefs.New("listen address already used by another registry", db.ErrConflict)
 
 	// ErrNameInvalid: a registry, repository or tag name breaks the rules.
-	ErrNameInvalid = errors.New("name invalid")
+	ErrNameInvalid = errdefs.New("name invalid", errdefs.ErrInvalid)
 	// ErrDigestInvalid: a malformed or unsupported digest, or content that
 	// does not match its digest.
-	ErrDigestInvalid = errors.New("digest invalid")
+	ErrDigestInvalid = errdefs.New("digest invalid", errdefs.ErrInvalid)
 	// ErrSizeInvalid: content whose length differs from the declared size.
-	ErrSizeInvalid = errors.New("size invalid")
+	ErrSizeInvalid = errdefs.New("size invalid", errdefs.ErrInvalid)
 	// ErrManifestInvalid wraps manifest.ErrInvalid and manifest.ErrUnsupported
 	// causes too, so errors.Is works with either.
-	ErrManifestInvalid = errors.New("manifest invalid")
+	ErrManifestInvalid = errdefs.New("manifest invalid", errdefs.ErrInvalid)
 	// ErrManifestBlobUnknown: a manifest references a blob or child manifest
 	// the repository does not hold.
-	ErrManifestBlobUnknown = errors.New("manifest references unknown content")
+	ErrManifestBlobUnknown = errdefs.New("manifest references unknown content", errdefs.ErrInvalid)
 	// ErrManifestTooLarge: the manifest exceeds the store's size limit.
-	ErrManifestTooLarge = errors.New("manifest too large")
+	ErrManifestTooLarge = errdefs.New("manifest too large", errdefs.ErrTooLarge, errdefs.ErrInvalid)
 	// ErrRangeInvalid: an upload chunk does not start where the upload ends.
-	ErrRangeInvalid = errors.New("chunk out of order")
+	ErrRangeInvalid = errdefs.New("chunk out of order", errdefs.ErrInvalid)
 )
 
 // registryNotFound is the error of a registry that does not exist:

@@ -40,7 +40,7 @@ var (
 	// ErrRunNotFound: no such run in the registry.
 	ErrRunNotFound = errdefs.New("not found", db.ErrNotFound)
 	// ErrInvalid: a field of a task or run request is wrong.
-	ErrInvalid = errors.New("invalid task")
+	ErrInvalid = errdefs.New("invalid task", errdefs.ErrInvalid)
 	// ErrFinished: the run already ended (cancel of a finished run).
 	ErrFinished = errdefs.New("already finished", db.ErrConflict)
 	// ErrDisabled: the task is disabled and cannot be run by a trigger.

@@ -6,13 +6,15 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/gantryhq/gantry/internal/errdefs"
 )
 
 // Sentinel errors. Errors returned by this package wrap exactly one of them.
 var (
 	// ErrInvalid marks a task file that cannot run: YAML syntax, template syntax or
 	// execution, or validation. The error is an *Error listing every problem found.
-	ErrInvalid = errors.New("invalid task file")
+	ErrInvalid = errdefs.New("invalid task file", errdefs.ErrInvalid)
 	// ErrValues marks a malformed values file or --set entry.
 	ErrValues = errors.New("invalid values")
 	// ErrSecret marks a secret that could not be resolved.

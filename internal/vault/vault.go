@@ -20,25 +20,18 @@ import (
 
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/errdefs"
 )
 
 // Sentinel errors. ErrNotFound also matches db.ErrNotFound and ErrExists
 // db.ErrConflict. Denials wrap auth.ErrDenied (auth.ErrUnauthenticated for
 // anonymous callers).
 var (
-	ErrNotFound error = &kindError{"not found", db.ErrNotFound}
-	ErrExists   error = &kindError{"already exists", db.ErrConflict}
+	ErrNotFound = errdefs.New("not found", db.ErrNotFound)
+	ErrExists   = errdefs.New("already exists", db.ErrConflict)
 	// ErrInvalid means a malformed name, URI, permission or value.
-	ErrInvalid = errors.New("invalid argument")
+	ErrInvalid = errdefs.New("invalid argument", errdefs.ErrInvalid)
 )
-
-type kindError struct {
-	msg    string
-	parent error
-}
-
-func (e *kindError) Error() string { return e.msg }
-func (e *kindError) Unwrap() error { return e.parent }
 
 // MasterKeyFile is the master key's file in the keys directory (0600).
 const MasterKeyFile = "vault-master.key"
