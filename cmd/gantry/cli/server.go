@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/docker"
@@ -56,33 +57,23 @@ func loadServerConfig(cmd *cobra.Command, file, data, listen string, sec config.
 	if err := cfg.ApplyEnv(os.Environ()); err != nil {
 		return cfg, err
 	}
-	if cmd.Flags().Changed("data") {
-		cfg.Data = data
+	// The flags the command line set win over the file and the environment.
+	overlay := map[string]func(){
+		"data":                   func() { cfg.Data = data },
+		"listen":                 func() { cfg.Listen = listen },
+		"context-root":           func() { cfg.Security.ContextRoots = sec.ContextRoots },
+		"allow-privileged-steps": func() { cfg.Security.PrivilegedRegistries = sec.PrivilegedRegistries },
+		"upstream-allow":         func() { cfg.Security.UpstreamAllow = sec.UpstreamAllow },
+		"upstream-deny":          func() { cfg.Security.UpstreamDeny = sec.UpstreamDeny },
+		"upstream-ca":            func() { cfg.Upstream.CABundle = up.CABundle },
+		"upstream-plain-http":    func() { cfg.Upstream.PlainHTTP = up.PlainHTTP },
+		"upstream-skip-verify":   func() { cfg.Upstream.SkipVerify = up.SkipVerify },
 	}
-	if cmd.Flags().Changed("listen") {
-		cfg.Listen = listen
-	}
-	if cmd.Flags().Changed("context-root") {
-		cfg.Security.ContextRoots = sec.ContextRoots
-	}
-	if cmd.Flags().Changed("allow-privileged-steps") {
-		cfg.Security.PrivilegedRegistries = sec.PrivilegedRegistries
-	}
-	if cmd.Flags().Changed("upstream-allow") {
-		cfg.Security.UpstreamAllow = sec.UpstreamAllow
-	}
-	if cmd.Flags().Changed("upstream-deny") {
-		cfg.Security.UpstreamDeny = sec.UpstreamDeny
-	}
-	if cmd.Flags().Changed("upstream-ca") {
-		cfg.Upstream.CABundle = up.CABundle
-	}
-	if cmd.Flags().Changed("upstream-plain-http") {
-		cfg.Upstream.PlainHTTP = up.PlainHTTP
-	}
-	if cmd.Flags().Changed("upstream-skip-verify") {
-		cfg.Upstream.SkipVerify = up.SkipVerify
-	}
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if set, ok := overlay[f.Name]; ok {
+			set()
+		}
+	})
 	if cfg.Engine.Host == "" {
 		bn := cfg.Engine.BuildNetwork
 		cfg.Engine = server.EngineConfig(docker.EndpointFromEnv(os.Getenv))
