@@ -122,10 +122,10 @@ func ParseReference(s string, insecure func(host string) bool) (Reference, error
 		switch {
 		case forced != "":
 			r.Scheme = forced
-		case store.IsLoopback(r.Host) || (insecure != nil && insecure(r.Host)):
+		case oci.IsLoopback(r.Host) || (insecure != nil && insecure(r.Host)):
 			r.Scheme = "http"
 		}
-		if r.Scheme == "http" && !store.IsLoopback(r.Host) && (insecure == nil || !insecure(r.Host)) {
+		if r.Scheme == "http" && !oci.IsLoopback(r.Host) && (insecure == nil || !insecure(r.Host)) {
 			return r, invalid("source %q: plain HTTP is only allowed for loopback hosts and insecure registries", s)
 		}
 	}

@@ -3,6 +3,7 @@ package oci
 import (
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"strings"
 
@@ -51,6 +52,22 @@ func NormalizeHost(host string) string {
 		return DockerHub
 	}
 	return h
+}
+
+// IsLoopback reports whether a host[:port] names this machine's loopback:
+// localhost, or an address in 127.0.0.0/8 or ::1. Registries there are
+// spoken to over plain HTTP, as Docker does.
+func IsLoopback(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // APIHost is the host a login server's registry API is served on.

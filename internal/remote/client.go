@@ -18,7 +18,6 @@ import (
 
 	"github.com/gantryhq/gantry/internal/egress"
 	"github.com/gantryhq/gantry/internal/oci"
-	"github.com/gantryhq/gantry/internal/store"
 )
 
 // Host is how the client reaches one registry, beyond the defaults
@@ -142,7 +141,7 @@ func LoadCAs(files ...string) (*x509.CertPool, error) {
 // PlainHTTP reports whether host may be spoken to in plain HTTP: loopback
 // hosts and hosts configured so.
 func (c *Client) PlainHTTP(host string) bool {
-	return store.IsLoopback(host) || c.hosts[oci.NormalizeHost(host)].PlainHTTP
+	return oci.IsLoopback(host) || c.hosts[oci.NormalizeHost(host)].PlainHTTP
 }
 
 // Scheme is the scheme host is spoken to in when a reference gives none.

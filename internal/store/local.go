@@ -4,23 +4,9 @@ import (
 	"context"
 	"net"
 	"strings"
-)
 
-// IsLoopback reports whether a host[:port] names this machine's loopback:
-// localhost, or an address in 127.0.0.0/8 or ::1. Registries there are
-// spoken to over plain HTTP, as Docker does.
-func IsLoopback(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	host = strings.Trim(host, "[]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+	"github.com/gantryhq/gantry/internal/oci"
+)
 
 // LocalRegistry finds the registry of this server whose login server is
 // host: the same host:port, any loopback spelling of a loopback or
@@ -48,10 +34,10 @@ func (s *Store) LocalRegistry(ctx context.Context, host string) (r Registry, ok 
 			continue
 		}
 		unspecified := lh == "" || lh == "0.0.0.0" || lh == "::"
-		if IsLoopback(host) && (unspecified || IsLoopback(r.Listen)) {
+		if oci.IsLoopback(host) && (unspecified || oci.IsLoopback(r.Listen)) {
 			return r, true, nil
 		}
-		if unspecified && !IsLoopback(host) {
+		if unspecified && !oci.IsLoopback(host) {
 			// Our own non-loopback addresses.
 			if ip := net.ParseIP(h); ip != nil && isLocalIP(ip) {
 				return r, true, nil
