@@ -1,0 +1,136 @@
+// Package testenv provides what the integration tests of several packages
+// need alike: the rule for missing dependencies (the engine of DOCKER_HOST,
+// external tools), temporary databases and stores, HTTP servers on
+// 127.0.0.1, a throw-away docker-registry process, log buffers and
+// polling. Everything a helper starts is stopped in t.Cleanup, also when
+// the test fails.
+//
+// Only tests import testenv. It imports no domain package but internal/db
+// and internal/store, so that the internal tests of every other package
+// can use it; helpers that need auth, vault or registry are in
+// internal/testenv/stack.
+//
+// A test whose dependency is missing skips, unless
+// GANTRY_REQUIRE_INTEGRATION=1 (set by scripts/test.sh and CI), in which
+// case it fails.
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Require skips the test (or, with GANTRY_REQUIRE_INTEGRATION=1, fails it)
+// with the reason why an integration dependency is missing.
+func Require(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("GANTRY_REQUIRE_INTEGRATION") == "1" {
+		t.Fatalf("%s (GANTRY_REQUIRE_INTEGRATION=1)", msg)
+	}
+	t.Skip(msg)
+}
+
+// DockerHost returns DOCKER_HOST, requiring it (see Require).
+func DockerHost(t testing.TB) string {
+	t.Helper()
+	host := os.Getenv("DOCKER_HOST")
+	if host == "" {
+		Require(t, "DOCKER_HOST is not set: no docker engine to test against")
+	}
+	return host
+}
+
+// HasEngine reports whether a test should use the engine: DOCKER_HOST is
+// set, or GANTRY_REQUIRE_INTEGRATION=1 demands it (then DockerHost fails
+// the test). For tests that run with and without an engine.
+func HasEngine() bool {
+	return os.Getenv("DOCKER_HOST") != "" || os.Getenv("GANTRY_REQUIRE_INTEGRATION") == "1"
+}
+
+// Tool returns the path of an external tool: the repository's .tools/bin
+// (where scripts/tools.sh installs pinned versions) first, else PATH. It
+// requires the tool (see Require).
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	p := filepath.Join(filepath.Dir(file), "..", "..", ".tools", "bin", name)
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	Require(t, "%s not found (run scripts/tools.sh or install it)", name)
+	return ""
+}
+
+// Run runs a command with env added to this process's environment and
+// returns its combined output, failing t with that output when it fails.
+func Run(t testing.TB, env []string, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// RandomHex returns n random bytes, hex-encoded (names, passwords).
+func RandomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// Buffer is a bytes.Buffer safe for concurrent writes: a log sink, or the
+// stdout and stderr of a process.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns what was written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Eventually calls cond every interval until it returns true, and reports
+// whether it did within timeout.
+func Eventually(timeout, interval time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(interval)
+	}
+}
