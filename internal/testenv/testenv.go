@@ -64,8 +64,7 @@ func HasEngine() bool {
 // requires the tool (see Require).
 func Tool(t testing.TB, name string) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	p := filepath.Join(filepath.Dir(file), "..", "..", ".tools", "bin", name)
+	p := filepath.Join(root(), ".tools", "bin", name)
 	if _, err := os.Stat(p); err == nil {
 		return p
 	}
@@ -74,6 +73,24 @@ func Tool(t testing.TB, name string) string {
 	}
 	Require(t, "%s not found (run scripts/tools.sh or install it)", name)
 	return ""
+}
+
+// root is the repository's root directory.
+func root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// Samples returns the directory of the tutorial's sample repositories
+// (testdata/fixtures/seed-samples), or the path elem below it, requiring
+// it (see Require).
+func Samples(t testing.TB, elem ...string) string {
+	t.Helper()
+	dir := filepath.Join(append([]string{root(), "testdata", "fixtures", "seed-samples"}, elem...)...)
+	if _, err := os.Stat(dir); err != nil {
+		Require(t, "fixtures not found at %s", dir)
+	}
+	return dir
 }
 
 // Run runs a command with env added to this process's environment and

@@ -20,6 +20,7 @@ import (
 	"github.com/gantryhq/gantry/internal/engine"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/task"
+	"github.com/gantryhq/gantry/internal/testenv/stack"
 	"github.com/gantryhq/gantry/internal/vault"
 )
 
@@ -155,23 +156,8 @@ type envConfig struct {
 func newEnv(t testing.TB, dir string, cfg envConfig) *env {
 	t.Helper()
 	ctx := context.Background()
-	d, err := db.Open(ctx, filepath.Join(dir, "gantry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	st, err := store.Open(ctx, d, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	au, err := auth.New(d, filepath.Join(dir, "keys"), auth.WithRegistryLookup(st))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := vault.New(d, filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sk := stack.New(t, dir)
+	d, st, au, v := sk.DB, sk.Store, sk.Auth, sk.Vault
 	fe := &fakeExec{by: map[string]func(context.Context, engine.Job) (engine.Result, error){}, calls: map[string]int{}}
 	// The tests' git repositories are local folders under the temp dir.
 	opts := []task.Option{task.WithConcurrency(4), task.WithContextRoots([]string{os.TempDir()})}
