@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/db"
-	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // fakeClock is a settable clock.
@@ -69,14 +69,9 @@ func jsonDecode(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 func newEnvTB(t testing.TB, opts ...Option) *env {
 	t.Helper()
-	ctx := context.Background()
 	dir := t.TempDir()
-	d, err := db.Open(ctx, filepath.Join(dir, "gantry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	createRegistries(t, d, "reg1", "reg2", "pub")
+	d := testenv.DB(t, dir)
+	testenv.CreateRegistries(t, testenv.Store(t, d, t.TempDir()), "reg1", "reg2", "pub")
 	clock := newFakeClock()
 	base := []Option{
 		WithClock(clock.Now),
@@ -89,20 +84,6 @@ func newEnvTB(t testing.TB, opts ...Option) *env {
 		t.Fatal(err)
 	}
 	return &env{s: s, db: d, clock: clock, dir: dir}
-}
-
-// createRegistries creates registries through the store, as the server does.
-func createRegistries(t testing.TB, d *db.DB, names ...string) {
-	t.Helper()
-	st, err := store.Open(context.Background(), d, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range names {
-		if _, err := st.CreateRegistry(context.Background(), store.Registry{Name: name}); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 func mustToken(t *testing.T, s *Service, spec TokenSpec) Token {

@@ -25,7 +25,7 @@ func newEnv(t testing.TB, opts ...registry.Option) *env {
 	t.Helper()
 	dir := t.TempDir()
 	st := testenv.Store(t, testenv.DB(t, dir), filepath.Join(dir, "data"))
-	testenv.CreateRegistries(t, st, store.Registry{Name: "test"})
+	testenv.CreateRegistries(t, st, "test")
 	opts = append([]registry.Option{registry.WithAuthorizer(auth.AllowAll{})}, opts...)
 	h := registry.New("test", st, opts...)
 	mux := http.NewServeMux()

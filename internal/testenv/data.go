@@ -31,12 +31,13 @@ func Store(t testing.TB, d *db.DB, dir string) *store.Store {
 	return st
 }
 
-// CreateRegistries creates registries in st, as the server does.
-func CreateRegistries(t testing.TB, st *store.Store, regs ...store.Registry) {
+// CreateRegistries creates the registries names (no listener, no
+// anonymous pull) in st, as the server does.
+func CreateRegistries(t testing.TB, st *store.Store, names ...string) {
 	t.Helper()
-	for _, r := range regs {
-		if _, err := st.CreateRegistry(context.Background(), r); err != nil {
-			t.Fatalf("creating registry %s: %v", r.Name, err)
+	for _, name := range names {
+		if _, err := st.CreateRegistry(context.Background(), store.Registry{Name: name}); err != nil {
+			t.Fatalf("creating registry %s: %v", name, err)
 		}
 	}
 }

@@ -78,7 +78,9 @@ func (s *Stack) ServeRegistry(t testing.TB, r store.Registry, opts ...registry.O
 		t.Fatal(err)
 	}
 	r.Listen = ln.Addr().String()
-	testenv.CreateRegistries(t, s.Store, r)
+	if _, err := s.Store.CreateRegistry(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", registry.New(r.Name, s.Store, append([]registry.Option{registry.WithAuthorizer(s.Auth)}, opts...)...))
 	mux.Handle(auth.TokenPath, s.Auth.TokenHandler(r.Name))
