@@ -89,3 +89,18 @@ func (s *Stack) ServeRegistry(t testing.TB, r store.Registry, opts ...registry.O
 	t.Cleanup(srv.Close)
 	return r.Listen
 }
+
+// NoRegistries is the control API's registry runner (httpapi.Registries)
+// for tests that serve no registry: starting one only records it.
+type NoRegistries struct{}
+
+// Start returns r unchanged.
+func (NoRegistries) Start(_ context.Context, r store.Registry) (store.Registry, error) {
+	return r, nil
+}
+
+// Stop does nothing.
+func (NoRegistries) Stop(context.Context, string) error { return nil }
+
+// Running reports false.
+func (NoRegistries) Running(string) bool { return false }
