@@ -9,6 +9,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 func TestRunContainerConfig(t *testing.T) {
@@ -213,14 +214,14 @@ func TestContainerLifecycle(t *testing.T) {
 		t.Errorf("list All by name = %+v, %v", list, err)
 	}
 
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testenv.Buffer
 	if err := c.ContainerLogs(ctx, id, docker.LogsOptions{}, &stdout, &stderr); err != nil {
 		t.Fatal(err)
 	}
 	if stdout.String() != "started\n" || stderr.String() != "warn\n" {
 		t.Errorf("logs: stdout %q stderr %q", stdout.String(), stderr.String())
 	}
-	var onlyErr lockedBuffer
+	var onlyErr testenv.Buffer
 	if err := c.ContainerLogs(ctx, id, docker.LogsOptions{Timestamps: true}, nil, &onlyErr); err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +340,7 @@ func TestRunContainerCancel(t *testing.T) {
 	c, base := engine(t)
 	ctx, cancel := context.WithCancel(testCtx(t))
 	name := dockertest.Name(t, "cancel")
-	var stdout lockedBuffer
+	var stdout testenv.Buffer
 	type result struct {
 		id   string
 		code int
@@ -391,7 +392,7 @@ func TestRunContainerAutoRemoveAndStartFailure(t *testing.T) {
 	c, base := engine(t)
 	ctx := testCtx(t)
 	name := dockertest.Name(t, "auto")
-	var stdout lockedBuffer
+	var stdout testenv.Buffer
 	_, code, err := c.RunContainer(ctx, name, docker.ContainerConfig{Image: base, Cmd: []string{"sh", "-c", "echo bye; exit 4"}, Labels: dockertest.Labels(t)},
 		docker.HostConfig{NetworkMode: "host", AutoRemove: true}, &stdout, nil)
 	if err != nil || code != 4 || stdout.String() != "bye\n" {
@@ -445,7 +446,7 @@ func TestLogsFollow(t *testing.T) {
 	if err := c.StartContainer(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testenv.Buffer
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() { done <- c.ContainerLogs(ctx, id, docker.LogsOptions{Follow: true}, &stdout, &stderr) }()
@@ -478,7 +479,7 @@ func TestLogsFollow(t *testing.T) {
 	}
 	fctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
-	err = c.ContainerLogs(fctx, id2, docker.LogsOptions{Follow: true}, &lockedBuffer{}, nil)
+	err = c.ContainerLogs(fctx, id2, docker.LogsOptions{Follow: true}, &testenv.Buffer{}, nil)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("follow after deadline: %v", err)
 	}

@@ -1,16 +1,15 @@
 package docker_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // testCtx returns a context bounded by the test's deadline (at most 2
@@ -29,24 +28,6 @@ func engine(t *testing.T) (*docker.Client, string) {
 	return c, dockertest.BusyboxImage(t, c, "")
 }
 
-// lockedBuffer is a bytes.Buffer for writers used from other goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // run runs a container on the host network to completion and returns its
 // output and exit code; the container is removed when t ends.
 func run(t *testing.T, c *docker.Client, cfg docker.ContainerConfig, host docker.HostConfig) (stdout, stderr string, code int) {
@@ -55,7 +36,7 @@ func run(t *testing.T, c *docker.Client, cfg docker.ContainerConfig, host docker
 		host.NetworkMode = "host"
 	}
 	cfg.Labels = mergeLabels(cfg.Labels, dockertest.Labels(t))
-	var so, se lockedBuffer
+	var so, se testenv.Buffer
 	id, code, err := c.RunContainer(testCtx(t), dockertest.Name(t, "run"), cfg, host, &so, &se)
 	if id != "" {
 		dockertest.RemoveContainerOnCleanup(t, c, id)
