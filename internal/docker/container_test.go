@@ -258,18 +258,11 @@ func TestStopAndRemoveRunning(t *testing.T) {
 	t.Parallel()
 	c, base := engine(t)
 	ctx := testCtx(t)
-	id, err := c.CreateContainer(ctx, dockertest.Name(t, "stop"), docker.ContainerConfig{
-		Image: base, Labels: dockertest.Labels(t),
+	id := start(ctx, t, c, "stop", docker.ContainerConfig{
+		Image: base,
 		// sh ignores SIGTERM as PID 1 unless trapped: the stop must kill.
 		Cmd: []string{"sh", "-c", "echo up; sleep 60"},
 	}, docker.HostConfig{NetworkMode: "host"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dockertest.RemoveContainerOnCleanup(t, c, id)
-	if err := c.StartContainer(ctx, id); err != nil {
-		t.Fatal(err)
-	}
 	if err := c.RemoveContainer(ctx, id, docker.RemoveContainerOptions{}); !errors.Is(err, docker.ErrConflict) {
 		t.Errorf("remove running without force: %v, want ErrConflict", err)
 	}
@@ -312,16 +305,8 @@ func TestInitForwardsStop(t *testing.T) {
 	t.Parallel()
 	c, base := engine(t)
 	ctx := testCtx(t)
-	id, err := c.CreateContainer(ctx, dockertest.Name(t, "init"), docker.ContainerConfig{
-		Image: base, Labels: dockertest.Labels(t), Cmd: []string{"sleep", "60"},
-	}, docker.HostConfig{NetworkMode: "host", Init: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dockertest.RemoveContainerOnCleanup(t, c, id)
-	if err := c.StartContainer(ctx, id); err != nil {
-		t.Fatal(err)
-	}
+	id := start(ctx, t, c, "init", docker.ContainerConfig{Image: base, Cmd: []string{"sleep", "60"}},
+		docker.HostConfig{NetworkMode: "host", Init: true})
 	if err := c.StopContainer(ctx, id, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -435,17 +420,10 @@ func TestLogsFollow(t *testing.T) {
 	t.Parallel()
 	c, base := engine(t)
 	ctx := testCtx(t)
-	id, err := c.CreateContainer(ctx, dockertest.Name(t, "follow"), docker.ContainerConfig{
-		Image: base, Labels: dockertest.Labels(t),
-		Cmd: []string{"sh", "-c", "echo one; sleep 1; echo two >&2; sleep 1; echo three"},
+	id := start(ctx, t, c, "follow", docker.ContainerConfig{
+		Image: base,
+		Cmd:   []string{"sh", "-c", "echo one; sleep 1; echo two >&2; sleep 1; echo three"},
 	}, docker.HostConfig{NetworkMode: "host"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dockertest.RemoveContainerOnCleanup(t, c, id)
-	if err := c.StartContainer(ctx, id); err != nil {
-		t.Fatal(err)
-	}
 	var stdout, stderr testenv.Buffer
 	done := make(chan error, 1)
 	start := time.Now()

@@ -28,6 +28,22 @@ func engine(t *testing.T) (*docker.Client, string) {
 	return c, dockertest.BusyboxImage(t, c, "")
 }
 
+// start creates a container named prefix-<random> from cfg (with t's
+// labels) and host, removes it when t ends, and starts it.
+func start(ctx context.Context, t *testing.T, c *docker.Client, prefix string, cfg docker.ContainerConfig, host docker.HostConfig) string {
+	t.Helper()
+	cfg.Labels = dockertest.Labels(t)
+	id, err := c.CreateContainer(ctx, dockertest.Name(t, prefix), cfg, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dockertest.RemoveContainerOnCleanup(t, c, id)
+	if err := c.StartContainer(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 // run runs a container on the host network to completion and returns its
 // output and exit code; the container is removed when t ends.
 func run(t *testing.T, c *docker.Client, cfg docker.ContainerConfig, host docker.HostConfig) (stdout, stderr string, code int) {

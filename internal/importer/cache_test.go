@@ -82,7 +82,7 @@ func TestCachePullThroughDocker(t *testing.T) {
 	docker := testenv.Tool(t, "docker")
 	up := testenv.StartDistribution(t, true)
 	img := index("docker", 256<<10)
-	pushHTTP(t, up.URL(), up.Username, up.Password, "library/hello", img, "v1")
+	pushUp(t, up, "library/hello", img, "v1")
 
 	e := newEnv(t, WithTagTTL(time.Minute))
 	host := e.registry(t, "contoso", nil)
@@ -137,10 +137,8 @@ func TestCachePullThroughDocker(t *testing.T) {
 // front of it) and streamed to all of them while it is stored.
 func TestCacheSingleflight(t *testing.T) {
 	t.Parallel()
-	up := testenv.StartDistribution(t, true)
-	px := newProxy(t, up.Host)
 	img := index("sf", 8<<20)
-	pushHTTP(t, up.URL(), up.Username, up.Password, "library/big", img, "v1")
+	up, px := proxiedUpstream(t, img, "v1", "library/big")
 	px.reset()
 	// Slow the layers down so that the clients overlap with the fetch.
 	px.setFault(func(w http.ResponseWriter, r *http.Request) bool {
@@ -240,10 +238,8 @@ func getE(method, u, accept string) (int, []byte, error) {
 // copy served. A cold pull while throttled is answered 429.
 func TestCacheRevalidation(t *testing.T) {
 	t.Parallel()
-	up := testenv.StartDistribution(t, true)
-	px := newProxy(t, up.Host)
 	img := index("r1", 4<<10)
-	pushHTTP(t, up.URL(), up.Username, up.Password, "library/app", img, "1")
+	up, px := proxiedUpstream(t, img, "1", "library/app")
 	e := newEnv(t, WithTagTTL(time.Minute))
 	host := e.registry(t, "contoso", nil)
 	e.cacheSetup(t, "contoso", up, px.Host, "app-rule", px.Host+"/library/app", "app")
@@ -272,7 +268,7 @@ func TestCacheRevalidation(t *testing.T) {
 
 	// The tag moves upstream; after the TTL the new content is served.
 	img2 := index("r2", 4<<10)
-	pushHTTP(t, up.URL(), up.Username, up.Password, "library/app", img2, "1")
+	pushUp(t, up, "library/app", img2, "1")
 	e.clock.advance(2 * time.Minute)
 	px.reset()
 	if d := fetchTag(); d != img2.root().d {
@@ -354,10 +350,8 @@ func (g *gatedWriter) Write(p []byte) (int, error) {
 // whole blob is stored.
 func TestCacheStreamsWhileStoring(t *testing.T) {
 	t.Parallel()
-	up := testenv.StartDistribution(t, true)
-	px := newProxy(t, up.Host)
 	img := index("stream", 4<<20)
-	pushHTTP(t, up.URL(), up.Username, up.Password, "library/app", img, "1")
+	up, px := proxiedUpstream(t, img, "1", "library/app")
 	amd := parse(t, img.manifests[0])
 	layer := amd.Layers[0]
 	gate := make(chan struct{})
@@ -419,11 +413,8 @@ func TestCacheStreamsWhileStoring(t *testing.T) {
 // requests for them.
 func TestCacheSharedLayers(t *testing.T) {
 	t.Parallel()
-	up := testenv.StartDistribution(t, true)
-	px := newProxy(t, up.Host)
 	img := index("shared", 64<<10)
-	pushHTTP(t, up.URL(), up.Username, up.Password, "library/a", img, "v1")
-	pushHTTP(t, up.URL(), up.Username, up.Password, "library/b", img, "v1")
+	up, px := proxiedUpstream(t, img, "v1", "library/a", "library/b")
 	e := newEnv(t)
 	host := e.registry(t, "contoso", nil)
 	e.cacheSetup(t, "contoso", up, px.Host, "lib-rule", px.Host+"/library/*", "library/*")

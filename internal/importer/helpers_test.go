@@ -272,6 +272,26 @@ func pushHTTP(t testing.TB, base, user, pass, repo string, c *content, tag strin
 	}
 }
 
+// pushUp pushes content to the upstream registry up with its
+// credentials, tagging the root with tag.
+func pushUp(t testing.TB, up *testenv.Distribution, repo string, c *content, tag string) {
+	t.Helper()
+	pushHTTP(t, up.URL(), up.Username, up.Password, repo, c, tag)
+}
+
+// proxiedUpstream starts an upstream registry (docker-registry with
+// authentication) holding c as each of repos:tag, and a proxy in front of
+// it.
+func proxiedUpstream(t testing.TB, c *content, tag string, repos ...string) (*testenv.Distribution, *proxy) {
+	t.Helper()
+	up := testenv.StartDistribution(t, true)
+	px := newProxy(t, up.Host)
+	for _, repo := range repos {
+		pushUp(t, up, repo, c, tag)
+	}
+	return up, px
+}
+
 // pushStore puts content straight into the store.
 func pushStore(t testing.TB, st *store.Store, reg, repo string, c *content, tag string) {
 	t.Helper()

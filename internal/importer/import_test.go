@@ -30,7 +30,7 @@ func TestImportFromDistribution(t *testing.T) {
 	e.registry(t, "contoso", nil)
 
 	img := index("v1", 64<<10)
-	pushHTTP(t, up.URL(), up.Username, up.Password, "library/node", img, "15-alpine")
+	pushUp(t, up, "library/node", img, "15-alpine")
 	root := img.root()
 	sbom := filepath.Join(t.TempDir(), "sbom.json")
 	if err := os.WriteFile(sbom, []byte(`{"spdxVersion":"SPDX-2.3"}`), 0o644); err != nil {
@@ -84,7 +84,7 @@ func TestImportFromDistribution(t *testing.T) {
 
 	// The upstream tag moves: without --force the target tag stays.
 	img2 := index("v2", 32<<10)
-	pushHTTP(t, up.URL(), up.Username, up.Password, "library/node", img2, "15-alpine")
+	pushUp(t, up, "library/node", img2, "15-alpine")
 	_, err = e.im.Import(ctx, e.admin, "contoso", ImportRequest{
 		Source: up.Host + "/library/node:15-alpine", Targets: []string{"node:15-alpine"}, Username: up.Username, Password: up.Password,
 	}, nil)
@@ -243,10 +243,8 @@ func TestImportSameServer(t *testing.T) {
 // rate-limit headers it saw.
 func TestImportRetries(t *testing.T) {
 	t.Parallel()
-	up := testenv.StartDistribution(t, true)
-	px := newProxy(t, up.Host)
 	img := index("retry", 16<<10)
-	pushHTTP(t, up.URL(), up.Username, up.Password, "library/app", img, "1")
+	up, px := proxiedUpstream(t, img, "1", "library/app")
 	var throttled, failed atomic.Int32
 	layerPath := ""
 	for d, b := range img.blobs {

@@ -89,14 +89,21 @@ func layoutIndex(t *testing.T, dir, tag string) digest.Digest {
 	return ""
 }
 
-func TestSkopeo(t *testing.T) {
-	t.Parallel()
+// clientTest prepares the test of an external client (skipped in -short
+// mode): it requires the tool and serves a fresh registry, and returns the
+// tool's path and the registry's host.
+func clientTest(t *testing.T, tool string) (bin, host string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("client integration test")
 	}
-	skopeo := testenv.Tool(t, "skopeo")
-	e := newEnv(t)
-	host := strings.TrimPrefix(e.srv.URL, "http://")
+	bin = testenv.Tool(t, tool)
+	return bin, strings.TrimPrefix(newEnv(t).srv.URL, "http://")
+}
+
+func TestSkopeo(t *testing.T) {
+	t.Parallel()
+	skopeo, host := clientTest(t, "skopeo")
 	src, want := layout(t)
 	// Push the multi-arch index, preserving digests.
 	testenv.Run(t, nil, skopeo, "copy", "--all", "--preserve-digests", "--dest-tls-verify=false", "oci:"+src+":v1", "docker://"+host+"/skopeo/multi:v1")
@@ -127,12 +134,7 @@ func TestSkopeo(t *testing.T) {
 
 func TestCrane(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("client integration test")
-	}
-	crane := testenv.Tool(t, "crane")
-	e := newEnv(t)
-	host := strings.TrimPrefix(e.srv.URL, "http://")
+	crane, host := clientTest(t, "crane")
 	src, want := layout(t)
 	ref := host + "/crane/multi:v1"
 	testenv.Run(t, nil, crane, "push", "--insecure", src, ref)
@@ -157,12 +159,7 @@ func TestCrane(t *testing.T) {
 
 func TestOras(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("client integration test")
-	}
-	oras := testenv.Tool(t, "oras")
-	e := newEnv(t)
-	host := strings.TrimPrefix(e.srv.URL, "http://")
+	oras, host := clientTest(t, "oras")
 	work := t.TempDir()
 	os.WriteFile(filepath.Join(work, "artifact.txt"), []byte("the artifact\n"), 0o644)
 	os.WriteFile(filepath.Join(work, "sig.txt"), []byte("a signature\n"), 0o644)
