@@ -8,35 +8,12 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/testenv"
 )
-
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // lookup is a RegistryLookup over a fixed set of anonymous-pull registries.
 type lookup map[string]bool
@@ -48,7 +25,7 @@ func (l lookup) AnonymousPull(_ context.Context, registry string) (bool, error) 
 type env struct {
 	s     *Service
 	db    *db.DB
-	clock *fakeClock
+	clock *testenv.Clock
 	dir   string
 }
 
@@ -72,7 +49,7 @@ func newEnvTB(t testing.TB, opts ...Option) *env {
 	dir := t.TempDir()
 	d := testenv.DB(t, dir)
 	testenv.CreateRegistries(t, testenv.Store(t, d, t.TempDir()), "reg1", "reg2", "pub")
-	clock := newFakeClock()
+	clock := testenv.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	base := []Option{
 		WithClock(clock.Now),
 		WithRegistryLookup(lookup{"pub": true}),
