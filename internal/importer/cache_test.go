@@ -280,11 +280,7 @@ func TestCacheRevalidation(t *testing.T) {
 	checkStored(t, e.st, "contoso", "app", img2)
 
 	// Throttled: the cached copy is served.
-	px.setFault(func(w http.ResponseWriter, r *http.Request) bool {
-		w.Header().Set("Retry-After", "1")
-		w.WriteHeader(http.StatusTooManyRequests)
-		return true
-	})
+	px.setFault(throttle("1"))
 	e.clock.advance(2 * time.Minute)
 	if d := fetchTag(); d != img2.root().d {
 		t.Fatalf("throttled: %s", d)

@@ -372,6 +372,16 @@ func (p *proxy) setFault(f func(w http.ResponseWriter, r *http.Request) bool) {
 	p.fault.Store(&f)
 }
 
+// throttle returns a fault that answers every request 429 with
+// Retry-After: retryAfter.
+func throttle(retryAfter string) func(w http.ResponseWriter, r *http.Request) bool {
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		w.Header().Set("Retry-After", retryAfter)
+		w.WriteHeader(http.StatusTooManyRequests)
+		return true
+	}
+}
+
 func (p *proxy) count(method, path string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()

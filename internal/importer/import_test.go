@@ -288,11 +288,7 @@ func TestImportRetries(t *testing.T) {
 	checkStored(t, e.st, "contoso", "library/app", img)
 
 	// A Retry-After beyond the policy's patience fails at once.
-	px.setFault(func(w http.ResponseWriter, r *http.Request) bool {
-		w.Header().Set("Retry-After", "3600")
-		w.WriteHeader(http.StatusTooManyRequests)
-		return true
-	})
+	px.setFault(throttle("3600"))
 	start = time.Now()
 	_, err = e.im.Import(context.Background(), e.admin, "contoso", ImportRequest{
 		Source: px.Host + "/library/app:1", Targets: []string{"other:1"}, Username: up.Username, Password: up.Password,
