@@ -104,7 +104,7 @@ func TestIntegrationCommitToBaseRebuildsDependents(t *testing.T) {
 	})
 	tasks := task.New(database, dir, st, au, v, v, engine.New(d, engine.WithLogger(log.With("component", "engine"))),
 		task.WithLogger(log.With("component", "task")), task.WithConcurrency(4), task.WithContextRoots([]string{os.TempDir()}))
-	e := &env{dir: dir, db: database, store: st, auth: au, vault: v, tasks: tasks, hosts: map[string]string{}, wait: 4 * time.Minute}
+	e := &env{Stack: sk, tasks: tasks, hosts: map[string]string{}, wait: 4 * time.Minute}
 	for name, h := range hosts {
 		e.hosts[h] = name
 	}
