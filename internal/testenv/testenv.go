@@ -1,9 +1,10 @@
 // Package testenv provides what the integration tests of several packages
 // need alike: the rule for missing dependencies (the engine of DOCKER_HOST,
-// external tools), temporary databases and stores, HTTP servers on
-// 127.0.0.1, a throw-away docker-registry process, log buffers and
-// polling. Everything a helper starts is stopped in t.Cleanup, also when
-// the test fails.
+// external tools, the tutorial's sample repositories), commands, temporary
+// databases and stores, a throw-away docker-registry process on 127.0.0.1
+// (and waiting for an HTTP server to answer), log buffers and a settable
+// clock. Everything a helper starts is stopped in t.Cleanup, also when the
+// test fails.
 //
 // Only tests import testenv. It imports no domain package but internal/db
 // and internal/store, so that the internal tests of every other package
