@@ -145,6 +145,9 @@ func TestArchitectureLayering(t *testing.T) {
 		{"domain packages do not import the engine adapter's test helpers (`internal/docker/dockertest`)", func(p, q string) bool {
 			return q != "internal/docker/dockertest"
 		}},
+		{"only tests and test helpers import `internal/testenv` (and `internal/testenv/stack`)", func(p, q string) bool {
+			return !under(q, "internal/testenv") || under(p, "internal/testenv") || p == "internal/docker/dockertest"
+		}},
 	}
 	for _, r := range rules {
 		if !strings.Contains(section, r.doc) {

@@ -7,12 +7,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 func TestBlobSet(t *testing.T) {
@@ -124,13 +125,7 @@ func TestRunInProcess(t *testing.T) {
 // and runs the scaled-down workload against it.
 func TestDistributionPeer(t *testing.T) {
 	t.Parallel()
-	bin, err := exec.LookPath("docker-registry")
-	if err != nil {
-		if os.Getenv("GANTRY_REQUIRE_INTEGRATION") == "1" {
-			t.Fatal("docker-registry is not installed and GANTRY_REQUIRE_INTEGRATION=1")
-		}
-		t.Skip("docker-registry is not installed")
-	}
+	bin := testenv.Tool(t, "docker-registry")
 	ctx := context.Background()
 	p, err := startDistribution(ctx, bin)
 	if err != nil {

@@ -8,35 +8,12 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/db"
-	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
-
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // lookup is a RegistryLookup over a fixed set of anonymous-pull registries.
 type lookup map[string]bool
@@ -48,7 +25,7 @@ func (l lookup) AnonymousPull(_ context.Context, registry string) (bool, error) 
 type env struct {
 	s     *Service
 	db    *db.DB
-	clock *fakeClock
+	clock *testenv.Clock
 	dir   string
 }
 
@@ -69,15 +46,10 @@ func jsonDecode(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 func newEnvTB(t testing.TB, opts ...Option) *env {
 	t.Helper()
-	ctx := context.Background()
 	dir := t.TempDir()
-	d, err := db.Open(ctx, filepath.Join(dir, "gantry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	createRegistries(t, d, "reg1", "reg2", "pub")
-	clock := newFakeClock()
+	d := testenv.DB(t, dir)
+	testenv.CreateRegistries(t, testenv.Store(t, d, t.TempDir()), "reg1", "reg2", "pub")
+	clock := testenv.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	base := []Option{
 		WithClock(clock.Now),
 		WithRegistryLookup(lookup{"pub": true}),
@@ -89,20 +61,6 @@ func newEnvTB(t testing.TB, opts ...Option) *env {
 		t.Fatal(err)
 	}
 	return &env{s: s, db: d, clock: clock, dir: dir}
-}
-
-// createRegistries creates registries through the store, as the server does.
-func createRegistries(t testing.TB, d *db.DB, names ...string) {
-	t.Helper()
-	st, err := store.Open(context.Background(), d, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range names {
-		if _, err := st.CreateRegistry(context.Background(), store.Registry{Name: name}); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 func mustToken(t *testing.T, s *Service, spec TokenSpec) Token {

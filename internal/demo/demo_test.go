@@ -13,6 +13,7 @@ import (
 
 	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // TestSamplesAreTheSeeds: the repositories the demo runs are the
@@ -51,13 +52,7 @@ func TestSamplesAreTheSeeds(t *testing.T) {
 // asserted by Run itself (runs, triggers, the site's color, the gate's
 // failure), so a nil error is the tutorial ending as it should.
 func TestWalkthrough(t *testing.T) {
-	host := os.Getenv("DOCKER_HOST")
-	if host == "" {
-		if os.Getenv("GANTRY_REQUIRE_INTEGRATION") == "1" {
-			t.Fatal("DOCKER_HOST is not set (GANTRY_REQUIRE_INTEGRATION=1)")
-		}
-		t.Skip("DOCKER_HOST is not set")
-	}
+	testenv.DockerHost(t)
 	bin := filepath.Join(t.TempDir(), "gantry")
 	build := exec.Command("go", "build", "-o", bin, "github.com/gantryhq/gantry/cmd/gantry")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")

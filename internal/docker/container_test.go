@@ -9,6 +9,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 func TestRunContainerConfig(t *testing.T) {
@@ -213,14 +214,14 @@ func TestContainerLifecycle(t *testing.T) {
 		t.Errorf("list All by name = %+v, %v", list, err)
 	}
 
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testenv.Buffer
 	if err := c.ContainerLogs(ctx, id, docker.LogsOptions{}, &stdout, &stderr); err != nil {
 		t.Fatal(err)
 	}
 	if stdout.String() != "started\n" || stderr.String() != "warn\n" {
 		t.Errorf("logs: stdout %q stderr %q", stdout.String(), stderr.String())
 	}
-	var onlyErr lockedBuffer
+	var onlyErr testenv.Buffer
 	if err := c.ContainerLogs(ctx, id, docker.LogsOptions{Timestamps: true}, nil, &onlyErr); err != nil {
 		t.Fatal(err)
 	}
@@ -257,18 +258,11 @@ func TestStopAndRemoveRunning(t *testing.T) {
 	t.Parallel()
 	c, base := engine(t)
 	ctx := testCtx(t)
-	id, err := c.CreateContainer(ctx, dockertest.Name(t, "stop"), docker.ContainerConfig{
-		Image: base, Labels: dockertest.Labels(t),
+	id := start(ctx, t, c, "stop", docker.ContainerConfig{
+		Image: base,
 		// sh ignores SIGTERM as PID 1 unless trapped: the stop must kill.
 		Cmd: []string{"sh", "-c", "echo up; sleep 60"},
 	}, docker.HostConfig{NetworkMode: "host"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dockertest.RemoveContainerOnCleanup(t, c, id)
-	if err := c.StartContainer(ctx, id); err != nil {
-		t.Fatal(err)
-	}
 	if err := c.RemoveContainer(ctx, id, docker.RemoveContainerOptions{}); !errors.Is(err, docker.ErrConflict) {
 		t.Errorf("remove running without force: %v, want ErrConflict", err)
 	}
@@ -311,16 +305,8 @@ func TestInitForwardsStop(t *testing.T) {
 	t.Parallel()
 	c, base := engine(t)
 	ctx := testCtx(t)
-	id, err := c.CreateContainer(ctx, dockertest.Name(t, "init"), docker.ContainerConfig{
-		Image: base, Labels: dockertest.Labels(t), Cmd: []string{"sleep", "60"},
-	}, docker.HostConfig{NetworkMode: "host", Init: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dockertest.RemoveContainerOnCleanup(t, c, id)
-	if err := c.StartContainer(ctx, id); err != nil {
-		t.Fatal(err)
-	}
+	id := start(ctx, t, c, "init", docker.ContainerConfig{Image: base, Cmd: []string{"sleep", "60"}},
+		docker.HostConfig{NetworkMode: "host", Init: true})
 	if err := c.StopContainer(ctx, id, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +325,7 @@ func TestRunContainerCancel(t *testing.T) {
 	c, base := engine(t)
 	ctx, cancel := context.WithCancel(testCtx(t))
 	name := dockertest.Name(t, "cancel")
-	var stdout lockedBuffer
+	var stdout testenv.Buffer
 	type result struct {
 		id   string
 		code int
@@ -391,7 +377,7 @@ func TestRunContainerAutoRemoveAndStartFailure(t *testing.T) {
 	c, base := engine(t)
 	ctx := testCtx(t)
 	name := dockertest.Name(t, "auto")
-	var stdout lockedBuffer
+	var stdout testenv.Buffer
 	_, code, err := c.RunContainer(ctx, name, docker.ContainerConfig{Image: base, Cmd: []string{"sh", "-c", "echo bye; exit 4"}, Labels: dockertest.Labels(t)},
 		docker.HostConfig{NetworkMode: "host", AutoRemove: true}, &stdout, nil)
 	if err != nil || code != 4 || stdout.String() != "bye\n" {
@@ -434,18 +420,11 @@ func TestLogsFollow(t *testing.T) {
 	t.Parallel()
 	c, base := engine(t)
 	ctx := testCtx(t)
-	id, err := c.CreateContainer(ctx, dockertest.Name(t, "follow"), docker.ContainerConfig{
-		Image: base, Labels: dockertest.Labels(t),
-		Cmd: []string{"sh", "-c", "echo one; sleep 1; echo two >&2; sleep 1; echo three"},
+	id := start(ctx, t, c, "follow", docker.ContainerConfig{
+		Image: base,
+		Cmd:   []string{"sh", "-c", "echo one; sleep 1; echo two >&2; sleep 1; echo three"},
 	}, docker.HostConfig{NetworkMode: "host"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dockertest.RemoveContainerOnCleanup(t, c, id)
-	if err := c.StartContainer(ctx, id); err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testenv.Buffer
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() { done <- c.ContainerLogs(ctx, id, docker.LogsOptions{Follow: true}, &stdout, &stderr) }()
@@ -478,7 +457,7 @@ func TestLogsFollow(t *testing.T) {
 	}
 	fctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
-	err = c.ContainerLogs(fctx, id2, docker.LogsOptions{Follow: true}, &lockedBuffer{}, nil)
+	err = c.ContainerLogs(fctx, id2, docker.LogsOptions{Follow: true}, &testenv.Buffer{}, nil)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("follow after deadline: %v", err)
 	}

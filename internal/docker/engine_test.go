@@ -1,16 +1,15 @@
 package docker_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // testCtx returns a context bounded by the test's deadline (at most 2
@@ -29,22 +28,20 @@ func engine(t *testing.T) (*docker.Client, string) {
 	return c, dockertest.BusyboxImage(t, c, "")
 }
 
-// lockedBuffer is a bytes.Buffer for writers used from other goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+// start creates a container named prefix-<random> from cfg (with t's
+// labels) and host, removes it when t ends, and starts it.
+func start(ctx context.Context, t *testing.T, c *docker.Client, prefix string, cfg docker.ContainerConfig, host docker.HostConfig) string {
+	t.Helper()
+	cfg.Labels = dockertest.Labels(t)
+	id, err := c.CreateContainer(ctx, dockertest.Name(t, prefix), cfg, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dockertest.RemoveContainerOnCleanup(t, c, id)
+	if err := c.StartContainer(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // run runs a container on the host network to completion and returns its
@@ -55,7 +52,7 @@ func run(t *testing.T, c *docker.Client, cfg docker.ContainerConfig, host docker
 		host.NetworkMode = "host"
 	}
 	cfg.Labels = mergeLabels(cfg.Labels, dockertest.Labels(t))
-	var so, se lockedBuffer
+	var so, se testenv.Buffer
 	id, code, err := c.RunContainer(testCtx(t), dockertest.Name(t, "run"), cfg, host, &so, &se)
 	if id != "" {
 		dockertest.RemoveContainerOnCleanup(t, c, id)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 func TestBuildImage(t *testing.T) {
@@ -317,7 +318,7 @@ func TestBuildCancel(t *testing.T) {
 	var ctxTar bytes.Buffer
 	_ = docker.TarFiles(&ctxTar, map[string]string{"Dockerfile": "FROM " + base + "\nRUN echo " + marker + " && sleep 60\n"})
 	ctx, cancel := context.WithCancel(testCtx(t))
-	out := &lockedBuffer{}
+	out := &testenv.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.BuildImage(ctx, &ctxTar, docker.BuildOptions{NetworkMode: "host", Labels: dockertest.Labels(t), NoCache: true}, out)

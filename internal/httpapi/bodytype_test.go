@@ -13,6 +13,7 @@ import (
 	"github.com/gantryhq/gantry/client"
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/httpapi"
+	"github.com/gantryhq/gantry/internal/testenv/stack"
 )
 
 // TestBodyType: a state-changing request with a body must be
@@ -23,7 +24,7 @@ func TestBodyType(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	svc := newServices(t, "admin-password")
-	srv := httptest.NewServer(httpapi.New(svc.store, svc.auth, svc.vault, noRegistries{}))
+	srv := httptest.NewServer(httpapi.New(svc.Store, svc.Auth, svc.Vault, stack.NoRegistries{}))
 	t.Cleanup(srv.Close)
 	send := func(method, path, contentType, body string, authed bool) (int, http.Header, []byte) {
 		t.Helper()

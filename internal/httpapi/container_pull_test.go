@@ -17,6 +17,7 @@ import (
 	"github.com/gantryhq/gantry/internal/httpapi"
 	"github.com/gantryhq/gantry/internal/instance"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/testenv/stack"
 )
 
 // specRecorder is an httpapi.Containers that records the specs it is given;
@@ -61,7 +62,7 @@ func TestContainerCreatePullAccess(t *testing.T) {
 	ctx := context.Background()
 	const adminPassword = "admin-password-for-tests"
 	svc := newServices(t, adminPassword)
-	st, au := svc.store, svc.auth
+	st, au := svc.Store, svc.Auth
 	if _, err := st.CreateRegistry(ctx, store.Registry{Name: "fabrikam", Listen: "127.0.0.1:5003"}); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +87,7 @@ func TestContainerCreatePullAccess(t *testing.T) {
 		auth.RepositoryScope("fabrikam", "app"): auth.RoleAcrPull})
 
 	rec := &specRecorder{}
-	srv := httptest.NewServer(httpapi.New(st, au, svc.vault, noRegistries{}, httpapi.WithContainers(rec)))
+	srv := httptest.NewServer(httpapi.New(st, au, svc.Vault, stack.NoRegistries{}, httpapi.WithContainers(rec)))
 	t.Cleanup(srv.Close)
 	mk := func(opt client.Option) *client.Client {
 		c, err := client.New(srv.URL, opt)

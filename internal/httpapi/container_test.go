@@ -17,6 +17,7 @@ import (
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/httpapi"
 	"github.com/gantryhq/gantry/internal/instance"
+	"github.com/gantryhq/gantry/internal/testenv/stack"
 )
 
 // containerFake is an in-memory httpapi.Containers. Names starting with
@@ -113,7 +114,7 @@ func newContainerServer(t *testing.T, containers httpapi.Containers) *containerS
 	ctx := context.Background()
 	const adminPassword = "admin-password-for-tests"
 	svc := newServices(t, adminPassword)
-	st, au, vlt := svc.store, svc.auth, svc.vault
+	st, au, vlt := svc.Store, svc.Auth, svc.Vault
 	tok, err := au.CreateToken(ctx, auth.TokenSpec{Registry: "contoso", Name: "deployer", ScopeMap: "_repositories_admin"})
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +133,7 @@ func newContainerServer(t *testing.T, containers httpapi.Containers) *containerS
 		}
 		return secret
 	}
-	srv := httptest.NewServer(httpapi.New(st, au, vlt, noRegistries{}, httpapi.WithContainers(containers)))
+	srv := httptest.NewServer(httpapi.New(st, au, vlt, stack.NoRegistries{}, httpapi.WithContainers(containers)))
 	t.Cleanup(srv.Close)
 	mk := func(opts ...client.Option) *client.Client {
 		c, err := client.New(srv.URL, opts...)

@@ -14,6 +14,7 @@ import (
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/httpapi"
 	"github.com/gantryhq/gantry/internal/importer"
+	"github.com/gantryhq/gantry/internal/testenv/stack"
 )
 
 // importerFake answers imports with the error named by the source, after
@@ -65,9 +66,9 @@ func TestImporterErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	svc := newServices(t, "admin-password")
-	st, au, vlt := svc.store, svc.auth, svc.vault
+	st, au, vlt := svc.Store, svc.Auth, svc.Vault
 	fake := &importerFake{}
-	srv := httptest.NewServer(httpapi.New(st, au, vlt, noRegistries{}, httpapi.WithImporter(fake)))
+	srv := httptest.NewServer(httpapi.New(st, au, vlt, stack.NoRegistries{}, httpapi.WithImporter(fake)))
 	t.Cleanup(srv.Close)
 	c, err := client.New(srv.URL, client.WithBasicAuth(auth.AdminUsername, "admin-password"))
 	if err != nil {

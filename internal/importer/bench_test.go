@@ -28,6 +28,7 @@ import (
 	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/registry"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/testenv"
 	"github.com/gantryhq/gantry/internal/vault"
 )
 
@@ -201,12 +202,12 @@ func envInt(name string, def int) int {
 //
 //	go test ./internal/importer -run '^$' -bench Import -benchtime 3x
 func BenchmarkImport(b *testing.B) {
-	skopeo := tool(b, "skopeo")
-	crane := tool(b, "crane")
+	skopeo := testenv.Tool(b, "skopeo")
+	crane := testenv.Tool(b, "crane")
 	layers := envInt("GANTRY_BENCH_LAYERS", 8)
 	layerMiB := envInt("GANTRY_BENCH_LAYER_MIB", 128)
 
-	up := startDistribution(b)
+	up := testenv.StartDistribution(b, true)
 	layout, err := os.MkdirTemp("", "gantry-bench-layout-*")
 	if err != nil {
 		b.Fatal(err)
@@ -214,72 +215,58 @@ func BenchmarkImport(b *testing.B) {
 	size := writeLayout(b, layout, layers, int64(layerMiB)<<20)
 	dockerConfig := b.TempDir()
 	craneEnv := []string{"DOCKER_CONFIG=" + dockerConfig}
-	run(b, craneEnv, crane, "auth", "login", up.Host, "-u", up.User, "-p", up.Pass)
+	testenv.Run(b, craneEnv, crane, "auth", "login", up.Host, "-u", up.Username, "-p", up.Password)
 	src := up.Host + "/bench/big:1"
 	start := time.Now()
-	run(b, craneEnv, crane, "push", "--insecure", layout, src)
+	testenv.Run(b, craneEnv, crane, "push", "--insecure", layout, src)
 	b.Logf("pushed %d MiB with crane in %s", size>>20, time.Since(start).Round(time.Millisecond))
 	os.RemoveAll(layout)
 	// Warm up: the upstream's files in the page cache and the push's dirty
 	// pages written back, so that the first tool measured is not penalised.
 	w := newBenchServer(b, "warmup")
-	if _, err := w.im.Import(context.Background(), w.admin, "warmup", ImportRequest{Source: src, Username: up.User, Password: up.Pass}, nil); err != nil {
+	if _, err := w.im.Import(context.Background(), w.admin, "warmup", ImportRequest{Source: src, Username: up.Username, Password: up.Password}, nil); err != nil {
 		b.Fatal(err)
 	}
 	w.close()
 	syscall.Sync()
 
-	b.Run("gantry-import", func(b *testing.B) {
-		b.SetBytes(size)
-		for b.Loop() {
-			b.StopTimer()
-			s := newBenchServer(b, "contoso")
-			b.StartTimer()
-			res, err := s.im.Import(context.Background(), s.admin, "contoso", ImportRequest{Source: src, Username: up.User, Password: up.Pass}, nil)
-			b.StopTimer()
-			if err != nil {
-				b.Fatal(err)
+	// fresh runs op against a new server each iteration, timing op only.
+	fresh := func(op func(b *testing.B, s *benchServer)) func(b *testing.B) {
+		return func(b *testing.B) {
+			b.SetBytes(size)
+			for b.Loop() {
+				b.StopTimer()
+				s := newBenchServer(b, "contoso")
+				b.StartTimer()
+				op(b, s)
+				b.StopTimer()
+				s.close()
+				syscall.Sync()
+				b.StartTimer()
 			}
-			if res.BlobsCopied != layers+1 {
-				b.Fatalf("import copied %d blobs, want %d", res.BlobsCopied, layers+1)
-			}
-			s.close()
-			syscall.Sync()
-			b.StartTimer()
 		}
-	})
-	b.Run("skopeo-copy", func(b *testing.B) {
-		b.SetBytes(size)
-		for b.Loop() {
-			b.StopTimer()
-			s := newBenchServer(b, "contoso")
-			b.StartTimer()
-			run(b, nil, skopeo, "copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", up.User+":"+up.Pass,
-				"docker://"+src, "docker://"+s.hosts["contoso"]+"/bench/big:1")
-			b.StopTimer()
-			s.close()
-			syscall.Sync()
-			b.StartTimer()
+	}
+	b.Run("gantry-import", fresh(func(b *testing.B, s *benchServer) {
+		res, err := s.im.Import(context.Background(), s.admin, "contoso", ImportRequest{Source: src, Username: up.Username, Password: up.Password}, nil)
+		if err != nil {
+			b.Fatal(err)
 		}
-	})
-	b.Run("crane-copy", func(b *testing.B) {
-		b.SetBytes(size)
-		for b.Loop() {
-			b.StopTimer()
-			s := newBenchServer(b, "contoso")
-			b.StartTimer()
-			run(b, craneEnv, crane, "copy", "--insecure", src, s.hosts["contoso"]+"/bench/big:1")
-			b.StopTimer()
-			s.close()
-			syscall.Sync()
-			b.StartTimer()
+		if res.BlobsCopied != layers+1 {
+			b.Fatalf("import copied %d blobs, want %d", res.BlobsCopied, layers+1)
 		}
-	})
+	}))
+	b.Run("skopeo-copy", fresh(func(b *testing.B, s *benchServer) {
+		testenv.Run(b, nil, skopeo, "copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", up.Username+":"+up.Password,
+			"docker://"+src, "docker://"+s.hosts["contoso"]+"/bench/big:1")
+	}))
+	b.Run("crane-copy", fresh(func(b *testing.B, s *benchServer) {
+		testenv.Run(b, craneEnv, crane, "copy", "--insecure", src, s.hosts["contoso"]+"/bench/big:1")
+	}))
 	b.Run("same-server", func(b *testing.B) {
 		b.StopTimer()
 		s := newBenchServer(b, "publicregistry", "contoso")
 		defer s.close()
-		if _, err := s.im.Import(context.Background(), s.admin, "publicregistry", ImportRequest{Source: src, Username: up.User, Password: up.Pass}, nil); err != nil {
+		if _, err := s.im.Import(context.Background(), s.admin, "publicregistry", ImportRequest{Source: src, Username: up.Username, Password: up.Password}, nil); err != nil {
 			b.Fatal(err)
 		}
 		local := s.hosts["publicregistry"] + "/bench/big:1"

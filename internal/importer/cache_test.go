@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -21,16 +20,17 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/testenv"
 	"github.com/gantryhq/gantry/internal/vault"
 )
 
 // cacheSetup creates a credential set for the upstream from vault secrets
 // (granting its identity get on the vault) and a cache rule.
-func (e *env) cacheSetup(t testing.TB, reg string, up *distribution, loginServer, rule, source, target string) {
+func (e *env) cacheSetup(t testing.TB, reg string, up *testenv.Distribution, loginServer, rule, source, target string) {
 	t.Helper()
 	ctx := context.Background()
 	cs, err := e.im.CreateCredentialSet(ctx, CredentialSet{Registry: reg, Name: "upstream-creds", LoginServer: loginServer,
-		UsernameSecret: e.secret(t, "cache-kv", "user", up.User), PasswordSecret: e.secret(t, "cache-kv", "pass", up.Pass)})
+		UsernameSecret: e.secret(t, "cache-kv", "user", up.Username), PasswordSecret: e.secret(t, "cache-kv", "pass", up.Password)})
 	if err != nil && !errors.Is(err, ErrExists) {
 		t.Fatal(err)
 	}
@@ -78,13 +78,11 @@ const acceptAll = "application/vnd.oci.image.index.v1+json, application/vnd.oci.
 // after the tag's TTL has expired (the cached copy is served and the log
 // says so). Pushes and imports into the target are refused.
 func TestCachePullThroughDocker(t *testing.T) {
-	if os.Getenv("DOCKER_HOST") == "" {
-		requireIntegration(t, "a docker engine (DOCKER_HOST)")
-	}
-	docker := tool(t, "docker")
-	up := startDistribution(t)
+	testenv.DockerHost(t)
+	docker := testenv.Tool(t, "docker")
+	up := testenv.StartDistribution(t, true)
 	img := index("docker", 256<<10)
-	pushHTTP(t, up.base(), up.User, up.Pass, "library/hello", img, "v1")
+	pushUp(t, up, "library/hello", img, "v1")
 
 	e := newEnv(t, WithTagTTL(time.Minute))
 	host := e.registry(t, "contoso", nil)
@@ -92,7 +90,7 @@ func TestCachePullThroughDocker(t *testing.T) {
 	ref := host + "/library/hello:v1"
 	t.Cleanup(func() { _ = exec.Command(docker, "rmi", "-f", ref).Run() })
 
-	t.Log(run(t, nil, docker, "pull", "--platform", "linux/amd64", ref))
+	t.Log(testenv.Run(t, nil, docker, "pull", "--platform", "linux/amd64", ref))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := e.im.WaitFills(ctx); err != nil {
@@ -104,12 +102,12 @@ func TestCachePullThroughDocker(t *testing.T) {
 	}
 
 	up.Stop()
-	run(t, nil, docker, "rmi", ref)
-	run(t, nil, docker, "pull", "--platform", "linux/amd64", ref)
+	testenv.Run(t, nil, docker, "rmi", ref)
+	testenv.Run(t, nil, docker, "pull", "--platform", "linux/amd64", ref)
 
 	e.clock.advance(2 * time.Minute) // the tag is due for revalidation
-	run(t, nil, docker, "rmi", ref)
-	run(t, nil, docker, "pull", "--platform", "linux/amd64", ref)
+	testenv.Run(t, nil, docker, "rmi", ref)
+	testenv.Run(t, nil, docker, "pull", "--platform", "linux/amd64", ref)
 	if !strings.Contains(e.logs.String(), "upstream unavailable; serving the cached copy") {
 		t.Fatal("no log line about serving the cached copy")
 	}
@@ -139,10 +137,8 @@ func TestCachePullThroughDocker(t *testing.T) {
 // front of it) and streamed to all of them while it is stored.
 func TestCacheSingleflight(t *testing.T) {
 	t.Parallel()
-	up := startDistribution(t)
-	px := newProxy(t, up.Host)
 	img := index("sf", 8<<20)
-	pushHTTP(t, up.base(), up.User, up.Pass, "library/big", img, "v1")
+	up, px := proxiedUpstream(t, img, "v1", "library/big")
 	px.reset()
 	// Slow the layers down so that the clients overlap with the fetch.
 	px.setFault(func(w http.ResponseWriter, r *http.Request) bool {
@@ -242,10 +238,8 @@ func getE(method, u, accept string) (int, []byte, error) {
 // copy served. A cold pull while throttled is answered 429.
 func TestCacheRevalidation(t *testing.T) {
 	t.Parallel()
-	up := startDistribution(t)
-	px := newProxy(t, up.Host)
 	img := index("r1", 4<<10)
-	pushHTTP(t, up.base(), up.User, up.Pass, "library/app", img, "1")
+	up, px := proxiedUpstream(t, img, "1", "library/app")
 	e := newEnv(t, WithTagTTL(time.Minute))
 	host := e.registry(t, "contoso", nil)
 	e.cacheSetup(t, "contoso", up, px.Host, "app-rule", px.Host+"/library/app", "app")
@@ -274,7 +268,7 @@ func TestCacheRevalidation(t *testing.T) {
 
 	// The tag moves upstream; after the TTL the new content is served.
 	img2 := index("r2", 4<<10)
-	pushHTTP(t, up.base(), up.User, up.Pass, "library/app", img2, "1")
+	pushUp(t, up, "library/app", img2, "1")
 	e.clock.advance(2 * time.Minute)
 	px.reset()
 	if d := fetchTag(); d != img2.root().d {
@@ -286,11 +280,7 @@ func TestCacheRevalidation(t *testing.T) {
 	checkStored(t, e.st, "contoso", "app", img2)
 
 	// Throttled: the cached copy is served.
-	px.setFault(func(w http.ResponseWriter, r *http.Request) bool {
-		w.Header().Set("Retry-After", "1")
-		w.WriteHeader(http.StatusTooManyRequests)
-		return true
-	})
+	px.setFault(throttle("1"))
 	e.clock.advance(2 * time.Minute)
 	if d := fetchTag(); d != img2.root().d {
 		t.Fatalf("throttled: %s", d)
@@ -356,10 +346,8 @@ func (g *gatedWriter) Write(p []byte) (int, error) {
 // whole blob is stored.
 func TestCacheStreamsWhileStoring(t *testing.T) {
 	t.Parallel()
-	up := startDistribution(t)
-	px := newProxy(t, up.Host)
 	img := index("stream", 4<<20)
-	pushHTTP(t, up.base(), up.User, up.Pass, "library/app", img, "1")
+	up, px := proxiedUpstream(t, img, "1", "library/app")
 	amd := parse(t, img.manifests[0])
 	layer := amd.Layers[0]
 	gate := make(chan struct{})
@@ -369,7 +357,7 @@ func TestCacheStreamsWhileStoring(t *testing.T) {
 			close(gate)
 		}
 	}()
-	upURL, _ := url.Parse(up.base())
+	upURL, _ := url.Parse(up.URL())
 	rp := httputil.NewSingleHostReverseProxy(upURL)
 	px.setFault(func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+layer.Digest.String()) {
@@ -421,11 +409,8 @@ func TestCacheStreamsWhileStoring(t *testing.T) {
 // requests for them.
 func TestCacheSharedLayers(t *testing.T) {
 	t.Parallel()
-	up := startDistribution(t)
-	px := newProxy(t, up.Host)
 	img := index("shared", 64<<10)
-	pushHTTP(t, up.base(), up.User, up.Pass, "library/a", img, "v1")
-	pushHTTP(t, up.base(), up.User, up.Pass, "library/b", img, "v1")
+	up, px := proxiedUpstream(t, img, "v1", "library/a", "library/b")
 	e := newEnv(t)
 	host := e.registry(t, "contoso", nil)
 	e.cacheSetup(t, "contoso", up, px.Host, "lib-rule", px.Host+"/library/*", "library/*")

@@ -6,21 +6,14 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,72 +28,10 @@ import (
 	"github.com/gantryhq/gantry/internal/registry"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/store/manifest"
+	"github.com/gantryhq/gantry/internal/testenv"
+	"github.com/gantryhq/gantry/internal/testenv/stack"
 	"github.com/gantryhq/gantry/internal/vault"
 )
-
-// requireIntegration skips (or, with GANTRY_REQUIRE_INTEGRATION=1, fails)
-// a test whose external tool or engine is missing.
-func requireIntegration(t testing.TB, what string) {
-	t.Helper()
-	if os.Getenv("GANTRY_REQUIRE_INTEGRATION") == "1" {
-		t.Fatalf("%s is not available and GANTRY_REQUIRE_INTEGRATION=1", what)
-	}
-	t.Skipf("%s is not available", what)
-}
-
-// tool finds an external tool in the repository's .tools/bin (where
-// scripts/tools.sh installs pinned versions), else on PATH.
-func tool(t testing.TB, name string) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	p := filepath.Join(filepath.Dir(file), "..", "..", ".tools", "bin", name)
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	requireIntegration(t, name+" (run scripts/tools.sh or install it)")
-	return ""
-}
-
-// run runs a command and fails the test with its output if it fails.
-func run(t testing.TB, env []string, name string, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes (a log sink).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // clock is a real clock that tests can move forward.
 type clock struct{ offset atomic.Int64 }
@@ -111,6 +42,7 @@ func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
 // env is a gantry server's parts in-process: database, store, auth, vault
 // and the importer, started.
 type env struct {
+	sk    *stack.Stack
 	dir   string
 	db    *db.DB
 	st    *store.Store
@@ -118,41 +50,20 @@ type env struct {
 	vlt   *vault.Service
 	im    *Service
 	admin auth.Identity
-	logs  *syncBuffer
+	logs  *testenv.Buffer
 	clock *clock
 }
 
 func newEnv(t testing.TB, opts ...Option) *env {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	d, err := db.Open(ctx, filepath.Join(dir, "gantry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	logs := &syncBuffer{}
+	sk := stack.New(t, "")
+	logs := &testenv.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	st, err := store.Open(ctx, d, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	au, err := auth.New(d, filepath.Join(dir, "keys"), auth.WithPasswordHashCost(64, 1), auth.WithRegistryLookup(st))
-	if err != nil {
-		t.Fatal(err)
-	}
-	setup, err := au.EnsureAdmin(ctx, "admin-password", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vlt, err := vault.New(d, filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := sk.Admin(t, "admin-password")
 	c := &clock{}
-	opts = append([]Option{WithLogger(log), WithClock(c.now), WithSpoolDir(dir)}, opts...)
-	im := New(d, st, vlt, au, opts...)
-	sctx, cancel := context.WithCancel(ctx)
+	opts = append([]Option{WithLogger(log), WithClock(c.now), WithSpoolDir(sk.Dir)}, opts...)
+	im := New(sk.DB, sk.Store, sk.Vault, sk.Auth, opts...)
+	sctx, cancel := context.WithCancel(context.Background())
 	if err := im.Start(sctx); err != nil {
 		t.Fatal(err)
 	}
@@ -163,8 +74,7 @@ func newEnv(t testing.TB, opts ...Option) *env {
 			t.Logf("server log:\n%s", logs.String())
 		}
 	})
-	return &env{dir: dir, db: d, st: st, au: au, vlt: vlt, im: im, logs: logs, clock: c,
-		admin: auth.Identity{Principal: setup.Principal, Name: auth.AdminUsername, Kind: auth.KindAdmin}}
+	return &env{sk: sk, dir: sk.Dir, db: sk.DB, st: sk.Store, au: sk.Auth, vlt: sk.Vault, im: im, logs: logs, clock: c, admin: admin}
 }
 
 // registry creates a registry served on 127.0.0.1 (with the importer's
@@ -172,25 +82,11 @@ func newEnv(t testing.TB, opts ...Option) *env {
 // is allowed.
 func (e *env) registry(t testing.TB, name string, authorizer auth.Authorizer) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	host := ln.Addr().String()
-	if _, err := e.st.CreateRegistry(context.Background(), store.Registry{Name: name, Listen: host}); err != nil {
-		t.Fatal(err)
-	}
 	if authorizer == nil {
 		authorizer = auth.AllowAll{}
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/v2/", registry.New(name, e.st, registry.WithAuthorizer(authorizer), registry.WithFallback(e.im),
-		registry.WithPushGuard(e.im), registry.WithLogger(slog.New(slog.NewTextHandler(e.logs, nil)))))
-	mux.Handle(auth.TokenPath, e.au.TokenHandler(name))
-	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: mux}}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return host
+	return e.sk.ServeRegistry(t, store.Registry{Name: name}, registry.WithAuthorizer(authorizer), registry.WithFallback(e.im),
+		registry.WithPushGuard(e.im), registry.WithLogger(slog.New(slog.NewTextHandler(e.logs, nil))))
 }
 
 // secret stores a value in a vault (created if needed) and returns its URI.
@@ -376,6 +272,26 @@ func pushHTTP(t testing.TB, base, user, pass, repo string, c *content, tag strin
 	}
 }
 
+// pushUp pushes content to the upstream registry up with its
+// credentials, tagging the root with tag.
+func pushUp(t testing.TB, up *testenv.Distribution, repo string, c *content, tag string) {
+	t.Helper()
+	pushHTTP(t, up.URL(), up.Username, up.Password, repo, c, tag)
+}
+
+// proxiedUpstream starts an upstream registry (docker-registry with
+// authentication) holding c as each of repos:tag, and a proxy in front of
+// it.
+func proxiedUpstream(t testing.TB, c *content, tag string, repos ...string) (*testenv.Distribution, *proxy) {
+	t.Helper()
+	up := testenv.StartDistribution(t, true)
+	px := newProxy(t, up.Host)
+	for _, repo := range repos {
+		pushUp(t, up, repo, c, tag)
+	}
+	return up, px
+}
+
 // pushStore puts content straight into the store.
 func pushStore(t testing.TB, st *store.Store, reg, repo string, c *content, tag string) {
 	t.Helper()
@@ -417,101 +333,6 @@ func checkStored(t testing.TB, st *store.Store, reg, repo string, c *content) {
 	}
 }
 
-// distribution is Debian's docker-registry (CNCF Distribution 2.8) on a
-// free loopback port, with htpasswd authentication, that a test can stop.
-type distribution struct {
-	Host, User, Pass string
-	stop             func()
-	stopOnce         sync.Once
-}
-
-func (d *distribution) Stop()        { d.stopOnce.Do(d.stop) }
-func (d *distribution) base() string { return "http://" + d.Host }
-
-func startDistribution(t testing.TB) *distribution {
-	t.Helper()
-	bin, err := exec.LookPath("docker-registry")
-	if err != nil {
-		requireIntegration(t, "docker-registry (Debian package docker-registry)")
-	}
-	htpasswd, err := exec.LookPath("htpasswd")
-	if err != nil {
-		requireIntegration(t, "htpasswd (Debian package apache2-utils)")
-	}
-	dir := t.TempDir()
-	r := &distribution{User: "gantry", Pass: randomHex(12)}
-	out, err := exec.Command(htpasswd, "-Bbn", r.User, r.Pass).Output()
-	if err != nil {
-		t.Fatalf("htpasswd: %v", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "htpasswd"), out, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for attempt := 0; attempt < 3; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		cfg := filepath.Join(dir, "config.yml")
-		yaml := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n  secret: %s\nauth:\n  htpasswd:\n    realm: gantry-test\n    path: %s\n",
-			filepath.Join(dir, "data"), addr, randomHex(8), filepath.Join(dir, "htpasswd"))
-		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		var logBuf syncBuffer
-		cmd := exec.Command(bin, "serve", cfg)
-		cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
-		for _, kv := range os.Environ() {
-			if !strings.HasPrefix(kv, "REGISTRY_") {
-				cmd.Env = append(cmd.Env, kv)
-			}
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting docker-registry: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		r.stop = func() { _ = cmd.Process.Kill(); <-exited }
-		if waitHTTP(addr, exited) {
-			r.Host = addr
-			t.Cleanup(func() {
-				r.Stop()
-				if t.Failed() {
-					t.Logf("docker-registry log:\n%s", logBuf.String())
-				}
-			})
-			return r
-		}
-		r.stop()
-	}
-	t.Fatal("docker-registry did not start")
-	return nil
-}
-
-// waitHTTP waits until GET /v2/ answers or the process exits.
-func waitHTTP(addr string, exited <-chan struct{}) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v2/", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			return true
-		}
-		select {
-		case <-exited:
-			return false
-		case <-ctx.Done():
-			return false
-		case <-tick.C:
-		}
-	}
-}
-
 // proxy is a reverse proxy in front of an upstream registry that counts
 // requests and can inject failures.
 type proxy struct {
@@ -549,6 +370,16 @@ func (p *proxy) setFault(f func(w http.ResponseWriter, r *http.Request) bool) {
 		return
 	}
 	p.fault.Store(&f)
+}
+
+// throttle returns a fault that answers every request 429 with
+// Retry-After: retryAfter.
+func throttle(retryAfter string) func(w http.ResponseWriter, r *http.Request) bool {
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		w.Header().Set("Retry-After", retryAfter)
+		w.WriteHeader(http.StatusTooManyRequests)
+		return true
+	}
 }
 
 func (p *proxy) count(method, path string) int {

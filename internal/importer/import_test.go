@@ -13,6 +13,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // TestImportFromDistribution imports a two-platform index with a referrer
@@ -22,24 +23,24 @@ import (
 // digest, untagged and tagged; credentials come from the vault.
 func TestImportFromDistribution(t *testing.T) {
 	t.Parallel()
-	up := startDistribution(t)
-	oras := tool(t, "oras")
+	up := testenv.StartDistribution(t, true)
+	oras := testenv.Tool(t, "oras")
 	e := newEnv(t)
 	ctx := context.Background()
 	e.registry(t, "contoso", nil)
 
 	img := index("v1", 64<<10)
-	pushHTTP(t, up.base(), up.User, up.Pass, "library/node", img, "15-alpine")
+	pushUp(t, up, "library/node", img, "15-alpine")
 	root := img.root()
 	sbom := filepath.Join(t.TempDir(), "sbom.json")
 	if err := os.WriteFile(sbom, []byte(`{"spdxVersion":"SPDX-2.3"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	run(t, nil, oras, "attach", "--plain-http", "-u", up.User, "-p", up.Pass, "--artifact-type", "application/spdx+json",
+	testenv.Run(t, nil, oras, "attach", "--plain-http", "-u", up.Username, "-p", up.Password, "--artifact-type", "application/spdx+json",
 		"--disable-path-validation", up.Host+"/library/node@"+root.d.String(), sbom+":application/spdx+json")
 
-	userURI := e.secret(t, "upstream-kv", "user", up.User)
-	passURI := e.secret(t, "upstream-kv", "pass", up.Pass)
+	userURI := e.secret(t, "upstream-kv", "user", up.Username)
+	passURI := e.secret(t, "upstream-kv", "pass", up.Password)
 	var events []Progress
 	res, err := e.im.Import(ctx, e.admin, "contoso", ImportRequest{
 		Source: up.Host + "/library/node:15-alpine", Targets: []string{"node:15-alpine"},
@@ -72,7 +73,7 @@ func TestImportFromDistribution(t *testing.T) {
 
 	// Again: same digest, nothing to transfer.
 	res, err = e.im.Import(ctx, e.admin, "contoso", ImportRequest{
-		Source: up.Host + "/library/node:15-alpine", Targets: []string{"node:15-alpine"}, Username: up.User, Password: up.Pass,
+		Source: up.Host + "/library/node:15-alpine", Targets: []string{"node:15-alpine"}, Username: up.Username, Password: up.Password,
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -83,9 +84,9 @@ func TestImportFromDistribution(t *testing.T) {
 
 	// The upstream tag moves: without --force the target tag stays.
 	img2 := index("v2", 32<<10)
-	pushHTTP(t, up.base(), up.User, up.Pass, "library/node", img2, "15-alpine")
+	pushUp(t, up, "library/node", img2, "15-alpine")
 	_, err = e.im.Import(ctx, e.admin, "contoso", ImportRequest{
-		Source: up.Host + "/library/node:15-alpine", Targets: []string{"node:15-alpine"}, Username: up.User, Password: up.Pass,
+		Source: up.Host + "/library/node:15-alpine", Targets: []string{"node:15-alpine"}, Username: up.Username, Password: up.Password,
 	}, nil)
 	if !errors.Is(err, ErrTagExists) || !strings.Contains(err.Error(), "--force") {
 		t.Fatalf("import over an existing tag: %v", err)
@@ -94,7 +95,7 @@ func TestImportFromDistribution(t *testing.T) {
 		t.Fatalf("tag moved without --force: %s", d)
 	}
 	res, err = e.im.Import(ctx, e.admin, "contoso", ImportRequest{
-		Source: up.Host + "/library/node:15-alpine", Targets: []string{"node:15-alpine"}, Username: up.User, Password: up.Pass, Force: true,
+		Source: up.Host + "/library/node:15-alpine", Targets: []string{"node:15-alpine"}, Username: up.Username, Password: up.Password, Force: true,
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +107,7 @@ func TestImportFromDistribution(t *testing.T) {
 	// By digest: untagged, then tagged in another repository (whose blobs
 	// are linked from the readable copy, not transferred).
 	res, err = e.im.Import(ctx, e.admin, "contoso", ImportRequest{
-		Source: up.Host + "/library/node@" + root.d.String(), Repositories: []string{"pinned/node"}, Username: up.User, Password: up.Pass,
+		Source: up.Host + "/library/node@" + root.d.String(), Repositories: []string{"pinned/node"}, Username: up.Username, Password: up.Password,
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +120,7 @@ func TestImportFromDistribution(t *testing.T) {
 		t.Fatalf("digest import should link what the registry holds: %+v", res)
 	}
 	res, err = e.im.Import(ctx, e.admin, "contoso", ImportRequest{
-		Source: up.Host + "/library/node@" + root.d.String(), Targets: []string{"node:15-pinned"}, Username: up.User, Password: up.Pass,
+		Source: up.Host + "/library/node@" + root.d.String(), Targets: []string{"node:15-pinned"}, Username: up.Username, Password: up.Password,
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -130,13 +131,13 @@ func TestImportFromDistribution(t *testing.T) {
 
 	// Wrong credentials and a missing image say so.
 	_, err = e.im.Import(ctx, e.admin, "contoso", ImportRequest{
-		Source: up.Host + "/library/node:15-alpine", Targets: []string{"other:1"}, Username: up.User, Password: "wrong",
+		Source: up.Host + "/library/node:15-alpine", Targets: []string{"other:1"}, Username: up.Username, Password: "wrong",
 	}, nil)
 	if !errors.Is(err, ErrUpstreamAuth) || !errors.Is(err, auth.ErrDenied) {
 		t.Fatalf("wrong password: %v", err)
 	}
 	_, err = e.im.Import(ctx, e.admin, "contoso", ImportRequest{
-		Source: up.Host + "/library/node:nope", Username: up.User, Password: up.Pass,
+		Source: up.Host + "/library/node:nope", Username: up.Username, Password: up.Password,
 	}, nil)
 	if !errors.Is(err, ErrSourceUnknown) {
 		t.Fatalf("missing tag: %v", err)
@@ -242,10 +243,8 @@ func TestImportSameServer(t *testing.T) {
 // rate-limit headers it saw.
 func TestImportRetries(t *testing.T) {
 	t.Parallel()
-	up := startDistribution(t)
-	px := newProxy(t, up.Host)
 	img := index("retry", 16<<10)
-	pushHTTP(t, up.base(), up.User, up.Pass, "library/app", img, "1")
+	up, px := proxiedUpstream(t, img, "1", "library/app")
 	var throttled, failed atomic.Int32
 	layerPath := ""
 	for d, b := range img.blobs {
@@ -272,7 +271,7 @@ func TestImportRetries(t *testing.T) {
 	e.registry(t, "contoso", nil)
 	start := time.Now()
 	res, err := e.im.Import(context.Background(), e.admin, "contoso", ImportRequest{
-		Source: px.Host + "/library/app:1", Username: up.User, Password: up.Pass,
+		Source: px.Host + "/library/app:1", Username: up.Username, Password: up.Password,
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -289,14 +288,10 @@ func TestImportRetries(t *testing.T) {
 	checkStored(t, e.st, "contoso", "library/app", img)
 
 	// A Retry-After beyond the policy's patience fails at once.
-	px.setFault(func(w http.ResponseWriter, r *http.Request) bool {
-		w.Header().Set("Retry-After", "3600")
-		w.WriteHeader(http.StatusTooManyRequests)
-		return true
-	})
+	px.setFault(throttle("3600"))
 	start = time.Now()
 	_, err = e.im.Import(context.Background(), e.admin, "contoso", ImportRequest{
-		Source: px.Host + "/library/app:1", Targets: []string{"other:1"}, Username: up.User, Password: up.Pass,
+		Source: px.Host + "/library/app:1", Targets: []string{"other:1"}, Username: up.Username, Password: up.Password,
 	}, nil)
 	if !errors.Is(err, ErrRateLimited) || time.Since(start) > 10*time.Second {
 		t.Fatalf("long Retry-After: %v after %s", err, time.Since(start))

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/remote"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // privateCA is a certificate authority of the test's own, like a
@@ -76,18 +77,18 @@ func (ca *privateCA) serverCert(t *testing.T) tls.Certificate {
 // it, until the CA bundle is configured; then the import succeeds.
 func TestImportPrivateCA(t *testing.T) {
 	t.Parallel()
-	up := startDistribution(t)
+	up := testenv.StartDistribution(t, true)
 	img := index("private-ca", 8<<10)
-	pushHTTP(t, up.base(), up.User, up.Pass, "library/app", img, "1")
+	pushUp(t, up, "library/app", img, "1")
 
 	ca := newPrivateCA(t)
-	target, _ := url.Parse(up.base())
+	target, _ := url.Parse(up.URL())
 	front := httptest.NewUnstartedServer(httputil.NewSingleHostReverseProxy(target))
 	front.TLS = &tls.Config{Certificates: []tls.Certificate{ca.serverCert(t)}, MinVersion: tls.VersionTLS12}
 	front.StartTLS()
 	t.Cleanup(front.Close)
 	source := "https://" + front.Listener.Addr().String() + "/library/app:1"
-	req := ImportRequest{Source: source, Username: up.User, Password: up.Pass}
+	req := ImportRequest{Source: source, Username: up.Username, Password: up.Password}
 
 	// Without the CA: refused, naming the certificate problem and the fix.
 	e := newEnv(t)
@@ -97,7 +98,7 @@ func TestImportPrivateCA(t *testing.T) {
 		t.Fatalf("import from a private-CA registry without its CA: %v", err)
 	}
 	t.Logf("without the CA: %v", err)
-	if strings.Contains(err.Error(), up.Pass) {
+	if strings.Contains(err.Error(), up.Password) {
 		t.Fatal("the error carries the password")
 	}
 

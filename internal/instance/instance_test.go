@@ -20,6 +20,7 @@ import (
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
 	"github.com/gantryhq/gantry/internal/instance"
+	"github.com/gantryhq/gantry/internal/testenv"
 	"github.com/gantryhq/gantry/internal/vault"
 )
 
@@ -31,7 +32,7 @@ type env struct {
 	sealer *vault.Service
 	engine *docker.Client
 	reg    *dockertest.Registry
-	logs   *syncBuffer
+	logs   *testenv.Buffer
 }
 
 func newEnv(t *testing.T, auth bool) *env {
@@ -39,16 +40,12 @@ func newEnv(t *testing.T, auth bool) *env {
 	engine := dockertest.Engine(t)
 	dockertest.Sweep(t, engine)
 	dir := t.TempDir()
-	d, err := db.Open(context.Background(), filepath.Join(dir, "gantry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
+	d := testenv.DB(t, dir)
 	sealer, err := vault.New(d, filepath.Join(dir, "keys"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, dir: dir, db: d, sealer: sealer, engine: engine, reg: dockertest.StartRegistry(t, auth), logs: &syncBuffer{}}
+	return &env{t: t, dir: dir, db: d, sealer: sealer, engine: engine, reg: dockertest.StartRegistry(t, auth), logs: &testenv.Buffer{}}
 }
 
 // manager starts a manager over the env's database; it is stopped when the
@@ -574,22 +571,4 @@ func TestRegistryCredentials(t *testing.T) {
 	if strings.Contains(e.logs.String(), password) || strings.Contains(e.logs.String(), wrong) {
 		t.Errorf("a password reached the log")
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

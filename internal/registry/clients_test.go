@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // layout writes an OCI image layout holding a two-platform image index
@@ -64,20 +66,6 @@ func layout(t *testing.T) (string, digest.Digest) {
 	return dir, id
 }
 
-// run runs a command and fails the test with its output if it fails.
-func run(t *testing.T, env []string, name string, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 // layoutIndex returns the digest of the manifest tagged tag in an OCI layout.
 func layoutIndex(t *testing.T, dir, tag string) digest.Digest {
 	t.Helper()
@@ -101,40 +89,44 @@ func layoutIndex(t *testing.T, dir, tag string) digest.Digest {
 	return ""
 }
 
-func TestSkopeo(t *testing.T) {
-	t.Parallel()
+// clientTest prepares the test of an external client (skipped in -short
+// mode): it requires the tool and serves a fresh registry, and returns the
+// tool's path and the registry's host.
+func clientTest(t *testing.T, tool string) (bin, host string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("client integration test")
 	}
-	skopeo, err := exec.LookPath("skopeo")
-	if err != nil {
-		requireIntegration(t, "skopeo")
-	}
-	e := newEnv(t)
-	host := strings.TrimPrefix(e.srv.URL, "http://")
+	bin = testenv.Tool(t, tool)
+	return bin, strings.TrimPrefix(newEnv(t).srv.URL, "http://")
+}
+
+func TestSkopeo(t *testing.T) {
+	t.Parallel()
+	skopeo, host := clientTest(t, "skopeo")
 	src, want := layout(t)
 	// Push the multi-arch index, preserving digests.
-	run(t, nil, skopeo, "copy", "--all", "--preserve-digests", "--dest-tls-verify=false", "oci:"+src+":v1", "docker://"+host+"/skopeo/multi:v1")
-	raw := run(t, nil, skopeo, "inspect", "--raw", "--tls-verify=false", "docker://"+host+"/skopeo/multi:v1")
+	testenv.Run(t, nil, skopeo, "copy", "--all", "--preserve-digests", "--dest-tls-verify=false", "oci:"+src+":v1", "docker://"+host+"/skopeo/multi:v1")
+	raw := testenv.Run(t, nil, skopeo, "inspect", "--raw", "--tls-verify=false", "docker://"+host+"/skopeo/multi:v1")
 	if digest.FromString(raw) != want {
 		t.Fatalf("pushed index digest %s, want %s", digest.FromString(raw), want)
 	}
 	// Registry to registry (blobs are mounted), then pull everything back.
-	run(t, nil, skopeo, "copy", "--all", "--preserve-digests", "--src-tls-verify=false", "--dest-tls-verify=false",
+	testenv.Run(t, nil, skopeo, "copy", "--all", "--preserve-digests", "--src-tls-verify=false", "--dest-tls-verify=false",
 		"docker://"+host+"/skopeo/multi:v1", "docker://"+host+"/skopeo/copy:v1")
 	out := t.TempDir()
-	run(t, nil, skopeo, "copy", "--all", "--preserve-digests", "--src-tls-verify=false", "docker://"+host+"/skopeo/copy:v1", "oci:"+out+":v1")
+	testenv.Run(t, nil, skopeo, "copy", "--all", "--preserve-digests", "--src-tls-verify=false", "docker://"+host+"/skopeo/copy:v1", "oci:"+out+":v1")
 	if got := layoutIndex(t, out, "v1"); got != want {
 		t.Fatalf("pulled index %s, want %s", got, want)
 	}
 	// Converted to Docker schema 2: a manifest list of Docker manifests.
-	run(t, nil, skopeo, "copy", "--all", "--format", "v2s2", "--dest-tls-verify=false", "oci:"+src+":v1", "docker://"+host+"/skopeo/docker:v1")
-	raw = run(t, nil, skopeo, "inspect", "--raw", "--tls-verify=false", "docker://"+host+"/skopeo/docker:v1")
+	testenv.Run(t, nil, skopeo, "copy", "--all", "--format", "v2s2", "--dest-tls-verify=false", "oci:"+src+":v1", "docker://"+host+"/skopeo/docker:v1")
+	raw = testenv.Run(t, nil, skopeo, "inspect", "--raw", "--tls-verify=false", "docker://"+host+"/skopeo/docker:v1")
 	if !strings.Contains(raw, mtList) {
 		t.Fatalf("not a Docker manifest list: %s", raw)
 	}
-	run(t, nil, skopeo, "copy", "--all", "--src-tls-verify=false", "docker://"+host+"/skopeo/docker:v1", "oci:"+t.TempDir()+":v1")
-	tags := run(t, nil, skopeo, "list-tags", "--tls-verify=false", "docker://"+host+"/skopeo/multi")
+	testenv.Run(t, nil, skopeo, "copy", "--all", "--src-tls-verify=false", "docker://"+host+"/skopeo/docker:v1", "oci:"+t.TempDir()+":v1")
+	tags := testenv.Run(t, nil, skopeo, "list-tags", "--tls-verify=false", "docker://"+host+"/skopeo/multi")
 	if !strings.Contains(tags, `"v1"`) {
 		t.Fatalf("list-tags: %s", tags)
 	}
@@ -142,42 +134,32 @@ func TestSkopeo(t *testing.T) {
 
 func TestCrane(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("client integration test")
-	}
-	crane := tool(t, "crane")
-	e := newEnv(t)
-	host := strings.TrimPrefix(e.srv.URL, "http://")
+	crane, host := clientTest(t, "crane")
 	src, want := layout(t)
 	ref := host + "/crane/multi:v1"
-	run(t, nil, crane, "push", "--insecure", src, ref)
-	if got := strings.TrimSpace(run(t, nil, crane, "digest", "--insecure", ref)); got != want.String() {
+	testenv.Run(t, nil, crane, "push", "--insecure", src, ref)
+	if got := strings.TrimSpace(testenv.Run(t, nil, crane, "digest", "--insecure", ref)); got != want.String() {
 		t.Fatalf("crane digest %s, want %s", got, want)
 	}
-	run(t, nil, crane, "copy", "--insecure", ref, host+"/crane/copy:v1")
+	testenv.Run(t, nil, crane, "copy", "--insecure", ref, host+"/crane/copy:v1")
 	out := filepath.Join(t.TempDir(), "pulled")
-	run(t, nil, crane, "pull", "--insecure", "--format=oci", host+"/crane/copy:v1", out)
+	testenv.Run(t, nil, crane, "pull", "--insecure", "--format=oci", host+"/crane/copy:v1", out)
 	if got := layoutIndex(t, out, ""); got != want {
 		t.Fatalf("pulled %s, want %s", got, want)
 	}
-	run(t, nil, crane, "tag", "--insecure", ref, "v2")
-	if ls := run(t, nil, crane, "ls", "--insecure", host+"/crane/multi"); strings.Fields(ls)[0] != "v1" || !strings.Contains(ls, "v2") {
+	testenv.Run(t, nil, crane, "tag", "--insecure", ref, "v2")
+	if ls := testenv.Run(t, nil, crane, "ls", "--insecure", host+"/crane/multi"); strings.Fields(ls)[0] != "v1" || !strings.Contains(ls, "v2") {
 		t.Fatalf("crane ls: %q", ls)
 	}
-	run(t, nil, crane, "delete", "--insecure", host+"/crane/multi@"+want.String())
-	if ls := run(t, nil, crane, "ls", "--insecure", host+"/crane/multi"); strings.TrimSpace(ls) != "" {
+	testenv.Run(t, nil, crane, "delete", "--insecure", host+"/crane/multi@"+want.String())
+	if ls := testenv.Run(t, nil, crane, "ls", "--insecure", host+"/crane/multi"); strings.TrimSpace(ls) != "" {
 		t.Fatalf("tags after delete: %q", ls)
 	}
 }
 
 func TestOras(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("client integration test")
-	}
-	oras := tool(t, "oras")
-	e := newEnv(t)
-	host := strings.TrimPrefix(e.srv.URL, "http://")
+	oras, host := clientTest(t, "oras")
 	work := t.TempDir()
 	os.WriteFile(filepath.Join(work, "artifact.txt"), []byte("the artifact\n"), 0o644)
 	os.WriteFile(filepath.Join(work, "sig.txt"), []byte("a signature\n"), 0o644)
@@ -235,17 +217,9 @@ func TestDockerEngine(t *testing.T) {
 	if testing.Short() {
 		t.Skip("client integration test")
 	}
-	if os.Getenv("DOCKER_HOST") == "" {
-		requireIntegration(t, "a Docker engine (DOCKER_HOST)")
-	}
-	docker, err := exec.LookPath("docker")
-	if err != nil {
-		requireIntegration(t, "the docker CLI")
-	}
-	busybox, err := exec.LookPath("busybox")
-	if err != nil {
-		requireIntegration(t, "busybox")
-	}
+	testenv.DockerHost(t)
+	docker := testenv.Tool(t, "docker")
+	busybox := testenv.Tool(t, "busybox")
 	e := newEnv(t)
 	host := strings.TrimPrefix(e.srv.URL, "http://")
 	ctxDir := t.TempDir()
@@ -257,14 +231,14 @@ func TestDockerEngine(t *testing.T) {
 	os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM scratch\nCOPY busybox /bin/busybox\nCMD [\"/bin/busybox\", \"echo\", \"hello from gantry\"]\n"), 0o644)
 	img := host + "/docker/busybox:v1"
 	t.Cleanup(func() { exec.Command(docker, "rmi", "-f", img, host+"/docker/copy:v1").Run() })
-	run(t, nil, docker, "build", "-q", "-t", img, ctxDir)
-	run(t, nil, docker, "push", img)
+	testenv.Run(t, nil, docker, "build", "-q", "-t", img, ctxDir)
+	testenv.Run(t, nil, docker, "push", img)
 	// A second repository: layers are mounted from the first.
-	run(t, nil, docker, "tag", img, host+"/docker/copy:v1")
-	run(t, nil, docker, "push", host+"/docker/copy:v1")
-	run(t, nil, docker, "rmi", img, host+"/docker/copy:v1")
-	run(t, nil, docker, "pull", img)
-	if out := run(t, nil, docker, "run", "--rm", "--network", "host", img); !strings.Contains(out, "hello from gantry") {
+	testenv.Run(t, nil, docker, "tag", img, host+"/docker/copy:v1")
+	testenv.Run(t, nil, docker, "push", host+"/docker/copy:v1")
+	testenv.Run(t, nil, docker, "rmi", img, host+"/docker/copy:v1")
+	testenv.Run(t, nil, docker, "pull", img)
+	if out := testenv.Run(t, nil, docker, "run", "--rm", "--network", "host", img); !strings.Contains(out, "hello from gantry") {
 		t.Fatalf("run: %q", out)
 	}
 	m, err := e.st.GetManifest(context.Background(), "test", "docker/busybox", "v1")

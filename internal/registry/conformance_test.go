@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // TestConformance runs the OCI distribution-spec conformance suite (pinned by
@@ -17,7 +19,7 @@ func TestConformance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("conformance suite skipped in -short mode")
 	}
-	bin := tool(t, "conformance")
+	bin := testenv.Tool(t, "conformance")
 	e := newEnv(t)
 	results := t.TempDir()
 	cmd := exec.Command(bin)

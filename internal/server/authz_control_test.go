@@ -21,6 +21,7 @@ import (
 	"github.com/gantryhq/gantry/internal/importer"
 	"github.com/gantryhq/gantry/internal/instance"
 	"github.com/gantryhq/gantry/internal/task"
+	"github.com/gantryhq/gantry/internal/testenv"
 	"github.com/gantryhq/gantry/internal/trigger"
 )
 
@@ -120,7 +121,7 @@ func controlOps() []ctlOp {
 			return ctlRequest{path: p, body: jsonBody(v()), contentType: "application/json"}
 		}
 	}
-	fresh := func(prefix string) string { return prefix + randomHex(4) }
+	fresh := func(prefix string) string { return prefix + testenv.RandomHex(4) }
 	freshTask := func(t *testing.T, w *world) string {
 		t.Helper()
 		name := fresh("task-")
@@ -422,7 +423,7 @@ func controlOps() []ctlOp {
 // its name.
 func (w *world) freshCacheRule(t *testing.T) string {
 	t.Helper()
-	name := "rule-" + randomHex(4)
+	name := "rule-" + testenv.RandomHex(4)
 	if _, err := w.srv.admin().CreateCacheRule(context.Background(), "reg1", api.CreateCacheRuleRequest{Name: name,
 		SourceRepository: "docker.io/library/" + name, TargetRepository: "cached/" + name}); err != nil {
 		t.Fatal(err)
@@ -434,7 +435,7 @@ func (w *world) freshCacheRule(t *testing.T) string {
 // returns its name.
 func (w *world) freshCredentialSet(t *testing.T) string {
 	t.Helper()
-	name := "creds-" + randomHex(4)
+	name := "creds-" + testenv.RandomHex(4)
 	if _, err := w.srv.admin().CreateCredentialSet(context.Background(), "reg1", api.CreateCredentialSetRequest{Name: name,
 		LoginServer: name + ".example:5000", UsernameSecretIdentifier: "vault://matrix-kv/secrets/s1",
 		PasswordSecretIdentifier: "vault://matrix-kv/secrets/s1"}); err != nil {
@@ -446,7 +447,7 @@ func (w *world) freshCredentialSet(t *testing.T) string {
 // freshToken creates a token in reg1 (as the admin) and returns its name.
 func (w *world) freshToken(t *testing.T) string {
 	t.Helper()
-	name := "tok-" + randomHex(4)
+	name := "tok-" + testenv.RandomHex(4)
 	if _, err := w.srv.admin().CreateToken(context.Background(), "reg1", api.CreateTokenRequest{Name: name, ScopeMap: "_repositories_pull"}); err != nil {
 		t.Fatal(err)
 	}
@@ -610,13 +611,7 @@ func TestControlAuthorizationMatrix(t *testing.T) {
 // rows of the matrix on a server with a container engine.
 func TestControlAuthorizationMatrixWithEngine(t *testing.T) {
 	t.Parallel()
-	host := os.Getenv("DOCKER_HOST")
-	if host == "" {
-		if os.Getenv("GANTRY_REQUIRE_INTEGRATION") == "1" {
-			t.Fatal("DOCKER_HOST is not set (GANTRY_REQUIRE_INTEGRATION=1)")
-		}
-		t.Skip("DOCKER_HOST is not set")
-	}
+	host := testenv.DockerHost(t)
 	w := newWorld(t, serverOptions{engine: host})
 	if n := w.controlMatrix(t, func(op ctlOp) bool { return op.group == "containers" }); n == 0 {
 		t.Fatal("no container route is served with an engine")

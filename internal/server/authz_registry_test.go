@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // outcome is the expected answer to a request.
@@ -78,7 +80,7 @@ const (
 
 func registryOps() []regOp {
 	fresh := func() (digest.Digest, []byte) {
-		b := []byte("fresh blob " + randomHex(8))
+		b := []byte("fresh blob " + testenv.RandomHex(8))
 		return digest.FromBytes(b), b
 	}
 	get := func(path string) func(*testing.T, *world) regRequest {
@@ -109,7 +111,7 @@ func registryOps() []regOp {
 	}
 	pushManifest := func(repo string) func(*testing.T, *world) regRequest {
 		return func(t *testing.T, w *world) regRequest {
-			note := randomHex(8)
+			note := testenv.RandomHex(8)
 			cfg := []byte(`{"note":"` + note + `"}`)
 			layer := []byte("layer " + note)
 			w.oci.pushBlob(repo, cfg)
@@ -122,7 +124,7 @@ func registryOps() []regOp {
 	}
 	deleteManifest := func(repo string) func(*testing.T, *world) regRequest {
 		return func(t *testing.T, w *world) regRequest {
-			m, _ := w.oci.pushImage(repo, "del-"+randomHex(4))
+			m, _ := w.oci.pushImage(repo, "del-"+testenv.RandomHex(4))
 			return regRequest{method: "DELETE", path: "/v2/" + repo + "/manifests/" + m.String()}
 		}
 	}
@@ -465,7 +467,7 @@ func TestUploadSessionsStayInTheirRepository(t *testing.T) {
 	w := newWorld(t, serverOptions{})
 	loc := w.oci.startUpload("app") // /v2/app/blobs/uploads/<id>
 	id := loc[strings.LastIndex(loc, "/")+1:]
-	b := []byte("smuggled " + randomHex(4))
+	b := []byte("smuggled " + testenv.RandomHex(4))
 	d := digest.FromBytes(b)
 	for _, tc := range []struct {
 		host, subject, method, path string

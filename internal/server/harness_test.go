@@ -9,7 +9,6 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
@@ -21,10 +20,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,26 +34,10 @@ import (
 	"github.com/gantryhq/gantry/client"
 	"github.com/gantryhq/gantry/internal/config"
 	_ "github.com/gantryhq/gantry/internal/db" // registers the sqlite driver
+	"github.com/gantryhq/gantry/internal/docker/dockertest"
 	"github.com/gantryhq/gantry/internal/server"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
-
-// syncBuffer is a bytes.Buffer safe for concurrent use (the server log).
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // serverOptions configure startServer.
 type serverOptions struct {
@@ -78,9 +61,9 @@ type testServer struct {
 	adminPassword string
 	gantryBinary  string
 	// log is the server log at debug level, across restarts.
-	log *syncBuffer
+	log *testenv.Buffer
 	// stdout is what the server prints for the operator.
-	stdout *syncBuffer
+	stdout *testenv.Buffer
 
 	addr   string // control API host:port
 	cancel context.CancelFunc
@@ -103,13 +86,23 @@ func startServer(t testing.TB, o serverOptions) *testServer {
 	cfg.Storage.GCInterval = 0
 	cfg.Triggers.CommitPollInterval = 200 * time.Millisecond
 	cfg.Security = o.security
-	s := &testServer{t: t, cfg: cfg, adminPassword: o.adminPassword, gantryBinary: o.gantryBinary, log: &syncBuffer{}, stdout: &syncBuffer{}}
+	s := &testServer{t: t, cfg: cfg, adminPassword: o.adminPassword, gantryBinary: o.gantryBinary, log: &testenv.Buffer{}, stdout: &testenv.Buffer{}}
 	if s.adminPassword == "" {
-		s.adminPassword = "admin-" + randomHex(12)
+		s.adminPassword = "admin-" + testenv.RandomHex(12)
 	}
 	s.start()
 	t.Cleanup(s.stop)
 	return s
+}
+
+// startEngineServer starts a server (as startServer) on the engine of
+// DOCKER_HOST and returns it with the engine's busybox image.
+func startEngineServer(t *testing.T, o serverOptions) (*testServer, string) {
+	t.Helper()
+	dc := dockertest.Engine(t)
+	base := dockertest.BusyboxImage(t, dc, "")
+	o.engine = os.Getenv("DOCKER_HOST")
+	return startServer(t, o), base
 }
 
 func (s *testServer) start() {
@@ -204,14 +197,6 @@ func (s *testServer) loginServer(name string) string {
 		s.t.Fatal(err)
 	}
 	return r.LoginServer
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
 }
 
 // Source addresses. The brute-force limiter keys failed logins by client
@@ -510,7 +495,7 @@ func (c *ociClient) pushManifest(repo, ref string, m []byte) digest.Digest {
 // returns the manifest digest and the layer digest.
 func (c *ociClient) pushImage(repo, tag string) (manifest, layer digest.Digest) {
 	c.t.Helper()
-	note := randomHex(8)
+	note := testenv.RandomHex(8)
 	cfg := []byte(`{"architecture":"amd64","os":"linux","note":"` + note + `"}`)
 	lay := []byte("layer " + note)
 	c.pushBlob(repo, cfg)

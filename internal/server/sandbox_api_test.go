@@ -83,11 +83,7 @@ func TestControlAPIRefusesCrossSiteBodies(t *testing.T) {
 	// The gantry command line, which declares the type of every body,
 	// still creates, updates and deletes: JSON bodies, bodiless DELETEs, a
 	// streamed import and multipart quick runs.
-	t.Setenv("GANTRY_CONFIG_DIR", t.TempDir())
-	t.Setenv("GANTRY_SERVER", "http://"+srv.addr)
-	t.Setenv("GANTRY_USERNAME", "admin")
-	t.Setenv("GANTRY_PASSWORD", srv.adminPassword)
-	t.Setenv("GANTRY_TOKEN", "")
+	cliAsAdmin(t, srv)
 	g := func(args ...string) string {
 		t.Helper()
 		return gantryOK(t, args...)

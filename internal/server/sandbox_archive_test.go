@@ -15,7 +15,6 @@ import (
 
 	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/client"
-	"github.com/gantryhq/gantry/internal/docker/dockertest"
 )
 
 // archiveEntry is a member of a crafted context archive: a file (body) or a
@@ -75,9 +74,7 @@ func finishedRun(t *testing.T, c *client.Client, registry, id string) *api.Run {
 // directory, which is left empty; the server keeps serving. A context whose
 // symlinks stay inside still runs, and its steps read through them.
 func TestSandboxArchiveEscape(t *testing.T) {
-	dc := dockertest.Engine(t)
-	base := dockertest.BusyboxImage(t, dc, "")
-	srv := startServer(t, serverOptions{engine: os.Getenv("DOCKER_HOST")})
+	srv, base := startEngineServer(t, serverOptions{})
 	host := srv.createRegistry("archives", false)
 	adm := srv.admin()
 	ctx := context.Background()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // TestInstanceReplaceNeedsPullCredentials reproduces issue 12's finding S8
@@ -38,10 +38,7 @@ import (
 // Not parallel: the command line reads its credentials from the
 // environment.
 func TestInstanceReplaceNeedsPullCredentials(t *testing.T) {
-	engineHost := os.Getenv("DOCKER_HOST")
-	if engineHost == "" {
-		dockertest.Require(t, "DOCKER_HOST is not set")
-	}
+	engineHost := testenv.DockerHost(t)
 	dc := dockertest.Engine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -51,7 +48,7 @@ func TestInstanceReplaceNeedsPullCredentials(t *testing.T) {
 	srv.createRegistry("beta", false)
 
 	// The private image: a page and a secret the page does not show.
-	secret := "alpha-secret-" + randomHex(8)
+	secret := "alpha-secret-" + testenv.RandomHex(8)
 	base := dockertest.BusyboxImage(t, dc, "")
 	local := dockertest.Name(t, "alpha-private") + ":1"
 	dockertest.BuildImage(t, dc, local, map[string]string{

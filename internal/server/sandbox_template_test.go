@@ -3,13 +3,11 @@ package server_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gantryhq/gantry/api"
-	"github.com/gantryhq/gantry/internal/docker/dockertest"
 )
 
 // TestSandboxTemplateBudget (S7): a task file whose template would allocate
@@ -21,9 +19,7 @@ import (
 // the render budget, the first one killed the server: runtime: out of
 // memory.)
 func TestSandboxTemplateBudget(t *testing.T) {
-	dc := dockertest.Engine(t)
-	base := dockertest.BusyboxImage(t, dc, "")
-	srv := startServer(t, serverOptions{engine: os.Getenv("DOCKER_HOST")})
+	srv, base := startEngineServer(t, serverOptions{})
 	host := srv.createRegistry("templates", false)
 	adm := srv.admin()
 	oci := newOCIClient(t, host, "admin", srv.adminPassword)

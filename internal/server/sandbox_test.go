@@ -61,6 +61,20 @@ func main() {
 }
 `
 
+// sniffRun builds the sniffer into dir and quick-runs dir in registry
+// while the admin works (the run must succeed), and returns the run's log.
+func sniffRun(t *testing.T, srv *testServer, registry, dir string) string {
+	t.Helper()
+	buildSniffer(t, dir)
+	stop := adminTraffic(srv)
+	out, code := quickRun(t, registry, dir)
+	stop()
+	if code != 0 {
+		t.Fatalf("run: exit %d\n%s", code, out)
+	}
+	return out
+}
+
 // buildSniffer compiles the sniffer, statically, into dir.
 func buildSniffer(t *testing.T, dir string) {
 	t.Helper()
@@ -108,23 +122,13 @@ func quickRun(t *testing.T, reg, dir string, sets ...string) (string, int) {
 // while the admin uses the control API; its capabilities are the short
 // list and no-new-privileges is set.
 func TestSandboxStepCannotSniff(t *testing.T) {
-	dc := dockertest.Engine(t)
-	base := dockertest.BusyboxImage(t, dc, "")
-	srv := startServer(t, serverOptions{engine: os.Getenv("DOCKER_HOST")})
+	srv, base := startEngineServer(t, serverOptions{})
 	cliAsAdmin(t, srv)
 	srv.createRegistry("sniff", false)
 	dir := writeFiles(t, map[string]string{"acr-task.yaml": "version: v1.1.0\nsteps:\n" +
 		"  - id: status\n    cmd: " + base + " grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status\n" +
 		"  - id: sniff\n    cmd: " + base + " /workspace/sniff\n"})
-	buildSniffer(t, dir)
-
-	// The admin works while the run sniffs.
-	stop := adminTraffic(srv)
-	out, code := quickRun(t, "sniff", dir)
-	stop()
-	if code != 0 {
-		t.Fatalf("run: exit %d\n%s", code, out)
-	}
+	out := sniffRun(t, srv, "sniff", dir)
 	if strings.Contains(out, "SNIFFER-CAPTURED") || !strings.Contains(out, "SNIFFER-DENIED") {
 		t.Errorf("the step could open a packet socket on the host network:\n%s", out)
 	}
@@ -150,22 +154,14 @@ func TestSandboxStepCannotSniff(t *testing.T) {
 // server's engine.buildNetwork, none by default), so a sniffer there sees
 // nothing of the admin's traffic on loopback.
 func TestSandboxBuildCannotSniff(t *testing.T) {
-	dc := dockertest.Engine(t)
-	base := dockertest.BusyboxImage(t, dc, "")
-	srv := startServer(t, serverOptions{engine: os.Getenv("DOCKER_HOST")})
+	srv, base := startEngineServer(t, serverOptions{})
 	cliAsAdmin(t, srv)
 	srv.createRegistry("bsniff", false)
 	dir := writeFiles(t, map[string]string{
 		"acr-task.yaml": "version: v1.1.0\nsteps:\n  - build: --build-arg BUST={{.Run.ID}} -t {{.Run.Registry}}/sniffed:1 .\n",
 		"Dockerfile":    "FROM " + base + "\nARG BUST\nCOPY sniff /sniff\nRUN echo $BUST && /sniff\n",
 	})
-	buildSniffer(t, dir)
-	stop := adminTraffic(srv)
-	out, code := quickRun(t, "bsniff", dir)
-	stop()
-	if code != 0 {
-		t.Fatalf("run: exit %d\n%s", code, out)
-	}
+	out := sniffRun(t, srv, "bsniff", dir)
 	if strings.Contains(out, "SNIFFER-CAPTURED") || !strings.Contains(out, "SNIFFER-NOTHING") {
 		t.Errorf("the build's RUN saw the admin's traffic (or did not run):\n%s", out)
 	}
@@ -198,9 +194,7 @@ func adminTraffic(srv *testServer) (stop func()) {
 // build with --network host are refused with the setting that would allow
 // them, and nothing runs; a registry the admin allows runs privileged.
 func TestSandboxPrivilegedRefused(t *testing.T) {
-	dc := dockertest.Engine(t)
-	base := dockertest.BusyboxImage(t, dc, "")
-	srv := startServer(t, serverOptions{engine: os.Getenv("DOCKER_HOST"),
+	srv, base := startEngineServer(t, serverOptions{
 		security: config.Security{PrivilegedRegistries: []string{"trusted"}}})
 	cliAsAdmin(t, srv)
 	srv.createRegistry("plain", false)
@@ -248,9 +242,7 @@ func TestSandboxPrivilegedRefused(t *testing.T) {
 // only the gantry alias step gets GANTRY_TOKEN, which the control API
 // accepts.
 func TestSandboxRunCredentials(t *testing.T) {
-	dc := dockertest.Engine(t)
-	base := dockertest.BusyboxImage(t, dc, "")
-	srv := startServer(t, serverOptions{engine: os.Getenv("DOCKER_HOST"), gantryBinary: staticGantry(t)})
+	srv, base := startEngineServer(t, serverOptions{gantryBinary: staticGantry(t)})
 	cliAsAdmin(t, srv)
 	srv.createRegistry("creds", false)
 	probe := `#!/bin/sh
@@ -287,14 +279,13 @@ if wget -q -O - --header "Authorization: Basic $auth" http://` + srv.addr + `/v1
 // replace the gantry CLI image, and the gantry alias runs the image the
 // server built even when its tag was replaced on the engine.
 func TestSandboxImagesScoped(t *testing.T) {
-	dc := dockertest.Engine(t)
-	base := dockertest.BusyboxImage(t, dc, "")
-	srv := startServer(t, serverOptions{engine: os.Getenv("DOCKER_HOST"), gantryBinary: staticGantry(t)})
+	srv, base := startEngineServer(t, serverOptions{gantryBinary: staticGantry(t)})
 	cliAsAdmin(t, srv)
 	alpha := srv.createRegistry("alpha", false)
 	srv.createRegistry("beta", false)
 
 	// The engine holds alpha's private image, as while an alpha run uses it.
+	dc := dockertest.Engine(t)
 	private := alpha + "/alpha-private:1"
 	dockertest.BuildImage(t, dc, private, map[string]string{
 		"Dockerfile": "FROM " + base + "\nRUN echo alpha-secret-content > /secret.txt\n"})
@@ -373,10 +364,8 @@ func TestSandboxImagesScoped(t *testing.T) {
 // context roots); nothing is created; the admin cannot name the data
 // directory either, and a folder under a context root is accepted.
 func TestSandboxContexts(t *testing.T) {
-	dc := dockertest.Engine(t)
-	_ = dockertest.BusyboxImage(t, dc, "")
 	root := t.TempDir()
-	srv := startServer(t, serverOptions{engine: os.Getenv("DOCKER_HOST"), gantryBinary: staticGantry(t),
+	srv, _ := startEngineServer(t, serverOptions{gantryBinary: staticGantry(t),
 		security: config.Security{ContextRoots: []string{root}}})
 	cliAsAdmin(t, srv)
 	srv.createRegistry("ctx", false)
@@ -434,9 +423,7 @@ func TestSandboxContexts(t *testing.T) {
 // pulls and builds, exchanged for a refresh token that expires with the
 // run, and no step finds it in its Docker config.
 func TestSandboxTaskTokenCredential(t *testing.T) {
-	dc := dockertest.Engine(t)
-	base := dockertest.BusyboxImage(t, dc, "")
-	srv := startServer(t, serverOptions{engine: os.Getenv("DOCKER_HOST")})
+	srv, base := startEngineServer(t, serverOptions{})
 	cliAsAdmin(t, srv)
 	alpha := srv.createRegistry("alpha", false)
 	srv.createRegistry("beta", false)

@@ -15,6 +15,7 @@ import (
 	"github.com/gantryhq/gantry/client"
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/config"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // recorder is an upstream registry on a loopback port that records every
@@ -39,7 +40,7 @@ type seenRequest struct {
 
 // newRecorder makes a recorder with fresh content; start serves it.
 func newRecorder(user, pass string) *recorder {
-	note := randomHex(8)
+	note := testenv.RandomHex(8)
 	cfg := []byte(`{"architecture":"amd64","os":"linux","note":"` + note + `"}`)
 	layer := []byte("layer " + note)
 	return &recorder{user: user, pass: pass, manifest: imageManifest(cfg, layer, note, nil),

@@ -21,6 +21,7 @@ import (
 	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/cmd/gantry/cli"
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // gantryCLI runs the real gantry command line in-process. The server
@@ -129,7 +130,7 @@ func (g *gitHost) sawAuthorization(want string) bool {
 func TestSecretsNeverLeak(t *testing.T) {
 	engineHost := os.Getenv("DOCKER_HOST")
 	var busybox string
-	if engineHost != "" || os.Getenv("GANTRY_REQUIRE_INTEGRATION") == "1" {
+	if testenv.HasEngine() {
 		dc := dockertest.Engine(t)
 		dockertest.Sweep(t, dc)
 		busybox = dockertest.BusyboxImage(t, dc, "")
@@ -138,9 +139,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 	cliAsAdmin(t, srv)
 
 	leaks := &leakChecker{t: t, secrets: map[string]string{}}
-	vaultValue := "vault-value-" + randomHex(12)
-	gitToken := "ghp_" + randomHex(16)
-	credPassword := "cred-password-" + randomHex(12)
+	vaultValue := "vault-value-" + testenv.RandomHex(12)
+	gitToken := "ghp_" + testenv.RandomHex(16)
+	credPassword := "cred-password-" + testenv.RandomHex(12)
 	leaks.add("vault secret", vaultValue)
 	leaks.add("git access token", gitToken)
 	leaks.add("git Authorization header", "x-access-token:"+gitToken)
@@ -379,7 +380,7 @@ func TestGitTokenStaysWithItsHost(t *testing.T) {
 	hostA, hostB := httptest.NewServer(a), httptest.NewServer(b)
 	t.Cleanup(hostA.Close)
 	t.Cleanup(hostB.Close)
-	token := "ghp_" + randomHex(16)
+	token := "ghp_" + testenv.RandomHex(16)
 	header := func(tok string) string {
 		return "Basic " + base64.StdEncoding.EncodeToString([]byte("x-access-token:"+tok))
 	}
@@ -408,7 +409,7 @@ func TestGitTokenStaysWithItsHost(t *testing.T) {
 		t.Fatalf("moving the context within its host: %v", err)
 	}
 	// To host B with a token for B: B sees that one only.
-	tokenB := "ghp_" + randomHex(16)
+	tokenB := "ghp_" + testenv.RandomHex(16)
 	if _, err := adm.UpdateTask(ctx, "gitreg", "moving", api.UpdateTaskRequest{Context: &toB, GitAccessToken: &tokenB}); err != nil {
 		t.Fatalf("moving the context with a new token: %v", err)
 	}

@@ -18,28 +18,8 @@ import (
 	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
-
-// requireTool returns the path of an external tool; without it the test
-// skips, or fails with GANTRY_REQUIRE_INTEGRATION=1.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, dir := range []string{"../../.tools/bin"} {
-		if p, err := filepath.Abs(filepath.Join(dir, name)); err == nil {
-			if _, err := os.Stat(p); err == nil {
-				return p
-			}
-		}
-	}
-	if os.Getenv("GANTRY_REQUIRE_INTEGRATION") == "1" {
-		t.Fatalf("%s not found (GANTRY_REQUIRE_INTEGRATION=1)", name)
-	}
-	t.Skipf("%s not found", name)
-	return ""
-}
 
 // pushTinyImage pushes a valid one-layer image (an uncompressed tar holding
 // one file) to repo:tag.
@@ -90,11 +70,7 @@ func gantryOK(t *testing.T, args ...string) string {
 func TestTutorialTokenFlow(t *testing.T) {
 	engineHost := os.Getenv("DOCKER_HOST")
 	srv := startServer(t, serverOptions{engine: engineHost})
-	t.Setenv("GANTRY_CONFIG_DIR", t.TempDir())
-	t.Setenv("GANTRY_SERVER", "http://"+srv.addr)
-	t.Setenv("GANTRY_USERNAME", "admin")
-	t.Setenv("GANTRY_PASSWORD", srv.adminPassword)
-	t.Setenv("GANTRY_TOKEN", "")
+	cliAsAdmin(t, srv)
 	g := func(args ...string) string {
 		t.Helper()
 		return gantryOK(t, args...)
@@ -134,7 +110,7 @@ func TestTutorialTokenFlow(t *testing.T) {
 	}
 
 	t.Run("registry client", func(t *testing.T) {
-		skopeo := requireTool(t, "skopeo")
+		skopeo := testenv.Tool(t, "skopeo")
 		state := newStateReader(t, srv.cfg.Data)
 		skopeoRun := func(args ...string) (string, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -176,7 +152,7 @@ func TestTutorialTokenFlow(t *testing.T) {
 	})
 
 	t.Run("task run", func(t *testing.T) {
-		if engineHost == "" && os.Getenv("GANTRY_REQUIRE_INTEGRATION") != "1" {
+		if !testenv.HasEngine() {
 			t.Skip("no DOCKER_HOST")
 		}
 		dc := dockertest.Engine(t)

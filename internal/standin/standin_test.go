@@ -6,9 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,17 +14,8 @@ import (
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
 	"github.com/gantryhq/gantry/internal/standin"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
-
-func fixture(t *testing.T, name string) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "..", "testdata", "fixtures", "seed-samples", name)
-	if _, err := os.Stat(dir); err != nil {
-		dockertest.Require(t, "fixture %s not found", dir)
-	}
-	return dir
-}
 
 // buildSample builds a sample's Dockerfile unchanged FROM the stand-in,
 // which is tagged <prefix>/node:15-alpine and passed as REGISTRY_FROM_URL.
@@ -42,7 +30,7 @@ func buildSample(t *testing.T, d *docker.Client, sample string) string {
 	}
 	dockertest.RemoveImageOnCleanup(t, d, base)
 	var ctxTar bytes.Buffer
-	if err := docker.TarBuildContext(&ctxTar, fixture(t, sample), "Dockerfile"); err != nil {
+	if err := docker.TarBuildContext(&ctxTar, testenv.Samples(t, sample), "Dockerfile"); err != nil {
 		t.Fatal(err)
 	}
 	tag := prefix + "/" + sample + ":test"

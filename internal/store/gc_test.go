@@ -18,30 +18,13 @@ import (
 
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/store/manifest"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
-
-// clock is a settable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 func TestGC(t *testing.T) {
 	t.Parallel()
-	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	f := newFixture(t, store.WithClock(c.now), store.WithGCGrace(time.Hour), store.WithUploadTTL(2*time.Hour))
+	c := testenv.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	f := newFixture(t, store.WithClock(c.Now), store.WithGCGrace(time.Hour), store.WithUploadTTL(2*time.Hour))
 	cfg, cfgN := f.blob("app", `{}`)
 	kept, keptN := f.blob("app", "referenced layer")
 	orphan, _ := f.blob("app", "uploaded but never referenced")
@@ -68,7 +51,7 @@ func TestGC(t *testing.T) {
 		t.Fatalf("GC within grace: %+v %v", res, err)
 	}
 	checked, _ := f.blob("app", "old, unreferenced, but checked by a push")
-	c.add(3 * time.Hour)
+	c.Advance(3 * time.Hour)
 	recent, _ := f.blob("app", "uploaded just now")
 	if _, err := f.st.StatBlob(ctx(), "reg", "app", checked); err != nil {
 		t.Fatal(err)
@@ -111,7 +94,7 @@ func TestGC(t *testing.T) {
 	if err := os.WriteFile(blobFile(f, stray), []byte("stray"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	old := c.now().Add(-2 * time.Hour)
+	old := c.Now().Add(-2 * time.Hour)
 	os.Chtimes(blobFile(f, stray), old, old)
 	if res, err := f.st.GC(ctx()); err != nil || len(res.Blobs) != 1 || res.Blobs[0].Digest != stray {
 		t.Fatalf("stray file: %+v %v", res, err)

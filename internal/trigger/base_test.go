@@ -36,7 +36,7 @@ func TestBaseImageTriggerQueuesDependent(t *testing.T) {
 	e := baseEnv(t)
 	ctx := context.Background()
 	admin := store.Actor{Principal: "admin-principal"}
-	d1 := pushBody(t, e.store, "publicregistry", "node", admin, "v1", "15-alpine")
+	d1 := pushBody(t, e.Store, "publicregistry", "node", admin, "v1", "15-alpine")
 	e.createTask(t, "contoso", "hello-world", nil)
 	// The FROM line names the registry as localhost; it listens on 127.0.0.1.
 	e.exec.set("hello-world", e.builds("localhost:15001/node:15-alpine", nil, nil))
@@ -44,7 +44,7 @@ func TestBaseImageTriggerQueuesDependent(t *testing.T) {
 	e.runNow(t, "contoso", "hello-world")
 	s, _ := e.startTrigger(t, WithDebounce(5*time.Millisecond))
 
-	d2 := pushBody(t, e.store, "publicregistry", "node", admin, "v2", "15-alpine")
+	d2 := pushBody(t, e.Store, "publicregistry", "node", admin, "v2", "15-alpine")
 	runs := e.waitRuns(t, "contoso", "hello-world", task.TriggerImageUpdate, 1)
 	c := runs[0].Cause.ImageUpdate
 	if c == nil || c.Image != "localhost:15001/node:15-alpine" || c.OldDigest != d1.String() || c.NewDigest != d2.String() ||
@@ -55,14 +55,14 @@ func TestBaseImageTriggerQueuesDependent(t *testing.T) {
 
 	// The same digest again (untag, then push the same manifest): the tag
 	// moves back to what the task built from, which triggers nothing.
-	if err := e.store.Untag(ctx, "publicregistry", "node", "15-alpine", admin); err != nil {
+	if err := e.Store.Untag(ctx, "publicregistry", "node", "15-alpine", admin); err != nil {
 		t.Fatal(err)
 	}
-	if d := pushBody(t, e.store, "publicregistry", "node", admin, "v2", "15-alpine"); d != d2 {
+	if d := pushBody(t, e.Store, "publicregistry", "node", admin, "v2", "15-alpine"); d != d2 {
 		t.Fatalf("re-push digest %s, want %s", d, d2)
 	}
 	// A push of another tag of the repository is not tracked.
-	push(t, e.store, "publicregistry", "node", admin, "16-alpine")
+	push(t, e.Store, "publicregistry", "node", admin, "16-alpine")
 	settle(t, s)
 	if got := e.runs(t, "contoso", "hello-world", task.TriggerImageUpdate); len(got) != 1 {
 		t.Fatalf("%d Image Update runs after unchanged pushes, want 1", len(got))
@@ -86,7 +86,7 @@ func TestBaseImageBurstCoalesced(t *testing.T) {
 	t.Parallel()
 	e := baseEnv(t)
 	admin := store.Actor{Principal: "admin"}
-	push(t, e.store, "publicregistry", "node", admin, "15-alpine")
+	push(t, e.Store, "publicregistry", "node", admin, "15-alpine")
 	e.createTask(t, "contoso", "hello-world", nil)
 	e.exec.set("hello-world", e.builds(publicHost+"/node:15-alpine", nil, nil))
 	stopWorkers := e.startTasks(t)
@@ -95,16 +95,16 @@ func TestBaseImageBurstCoalesced(t *testing.T) {
 	s, _ := e.startTrigger(t, WithDebounce(time.Second))
 
 	// Three pushes within the debounce window: one run, for the last.
-	push(t, e.store, "publicregistry", "node", admin, "15-alpine")
-	push(t, e.store, "publicregistry", "node", admin, "15-alpine")
-	d4 := push(t, e.store, "publicregistry", "node", admin, "15-alpine")
+	push(t, e.Store, "publicregistry", "node", admin, "15-alpine")
+	push(t, e.Store, "publicregistry", "node", admin, "15-alpine")
+	d4 := push(t, e.Store, "publicregistry", "node", admin, "15-alpine")
 	settle(t, s)
 	runs := e.runs(t, "contoso", "hello-world", task.TriggerImageUpdate)
 	if len(runs) != 1 || runs[0].Cause.ImageUpdate.NewDigest != d4.String() {
 		t.Fatalf("runs after a burst = %d (%+v), want 1 for %s", len(runs), runs, d4)
 	}
 	// Later pushes while that run is still queued join it.
-	d5 := push(t, e.store, "publicregistry", "node", admin, "15-alpine")
+	d5 := push(t, e.Store, "publicregistry", "node", admin, "15-alpine")
 	settle(t, s)
 	if runs := e.runs(t, "contoso", "hello-world", task.TriggerImageUpdate); len(runs) != 1 {
 		t.Fatalf("%d runs after a push while one is queued, want 1", len(runs))
@@ -127,8 +127,8 @@ func TestBaseImageTagsMovedTogetherOneRun(t *testing.T) {
 	t.Parallel()
 	e := baseEnv(t)
 	admin := store.Actor{Principal: "admin"}
-	push(t, e.store, "publicregistry", "node", admin, "15-alpine", "15")
-	push(t, e.store, "publicregistry", "builder", admin, "1")
+	push(t, e.Store, "publicregistry", "node", admin, "15-alpine", "15")
+	push(t, e.Store, "publicregistry", "builder", admin, "1")
 	e.createTask(t, "contoso", "multi-base", func(r *task.CreateRequest) { r.BaseImageTriggerType = task.BaseImageAll })
 	e.exec.set("multi-base", e.builds(publicHost+"/node:15-alpine", []string{publicHost + "/node:15", publicHost + "/builder:1"}, nil))
 	e.startTasks(t)
@@ -136,8 +136,8 @@ func TestBaseImageTagsMovedTogetherOneRun(t *testing.T) {
 	s, _ := e.startTrigger(t, WithDebounce(time.Second))
 
 	// One push moving two tracked tags, and a second push right after.
-	dn := push(t, e.store, "publicregistry", "node", admin, "15-alpine", "15")
-	db := push(t, e.store, "publicregistry", "builder", admin, "1")
+	dn := push(t, e.Store, "publicregistry", "node", admin, "15-alpine", "15")
+	db := push(t, e.Store, "publicregistry", "builder", admin, "1")
 	settle(t, s)
 	e.waitFinished(t, "contoso", "multi-base")
 	settle(t, s)
@@ -158,8 +158,8 @@ func TestBaseImageRuntimeVersusAll(t *testing.T) {
 	t.Parallel()
 	e := baseEnv(t)
 	admin := store.Actor{Principal: "admin"}
-	push(t, e.store, "publicregistry", "node", admin, "15-alpine")
-	push(t, e.store, "publicregistry", "builder", admin, "1")
+	push(t, e.Store, "publicregistry", "node", admin, "15-alpine")
+	push(t, e.Store, "publicregistry", "builder", admin, "1")
 	e.createTask(t, "contoso", "runtime-only", nil)
 	e.createTask(t, "contoso", "all-stages", func(r *task.CreateRequest) { r.BaseImageTriggerType = task.BaseImageAll })
 	for _, name := range []string{"runtime-only", "all-stages"} {
@@ -170,7 +170,7 @@ func TestBaseImageRuntimeVersusAll(t *testing.T) {
 	e.runNow(t, "contoso", "all-stages")
 	s, _ := e.startTrigger(t, WithDebounce(0))
 
-	push(t, e.store, "publicregistry", "builder", admin, "1")
+	push(t, e.Store, "publicregistry", "builder", admin, "1")
 	e.waitRuns(t, "contoso", "all-stages", task.TriggerImageUpdate, 1)
 	settle(t, s)
 	if runs := e.runs(t, "contoso", "runtime-only", task.TriggerImageUpdate); len(runs) != 0 {
@@ -186,7 +186,7 @@ func TestBaseImageRuntimeVersusAll(t *testing.T) {
 	// The runtime base triggers both (once the first run left the queue,
 	// or the change would join it).
 	e.waitFinished(t, "contoso", "all-stages")
-	push(t, e.store, "publicregistry", "node", admin, "15-alpine")
+	push(t, e.Store, "publicregistry", "node", admin, "15-alpine")
 	e.waitRuns(t, "contoso", "runtime-only", task.TriggerImageUpdate, 1)
 	e.waitRuns(t, "contoso", "all-stages", task.TriggerImageUpdate, 2)
 }
@@ -196,7 +196,7 @@ func TestBaseImageDisabledNeverFires(t *testing.T) {
 	e := baseEnv(t)
 	ctx := context.Background()
 	admin := store.Actor{Principal: "admin"}
-	push(t, e.store, "publicregistry", "node", admin, "15-alpine")
+	push(t, e.Store, "publicregistry", "node", admin, "15-alpine")
 	for _, name := range []string{"disabled-task", "trigger-off", "control"} {
 		e.createTask(t, "contoso", name, nil)
 		e.exec.set(name, e.builds(publicHost+"/node:15-alpine", nil, nil))
@@ -215,7 +215,7 @@ func TestBaseImageDisabledNeverFires(t *testing.T) {
 	}
 	s, _ := e.startTrigger(t, WithDebounce(0))
 
-	push(t, e.store, "publicregistry", "node", admin, "15-alpine")
+	push(t, e.Store, "publicregistry", "node", admin, "15-alpine")
 	e.waitRuns(t, "contoso", "control", task.TriggerImageUpdate, 1)
 	settle(t, s)
 	for _, name := range []string{"disabled-task", "trigger-off", "never-ran"} {
@@ -240,7 +240,7 @@ func TestBaseImageDisabledNeverFires(t *testing.T) {
 // registry/repo:tag as the run.
 func pushAs(e *env, registry, repo, tag string) func(ctx context.Context, job engine.Job) error {
 	return func(ctx context.Context, job engine.Job) error {
-		_, err := pushNew(e.store, registry, repo, store.Actor{Principal: "identity-" + job.TaskName, RunID: job.RunID}, tag)
+		_, err := pushNew(e.Store, registry, repo, store.Actor{Principal: "identity-" + job.TaskName, RunID: job.RunID}, tag)
 		return err
 	}
 }
@@ -250,8 +250,8 @@ func TestBaseImageChainAndNoSelfTrigger(t *testing.T) {
 	e := baseEnv(t)
 	ctx := context.Background()
 	admin := store.Actor{Principal: "admin"}
-	push(t, e.store, "publicregistry", "node", admin, "15-alpine")
-	push(t, e.store, "baseartifacts", "node", admin, "15-alpine")
+	push(t, e.Store, "publicregistry", "node", admin, "15-alpine")
+	push(t, e.Store, "baseartifacts", "node", admin, "15-alpine")
 	// node-public builds FROM its own output (a self loop), base-import
 	// promotes the public base, hello-world builds on the promoted one.
 	e.createTask(t, "publicregistry", "node-public", nil)
@@ -320,8 +320,8 @@ func TestBaseImageNoTriggerLoop(t *testing.T) {
 	t.Parallel()
 	e := baseEnv(t)
 	admin := store.Actor{Principal: "admin"}
-	push(t, e.store, "contoso", "x", admin, "1")
-	push(t, e.store, "contoso", "y", admin, "1")
+	push(t, e.Store, "contoso", "x", admin, "1")
+	push(t, e.Store, "contoso", "y", admin, "1")
 	e.createTask(t, "contoso", "loop-a", nil)
 	e.createTask(t, "contoso", "loop-b", nil)
 	e.exec.set("loop-a", e.builds(appHost+"/x:1", nil, nil))
@@ -334,7 +334,7 @@ func TestBaseImageNoTriggerLoop(t *testing.T) {
 	e.exec.set("loop-b", e.builds(appHost+"/y:1", nil, pushAs(e, "contoso", "x", "1")))
 	s, _ := e.startTrigger(t, WithDebounce(0))
 
-	push(t, e.store, "contoso", "x", admin, "1")
+	push(t, e.Store, "contoso", "x", admin, "1")
 	e.waitRuns(t, "contoso", "loop-b", task.TriggerImageUpdate, 1)
 	for i := 0; i < 3; i++ { // let a loop, if any, go round
 		e.waitFinished(t, "contoso", "loop-a")
@@ -352,7 +352,7 @@ func TestBaseImageCatchUpAfterRestart(t *testing.T) {
 	t.Parallel()
 	e := baseEnv(t)
 	admin := store.Actor{Principal: "admin"}
-	push(t, e.store, "publicregistry", "node", admin, "15-alpine")
+	push(t, e.Store, "publicregistry", "node", admin, "15-alpine")
 	e.createTask(t, "contoso", "hello-world", nil)
 	e.exec.set("hello-world", e.builds(publicHost+"/node:15-alpine", nil, nil))
 	e.startTasks(t)
@@ -365,7 +365,7 @@ func TestBaseImageCatchUpAfterRestart(t *testing.T) {
 	e.exec.set("hello-world", func(context.Context, engine.Job) (engine.Result, error) {
 		return engine.Result{}, errors.Join(engine.ErrStepFailed, errors.New("failed to run step ID: validate-base-image: exit status 1"))
 	})
-	d2 := push(t, e.store, "publicregistry", "node", admin, "15-alpine")
+	d2 := push(t, e.Store, "publicregistry", "node", admin, "15-alpine")
 	s, stop := e.startTrigger(t, WithDebounce(0))
 	runs := e.waitRuns(t, "contoso", "hello-world", task.TriggerImageUpdate, 1)
 	if c := runs[0].Cause; c.ImageUpdate.NewDigest != d2.String() || !strings.Contains(c.Note, "caught up") {
@@ -386,8 +386,8 @@ func TestBaseImageMovedDuringRunCaughtAfter(t *testing.T) {
 	t.Parallel()
 	e := baseEnv(t)
 	admin := store.Actor{Principal: "admin"}
-	push(t, e.store, "publicregistry", "node", admin, "15-alpine")
-	push(t, e.store, "publicregistry", "builder", admin, "1")
+	push(t, e.Store, "publicregistry", "node", admin, "15-alpine")
+	push(t, e.Store, "publicregistry", "builder", admin, "1")
 	e.createTask(t, "publicregistry", "upstream", nil)
 	e.createTask(t, "contoso", "hello-world", func(r *task.CreateRequest) { r.BaseImageTriggerType = task.BaseImageAll })
 	build := e.builds(publicHost+"/node:15-alpine", []string{publicHost + "/builder:1"}, nil)
@@ -412,11 +412,11 @@ func TestBaseImageMovedDuringRunCaughtAfter(t *testing.T) {
 	e.exec.set("upstream", func(ctx context.Context, job engine.Job) (engine.Result, error) {
 		defer close(pushed)
 		by := store.Actor{Principal: "identity-upstream", RunID: job.RunID}
-		if _, err := pushNew(e.store, "publicregistry", "node", by, "15-alpine"); err != nil {
+		if _, err := pushNew(e.Store, "publicregistry", "node", by, "15-alpine"); err != nil {
 			return engine.Result{}, err
 		}
 		<-resolved
-		d, err := pushNew(e.store, "publicregistry", "builder", by, "1")
+		d, err := pushNew(e.Store, "publicregistry", "builder", by, "1")
 		builderDigest.Store(d.String())
 		return engine.Result{}, err
 	})
@@ -442,7 +442,7 @@ func TestBaseImageMovedBackWithinWindow(t *testing.T) {
 	t.Parallel()
 	e := baseEnv(t)
 	admin := store.Actor{Principal: "admin"}
-	pushBody(t, e.store, "publicregistry", "node", admin, "good", "15-alpine")
+	pushBody(t, e.Store, "publicregistry", "node", admin, "good", "15-alpine")
 	e.createTask(t, "contoso", "hello-world", nil)
 	e.exec.set("hello-world", e.builds(publicHost+"/node:15-alpine", nil, nil))
 	e.startTasks(t)
@@ -450,8 +450,8 @@ func TestBaseImageMovedBackWithinWindow(t *testing.T) {
 	s, _ := e.startTrigger(t, WithDebounce(time.Second))
 
 	// A bad push rolled back at once: the task is where it was.
-	pushBody(t, e.store, "publicregistry", "node", admin, "bad", "15-alpine")
-	pushBody(t, e.store, "publicregistry", "node", admin, "good", "15-alpine")
+	pushBody(t, e.Store, "publicregistry", "node", admin, "bad", "15-alpine")
+	pushBody(t, e.Store, "publicregistry", "node", admin, "good", "15-alpine")
 	settle(t, s)
 	if runs := e.runs(t, "contoso", "hello-world", task.TriggerImageUpdate); len(runs) != 0 {
 		t.Fatalf("%d runs after a push rolled back within the window", len(runs))

@@ -22,7 +22,7 @@ import (
 func benchRegistry(b *testing.B, e *env) *httptest.Server {
 	b.Helper()
 	mux := http.NewServeMux()
-	mux.Handle("/v2/", registry.New("publicregistry", e.store, registry.WithAuthorizer(auth.AllowAll{})))
+	mux.Handle("/v2/", registry.New("publicregistry", e.Store, registry.WithAuthorizer(auth.AllowAll{})))
 	srv := httptest.NewServer(mux)
 	b.Cleanup(srv.Close)
 	return srv
@@ -34,7 +34,7 @@ func preparePut(b *testing.B, e *env, srv *httptest.Server, n int) *http.Request
 	b.Helper()
 	config := []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","config":{"Labels":{"n":"%d-%d"}}}`, n, time.Now().UnixNano()))
 	cd := digest.FromBytes(config)
-	if _, err := e.store.PutBlob(context.Background(), "publicregistry", "node", cd, int64(len(config)), bytes.NewReader(config)); err != nil {
+	if _, err := e.Store.PutBlob(context.Background(), "publicregistry", "node", cd, int64(len(config)), bytes.NewReader(config)); err != nil {
 		b.Fatal(err)
 	}
 	req, err := http.NewRequest(http.MethodPut, srv.URL+"/v2/node/manifests/15-alpine", bytes.NewReader(manifestBody(cd, len(config))))
@@ -71,7 +71,7 @@ func BenchmarkPushToQueued(b *testing.B) {
 		b.Run(fmt.Sprintf("debounce=%s", window), func(b *testing.B) {
 			e := baseEnv(b)
 			srv := benchRegistry(b, e)
-			push(b, e.store, "publicregistry", "node", store.Actor{Principal: "admin"}, "15-alpine")
+			push(b, e.Store, "publicregistry", "node", store.Actor{Principal: "admin"}, "15-alpine")
 			e.createTask(b, "contoso", "hello-world", nil)
 			e.exec.set("hello-world", e.builds(publicHost+"/node:15-alpine", nil, nil))
 			e.startTasks(b)
@@ -114,12 +114,12 @@ func BenchmarkFanOut1000(b *testing.B) {
 	e := baseEnv(b)
 	ctx := context.Background()
 	srv := benchRegistry(b, e)
-	d0 := push(b, e.store, "publicregistry", "node", store.Actor{Principal: "admin"}, "15-alpine")
+	d0 := push(b, e.Store, "publicregistry", "node", store.Actor{Principal: "admin"}, "15-alpine")
 	// 1,000 tasks that have each built once FROM node:15-alpine: the rows a
 	// successful run records, written directly to keep the setup short.
 	for i := 0; i < n; i++ {
 		tk := e.createTask(b, "contoso", fmt.Sprintf("app-%04d", i), nil)
-		if _, err := e.db.W.ExecContext(ctx, `INSERT INTO task_base_images(task_id, image, registry, repository, tag, digest, runtime, run_id, updated_at)
+		if _, err := e.DB.W.ExecContext(ctx, `INSERT INTO task_base_images(task_id, image, registry, repository, tag, digest, runtime, run_id, updated_at)
 			VALUES (?, ?, ?, 'node', '15-alpine', ?, 1, 'setup', '2025-01-01T00:00:00Z')`,
 			tk.ID, publicHost+"/node:15-alpine", publicHost, d0.String()); err != nil {
 			b.Fatal(err)
@@ -139,7 +139,7 @@ func BenchmarkFanOut1000(b *testing.B) {
 		b.StopTimer()
 		// The previous round's runs never started: cancel them so that this
 		// round is not coalesced into them.
-		if _, err := e.db.W.ExecContext(ctx, `UPDATE runs SET status = 'Canceled' WHERE status = 'Queued'`); err != nil {
+		if _, err := e.DB.W.ExecContext(ctx, `UPDATE runs SET status = 'Canceled' WHERE status = 'Queued'`); err != nil {
 			b.Fatal(err)
 		}
 		req := preparePut(b, e, srv, i)

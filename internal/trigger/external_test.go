@@ -2,21 +2,17 @@ package trigger
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/auth"
-	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/engine"
 	"github.com/gantryhq/gantry/internal/oci"
-	"github.com/gantryhq/gantry/internal/registry"
 	"github.com/gantryhq/gantry/internal/remote"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/task"
+	"github.com/gantryhq/gantry/internal/testenv/stack"
 )
 
 // upstream is another registry server on loopback (a stand-in for Docker
@@ -29,33 +25,10 @@ type upstream struct {
 
 func startUpstream(t *testing.T, anonymousPull bool) *upstream {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	d, err := db.Open(ctx, filepath.Join(dir, "gantry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	st, err := store.Open(ctx, d, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	au, err := auth.New(d, filepath.Join(dir, "keys"), auth.WithRegistryLookup(st))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := au.EnsureAdmin(ctx, "upstream-password", dir); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.CreateRegistry(ctx, store.Registry{Name: "hub", AnonymousPull: anonymousPull}); err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/v2/", registry.New("hub", st, registry.WithAuthorizer(au)))
-	mux.Handle("/oauth2/", au.TokenHandler("hub"))
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return &upstream{store: st, host: strings.TrimPrefix(srv.URL, "http://")}
+	sk := stack.New(t, "")
+	sk.Admin(t, "upstream-password")
+	host := sk.ServeRegistry(t, store.Registry{Name: "hub", AnonymousPull: anonymousPull})
+	return &upstream{store: sk.Store, host: host}
 }
 
 func TestExternalBaseImagePolled(t *testing.T) {

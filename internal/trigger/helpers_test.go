@@ -15,12 +15,10 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/gantryhq/gantry/internal/auth"
-	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/engine"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/task"
-	"github.com/gantryhq/gantry/internal/vault"
+	"github.com/gantryhq/gantry/internal/testenv/stack"
 )
 
 // fakeClock is a Clock driven by Advance.
@@ -127,11 +125,7 @@ func (f *fakeExec) Cleanup(context.Context, string, string) error { return nil }
 // env is a task service over a real store and SQLite database, with a
 // fake engine.
 type env struct {
-	dir   string
-	db    *db.DB
-	store *store.Store
-	auth  *auth.Service
-	vault *vault.Service
+	*stack.Stack
 	exec  *fakeExec
 	tasks *task.Service
 	// hosts maps a registry's login server to its name (read-only once
@@ -155,32 +149,16 @@ type envConfig struct {
 func newEnv(t testing.TB, dir string, cfg envConfig) *env {
 	t.Helper()
 	ctx := context.Background()
-	d, err := db.Open(ctx, filepath.Join(dir, "gantry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	st, err := store.Open(ctx, d, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	au, err := auth.New(d, filepath.Join(dir, "keys"), auth.WithRegistryLookup(st))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := vault.New(d, filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sk := stack.New(t, dir)
 	fe := &fakeExec{by: map[string]func(context.Context, engine.Job) (engine.Result, error){}, calls: map[string]int{}}
 	// The tests' git repositories are local folders under the temp dir.
 	opts := []task.Option{task.WithConcurrency(4), task.WithContextRoots([]string{os.TempDir()})}
 	if cfg.now != nil {
 		opts = append(opts, task.WithClock(cfg.now))
 	}
-	e := &env{dir: dir, db: d, store: st, auth: au, vault: v, exec: fe, hosts: map[string]string{}}
-	e.tasks = task.New(d, dir, st, au, v, v, fe, opts...)
-	regs, err := st.ListRegistries(ctx)
+	e := &env{Stack: sk, exec: fe, hosts: map[string]string{}}
+	e.tasks = task.New(sk.DB, sk.Dir, sk.Store, sk.Auth, sk.Vault, sk.Vault, fe, opts...)
+	regs, err := sk.Store.ListRegistries(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,10 +171,10 @@ func newEnv(t testing.TB, dir string, cfg envConfig) *env {
 // registry creates a registry (or finds it after a restart).
 func (e *env) registry(t testing.TB, name, listen string) {
 	t.Helper()
-	if _, err := e.store.GetRegistry(context.Background(), name); err == nil {
+	if _, err := e.Store.GetRegistry(context.Background(), name); err == nil {
 		return
 	}
-	if _, err := e.store.CreateRegistry(context.Background(), store.Registry{Name: name, Listen: listen}); err != nil {
+	if _, err := e.Store.CreateRegistry(context.Background(), store.Registry{Name: name, Listen: listen}); err != nil {
 		t.Fatal(err)
 	}
 	e.hosts[listen] = name
@@ -219,7 +197,7 @@ func (e *env) startTasks(t testing.TB) (stop func()) {
 // startTrigger starts a trigger service; stop stops it and waits.
 func (e *env) startTrigger(t testing.TB, opts ...Option) (*Service, func()) {
 	t.Helper()
-	s := New(e.db, e.tasks, e.store, e.vault, opts...)
+	s := New(e.DB, e.tasks, e.Store, e.Vault, opts...)
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -301,7 +279,7 @@ func (e *env) resolve(ctx context.Context, ref string) engine.Image {
 		if normalizeHost(listen) != normalizeHost(img.Registry) {
 			continue
 		}
-		if d, err := e.store.ResolveTag(ctx, reg, img.Repository, img.Tag); err == nil {
+		if d, err := e.Store.ResolveTag(ctx, reg, img.Repository, img.Tag); err == nil {
 			img.Digest = d.String()
 		}
 	}

@@ -4,45 +4,28 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/auth"
-	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
 	"github.com/gantryhq/gantry/internal/engine"
-	"github.com/gantryhq/gantry/internal/registry"
 	"github.com/gantryhq/gantry/internal/standin"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/task"
-	"github.com/gantryhq/gantry/internal/vault"
+	"github.com/gantryhq/gantry/internal/testenv"
+	"github.com/gantryhq/gantry/internal/testenv/stack"
 )
-
-// seedSamples is the directory of the tutorial's sample repositories.
-func seedSamples(t testing.TB) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "..", "testdata", "fixtures", "seed-samples")
-	if _, err := os.Stat(dir); err != nil {
-		dockertest.Require(t, "fixtures not found at %s", dir)
-	}
-	return dir
-}
 
 // sampleRepo makes a local git repository of a sample (files replaced or
 // added by extra) with one commit on main.
 func sampleRepo(t testing.TB, sample string, extra map[string]string) string {
 	t.Helper()
-	src := filepath.Join(seedSamples(t), sample)
+	src := filepath.Join(testenv.Samples(t), sample)
 	dir := t.TempDir()
 	entries, err := os.ReadDir(src)
 	if err != nil {
@@ -80,47 +63,6 @@ func commitFile(t testing.TB, dir, name, body, msg string) string {
 	return strings.TrimSpace(gitCmd(t, dir, "rev-parse", "HEAD"))
 }
 
-// serveRegistry creates an anonymous-pull registry whose login server is a
-// loopback listener serving it, with Docker token authentication.
-func serveRegistry(t testing.TB, st *store.Store, au *auth.Service, name string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	host := ln.Addr().String()
-	if _, err := st.CreateRegistry(context.Background(), store.Registry{Name: name, Listen: host, AnonymousPull: true}); err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/v2/", registry.New(name, st, registry.WithAuthorizer(au)))
-	mux.Handle("/oauth2/", au.TokenHandler(name))
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return host
-}
-
-// syncLog is a log buffer shown when the test fails.
-type syncLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 const helloWorldTaskFile = `version: v1.1.0
 steps:
   - id: build-hello-world
@@ -147,29 +89,13 @@ func TestIntegrationCommitToBaseRebuildsDependents(t *testing.T) {
 	}
 	d := dockertest.Engine(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	database, err := db.Open(ctx, filepath.Join(dir, "gantry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { database.Close() })
-	st, err := store.Open(ctx, database, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	au, err := auth.New(database, filepath.Join(dir, "keys"), auth.WithRegistryLookup(st))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := vault.New(database, filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sk := stack.New(t, "")
+	dir, database, st, au, v := sk.Dir, sk.DB, sk.Store, sk.Auth, sk.Vault
 	hosts := map[string]string{}
 	for _, name := range []string{"hub", "publicregistry", "contosobaseartifacts", "contoso"} {
-		hosts[name] = serveRegistry(t, st, au, name)
+		hosts[name] = sk.ServeRegistry(t, store.Registry{Name: name, AnonymousPull: true})
 	}
-	var logs syncLog
+	var logs testenv.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -178,7 +104,7 @@ func TestIntegrationCommitToBaseRebuildsDependents(t *testing.T) {
 	})
 	tasks := task.New(database, dir, st, au, v, v, engine.New(d, engine.WithLogger(log.With("component", "engine"))),
 		task.WithLogger(log.With("component", "task")), task.WithConcurrency(4), task.WithContextRoots([]string{os.TempDir()}))
-	e := &env{dir: dir, db: database, store: st, auth: au, vault: v, tasks: tasks, hosts: map[string]string{}, wait: 4 * time.Minute}
+	e := &env{Stack: sk, tasks: tasks, hosts: map[string]string{}, wait: 4 * time.Minute}
 	for name, h := range hosts {
 		e.hosts[h] = name
 	}

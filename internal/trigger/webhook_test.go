@@ -88,7 +88,7 @@ func TestWebhook(t *testing.T) {
 		t.Fatalf("secret changed between calls or is short: %d chars", len(secret))
 	}
 	var sealed []byte
-	if err := c.db.R.QueryRow(`SELECT secret FROM trigger_webhooks`).Scan(&sealed); err != nil || bytes.Contains(sealed, []byte(secret)) {
+	if err := c.DB.R.QueryRow(`SELECT secret FROM trigger_webhooks`).Scan(&sealed); err != nil || bytes.Contains(sealed, []byte(secret)) {
 		t.Fatalf("the secret is not stored sealed (%v)", err)
 	}
 

@@ -5,18 +5,13 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 func TestSealOpen(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	d, err := db.Open(t.Context(), filepath.Join(dir, "g.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	s, err := New(d, filepath.Join(dir, "keys"))
+	s, err := New(testenv.DB(t, dir), filepath.Join(dir, "keys"))
 	if err != nil {
 		t.Fatal(err)
 	}

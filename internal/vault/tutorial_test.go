@@ -10,23 +10,8 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/auth"
-	"github.com/gantryhq/gantry/internal/db"
-	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
-
-// createRegistries creates registries through the store, as the server does.
-func createRegistries(t *testing.T, d *db.DB, names ...string) {
-	t.Helper()
-	st, err := store.Open(context.Background(), d, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range names {
-		if _, err := st.CreateRegistry(context.Background(), store.Registry{Name: name}); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 // TestTutorialTokenFlow is the tutorial's credential flow at the library
 // level: a _repositories_pull token on the public registry and a
@@ -38,7 +23,7 @@ func TestTutorialTokenFlow(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
 	a := e.auth
-	createRegistries(t, e.db, "publicregistry", "contosobaseartifacts", "contoso")
+	testenv.CreateRegistries(t, testenv.Store(t, e.db, t.TempDir()), "publicregistry", "contosobaseartifacts", "contoso")
 	// az acr token create ... -o tsv --query credentials.passwords[0].value
 	public, err := a.CreateToken(ctx, auth.TokenSpec{Registry: "publicregistry", Name: "registry-publicregistry-user", ScopeMap: auth.ScopeMapPull})
 	if err != nil {

@@ -13,11 +13,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/db"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 type env struct {
@@ -25,37 +25,16 @@ type env struct {
 	auth  *auth.Service
 	db    *db.DB
 	dir   string
-	logs  *syncBuffer
+	logs  *testenv.Buffer
 	admin auth.Identity
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	d, err := db.Open(ctx, filepath.Join(dir, "gantry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	logs := &syncBuffer{}
+	d := testenv.DB(t, dir)
+	logs := &testenv.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, err := auth.New(d, filepath.Join(dir, "keys"), auth.WithPasswordHashCost(64, 1), auth.WithLogger(log))
 	if err != nil {

@@ -15,11 +15,11 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/auth"
-	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/httpapi"
 	"github.com/gantryhq/gantry/internal/importer"
 	"github.com/gantryhq/gantry/internal/registry"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/testenv/stack"
 	"github.com/gantryhq/gantry/internal/vault"
 )
 
@@ -100,27 +100,9 @@ type azServer struct {
 func startAzServer(t *testing.T) *azServer {
 	t.Helper()
 	ctx := t.Context()
-	dir := t.TempDir()
-	d, err := db.Open(ctx, filepath.Join(dir, "gantry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	s := &azServer{}
-	if s.st, err = store.Open(ctx, d, dir); err != nil {
-		t.Fatal(err)
-	}
-	if s.au, err = auth.New(d, filepath.Join(dir, "keys"), auth.WithRegistryLookup(s.st), auth.WithPasswordHashCost(64, 1)); err != nil {
-		t.Fatal(err)
-	}
-	if s.vlt, err = vault.New(d, filepath.Join(dir, "keys")); err != nil {
-		t.Fatal(err)
-	}
-	setup, err := s.au.EnsureAdmin(ctx, "admin-password", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.admin = auth.Identity{Principal: setup.Principal, Name: auth.AdminUsername, Kind: auth.KindAdmin}
+	sk := stack.New(t, "")
+	d := sk.DB
+	s := &azServer{st: sk.Store, au: sk.Auth, vlt: sk.Vault, admin: sk.Admin(t, "admin-password")}
 	log := slog.New(slog.DiscardHandler)
 	im := importer.New(d, s.st, s.vlt, s.au, importer.WithLogger(log))
 	ictx, stop := context.WithCancel(context.Background())
@@ -128,7 +110,7 @@ func startAzServer(t *testing.T) *azServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stop(); im.Wait() })
-	ctl := httptest.NewServer(httpapi.New(s.st, s.au, s.vlt, containerNoRegistries{}, httpapi.WithImporter(im), httpapi.WithLogger(log)))
+	ctl := httptest.NewServer(httpapi.New(s.st, s.au, s.vlt, stack.NoRegistries{}, httpapi.WithImporter(im), httpapi.WithLogger(log)))
 	t.Cleanup(ctl.Close)
 	reg := httptest.NewServer(registry.New("contoso", s.st, registry.WithAuthorizer(s.au)))
 	t.Cleanup(reg.Close)
@@ -140,11 +122,7 @@ func startAzServer(t *testing.T) *azServer {
 		t.Fatal(err)
 	}
 
-	t.Setenv("GANTRY_SERVER", ctl.URL)
-	t.Setenv("GANTRY_CONFIG_DIR", t.TempDir())
-	t.Setenv("GANTRY_USERNAME", auth.AdminUsername)
-	t.Setenv("GANTRY_PASSWORD", "admin-password")
-	t.Setenv("GANTRY_TOKEN", "")
+	useServer(t, ctl.URL, auth.AdminUsername, "admin-password")
 	t.Setenv("HOME", t.TempDir())
 	t.Setenv("DOCKER_CONFIG", "")
 	return s

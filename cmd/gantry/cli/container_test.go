@@ -7,47 +7,17 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/auth"
-	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
 	"github.com/gantryhq/gantry/internal/httpapi"
 	"github.com/gantryhq/gantry/internal/instance"
-	"github.com/gantryhq/gantry/internal/store"
-	"github.com/gantryhq/gantry/internal/vault"
+	"github.com/gantryhq/gantry/internal/testenv"
+	"github.com/gantryhq/gantry/internal/testenv/stack"
 )
-
-// containerNoRegistries is a httpapi.Registries that serves nothing.
-type containerNoRegistries struct{}
-
-func (containerNoRegistries) Start(_ context.Context, r store.Registry) (store.Registry, error) {
-	return r, nil
-}
-func (containerNoRegistries) Stop(context.Context, string) error { return nil }
-func (containerNoRegistries) Running(string) bool                { return false }
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // executeWithContainers runs the real command line.
 func executeWithContainers(ctx context.Context, args []string, out, errOut io.Writer) int {
@@ -59,7 +29,7 @@ func executeWithContainers(ctx context.Context, args []string, out, errOut io.Wr
 // returns an image in a registry that requires authentication (busybox
 // httpd serving "$MSG" on $PORT and printing "serving on $PORT"), that
 // registry, and the server log.
-func startContainerServer(t *testing.T) (image string, reg *dockertest.Registry, serverLog *lockedBuffer) {
+func startContainerServer(t *testing.T) (image string, reg *dockertest.Registry, serverLog *testenv.Buffer) {
 	t.Helper()
 	engine := dockertest.Engine(t)
 	dockertest.Sweep(t, engine)
@@ -81,28 +51,10 @@ func startContainerServer(t *testing.T) (image string, reg *dockertest.Registry,
 	}
 
 	// The server.
-	dir := t.TempDir()
-	d, err := db.Open(ctx, filepath.Join(dir, "gantry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	st, err := store.Open(ctx, d, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	au, err := auth.New(d, filepath.Join(dir, "keys"), auth.WithRegistryLookup(st), auth.WithPasswordHashCost(64, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	vlt, err := vault.New(d, filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := au.EnsureAdmin(ctx, "admin-password", dir); err != nil {
-		t.Fatal(err)
-	}
-	serverLog = &lockedBuffer{}
+	sk := stack.New(t, "")
+	sk.Admin(t, "admin-password")
+	d, st, au, vlt := sk.DB, sk.Store, sk.Auth, sk.Vault
+	serverLog = &testenv.Buffer{}
 	log := slog.New(slog.NewTextHandler(serverLog, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	m, err := instance.New(d, engine, vlt, instance.WithLogger(log), instance.WithLabels(dockertest.Labels(t)),
 		instance.WithStopTimeout(time.Second), instance.WithDrainTimeout(time.Second))
@@ -113,14 +65,10 @@ func startContainerServer(t *testing.T) (image string, reg *dockertest.Registry,
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = m.Stop(context.Background()) })
-	srv := httptest.NewServer(httpapi.New(st, au, vlt, containerNoRegistries{}, httpapi.WithContainers(m), httpapi.WithLogger(log)))
+	srv := httptest.NewServer(httpapi.New(st, au, vlt, stack.NoRegistries{}, httpapi.WithContainers(m), httpapi.WithLogger(log)))
 	t.Cleanup(srv.Close)
 
-	t.Setenv("GANTRY_CONFIG_DIR", t.TempDir())
-	t.Setenv("GANTRY_SERVER", srv.URL)
-	t.Setenv("GANTRY_USERNAME", auth.AdminUsername)
-	t.Setenv("GANTRY_PASSWORD", "admin-password")
-	t.Setenv("GANTRY_TOKEN", "")
+	useServer(t, srv.URL, auth.AdminUsername, "admin-password")
 	return image, reg, serverLog
 }
 

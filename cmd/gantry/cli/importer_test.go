@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,10 +18,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gantryhq/gantry/internal/auth"
-	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/httpapi"
 	"github.com/gantryhq/gantry/internal/importer"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/testenv"
+	"github.com/gantryhq/gantry/internal/testenv/stack"
 	"github.com/gantryhq/gantry/internal/vault"
 )
 
@@ -81,30 +81,10 @@ func putImage(t *testing.T, st *store.Store, reg, repo, tag, seed string) string
 func TestImporterCommands(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	d, err := db.Open(ctx, filepath.Join(dir, "gantry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	st, err := store.Open(ctx, d, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	au, err := auth.New(d, filepath.Join(dir, "keys"), auth.WithRegistryLookup(st), auth.WithPasswordHashCost(64, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	vlt, err := vault.New(d, filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	setup, err := au.EnsureAdmin(ctx, "admin-password", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := auth.Identity{Principal: setup.Principal, Name: auth.AdminUsername, Kind: auth.KindAdmin}
-	var serverLog lockedBuffer
+	sk := stack.New(t, "")
+	admin := sk.Admin(t, "admin-password")
+	d, st, au, vlt := sk.DB, sk.Store, sk.Auth, sk.Vault
+	var serverLog testenv.Buffer
 	log := slog.New(slog.NewTextHandler(&serverLog, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	im := importer.New(d, st, vlt, au, importer.WithLogger(log))
 	ictx, stop := context.WithCancel(ctx)
@@ -112,20 +92,12 @@ func TestImporterCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stop(); im.Wait() })
-	srv := httptest.NewServer(httpapi.New(st, au, vlt, containerNoRegistries{}, httpapi.WithImporter(im), httpapi.WithLogger(log)))
+	srv := httptest.NewServer(httpapi.New(st, au, vlt, stack.NoRegistries{}, httpapi.WithImporter(im), httpapi.WithLogger(log)))
 	t.Cleanup(srv.Close)
-	for _, r := range []string{"publicregistry", "contoso"} {
-		if _, err := st.CreateRegistry(ctx, store.Registry{Name: r}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testenv.CreateRegistries(t, st, "publicregistry", "contoso")
 	v1 := putImage(t, st, "publicregistry", "node", "15-alpine", "green")
 
-	t.Setenv("GANTRY_CONFIG_DIR", t.TempDir())
-	t.Setenv("GANTRY_SERVER", srv.URL)
-	t.Setenv("GANTRY_USERNAME", auth.AdminUsername)
-	t.Setenv("GANTRY_PASSWORD", "admin-password")
-	t.Setenv("GANTRY_TOKEN", "")
+	useServer(t, srv.URL, auth.AdminUsername, "admin-password")
 	run := func(wantCode int, args ...string) (string, string) {
 		t.Helper()
 		var out, errOut bytes.Buffer

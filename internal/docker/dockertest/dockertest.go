@@ -17,7 +17,6 @@ package dockertest
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -32,6 +31,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // Label is the key of the label carried by every object the helpers create
@@ -46,23 +46,14 @@ const cleanupTimeout = 30 * time.Second
 
 // runID distinguishes the objects of this test process from those of other
 // processes sharing the engine.
-var runID = randomHex(4)
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+var runID = testenv.RandomHex(4)
 
 // Require skips the test (or, with GANTRY_REQUIRE_INTEGRATION=1, fails it)
-// with the reason why an integration dependency is missing.
+// with the reason why an integration dependency is missing: see
+// testenv.Require.
 func Require(t testing.TB, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("GANTRY_REQUIRE_INTEGRATION") == "1" {
-		t.Fatalf("%s (GANTRY_REQUIRE_INTEGRATION=1)", msg)
-	}
-	t.Skip(msg)
+	testenv.Require(t, format, args...)
 }
 
 var (
@@ -75,10 +66,7 @@ var (
 // fails it when the engine does not answer. Clients are shared per process.
 func Engine(t testing.TB) *docker.Client {
 	t.Helper()
-	host := os.Getenv("DOCKER_HOST")
-	if host == "" {
-		Require(t, "DOCKER_HOST is not set: no docker engine to test against")
-	}
+	host := testenv.DockerHost(t)
 	enginesMu.Lock()
 	defer enginesMu.Unlock()
 	if c, ok := engines[host]; ok {
@@ -99,7 +87,7 @@ func Engine(t testing.TB) *docker.Client {
 // or volume: prefix-<random>, lower case.
 func Name(t testing.TB, prefix string) string {
 	t.Helper()
-	return strings.ToLower(prefix) + "-" + runID + randomHex(4)
+	return strings.ToLower(prefix) + "-" + runID + testenv.RandomHex(4)
 }
 
 // LabelValue is the value of Label on the objects t creates: the process
