@@ -34,7 +34,7 @@ var (
 	ErrUnavailable = errdefs.New("the source registry is unavailable", errdefs.ErrUnavailable)
 	// ErrUntrusted means the registry's certificate is not trusted: signed
 	// by a CA the server was not given, or for another name.
-	ErrUntrusted = errdefs.New("the source registry's certificate is not trusted", errdefs.ErrUnavailable)
+	ErrUntrusted = errdefs.New("the source registry is not trusted", errdefs.ErrUnavailable)
 	// ErrUpstream means the registry answered something unusable: a
 	// manifest that does not match its digest, an unsupported format.
 	ErrUpstream = errdefs.New("bad answer from the source registry", errdefs.ErrUnavailable)
