@@ -278,13 +278,18 @@ func (s *Server) removeTaskCredential(w http.ResponseWriter, r *http.Request) er
 	return s.replyTask(w, r, http.StatusOK, t, err)
 }
 
-func (s *Server) addTimer(w http.ResponseWriter, r *http.Request) error {
-	reg, name, err := s.taskOp(r, auth.OpWrite)
-	if err != nil {
-		return err
+// timerRequest reads a timer add/update request on a task the caller may
+// change.
+func (s *Server) timerRequest(r *http.Request) (reg, name string, req api.TimerRequest, err error) {
+	if reg, name, err = s.taskOp(r, auth.OpWrite); err != nil {
+		return reg, name, req, err
 	}
-	var req api.TimerRequest
-	if err := decode(r, &req); err != nil {
+	return reg, name, req, decode(r, &req)
+}
+
+func (s *Server) addTimer(w http.ResponseWriter, r *http.Request) error {
+	reg, name, req, err := s.timerRequest(r)
+	if err != nil {
 		return err
 	}
 	if req.Schedule == nil {
@@ -296,12 +301,8 @@ func (s *Server) addTimer(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) updateTimer(w http.ResponseWriter, r *http.Request) error {
-	reg, name, err := s.taskOp(r, auth.OpWrite)
+	reg, name, req, err := s.timerRequest(r)
 	if err != nil {
-		return err
-	}
-	var req api.TimerRequest
-	if err := decode(r, &req); err != nil {
 		return err
 	}
 	t, err := s.tasks.UpdateTimer(r.Context(), reg, name, r.PathValue("timer"), req.Schedule, req.Enabled)
