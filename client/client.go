@@ -172,14 +172,12 @@ func pathEscape(s string) string { return url.PathEscape(s) }
 
 // Whoami returns the identity the server sees for this client.
 func (c *Client) Whoami(ctx context.Context) (*api.Whoami, error) {
-	var w api.Whoami
-	return &w, c.do(ctx, http.MethodGet, "/v1/whoami", nil, nil, &w)
+	return send[api.Whoami](ctx, c, http.MethodGet, "/v1/whoami", nil, nil)
 }
 
 // Version returns the server's version.
 func (c *Client) Version(ctx context.Context) (*api.Version, error) {
-	var v api.Version
-	return &v, c.do(ctx, http.MethodGet, "/v1/version", nil, nil, &v)
+	return send[api.Version](ctx, c, http.MethodGet, "/v1/version", nil, nil)
 }
 
 // WaitReady polls the server until it answers or ctx ends.
@@ -196,4 +194,18 @@ func (c *Client) WaitReady(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// send sends a JSON request and decodes the answer into a new T. The
+// answer is not nil even with an error.
+func send[T any](ctx context.Context, c *Client, method, path string, q url.Values, in any) (*T, error) {
+	var out T
+	return &out, c.do(ctx, method, path, q, in, &out)
+}
+
+// list GETs a JSON array of T.
+func list[T any](ctx context.Context, c *Client, path string, q url.Values) ([]T, error) {
+	var out []T
+	err := c.do(ctx, http.MethodGet, path, q, nil, &out)
+	return out, err
 }

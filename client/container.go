@@ -17,20 +17,17 @@ func containerPath(name string) string { return "/v1/containers/" + pathEscape(n
 // The result's Operation says what happened. It returns once the new
 // container answers on its ports.
 func (c *Client) CreateContainer(ctx context.Context, name string, req api.CreateContainerRequest) (*api.Container, error) {
-	var out api.Container
-	return &out, c.do(ctx, http.MethodPut, containerPath(name), nil, req, &out)
+	return send[api.Container](ctx, c, http.MethodPut, containerPath(name), nil, req)
 }
 
 // GetContainer returns a container instance with its live state.
 func (c *Client) GetContainer(ctx context.Context, name string) (*api.Container, error) {
-	var out api.Container
-	return &out, c.do(ctx, http.MethodGet, containerPath(name), nil, nil, &out)
+	return send[api.Container](ctx, c, http.MethodGet, containerPath(name), nil, nil)
 }
 
 // ListContainers returns every container instance.
 func (c *Client) ListContainers(ctx context.Context) ([]api.Container, error) {
-	var out []api.Container
-	return out, c.do(ctx, http.MethodGet, "/v1/containers", nil, nil, &out)
+	return list[api.Container](ctx, c, "/v1/containers", nil)
 }
 
 // DeleteContainer stops and removes a container instance.

@@ -18,8 +18,7 @@ import (
 func (c *Client) Import(ctx context.Context, registry string, req api.ImportRequest, progress func(api.ImportProgress)) (*api.ImportResult, error) {
 	path := regPath(registry, "/import")
 	if progress == nil {
-		var out api.ImportResult
-		return &out, c.do(ctx, http.MethodPost, path, nil, req, &out)
+		return send[api.ImportResult](ctx, c, http.MethodPost, path, nil, req)
 	}
 	b, err := json.Marshal(req)
 	if err != nil {
@@ -74,26 +73,22 @@ func (c *Client) Import(ctx context.Context, registry string, req api.ImportRequ
 
 // ListCacheRules returns a registry's cache rules.
 func (c *Client) ListCacheRules(ctx context.Context, registry string) ([]api.CacheRule, error) {
-	var out []api.CacheRule
-	return out, c.do(ctx, http.MethodGet, regPath(registry, "/cache-rules"), nil, nil, &out)
+	return list[api.CacheRule](ctx, c, regPath(registry, "/cache-rules"), nil)
 }
 
 // CreateCacheRule creates a cache rule.
 func (c *Client) CreateCacheRule(ctx context.Context, registry string, req api.CreateCacheRuleRequest) (*api.CacheRule, error) {
-	var out api.CacheRule
-	return &out, c.do(ctx, http.MethodPost, regPath(registry, "/cache-rules"), nil, req, &out)
+	return send[api.CacheRule](ctx, c, http.MethodPost, regPath(registry, "/cache-rules"), nil, req)
 }
 
 // GetCacheRule returns a cache rule.
 func (c *Client) GetCacheRule(ctx context.Context, registry, name string) (*api.CacheRule, error) {
-	var out api.CacheRule
-	return &out, c.do(ctx, http.MethodGet, regPath(registry, "/cache-rules/"+pathEscape(name)), nil, nil, &out)
+	return send[api.CacheRule](ctx, c, http.MethodGet, regPath(registry, "/cache-rules/"+pathEscape(name)), nil, nil)
 }
 
 // UpdateCacheRule changes a cache rule's credential set.
 func (c *Client) UpdateCacheRule(ctx context.Context, registry, name string, req api.UpdateCacheRuleRequest) (*api.CacheRule, error) {
-	var out api.CacheRule
-	return &out, c.do(ctx, http.MethodPatch, regPath(registry, "/cache-rules/"+pathEscape(name)), nil, req, &out)
+	return send[api.CacheRule](ctx, c, http.MethodPatch, regPath(registry, "/cache-rules/"+pathEscape(name)), nil, req)
 }
 
 // DeleteCacheRule deletes a cache rule; what it cached stays.
@@ -103,27 +98,23 @@ func (c *Client) DeleteCacheRule(ctx context.Context, registry, name string) err
 
 // ListCredentialSets returns a registry's credential sets with their health.
 func (c *Client) ListCredentialSets(ctx context.Context, registry string) ([]api.CredentialSet, error) {
-	var out []api.CredentialSet
-	return out, c.do(ctx, http.MethodGet, regPath(registry, "/credential-sets"), nil, nil, &out)
+	return list[api.CredentialSet](ctx, c, regPath(registry, "/credential-sets"), nil)
 }
 
 // CreateCredentialSet creates a credential set; grant the returned
 // identity get on the vault holding its secrets.
 func (c *Client) CreateCredentialSet(ctx context.Context, registry string, req api.CreateCredentialSetRequest) (*api.CredentialSet, error) {
-	var out api.CredentialSet
-	return &out, c.do(ctx, http.MethodPost, regPath(registry, "/credential-sets"), nil, req, &out)
+	return send[api.CredentialSet](ctx, c, http.MethodPost, regPath(registry, "/credential-sets"), nil, req)
 }
 
 // GetCredentialSet returns a credential set with its health.
 func (c *Client) GetCredentialSet(ctx context.Context, registry, name string) (*api.CredentialSet, error) {
-	var out api.CredentialSet
-	return &out, c.do(ctx, http.MethodGet, regPath(registry, "/credential-sets/"+pathEscape(name)), nil, nil, &out)
+	return send[api.CredentialSet](ctx, c, http.MethodGet, regPath(registry, "/credential-sets/"+pathEscape(name)), nil, nil)
 }
 
 // UpdateCredentialSet replaces a credential set's secret URIs.
 func (c *Client) UpdateCredentialSet(ctx context.Context, registry, name string, req api.UpdateCredentialSetRequest) (*api.CredentialSet, error) {
-	var out api.CredentialSet
-	return &out, c.do(ctx, http.MethodPatch, regPath(registry, "/credential-sets/"+pathEscape(name)), nil, req, &out)
+	return send[api.CredentialSet](ctx, c, http.MethodPatch, regPath(registry, "/credential-sets/"+pathEscape(name)), nil, req)
 }
 
 // DeleteCredentialSet deletes a credential set no cache rule uses.

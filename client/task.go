@@ -20,26 +20,22 @@ func taskPath(registry, name, rest string) string {
 
 // CreateTask creates a task.
 func (c *Client) CreateTask(ctx context.Context, registry string, req api.CreateTaskRequest) (*api.Task, error) {
-	var out api.Task
-	return &out, c.do(ctx, http.MethodPost, regPath(registry, "/tasks"), nil, req, &out)
+	return send[api.Task](ctx, c, http.MethodPost, regPath(registry, "/tasks"), nil, req)
 }
 
 // UpdateTask changes a task.
 func (c *Client) UpdateTask(ctx context.Context, registry, name string, req api.UpdateTaskRequest) (*api.Task, error) {
-	var out api.Task
-	return &out, c.do(ctx, http.MethodPatch, taskPath(registry, name, ""), nil, req, &out)
+	return send[api.Task](ctx, c, http.MethodPatch, taskPath(registry, name, ""), nil, req)
 }
 
 // GetTask returns a task.
 func (c *Client) GetTask(ctx context.Context, registry, name string) (*api.Task, error) {
-	var out api.Task
-	return &out, c.do(ctx, http.MethodGet, taskPath(registry, name, ""), nil, nil, &out)
+	return send[api.Task](ctx, c, http.MethodGet, taskPath(registry, name, ""), nil, nil)
 }
 
 // ListTasks returns a registry's tasks.
 func (c *Client) ListTasks(ctx context.Context, registry string) ([]api.Task, error) {
-	var out []api.Task
-	return out, c.do(ctx, http.MethodGet, regPath(registry, "/tasks"), nil, nil, &out)
+	return list[api.Task](ctx, c, regPath(registry, "/tasks"), nil)
 }
 
 // DeleteTask deletes a task (its runs stay).
@@ -49,45 +45,38 @@ func (c *Client) DeleteTask(ctx context.Context, registry, name string) error {
 
 // RunTask queues a manual run of a task.
 func (c *Client) RunTask(ctx context.Context, registry, name string, req api.RunTaskRequest) (*api.Run, error) {
-	var out api.Run
-	return &out, c.do(ctx, http.MethodPost, taskPath(registry, name, "/runs"), nil, req, &out)
+	return send[api.Run](ctx, c, http.MethodPost, taskPath(registry, name, "/runs"), nil, req)
 }
 
 // AddTaskCredential adds a registry login to a task.
 func (c *Client) AddTaskCredential(ctx context.Context, registry, name string, req api.CredentialRequest) (*api.Task, error) {
-	var out api.Task
-	return &out, c.do(ctx, http.MethodPost, taskPath(registry, name, "/credentials"), nil, req, &out)
+	return send[api.Task](ctx, c, http.MethodPost, taskPath(registry, name, "/credentials"), nil, req)
 }
 
 // UpdateTaskCredential replaces a task's login for a server.
 func (c *Client) UpdateTaskCredential(ctx context.Context, registry, name string, req api.CredentialRequest) (*api.Task, error) {
-	var out api.Task
-	return &out, c.do(ctx, http.MethodPut, taskPath(registry, name, "/credentials"), nil, req, &out)
+	return send[api.Task](ctx, c, http.MethodPut, taskPath(registry, name, "/credentials"), nil, req)
 }
 
 // RemoveTaskCredential removes a task's login for a server.
 func (c *Client) RemoveTaskCredential(ctx context.Context, registry, name, loginServer string) (*api.Task, error) {
-	var out api.Task
 	q := url.Values{"loginServer": {loginServer}}
-	return &out, c.do(ctx, http.MethodDelete, taskPath(registry, name, "/credentials"), q, nil, &out)
+	return send[api.Task](ctx, c, http.MethodDelete, taskPath(registry, name, "/credentials"), q, nil)
 }
 
 // AddTimer adds a timer trigger.
 func (c *Client) AddTimer(ctx context.Context, registry, name string, req api.TimerRequest) (*api.Task, error) {
-	var out api.Task
-	return &out, c.do(ctx, http.MethodPost, taskPath(registry, name, "/timers"), nil, req, &out)
+	return send[api.Task](ctx, c, http.MethodPost, taskPath(registry, name, "/timers"), nil, req)
 }
 
 // UpdateTimer changes a timer's schedule or enabled state.
 func (c *Client) UpdateTimer(ctx context.Context, registry, name string, req api.TimerRequest) (*api.Task, error) {
-	var out api.Task
-	return &out, c.do(ctx, http.MethodPatch, taskPath(registry, name, "/timers/"+pathEscape(req.Name)), nil, req, &out)
+	return send[api.Task](ctx, c, http.MethodPatch, taskPath(registry, name, "/timers/"+pathEscape(req.Name)), nil, req)
 }
 
 // RemoveTimer removes a timer trigger.
 func (c *Client) RemoveTimer(ctx context.Context, registry, name, timer string) (*api.Task, error) {
-	var out api.Task
-	return &out, c.do(ctx, http.MethodDelete, taskPath(registry, name, "/timers/"+pathEscape(timer)), nil, nil, &out)
+	return send[api.Task](ctx, c, http.MethodDelete, taskPath(registry, name, "/timers/"+pathEscape(timer)), nil, nil)
 }
 
 // RunFilter selects runs.
@@ -109,20 +98,17 @@ func (c *Client) ListRuns(ctx context.Context, registry string, f RunFilter) ([]
 	if f.Top != 0 {
 		q.Set("top", strconv.Itoa(f.Top))
 	}
-	var out []api.Run
-	return out, c.do(ctx, http.MethodGet, regPath(registry, "/runs"), q, nil, &out)
+	return list[api.Run](ctx, c, regPath(registry, "/runs"), q)
 }
 
 // GetRun returns a run, with the chain of runs that caused it.
 func (c *Client) GetRun(ctx context.Context, registry, id string) (*api.Run, error) {
-	var out api.Run
-	return &out, c.do(ctx, http.MethodGet, regPath(registry, "/runs/"+pathEscape(id)), nil, nil, &out)
+	return send[api.Run](ctx, c, http.MethodGet, regPath(registry, "/runs/"+pathEscape(id)), nil, nil)
 }
 
 // CancelRun cancels a queued or running run and returns it once it ended.
 func (c *Client) CancelRun(ctx context.Context, registry, id string) (*api.Run, error) {
-	var out api.Run
-	return &out, c.do(ctx, http.MethodPost, regPath(registry, "/runs/"+pathEscape(id)+"/cancel"), nil, nil, &out)
+	return send[api.Run](ctx, c, http.MethodPost, regPath(registry, "/runs/"+pathEscape(id)+"/cancel"), nil, nil)
 }
 
 // RunLogs returns a run's log; with follow, the stream stays open until the
@@ -184,12 +170,10 @@ func (c *Client) QuickRun(ctx context.Context, registry string, req api.QuickRun
 // TaskWebhook returns a task's webhook path and HMAC secret (created on
 // first use).
 func (c *Client) TaskWebhook(ctx context.Context, registry, name string) (*api.Webhook, error) {
-	var out api.Webhook
-	return &out, c.do(ctx, http.MethodGet, taskPath(registry, name, "/webhook"), nil, nil, &out)
+	return send[api.Webhook](ctx, c, http.MethodGet, taskPath(registry, name, "/webhook"), nil, nil)
 }
 
 // RotateTaskWebhook replaces a task's webhook secret.
 func (c *Client) RotateTaskWebhook(ctx context.Context, registry, name string) (*api.Webhook, error) {
-	var out api.Webhook
-	return &out, c.do(ctx, http.MethodPost, taskPath(registry, name, "/webhook/rotate"), nil, nil, &out)
+	return send[api.Webhook](ctx, c, http.MethodPost, taskPath(registry, name, "/webhook/rotate"), nil, nil)
 }

@@ -11,20 +11,17 @@ func vaultPath(vault, rest string) string { return "/v1/keyvaults/" + pathEscape
 
 // ListKeyVaults returns the vaults.
 func (c *Client) ListKeyVaults(ctx context.Context) ([]api.KeyVault, error) {
-	var out []api.KeyVault
-	return out, c.do(ctx, http.MethodGet, "/v1/keyvaults", nil, nil, &out)
+	return list[api.KeyVault](ctx, c, "/v1/keyvaults", nil)
 }
 
 // CreateKeyVault creates a vault.
 func (c *Client) CreateKeyVault(ctx context.Context, name string) (*api.KeyVault, error) {
-	var out api.KeyVault
-	return &out, c.do(ctx, http.MethodPost, "/v1/keyvaults", nil, api.CreateKeyVaultRequest{Name: name}, &out)
+	return send[api.KeyVault](ctx, c, http.MethodPost, "/v1/keyvaults", nil, api.CreateKeyVaultRequest{Name: name})
 }
 
 // GetKeyVault returns a vault.
 func (c *Client) GetKeyVault(ctx context.Context, name string) (*api.KeyVault, error) {
-	var out api.KeyVault
-	return &out, c.do(ctx, http.MethodGet, vaultPath(name, ""), nil, nil, &out)
+	return send[api.KeyVault](ctx, c, http.MethodGet, vaultPath(name, ""), nil, nil)
 }
 
 // DeleteKeyVault deletes a vault and its secrets.
@@ -34,20 +31,17 @@ func (c *Client) DeleteKeyVault(ctx context.Context, name string) error {
 
 // SetSecret stores a new version of a secret.
 func (c *Client) SetSecret(ctx context.Context, vault, name, value string) (*api.Secret, error) {
-	var out api.Secret
-	return &out, c.do(ctx, http.MethodPut, vaultPath(vault, "/secrets/"+pathEscape(name)), nil, api.SetSecretRequest{Value: value}, &out)
+	return send[api.Secret](ctx, c, http.MethodPut, vaultPath(vault, "/secrets/"+pathEscape(name)), nil, api.SetSecretRequest{Value: value})
 }
 
 // GetSecret returns a secret with its value.
 func (c *Client) GetSecret(ctx context.Context, vault, name string) (*api.Secret, error) {
-	var out api.Secret
-	return &out, c.do(ctx, http.MethodGet, vaultPath(vault, "/secrets/"+pathEscape(name)), nil, nil, &out)
+	return send[api.Secret](ctx, c, http.MethodGet, vaultPath(vault, "/secrets/"+pathEscape(name)), nil, nil)
 }
 
 // ListSecrets returns a vault's secrets without their values.
 func (c *Client) ListSecrets(ctx context.Context, vault string) ([]api.Secret, error) {
-	var out []api.Secret
-	return out, c.do(ctx, http.MethodGet, vaultPath(vault, "/secrets"), nil, nil, &out)
+	return list[api.Secret](ctx, c, vaultPath(vault, "/secrets"), nil)
 }
 
 // DeleteSecret deletes a secret.
@@ -57,14 +51,12 @@ func (c *Client) DeleteSecret(ctx context.Context, vault, name string) error {
 
 // SetPolicy sets a principal's secret permissions on a vault.
 func (c *Client) SetPolicy(ctx context.Context, vault string, p api.VaultPolicy) (*api.VaultPolicy, error) {
-	var out api.VaultPolicy
-	return &out, c.do(ctx, http.MethodPut, vaultPath(vault, "/policies"), nil, p, &out)
+	return send[api.VaultPolicy](ctx, c, http.MethodPut, vaultPath(vault, "/policies"), nil, p)
 }
 
 // ListPolicies returns a vault's policies.
 func (c *Client) ListPolicies(ctx context.Context, vault string) ([]api.VaultPolicy, error) {
-	var out []api.VaultPolicy
-	return out, c.do(ctx, http.MethodGet, vaultPath(vault, "/policies"), nil, nil, &out)
+	return list[api.VaultPolicy](ctx, c, vaultPath(vault, "/policies"), nil)
 }
 
 // DeletePolicy removes a principal's policy from a vault.

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // target is one registry under test.
@@ -192,26 +194,6 @@ func (t *target) pullBlob(ctx context.Context, repo string, d digest.Digest, siz
 	return nil
 }
 
-const (
-	mtManifest = "application/vnd.oci.image.manifest.v1+json"
-	mtConfig   = "application/vnd.oci.image.config.v1+json"
-	mtLayer    = "application/vnd.oci.image.layer.v1.tar+gzip"
-)
-
-type descriptor struct {
-	MediaType string        `json:"mediaType"`
-	Digest    digest.Digest `json:"digest"`
-	Size      int64         `json:"size"`
-}
-
-type manifestDoc struct {
-	SchemaVersion int               `json:"schemaVersion"`
-	MediaType     string            `json:"mediaType"`
-	Config        descriptor        `json:"config"`
-	Layers        []descriptor      `json:"layers"`
-	Annotations   map[string]string `json:"annotations"`
-}
-
 // run measures one target.
 func run(ctx context.Context, t *target, cfg config) (results, error) {
 	var res results
@@ -256,10 +238,10 @@ func run(ctx context.Context, t *target, cfg config) (results, error) {
 		return res, fmt.Errorf("config push: %w", err)
 	}
 	manifest := func(i int) []byte {
-		b, _ := json.Marshal(manifestDoc{
-			SchemaVersion: 2, MediaType: mtManifest,
-			Config:      descriptor{mtConfig, cfgDigest, int64(len(cfgBlob))},
-			Layers:      []descriptor{{mtLayer, digests[0], size}},
+		b, _ := json.Marshal(ocispec.Manifest{
+			Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+			Config:      ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: cfgDigest, Size: int64(len(cfgBlob))},
+			Layers:      []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digests[0], Size: size}},
 			Annotations: map[string]string{"org.gantry.bench": fmt.Sprintf("%s-%d", blobs.nonce, i)},
 		})
 		return b
@@ -269,7 +251,7 @@ func run(ctx context.Context, t *target, cfg config) (results, error) {
 	puts, err := parallel(pctx, cfg.concurrency, cfg.manifestMax, func(i int) error {
 		b := manifest(i)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, t.url(fmt.Sprintf("/v2/%s/manifests/m%d", repo, i)), bytes.NewReader(b))
-		req.Header.Set("Content-Type", mtManifest)
+		req.Header.Set("Content-Type", ocispec.MediaTypeImageManifest)
 		resp, err := t.do(req, http.StatusCreated)
 		if err != nil {
 			return err
@@ -291,7 +273,7 @@ func run(ctx context.Context, t *target, cfg config) (results, error) {
 	start = time.Now()
 	gets, err := parallel(pctx, cfg.concurrency, -1, func(i int) error {
 		req, _ := http.NewRequestWithContext(pctx, http.MethodGet, t.url(fmt.Sprintf("/v2/%s/manifests/m%d", repo, int64(i)%puts)), nil)
-		req.Header.Set("Accept", mtManifest)
+		req.Header.Set("Accept", ocispec.MediaTypeImageManifest)
 		resp, err := t.do(req, http.StatusOK)
 		if err != nil {
 			return err

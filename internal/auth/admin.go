@@ -57,8 +57,7 @@ func (s *Service) EnsureAdmin(ctx context.Context, password, dataDir string) (Ad
 		if err != nil {
 			return AdminSetup{}, fmt.Errorf("updating admin password: %w", err)
 		}
-		s.gen.Add(1)
-		s.log.InfoContext(ctx, "admin password replaced by the configured one")
+		s.changed(ctx, "admin password replaced by the configured one")
 		return AdminSetup{Principal: id, PasswordChanged: true}, nil
 	case !errors.Is(err, sql.ErrNoRows):
 		return AdminSetup{}, fmt.Errorf("reading admin user: %w", err)
@@ -93,8 +92,7 @@ func (s *Service) EnsureAdmin(ctx context.Context, password, dataDir string) (Ad
 	if err != nil {
 		return AdminSetup{}, fmt.Errorf("creating admin user: %w", err)
 	}
-	s.gen.Add(1)
-	s.log.InfoContext(ctx, "admin user created", "principal", setup.Principal)
+	s.changed(ctx, "admin user created", "principal", setup.Principal)
 	return setup, nil
 }
 

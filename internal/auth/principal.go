@@ -63,8 +63,7 @@ func (s *Service) DeleteIdentity(ctx context.Context, id string) error {
 	if _, err := s.db.W.ExecContext(ctx, `DELETE FROM principals WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("deleting identity %s: %w", id, err)
 	}
-	s.gen.Add(1)
-	s.log.InfoContext(ctx, "identity deleted", "principal", id)
+	s.changed(ctx, "identity deleted", "principal", id)
 	return nil
 }
 
@@ -168,8 +167,7 @@ func (s *Service) CreateRoleAssignment(ctx context.Context, principal string, ro
 		}
 		return RoleAssignment{}, fmt.Errorf("creating role assignment: %w", err)
 	}
-	s.gen.Add(1)
-	s.log.InfoContext(ctx, "role assigned", "principal", principal, "role", string(role), "scope", a.Scope)
+	s.changed(ctx, "role assigned", "principal", principal, "role", string(role), "scope", a.Scope)
 	return a, nil
 }
 
@@ -260,8 +258,7 @@ func (s *Service) DeleteRoleAssignments(ctx context.Context, f RoleFilter) (int,
 	if n == 0 {
 		return 0, fmt.Errorf("role assignment: %w", ErrNotFound)
 	}
-	s.gen.Add(1)
-	s.log.InfoContext(ctx, "role assignments deleted", "count", n)
+	s.changed(ctx, "role assignments deleted", "count", n)
 	return int(n), nil
 }
 

@@ -103,8 +103,7 @@ func (s *Service) RevokeRun(ctx context.Context, registry, runID string) error {
 	if _, err := s.db.W.ExecContext(ctx, `DELETE FROM run_credentials WHERE registry = ? AND run_id = ?`, registry, runID); err != nil {
 		return fmt.Errorf("revoking credentials of run %s: %w", runID, err)
 	}
-	s.gen.Add(1)
-	s.log.InfoContext(ctx, "run credentials revoked", "registry", registry, "run", runID)
+	s.changed(ctx, "run credentials revoked", "registry", registry, "run", runID)
 	return nil
 }
 

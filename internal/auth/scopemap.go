@@ -234,8 +234,7 @@ func (s *Service) CreateScopeMap(ctx context.Context, registry, name, descriptio
 	if err != nil {
 		return ScopeMap{}, err
 	}
-	s.gen.Add(1)
-	s.log.InfoContext(ctx, "scope map created", "registry", registry, "scope_map", name)
+	s.changed(ctx, "scope map created", "registry", registry, "scope_map", name)
 	return m, nil
 }
 
@@ -432,8 +431,7 @@ func (s *Service) UpdateScopeMap(ctx context.Context, registry, name string, u S
 	if err != nil {
 		return ScopeMap{}, err
 	}
-	s.gen.Add(1)
-	s.log.InfoContext(ctx, "scope map updated", "registry", registry, "scope_map", name)
+	s.changed(ctx, "scope map updated", "registry", registry, "scope_map", name)
 	return m, nil
 }
 
@@ -462,8 +460,7 @@ func (s *Service) DeleteScopeMap(ctx context.Context, registry, name string) err
 	if err != nil {
 		return err
 	}
-	s.gen.Add(1)
-	s.log.InfoContext(ctx, "scope map deleted", "registry", registry, "scope_map", name)
+	s.changed(ctx, "scope map deleted", "registry", registry, "scope_map", name)
 	return nil
 }
 

@@ -244,6 +244,13 @@ func New(d *db.DB, keysDir string, opts ...Option) (*Service, error) {
 // to its tokens, scope maps and role assignments).
 func (s *Service) Invalidate() { s.gen.Add(1) }
 
+// changed records a change to what authenticates or authorizes: cached
+// decisions are dropped (the generation moves on) and the change is logged.
+func (s *Service) changed(ctx context.Context, msg string, args ...any) {
+	s.Invalidate()
+	s.log.InfoContext(ctx, msg, args...)
+}
+
 // mac is the keyed hash under which secrets are stored and compared. The
 // purpose string separates the uses of the key.
 func (s *Service) mac(purpose, secret string) []byte {

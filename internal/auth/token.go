@@ -176,8 +176,7 @@ func (s *Service) CreateToken(ctx context.Context, spec TokenSpec) (Token, error
 	if err != nil {
 		return Token{}, err
 	}
-	s.gen.Add(1)
-	s.log.InfoContext(ctx, "token created", "registry", t.Registry, "token", t.Name, "scope_map", t.ScopeMap)
+	s.changed(ctx, "token created", "registry", t.Registry, "token", t.Name, "scope_map", t.ScopeMap)
 	return t, nil
 }
 
@@ -342,8 +341,7 @@ func (s *Service) UpdateToken(ctx context.Context, registry, name string, u Toke
 	if err != nil {
 		return Token{}, err
 	}
-	s.gen.Add(1)
-	s.log.InfoContext(ctx, "token updated", "registry", registry, "token", name, "status", string(t.Status), "scope_map", t.ScopeMap)
+	s.changed(ctx, "token updated", "registry", registry, "token", name, "status", string(t.Status), "scope_map", t.ScopeMap)
 	return t, nil
 }
 
@@ -370,8 +368,7 @@ func (s *Service) GeneratePassword(ctx context.Context, registry, name string, s
 	if err != nil {
 		return TokenPassword{}, err
 	}
-	s.gen.Add(1)
-	s.log.InfoContext(ctx, "token password generated", "registry", registry, "token", name, "password", string(slot))
+	s.changed(ctx, "token password generated", "registry", registry, "token", name, "password", string(slot))
 	return p, nil
 }
 
@@ -397,8 +394,7 @@ func (s *Service) DeletePassword(ctx context.Context, registry, name string, slo
 	if err != nil {
 		return err
 	}
-	s.gen.Add(1)
-	s.log.InfoContext(ctx, "token password deleted", "registry", registry, "token", name, "password", string(slot))
+	s.changed(ctx, "token password deleted", "registry", registry, "token", name, "password", string(slot))
 	return nil
 }
 
@@ -418,8 +414,7 @@ func (s *Service) DeleteToken(ctx context.Context, registry, name string) error 
 	if err != nil {
 		return err
 	}
-	s.gen.Add(1)
-	s.log.InfoContext(ctx, "token deleted", "registry", registry, "token", name)
+	s.changed(ctx, "token deleted", "registry", registry, "token", name)
 	return nil
 }
 

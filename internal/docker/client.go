@@ -365,11 +365,14 @@ func ctxErr(ctx context.Context, err error) error {
 }
 
 // labelFilters builds the engine's filters for labels ("key" or
-// "key=value") and further terms.
-func labelFilters(labels []string) client.Filters {
+// "key=value") and one further term, key=value, unless value is "".
+func labelFilters(labels []string, key, value string) client.Filters {
 	f := client.Filters{}
 	if len(labels) > 0 {
 		f.Add("label", labels...)
+	}
+	if value != "" {
+		f.Add(key, value)
 	}
 	return f
 }

@@ -513,10 +513,7 @@ func (c *Client) ListContainers(ctx context.Context, opts ListContainersOptions)
 	if err := c.ready(ctx); err != nil {
 		return nil, err
 	}
-	f := labelFilters(opts.Labels)
-	if opts.Name != "" {
-		f.Add("name", opts.Name)
-	}
+	f := labelFilters(opts.Labels, "name", opts.Name)
 	res, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: opts.All, Filters: f})
 	if err != nil {
 		return nil, fmt.Errorf("listing containers: %w", wrap(err))

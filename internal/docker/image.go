@@ -324,10 +324,7 @@ func (c *Client) ListImages(ctx context.Context, opts ListImagesOptions) ([]Imag
 	if err := c.ready(ctx); err != nil {
 		return nil, err
 	}
-	f := labelFilters(opts.Labels)
-	if opts.Reference != "" {
-		f.Add("reference", opts.Reference)
-	}
+	f := labelFilters(opts.Labels, "reference", opts.Reference)
 	var res client.ImageListResult
 	var err error
 	for try := 0; ; try++ {

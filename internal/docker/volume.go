@@ -65,7 +65,7 @@ func (c *Client) ListVolumes(ctx context.Context, labels ...string) ([]Volume, e
 	if err := c.ready(ctx); err != nil {
 		return nil, err
 	}
-	res, err := c.api.VolumeList(ctx, client.VolumeListOptions{Filters: labelFilters(labels)})
+	res, err := c.api.VolumeList(ctx, client.VolumeListOptions{Filters: labelFilters(labels, "", "")})
 	if err != nil {
 		return nil, fmt.Errorf("listing volumes: %w", wrap(err))
 	}

@@ -133,6 +133,13 @@ func (s *Server) taskOp(r *http.Request, op auth.Operation) (reg, name string, e
 	return reg, name, s.check(r, op, taskScope(reg, name))
 }
 
+// runOp reads a request's registry and run ID and checks that the caller
+// may perform op on the run.
+func (s *Server) runOp(r *http.Request, op auth.Operation) (reg, id string, err error) {
+	reg, id = r.PathValue("reg"), r.PathValue("id")
+	return reg, id, s.check(r, op, registryObject(reg, "runs", id))
+}
+
 func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	reg := r.PathValue("reg")
 	if err := s.check(r, auth.OpRead, taskScope(reg, "")); err != nil {
@@ -278,13 +285,18 @@ func (s *Server) removeTaskCredential(w http.ResponseWriter, r *http.Request) er
 	return s.replyTask(w, r, http.StatusOK, t, err)
 }
 
-func (s *Server) addTimer(w http.ResponseWriter, r *http.Request) error {
-	reg, name, err := s.taskOp(r, auth.OpWrite)
-	if err != nil {
-		return err
+// timerRequest reads a timer add/update request on a task the caller may
+// change.
+func (s *Server) timerRequest(r *http.Request) (reg, name string, req api.TimerRequest, err error) {
+	if reg, name, err = s.taskOp(r, auth.OpWrite); err != nil {
+		return reg, name, req, err
 	}
-	var req api.TimerRequest
-	if err := decode(r, &req); err != nil {
+	return reg, name, req, decode(r, &req)
+}
+
+func (s *Server) addTimer(w http.ResponseWriter, r *http.Request) error {
+	reg, name, req, err := s.timerRequest(r)
+	if err != nil {
 		return err
 	}
 	if req.Schedule == nil {
@@ -296,12 +308,8 @@ func (s *Server) addTimer(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) updateTimer(w http.ResponseWriter, r *http.Request) error {
-	reg, name, err := s.taskOp(r, auth.OpWrite)
+	reg, name, req, err := s.timerRequest(r)
 	if err != nil {
-		return err
-	}
-	var req api.TimerRequest
-	if err := decode(r, &req); err != nil {
 		return err
 	}
 	t, err := s.tasks.UpdateTimer(r.Context(), reg, name, r.PathValue("timer"), req.Schedule, req.Enabled)
@@ -429,8 +437,8 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
-	reg, id := r.PathValue("reg"), r.PathValue("id")
-	if err := s.check(r, auth.OpRead, registryObject(reg, "runs", id)); err != nil {
+	reg, id, err := s.runOp(r, auth.OpRead)
+	if err != nil {
 		return err
 	}
 	run, err := s.tasks.GetRun(r.Context(), reg, id)
@@ -445,8 +453,8 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) error {
-	reg, id := r.PathValue("reg"), r.PathValue("id")
-	if err := s.check(r, auth.OpWrite, registryObject(reg, "runs", id)); err != nil {
+	reg, id, err := s.runOp(r, auth.OpWrite)
+	if err != nil {
 		return err
 	}
 	run, err := s.tasks.CancelRun(r.Context(), reg, id)
@@ -471,8 +479,8 @@ func (fw flushWriter) Write(p []byte) (int, error) {
 }
 
 func (s *Server) runLogs(w http.ResponseWriter, r *http.Request) error {
-	reg, id := r.PathValue("reg"), r.PathValue("id")
-	if err := s.check(r, auth.OpRead, registryObject(reg, "runs", id)); err != nil {
+	reg, id, err := s.runOp(r, auth.OpRead)
+	if err != nil {
 		return err
 	}
 	if _, err := s.tasks.GetRun(r.Context(), reg, id); err != nil {

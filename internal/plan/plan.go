@@ -76,14 +76,9 @@ type Plan struct {
 	rendered *taskfile.Rendered
 }
 
-// Network is a Docker network of the run.
-type Network struct {
-	Name         string
-	Driver       string
-	IPv6         bool
-	SkipCreation bool
-	IsDefault    bool
-}
+// Network is a Docker network of the run: a declared one (without its
+// position in the file) or the default one.
+type Network = taskfile.NetworkSettings
 
 // Volume is a secret volume; Files are in name order with decoded contents.
 type Volume struct {
@@ -245,7 +240,7 @@ func New(r *taskfile.Rendered) (*Plan, error) {
 		}
 	}
 	for _, n := range t.Networks {
-		p.Networks = append(p.Networks, Network{Name: n.Name, Driver: n.Driver, IPv6: n.IPv6, SkipCreation: n.SkipCreation, IsDefault: n.IsDefault})
+		p.Networks = append(p.Networks, n.NetworkSettings)
 	}
 	if len(t.Networks) == 0 && !t.NoDefaultNetwork {
 		p.Networks = []Network{{Name: DefaultNetworkName, Driver: DefaultNetworkDriver, IsDefault: true}}

@@ -30,39 +30,22 @@ func (h *handler) tags(w http.ResponseWriter, r *http.Request, rt route, _ auth.
 	if err != nil {
 		return err
 	}
-	names := []string{}
-	if p.N != 0 {
-		q := p
-		if q.N > 0 {
-			q.N++
-		}
-		tags, err := h.st.ListTags(r.Context(), h.name, rt.repo, q)
-		if err != nil {
+	if p.N == 0 {
+		// Nothing is listed, but a missing repository is still unknown.
+		if _, err := h.st.ListTags(r.Context(), h.name, rt.repo, store.Page{N: 1}); err != nil {
 			return err
 		}
-		for _, t := range tags {
-			names = append(names, t.Name)
-		}
-	} else if _, err := h.st.ListTags(r.Context(), h.name, rt.repo, store.Page{N: 1}); err != nil {
+	}
+	names, err := listPage(w, "/v2/"+rt.repo+"/tags/list", p, func(q store.Page) ([]store.Tag, error) {
+		return h.st.ListTags(r.Context(), h.name, rt.repo, q)
+	}, func(t store.Tag) string { return t.Name })
+	if err != nil {
 		return err
 	}
-	names = h.linkNext(w, "/v2/"+rt.repo+"/tags/list", p, names)
 	return writeJSON(w, r, http.StatusOK, "application/json", struct {
 		Name string   `json:"name"`
 		Tags []string `json:"tags"`
 	}{rt.repo, names})
-}
-
-// linkNext trims a listing fetched with one extra entry and, if there was
-// one, sets the Link header to the next page.
-func (h *handler) linkNext(w http.ResponseWriter, path string, p store.Page, names []string) []string {
-	if p.N <= 0 || len(names) <= p.N {
-		return names
-	}
-	names = names[:p.N]
-	q := url.Values{"last": {names[len(names)-1]}, "n": {strconv.Itoa(p.N)}}
-	w.Header().Set("Link", "<"+path+"?"+q.Encode()+`>; rel="next"`)
-	return names
 }
 
 // catalog lists the repositories of the registry.
@@ -71,22 +54,41 @@ func (h *handler) catalog(w http.ResponseWriter, r *http.Request, _ route, _ aut
 	if err != nil {
 		return err
 	}
-	names := []string{}
-	if p.N != 0 {
-		q := p
-		if q.N > 0 {
-			q.N++
-		}
-		repos, err := h.st.ListRepositories(r.Context(), h.name, q)
-		if err != nil {
-			return err
-		}
-		for _, rp := range repos {
-			names = append(names, rp.Name)
-		}
+	names, err := listPage(w, "/v2/_catalog", p, func(q store.Page) ([]store.Repository, error) {
+		return h.st.ListRepositories(r.Context(), h.name, q)
+	}, func(rp store.Repository) string { return rp.Name })
+	if err != nil {
+		return err
 	}
-	names = h.linkNext(w, "/v2/_catalog", p, names)
 	return writeJSON(w, r, http.StatusOK, "application/json", struct {
 		Repositories []string `json:"repositories"`
 	}{names})
+}
+
+// listPage lists page p of the names at path: it fetches one entry more
+// than asked for and, if there was one, trims it and sets the Link header
+// to the next page. n=0 fetches nothing.
+func listPage[T any](w http.ResponseWriter, path string, p store.Page, fetch func(store.Page) ([]T, error), name func(T) string) ([]string, error) {
+	names := []string{}
+	if p.N == 0 {
+		return names, nil
+	}
+	q := p
+	if q.N > 0 {
+		q.N++
+	}
+	items, err := fetch(q)
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range items {
+		names = append(names, name(it))
+	}
+	if p.N < 0 || len(names) <= p.N {
+		return names, nil
+	}
+	names = names[:p.N]
+	v := url.Values{"last": {names[len(names)-1]}, "n": {strconv.Itoa(p.N)}}
+	w.Header().Set("Link", "<"+path+"?"+v.Encode()+`>; rel="next"`)
+	return names, nil
 }

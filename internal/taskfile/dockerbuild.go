@@ -57,17 +57,11 @@ func quote(s string) string {
 func RenderDockerfile(ctx context.Context, b DockerBuild, opts Options) (*Rendered, error) {
 	_ = ctx // no I/O: kept for symmetry with Render
 	file := cmp.Or(opts.File, "Dockerfile")
-	values, err := mergeValues(opts.Values, opts.Set)
+	data, r, err := begin(opts)
 	if err != nil {
 		return nil, err
 	}
-	run := opts.Run
-	if run.RegistryName == "" {
-		run.RegistryName = registryNameRE.FindString(run.Registry)
-	}
-	data := templateData(run, values)
 	ps := &problems{file: file}
-	r := &Rendered{Run: run}
 	renderArg := func(field, s string) string {
 		out, ok := execute(ps, s, data)
 		if !ok {
@@ -93,7 +87,7 @@ func RenderDockerfile(ctx context.Context, b DockerBuild, opts Options) (*Render
 		args = append(args, "-f", quote(renderArg("dockerfile", b.Dockerfile)))
 	}
 	for i, t := range b.Tags {
-		tag := prefixRegistry(renderArg(index("tags", i), t), run.Registry)
+		tag := prefixRegistry(renderArg(index("tags", i), t), r.Run.Registry)
 		tags = append(tags, tag)
 		args = append(args, "-t", quote(tag))
 	}

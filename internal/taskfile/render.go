@@ -124,16 +124,10 @@ var registryNameRE = regexp.MustCompile(`^[^.]*`)
 // secret value.
 func Render(ctx context.Context, src []byte, opts Options) (*Rendered, error) {
 	file := cmp.Or(opts.File, DefaultFile)
-	values, err := mergeValues(opts.Values, opts.Set)
+	data, r, err := begin(opts)
 	if err != nil {
 		return nil, err
 	}
-	run := opts.Run
-	if run.RegistryName == "" {
-		run.RegistryName = registryNameRE.FindString(run.Registry)
-	}
-	data := templateData(run, values)
-	r := &Rendered{Run: run}
 
 	text := strings.ReplaceAll(string(src), "\r\n", "\n")
 	lines := strings.Split(text, "\n")
@@ -308,6 +302,20 @@ func resolveSecrets(ctx context.Context, decl []Secret, resolve SecretResolver) 
 		m[s.ID] = out[i]
 	}
 	return m, nil
+}
+
+// begin starts a rendering: the template data (the run, filled in, and
+// the merged values) and the Rendered to fill.
+func begin(opts Options) (map[string]any, *Rendered, error) {
+	values, err := mergeValues(opts.Values, opts.Set)
+	if err != nil {
+		return nil, nil, err
+	}
+	run := opts.Run
+	if run.RegistryName == "" {
+		run.RegistryName = registryNameRE.FindString(run.Registry)
+	}
+	return templateData(run, values), &Rendered{Run: run}, nil
 }
 
 // mergeValues decodes the values file and applies the --set entries.

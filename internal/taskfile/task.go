@@ -72,12 +72,17 @@ type Volume struct {
 
 // Network is a Docker network the run creates (unless SkipCreation) before the steps.
 type Network struct {
+	NetworkSettings
+	Pos Pos
+}
+
+// NetworkSettings are what a network is, apart from where the file declares it.
+type NetworkSettings struct {
 	Name         string
 	Driver       string
 	IPv6         bool
 	SkipCreation bool
 	IsDefault    bool
-	Pos          Pos
 }
 
 // Alias is the alias block of a v1.1.0 file.

@@ -145,12 +145,8 @@ func (b *baseTrigger) settle(ctx context.Context) error {
 }
 
 func (b *baseTrigger) run(ctx context.Context) {
-	var timer Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+	wakeUp := alarm{clock: b.s.clock}
+	defer wakeUp.stop()
 	for {
 		b.mu.Lock()
 		inbox, reconcile, all := b.inbox, b.reconcile, b.all
@@ -188,15 +184,7 @@ func (b *baseTrigger) run(ctx context.Context) {
 			continue
 		}
 
-		if timer != nil {
-			timer.Stop()
-			timer = nil
-		}
-		var fire <-chan time.Time
-		if !next.IsZero() {
-			timer = b.s.clock.NewTimer(next.Sub(b.s.clock.Now()))
-			fire = timer.C()
-		}
+		fire := wakeUp.at(next)
 		select {
 		case <-ctx.Done():
 			return

@@ -37,6 +37,32 @@ func (t sysTimer) Stop() bool          { return t.t.Stop() }
 
 var _ Clock = SystemClock{}
 
+// alarm is a loop's one pending wake-up on a Clock: each turn sets it anew.
+type alarm struct {
+	clock Clock
+	t     Timer
+}
+
+// at replaces the pending wake-up with one at next (by the clock's time
+// now) and returns the channel it fires on; a zero next sets none and
+// returns nil, a channel that never fires.
+func (a *alarm) at(next time.Time) <-chan time.Time {
+	a.stop()
+	if next.IsZero() {
+		return nil
+	}
+	a.t = a.clock.NewTimer(next.Sub(a.clock.Now()))
+	return a.t.C()
+}
+
+// stop cancels the pending wake-up, if any.
+func (a *alarm) stop() {
+	if a.t != nil {
+		a.t.Stop()
+		a.t = nil
+	}
+}
+
 // jitter spreads d by ±frac at random, so that many pollers started
 // together do not stay in lock-step.
 func jitter(d time.Duration, frac float64) time.Duration {

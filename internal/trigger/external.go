@@ -64,12 +64,8 @@ func (p *externalPoller) state(host, repository, tag string) (extState, bool) {
 func (p *externalPoller) run(ctx context.Context) {
 	p.reload(ctx)
 	nextRefresh := p.s.clock.Now().Add(registryRefresh)
-	var timer Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+	wakeUp := alarm{clock: p.s.clock}
+	defer wakeUp.stop()
 	for {
 		now := p.s.clock.Now()
 		if !now.Before(nextRefresh) {
@@ -101,14 +97,11 @@ func (p *externalPoller) run(ctx context.Context) {
 			}
 		}
 		p.mu.Unlock()
-		if timer != nil {
-			timer.Stop()
-		}
-		timer = p.s.clock.NewTimer(next.Sub(p.s.clock.Now()))
+		fire := wakeUp.at(next)
 		select {
 		case <-ctx.Done():
 			return
-		case <-timer.C():
+		case <-fire:
 		case <-p.kicks.wake:
 			p.kicks.take()
 			p.reload(ctx)

@@ -67,12 +67,8 @@ func (tt *timerTrigger) run(ctx context.Context) {
 	// Start: every active timer resumes from its stored last fire, so
 	// occurrences missed while the server was down come due at once.
 	tt.load(ctx, "", true)
-	var timer Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+	wakeUp := alarm{clock: tt.s.clock}
+	defer wakeUp.stop()
 	for {
 		if ids, all := tt.kicks.take(); all {
 			tt.load(ctx, "", false)
@@ -94,17 +90,9 @@ func (tt *timerTrigger) run(ctx context.Context) {
 				next = e.next
 			}
 		}
-		if timer != nil {
-			timer.Stop()
-			timer = nil
-		}
-		var fire <-chan time.Time
-		if !next.IsZero() {
-			// From the clock's time now: an occurrence that came due while
-			// firing fires at once.
-			timer = tt.s.clock.NewTimer(next.Sub(tt.s.clock.Now()))
-			fire = timer.C()
-		}
+		// From the clock's time now: an occurrence that came due while
+		// firing fires at once.
+		fire := wakeUp.at(next)
 		if h := tt.s.hooks.timerWait; h != nil {
 			h(next)
 		}

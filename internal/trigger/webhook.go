@@ -44,35 +44,40 @@ func secretBinding(taskID string) string { return "trigger/" + taskID + "/webhoo
 // with, creating it on first use. It is for the admin configuring the git
 // host; it is stored sealed and never logged.
 func (s *Service) WebhookSecret(ctx context.Context, registry, taskName string) (string, error) {
-	t, err := s.tasks.GetTask(ctx, registry, taskName)
+	id, unlock, err := s.lockSecret(ctx, registry, taskName)
 	if err != nil {
 		return "", err
 	}
-	if t.Context == "" || !git.IsGit(t.Context) {
-		return "", fmt.Errorf("task %s/%s: %w", registry, taskName, ErrNoGitContext)
-	}
-	unlock := s.locks.lock("secret/" + t.ID)
 	defer unlock()
-	secret, err := s.loadSecret(ctx, t.ID)
+	secret, err := s.loadSecret(ctx, id)
 	if err != nil || secret != "" {
 		return secret, err
 	}
-	return s.newSecret(ctx, t.ID)
+	return s.newSecret(ctx, id)
 }
 
 // RotateWebhookSecret replaces a task's webhook secret and returns the new
 // one; deliveries signed with the old one are refused from then on.
 func (s *Service) RotateWebhookSecret(ctx context.Context, registry, taskName string) (string, error) {
-	t, err := s.tasks.GetTask(ctx, registry, taskName)
+	id, unlock, err := s.lockSecret(ctx, registry, taskName)
 	if err != nil {
 		return "", err
 	}
-	if t.Context == "" || !git.IsGit(t.Context) {
-		return "", fmt.Errorf("task %s/%s: %w", registry, taskName, ErrNoGitContext)
-	}
-	unlock := s.locks.lock("secret/" + t.ID)
 	defer unlock()
-	return s.newSecret(ctx, t.ID)
+	return s.newSecret(ctx, id)
+}
+
+// lockSecret finds a task that has a git context and locks its webhook
+// secret; the caller unlocks it.
+func (s *Service) lockSecret(ctx context.Context, registry, taskName string) (taskID string, unlock func(), err error) {
+	t, err := s.tasks.GetTask(ctx, registry, taskName)
+	if err != nil {
+		return "", nil, err
+	}
+	if t.Context == "" || !git.IsGit(t.Context) {
+		return "", nil, fmt.Errorf("task %s/%s: %w", registry, taskName, ErrNoGitContext)
+	}
+	return t.ID, s.locks.lock("secret/" + t.ID), nil
 }
 
 func (s *Service) newSecret(ctx context.Context, taskID string) (string, error) {

@@ -145,6 +145,22 @@ func (f *taskFlags) bind(c *cobra.Command) {
 	_ = c.MarkFlagRequired("name")
 }
 
+// triggers parses --base-image-trigger-enabled and --commit-trigger-enabled;
+// a flag not given is nil.
+func (f *taskFlags) triggers() (base, commit *bool, err error) {
+	if f.baseTrigger != "" {
+		if base, err = parseBool("--base-image-trigger-enabled", f.baseTrigger); err != nil {
+			return nil, nil, err
+		}
+	}
+	if f.commitTrigger != "" {
+		if commit, err = parseBool("--commit-trigger-enabled", f.commitTrigger); err != nil {
+			return nil, nil, err
+		}
+	}
+	return base, commit, nil
+}
+
 // fileContent reads -f locally when the task has no context.
 func (f *taskFlags) fileContent() ([]byte, error) {
 	if (f.context != "" && f.context != "/dev/null") || f.file == "" {
@@ -193,15 +209,8 @@ func newTaskCreateCmd(o *rootOpts) *cobra.Command {
 			if content != nil {
 				req.File = filepath.Base(f.file)
 			}
-			if f.baseTrigger != "" {
-				if req.BaseImageTrigger, err = parseBool("--base-image-trigger-enabled", f.baseTrigger); err != nil {
-					return err
-				}
-			}
-			if f.commitTrigger != "" {
-				if req.CommitTrigger, err = parseBool("--commit-trigger-enabled", f.commitTrigger); err != nil {
-					return err
-				}
+			if req.BaseImageTrigger, req.CommitTrigger, err = f.triggers(); err != nil {
+				return err
 			}
 			return o.call(func(c *client.Client) (any, error) { return c.CreateTask(cmd.Context(), f.registry, req) }, taskView)
 		},
@@ -256,15 +265,8 @@ func newTaskUpdateCmd(o *rootOpts) *cobra.Command {
 				req.Arguments = &args
 			}
 			var err error
-			if f.baseTrigger != "" {
-				if req.BaseImageTrigger, err = parseBool("--base-image-trigger-enabled", f.baseTrigger); err != nil {
-					return err
-				}
-			}
-			if f.commitTrigger != "" {
-				if req.CommitTrigger, err = parseBool("--commit-trigger-enabled", f.commitTrigger); err != nil {
-					return err
-				}
+			if req.BaseImageTrigger, req.CommitTrigger, err = f.triggers(); err != nil {
+				return err
 			}
 			req.AssignIdentity = f.assignIdentity
 			req.Schedules = f.schedules
@@ -437,13 +439,10 @@ func newTaskRunCmd(o *rootOpts) *cobra.Command {
 			return o.followRun(cmd, c, registry, run, noLogs, noWait)
 		},
 	}
-	c.Flags().StringVarP(&registry, "registry", "r", "", "registry name")
-	c.Flags().StringVarP(&name, "name", "n", "", "task name")
+	bindTask(c, &registry, &name)
 	c.Flags().StringArrayVar(&sets, "set", nil, "override a value KEY=VALUE for this run (repeatable)")
 	c.Flags().BoolVar(&noLogs, "no-logs", false, "do not stream the log; wait and print the run")
 	c.Flags().BoolVar(&noWait, "no-wait", false, "return once the run is queued")
-	_ = c.MarkFlagRequired("registry")
-	_ = c.MarkFlagRequired("name")
 	return c
 }
 
@@ -497,33 +496,49 @@ func waitRun(ctx context.Context, c *client.Client, registry, id string) (*api.R
 	}
 }
 
+// taskList manages a list a task keeps, its logins or its timers: each of
+// its subcommands sends a change (or a read) and prints the list.
+type taskList struct {
+	o              *rootOpts
+	registry, name string
+	view           tableView
+	of             func(*api.Task) any
+}
+
+// cmd returns a subcommand that sends a request and prints the task's list;
+// its flags are the caller's to add.
+func (l *taskList) cmd(use, short string, send func(ctx context.Context, c *client.Client) (*api.Task, error)) *cobra.Command {
+	return &cobra.Command{
+		Use: use, Short: short, Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return l.o.call(func(c *client.Client) (any, error) {
+				t, err := send(cmd.Context(), c)
+				if err != nil {
+					return nil, err
+				}
+				return l.of(t), nil
+			}, l.view)
+		},
+	}
+}
+
 func newTaskCredentialCmd(o *rootOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "credential", Short: "Manage the registry logins a task's runs use"}
-	var registry, name, server, user, pass, useID string
-	bind := func(c *cobra.Command, full bool) {
-		c.Flags().StringVarP(&registry, "registry", "r", "", "registry name")
-		c.Flags().StringVarP(&name, "name", "n", "", "task name")
-		_ = c.MarkFlagRequired("registry")
-		_ = c.MarkFlagRequired("name")
+	l := &taskList{o: o, view: credView, of: func(t *api.Task) any { return t.Credentials }}
+	var server, user, pass, useID string
+	bind := func(c *cobra.Command, full bool) *cobra.Command {
+		bindTask(c, &l.registry, &l.name)
 		if full {
 			c.Flags().StringVar(&server, "login-server", "", "registry login server host:port")
 			_ = c.MarkFlagRequired("login-server")
 		}
+		return c
 	}
-	mk := func(use, short string, fn func(ctx context.Context, c *client.Client, req api.CredentialRequest) (*api.Task, error)) *cobra.Command {
-		c := &cobra.Command{
-			Use: use, Short: short, Args: cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				req := api.CredentialRequest{LoginServer: server, Username: user, Password: pass, UseIdentity: useID}
-				return o.call(func(c *client.Client) (any, error) {
-					t, err := fn(cmd.Context(), c, req)
-					if err != nil {
-						return nil, err
-					}
-					return t.Credentials, nil
-				}, credView)
-			},
-		}
+	// login is what add and update send, from the flags withLogin adds.
+	login := func() api.CredentialRequest {
+		return api.CredentialRequest{LoginServer: server, Username: user, Password: pass, UseIdentity: useID}
+	}
+	withLogin := func(c *cobra.Command) *cobra.Command {
 		bind(c, true)
 		c.Flags().StringVarP(&user, "username", "u", "", "user name, or a vault secret URI")
 		c.Flags().StringVarP(&pass, "password", "p", "", "password, or a vault secret URI")
@@ -531,38 +546,18 @@ func newTaskCredentialCmd(o *rootOpts) *cobra.Command {
 		c.Flags().Lookup("use-identity").NoOptDefVal = "[system]"
 		return c
 	}
-	add := mk("add", "Add a login", func(ctx context.Context, c *client.Client, req api.CredentialRequest) (*api.Task, error) {
-		return c.AddTaskCredential(ctx, registry, name, req)
-	})
-	update := mk("update", "Replace a login", func(ctx context.Context, c *client.Client, req api.CredentialRequest) (*api.Task, error) {
-		return c.UpdateTaskCredential(ctx, registry, name, req)
-	})
-	remove := &cobra.Command{
-		Use: "remove", Short: "Remove a login", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return o.call(func(c *client.Client) (any, error) {
-				t, err := c.RemoveTaskCredential(cmd.Context(), registry, name, server)
-				if err != nil {
-					return nil, err
-				}
-				return t.Credentials, nil
-			}, credView)
-		},
-	}
-	bind(remove, true)
-	list := &cobra.Command{
-		Use: "list", Short: "List logins", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return o.call(func(c *client.Client) (any, error) {
-				t, err := c.GetTask(cmd.Context(), registry, name)
-				if err != nil {
-					return nil, err
-				}
-				return t.Credentials, nil
-			}, credView)
-		},
-	}
-	bind(list, false)
+	add := withLogin(l.cmd("add", "Add a login", func(ctx context.Context, c *client.Client) (*api.Task, error) {
+		return c.AddTaskCredential(ctx, l.registry, l.name, login())
+	}))
+	update := withLogin(l.cmd("update", "Replace a login", func(ctx context.Context, c *client.Client) (*api.Task, error) {
+		return c.UpdateTaskCredential(ctx, l.registry, l.name, login())
+	}))
+	remove := bind(l.cmd("remove", "Remove a login", func(ctx context.Context, c *client.Client) (*api.Task, error) {
+		return c.RemoveTaskCredential(ctx, l.registry, l.name, server)
+	}), true)
+	list := bind(l.cmd("list", "List logins", func(ctx context.Context, c *client.Client) (*api.Task, error) {
+		return c.GetTask(ctx, l.registry, l.name)
+	}), false)
 	cmd.AddCommand(add, update, remove, list)
 	return cmd
 }
@@ -573,66 +568,42 @@ var timerView = tableView{{"NAME", "name", nil}, {"SCHEDULE", "schedule", nil}, 
 
 func newTaskTimerCmd(o *rootOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "timer", Short: "Manage a task's timer triggers (cron, UTC)"}
-	var registry, name, timer, schedule, enabled string
-	bind := func(c *cobra.Command, needTimer bool) {
-		c.Flags().StringVarP(&registry, "registry", "r", "", "registry name")
-		c.Flags().StringVarP(&name, "name", "n", "", "task name")
-		_ = c.MarkFlagRequired("registry")
-		_ = c.MarkFlagRequired("name")
+	l := &taskList{o: o, view: timerView, of: func(t *api.Task) any { return t.Trigger.TimerTriggers }}
+	var timer, schedule, enabled string
+	bind := func(c *cobra.Command, needTimer bool) *cobra.Command {
+		bindTask(c, &l.registry, &l.name)
 		if needTimer {
 			c.Flags().StringVar(&timer, "timer-name", "", "timer name")
 			_ = c.MarkFlagRequired("timer-name")
 		}
+		return c
 	}
-	timers := func(t *api.Task, err error) (any, error) {
-		if err != nil {
-			return nil, err
+	// add and update send the same request, read from the flags before the
+	// client is made; they differ in what --enabled defaults to.
+	var req api.TimerRequest
+	withSchedule := func(c *cobra.Command, enabledUsage string) *cobra.Command {
+		bind(c, true)
+		c.PreRunE = func(cmd *cobra.Command, _ []string) (err error) {
+			req, err = timerRequest(cmd, timer, schedule, enabled)
+			return err
 		}
-		return t.Trigger.TimerTriggers, nil
+		c.Flags().StringVar(&schedule, "schedule", "", "cron expression, 5 fields, UTC")
+		c.Flags().StringVar(&enabled, "enabled", "", enabledUsage)
+		return c
 	}
-	add := &cobra.Command{
-		Use: "add", Short: "Add a timer", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			req, err := timerRequest(cmd, timer, schedule, enabled)
-			if err != nil {
-				return err
-			}
-			return o.call(func(c *client.Client) (any, error) { return timers(c.AddTimer(cmd.Context(), registry, name, req)) }, timerView)
-		},
-	}
-	bind(add, true)
-	add.Flags().StringVar(&schedule, "schedule", "", "cron expression, 5 fields, UTC")
-	add.Flags().StringVar(&enabled, "enabled", "", "true (default) or false")
+	add := withSchedule(l.cmd("add", "Add a timer", func(ctx context.Context, c *client.Client) (*api.Task, error) {
+		return c.AddTimer(ctx, l.registry, l.name, req)
+	}), "true (default) or false")
 	_ = add.MarkFlagRequired("schedule")
-	update := &cobra.Command{
-		Use: "update", Short: "Change a timer's schedule or enabled state", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			req, err := timerRequest(cmd, timer, schedule, enabled)
-			if err != nil {
-				return err
-			}
-			return o.call(func(c *client.Client) (any, error) { return timers(c.UpdateTimer(cmd.Context(), registry, name, req)) }, timerView)
-		},
-	}
-	bind(update, true)
-	update.Flags().StringVar(&schedule, "schedule", "", "cron expression, 5 fields, UTC")
-	update.Flags().StringVar(&enabled, "enabled", "", "true or false")
-	remove := &cobra.Command{
-		Use: "remove", Short: "Remove a timer", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return o.call(func(c *client.Client) (any, error) {
-				return timers(c.RemoveTimer(cmd.Context(), registry, name, timer))
-			}, timerView)
-		},
-	}
-	bind(remove, true)
-	list := &cobra.Command{
-		Use: "list", Short: "List timers", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return o.call(func(c *client.Client) (any, error) { return timers(c.GetTask(cmd.Context(), registry, name)) }, timerView)
-		},
-	}
-	bind(list, false)
+	update := withSchedule(l.cmd("update", "Change a timer's schedule or enabled state", func(ctx context.Context, c *client.Client) (*api.Task, error) {
+		return c.UpdateTimer(ctx, l.registry, l.name, req)
+	}), "true or false")
+	remove := bind(l.cmd("remove", "Remove a timer", func(ctx context.Context, c *client.Client) (*api.Task, error) {
+		return c.RemoveTimer(ctx, l.registry, l.name, timer)
+	}), true)
+	list := bind(l.cmd("list", "List timers", func(ctx context.Context, c *client.Client) (*api.Task, error) {
+		return c.GetTask(ctx, l.registry, l.name)
+	}), false)
 	cmd.AddCommand(add, update, remove, list)
 	return cmd
 }
@@ -640,12 +611,7 @@ func newTaskTimerCmd(o *rootOpts) *cobra.Command {
 func newTaskWebhookCmd(o *rootOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "webhook", Short: "Show or rotate the secret a git host signs push webhooks with"}
 	var registry, name string
-	bind := func(c *cobra.Command) {
-		c.Flags().StringVarP(&registry, "registry", "r", "", "registry name")
-		c.Flags().StringVarP(&name, "name", "n", "", "task name")
-		_ = c.MarkFlagRequired("registry")
-		_ = c.MarkFlagRequired("name")
-	}
+	bind := func(c *cobra.Command) { bindTask(c, &registry, &name) }
 	show := &cobra.Command{
 		Use: "show", Short: "Show the webhook path (on the control API) and its secret", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -662,6 +628,14 @@ func newTaskWebhookCmd(o *rootOpts) *cobra.Command {
 	bind(rotate)
 	cmd.AddCommand(show, rotate)
 	return cmd
+}
+
+// bindTask adds the required --registry and --name flags that name a task.
+func bindTask(c *cobra.Command, registry, name *string) {
+	c.Flags().StringVarP(registry, "registry", "r", "", "registry name")
+	c.Flags().StringVarP(name, "name", "n", "", "task name")
+	_ = c.MarkFlagRequired("registry")
+	_ = c.MarkFlagRequired("name")
 }
 
 // timerRequest builds a timer add/update request from the flags that were
