@@ -242,7 +242,7 @@ func replaceBaseImages(ctx context.Context, tx *sql.Tx, r *Run, now func() time.
 // Prepare announces the run, opens its log, fills its workspace and
 // returns its job: the task file, the context, the run's credentials and
 // the task's logins.
-func (c *claimed) Prepare(ctx context.Context) (_ engine.Job, release func(), err error) {
+func (c *claimed) Prepare(ctx context.Context) (_ engine.Job, _ func(), err error) {
 	s, r, t := c.s, c.r, c.t
 	s.notifyRun(*r)
 	lw, err := s.logs.create(r.Registry, r.ID)
@@ -260,10 +260,10 @@ func (c *claimed) Prepare(ctx context.Context) (_ engine.Job, release func(), er
 	timeout := c.timeout
 
 	ws := filepath.Join(s.dataDir, "work", r.Registry, r.ID)
-	release = func() { os.RemoveAll(ws) }
+	removeWorkspace := func() { os.RemoveAll(ws) }
 	defer func() {
 		if err != nil {
-			release()
+			removeWorkspace()
 		}
 	}()
 	if err := os.MkdirAll(ws, 0o700); err != nil {
@@ -361,7 +361,7 @@ func (c *claimed) Prepare(ctx context.Context) (_ engine.Job, release func(), er
 	if t != nil {
 		job.TaskName = t.Name
 	}
-	return job, release, nil
+	return job, removeWorkspace, nil
 }
 
 // prepareContext fills the workspace with the run's context and returns the

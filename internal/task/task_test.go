@@ -358,3 +358,33 @@ func TestRunsOfOneTaskDoNotOverlap(t *testing.T) {
 		}
 	}
 }
+
+// TestPreparationFailure: a run whose context is gone fails before the
+// engine is called, says why, and leaves no workspace behind.
+func TestPreparationFailure(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t.TempDir())
+	ctx := t.Context()
+	ctxDir := localContext(t, map[string]string{"acr-task.yaml": simpleTask})
+	if _, err := e.svc.CreateTask(ctx, CreateRequest{Registry: "contoso", Name: "gone-context", Context: ctxDir}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(ctxDir); err != nil {
+		t.Fatal(err)
+	}
+	e.start(t)
+	r, err := e.svc.QueueRun(ctx, QueueRequest{Registry: "contoso", Task: "gone-context"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err = e.svc.WaitRun(ctx, "contoso", r.ID)
+	if err != nil || r.Status != RunFailed || !strings.Contains(r.Error, "neither a git repository nor a directory") {
+		t.Fatalf("run: %+v, %v", r, err)
+	}
+	if len(e.exec.jobs) != 0 {
+		t.Errorf("the engine got %d jobs", len(e.exec.jobs))
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "work", "contoso", r.ID)); !os.IsNotExist(err) {
+		t.Errorf("the workspace is left: %v", err)
+	}
+}

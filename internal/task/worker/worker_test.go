@@ -33,6 +33,17 @@ func (f *fakeRunner) Cleanup(_ context.Context, registry, runID string) error {
 	return nil
 }
 
+// blockingRunner is a runner whose Execute blocks until its context ends;
+// started is closed when it is called.
+func blockingRunner() (_ *fakeRunner, started chan struct{}) {
+	started = make(chan struct{})
+	return &fakeRunner{execute: func(ctx context.Context, _ engine.Job) (engine.Result, error) {
+		close(started)
+		<-ctx.Done()
+		return engine.Result{}, ctx.Err()
+	}}, started
+}
+
 // fakeQueue hands out its runs once each.
 type fakeQueue struct {
 	mu          sync.Mutex
@@ -152,12 +163,7 @@ func TestPoolRunsAJob(t *testing.T) {
 func TestPoolCancel(t *testing.T) {
 	t.Parallel()
 	r := newRun("ca2")
-	started := make(chan struct{})
-	eng := &fakeRunner{execute: func(ctx context.Context, _ engine.Job) (engine.Result, error) {
-		close(started)
-		<-ctx.Done()
-		return engine.Result{}, ctx.Err()
-	}}
+	eng, started := blockingRunner()
 	p, _ := start(t, &fakeQueue{runs: []*fakeRun{r}}, eng)
 	<-started
 	if !p.Cancel(r.key) {
@@ -177,12 +183,7 @@ func TestPoolCancel(t *testing.T) {
 func TestPoolStopLeavesRunsUnfinished(t *testing.T) {
 	t.Parallel()
 	r := newRun("ca3")
-	started := make(chan struct{})
-	eng := &fakeRunner{execute: func(ctx context.Context, _ engine.Job) (engine.Result, error) {
-		close(started)
-		<-ctx.Done()
-		return engine.Result{}, ctx.Err()
-	}}
+	eng, started := blockingRunner()
 	_, stop := start(t, &fakeQueue{runs: []*fakeRun{r}}, eng)
 	<-started
 	stop()
