@@ -143,6 +143,9 @@ func TestArchitectureLayering(t *testing.T) {
 		{"domain packages do not import the engine adapter's test helpers (`internal/docker/dockertest`)", func(p, q string) bool {
 			return q != "internal/docker/dockertest"
 		}},
+		{"`internal/task/source` and `internal/task/worker`, do not import `internal/task`", func(p, q string) bool {
+			return q != "internal/task" || !under(p, "internal/task/source") && !under(p, "internal/task/worker")
+		}},
 	}
 	for _, r := range rules {
 		if !strings.Contains(section, r.doc) {
