@@ -32,6 +32,20 @@ func (f *fakePart) Stop(context.Context) error {
 	return nil
 }
 
+// journaled returns a lifecycle with fake parts of the names started, and
+// the journal the fake parts write.
+func journaled(t *testing.T, names ...string) (*lifecycle, *[]string) {
+	t.Helper()
+	journal := new([]string)
+	l := &lifecycle{log: slog.New(slog.DiscardHandler)}
+	for _, name := range names {
+		if err := l.start(t.Context(), name, &fakePart{name: name, journal: journal}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l, journal
+}
+
 type fakeFailing struct {
 	fakePart
 }
@@ -42,17 +56,11 @@ func (f *fakeFailing) Failed() <-chan error { return f.failed }
 // next starts, and stop in reverse order, once.
 func TestLifecycleOrder(t *testing.T) {
 	t.Parallel()
-	var journal []string
-	l := &lifecycle{log: slog.New(slog.DiscardHandler)}
-	for _, name := range []string{"a", "b", "c"} {
-		if err := l.start(t.Context(), name, &fakePart{name: name, journal: &journal}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	l, journal := journaled(t, "a", "b", "c")
 	l.stop()
 	l.stop()
 	want := []string{"start a", "ready a", "start b", "ready b", "start c", "ready c", "stop c", "stop b", "stop a"}
-	if !slices.Equal(journal, want) {
+	if !slices.Equal(*journal, want) {
 		t.Errorf("journal %v, want %v", journal, want)
 	}
 }
@@ -61,19 +69,15 @@ func TestLifecycleOrder(t *testing.T) {
 // the error, is not stopped, and those started before it stop.
 func TestLifecycleStartError(t *testing.T) {
 	t.Parallel()
-	var journal []string
-	l := &lifecycle{log: slog.New(slog.DiscardHandler)}
-	if err := l.start(t.Context(), "a", &fakePart{name: "a", journal: &journal}); err != nil {
-		t.Fatal(err)
-	}
+	l, journal := journaled(t, "a")
 	boom := errors.New("port taken")
-	err := l.start(t.Context(), "b part", &fakePart{name: "b", journal: &journal, startErr: boom})
+	err := l.start(t.Context(), "b part", &fakePart{name: "b", journal: journal, startErr: boom})
 	if !errors.Is(err, boom) || !strings.HasPrefix(err.Error(), "b part: ") {
 		t.Errorf("start: %v, want the component named", err)
 	}
 	l.stop()
 	want := []string{"start a", "ready a", "start b", "stop a"}
-	if !slices.Equal(journal, want) {
+	if !slices.Equal(*journal, want) {
 		t.Errorf("journal %v, want %v", journal, want)
 	}
 }
@@ -82,9 +86,8 @@ func TestLifecycleStartError(t *testing.T) {
 // of a component that fails while running, named.
 func TestLifecycleWait(t *testing.T) {
 	t.Parallel()
-	var journal []string
-	l := &lifecycle{log: slog.New(slog.DiscardHandler)}
-	f := &fakeFailing{fakePart{name: "api", journal: &journal, failed: make(chan error, 1)}}
+	l, journal := journaled(t)
+	f := &fakeFailing{fakePart{name: "api", journal: journal, failed: make(chan error, 1)}}
 	if err := l.start(t.Context(), "control API", f); err != nil {
 		t.Fatal(err)
 	}

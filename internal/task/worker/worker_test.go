@@ -33,17 +33,6 @@ func (f *fakeRunner) Cleanup(_ context.Context, registry, runID string) error {
 	return nil
 }
 
-// blockingRunner is a runner whose Execute blocks until its context ends;
-// started is closed when it is called.
-func blockingRunner() (_ *fakeRunner, started chan struct{}) {
-	started = make(chan struct{})
-	return &fakeRunner{execute: func(ctx context.Context, _ engine.Job) (engine.Result, error) {
-		close(started)
-		<-ctx.Done()
-		return engine.Result{}, ctx.Err()
-	}}, started
-}
-
 // fakeQueue hands out its runs once each.
 type fakeQueue struct {
 	mu          sync.Mutex
@@ -132,6 +121,22 @@ func start(t *testing.T, q Queue, eng Engine) (*Pool, context.CancelFunc) {
 	return p, cancel
 }
 
+// startBlocked starts a pool with one run, id, whose job blocks until its
+// context ends, and returns once the job runs.
+func startBlocked(t *testing.T, id string) (*Pool, *fakeRun, context.CancelFunc) {
+	t.Helper()
+	r := newRun(id)
+	started := make(chan struct{})
+	eng := &fakeRunner{execute: func(ctx context.Context, _ engine.Job) (engine.Result, error) {
+		close(started)
+		<-ctx.Done()
+		return engine.Result{}, ctx.Err()
+	}}
+	p, stop := start(t, &fakeQueue{runs: []*fakeRun{r}}, eng)
+	<-started
+	return p, r, stop
+}
+
 // TestPoolRunsAJob: a claimed run is prepared within its timeout, its job
 // handed to the runner, its workspace released, its outcome recorded and
 // then its log closed.
@@ -162,10 +167,7 @@ func TestPoolRunsAJob(t *testing.T) {
 // TestPoolCancel: Cancel stops a running run, whose outcome is ErrCanceled.
 func TestPoolCancel(t *testing.T) {
 	t.Parallel()
-	r := newRun("ca2")
-	eng, started := blockingRunner()
-	p, _ := start(t, &fakeQueue{runs: []*fakeRun{r}}, eng)
-	<-started
+	p, r, _ := startBlocked(t, "ca2")
 	if !p.Cancel(r.key) {
 		t.Fatal("Cancel: the run is not running")
 	}
@@ -182,10 +184,7 @@ func TestPoolCancel(t *testing.T) {
 // interrupts is not recorded (the next start recovers it), but closed.
 func TestPoolStopLeavesRunsUnfinished(t *testing.T) {
 	t.Parallel()
-	r := newRun("ca3")
-	eng, started := blockingRunner()
-	_, stop := start(t, &fakeQueue{runs: []*fakeRun{r}}, eng)
-	<-started
+	_, r, stop := startBlocked(t, "ca3")
 	stop()
 	r.wait(t)
 	r.mu.Lock()
