@@ -60,6 +60,8 @@ func (l *lifecycle) start(ctx context.Context, name string, c Component) error {
 
 // wait returns when ctx ends (nil) or a started component fails (its error).
 func (l *lifecycle) wait(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx) // ends the watchers below
+	defer cancel()
 	failed := make(chan error, 1)
 	l.mu.Lock()
 	for _, p := range l.started {

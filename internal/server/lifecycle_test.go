@@ -86,16 +86,21 @@ func TestLifecycleStartError(t *testing.T) {
 // of a component that fails while running, named.
 func TestLifecycleWait(t *testing.T) {
 	t.Parallel()
-	l, journal := journaled(t)
-	f := &fakeFailing{fakePart{name: "api", journal: journal, failed: make(chan error, 1)}}
-	if err := l.start(t.Context(), "control API", f); err != nil {
-		t.Fatal(err)
+	failing := func() (*lifecycle, *fakeFailing) {
+		l, journal := journaled(t)
+		f := &fakeFailing{fakePart{name: "api", journal: journal, failed: make(chan error, 1)}}
+		if err := l.start(t.Context(), "control API", f); err != nil {
+			t.Fatal(err)
+		}
+		return l, f
 	}
+	l, _ := failing()
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if err := l.wait(ctx); err != nil {
 		t.Errorf("wait after the context ended: %v", err)
 	}
+	l, f := failing()
 	f.failed <- errors.New("accept: too many open files")
 	if err := l.wait(t.Context()); err == nil || err.Error() != "control API: accept: too many open files" {
 		t.Errorf("wait: %v, want the component's failure, named", err)
