@@ -148,6 +148,9 @@ func TestArchitectureLayering(t *testing.T) {
 		{"only tests and test helpers import `internal/testenv` (and `internal/testenv/stack`)", func(p, q string) bool {
 			return !under(q, "internal/testenv") || under(p, "internal/testenv") || p == "internal/docker/dockertest"
 		}},
+		{"`internal/task/source` and `internal/task/worker`, do not import `internal/task`", func(p, q string) bool {
+			return q != "internal/task" || !under(p, "internal/task/source") && !under(p, "internal/task/worker")
+		}},
 	}
 	for _, r := range rules {
 		if !strings.Contains(section, r.doc) {

@@ -64,10 +64,10 @@ func (r *run) prepareBuild(ctx context.Context, s *plan.Step, b *plan.Build, rep
 	}
 	in := &buildInput{dir: dir, dfHost: dfHost}
 	if b.Cache {
-		r.noteOnce("cache/"+s.ID, "Step ID: %s: cache: enabled is ignored: builds use the engine's own layer cache, kept between runs, not a registry cache (%s)", s.ID, b.CacheRef)
+		r.log.once("cache/"+s.ID, "Step ID: %s: cache: enabled is ignored: builds use the engine's own layer cache, kept between runs, not a registry cache (%s)", s.ID, b.CacheRef)
 	}
 	for _, o := range b.Options {
-		r.noteOnce("option/"+s.ID+o.Name, "Step ID: %s: docker build option %s is ignored by gantry's builder", s.ID, o.Name)
+		r.log.once("option/"+s.ID+o.Name, "Step ID: %s: docker build option %s is ignored by gantry's builder", s.ID, o.Name)
 	}
 
 	var opts []dockerfile.Option
@@ -87,7 +87,7 @@ func (r *run) prepareBuild(ctx context.Context, s *plan.Step, b *plan.Build, rep
 			r.log.Printf("Successfully scanned dependencies")
 		}
 	}
-	r.state(s.ID).build = in
+	r.steps.state(s.ID).build = in
 	if in.deps == nil || b.Pull {
 		return nil
 	}
@@ -154,9 +154,7 @@ func (r *run) workspaceRoot(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	r.mu.Lock()
-	r.tempDirs = append(r.tempDirs, dir)
-	r.mu.Unlock()
+	r.leftovers.tempDir(dir)
 	if !dirty {
 		return dir, nil // no context at all
 	}
@@ -259,7 +257,7 @@ func untarEntry(root *os.Root, tr *tar.Reader, h *tar.Header, dst string, mode o
 // the FROM images and the step's --secret values from the task file's
 // secrets. Build steps then record their dependencies' digests.
 func (r *run) build(ctx context.Context, s *plan.Step, b *plan.Build, record bool) (attemptResult, error) {
-	in := r.state(s.ID).build
+	in := r.steps.state(s.ID).build
 	if in == nil {
 		return attemptResult{exitCode: -1}, fmt.Errorf("build of step %s was not prepared", s.ID)
 	}
@@ -294,7 +292,7 @@ func (r *run) build(ctx context.Context, s *plan.Step, b *plan.Build, record boo
 		Labels:      labels,
 		Platform:    b.Platform,
 		NetworkMode: network,
-		AuthConfigs: r.authConfigs(),
+		AuthConfigs: r.logins.authConfigs(),
 		Secrets:     secrets,
 		Builder:     builder,
 	}, out)
@@ -318,14 +316,14 @@ func (r *run) chooseBuilder(ctx context.Context, s *plan.Step, b *plan.Build) do
 	v, _ := r.d.EngineVersion()
 	engine := strings.TrimSpace(v.Name + " " + v.Version)
 	if b.NoBuildKit {
-		r.noteOnce("builder/"+s.ID, "Step ID: %s: building with the classic builder of %s (DOCKER_BUILDKIT=0)", s.ID, engine)
+		r.log.once("builder/"+s.ID, "Step ID: %s: building with the classic builder of %s (DOCKER_BUILDKIT=0)", s.ID, engine)
 		return docker.BuilderClassic
 	}
 	builder, why := r.d.Builder(ctx)
 	if builder == docker.BuilderBuildKit {
-		r.noteOnce("builder/"+s.ID, "Step ID: %s: building with BuildKit on %s", s.ID, engine)
+		r.log.once("builder/"+s.ID, "Step ID: %s: building with BuildKit on %s", s.ID, engine)
 	} else {
-		r.noteOnce("builder/"+s.ID, "Step ID: %s: building with the classic builder: %s", s.ID, why)
+		r.log.once("builder/"+s.ID, "Step ID: %s: building with the classic builder: %s", s.ID, why)
 	}
 	return builder
 }
@@ -359,9 +357,7 @@ func (r *run) recordDependencies(ctx context.Context, s *plan.Step, b *plan.Buil
 			d.Buildtime = append(d.Buildtime, r.resolveDigest(ctx, bt))
 		}
 	}
-	r.mu.Lock()
-	r.deps[s.ID] = d
-	r.mu.Unlock()
+	r.outputs.built(d)
 }
 
 // resolveDigest finds the manifest digest of a base image: from the
@@ -390,7 +386,7 @@ func (r *run) resolveDigest(ctx context.Context, ref string) Image {
 		return img
 	}
 	var cred *Credential
-	if c, ok := r.credFor(img.Registry); ok {
+	if c, ok := r.logins.credFor(img.Registry); ok {
 		cred = &c
 	}
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)

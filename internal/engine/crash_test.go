@@ -59,7 +59,7 @@ volumes:
 		}
 	}
 	defer func() {
-		for _, det := range r.detached {
+		for _, det := range r.leftovers.detached {
 			det.cancel()
 		}
 	}()

@@ -84,7 +84,7 @@ func (r *run) dockerPull(ctx context.Context, d *plan.DockerCommand, w io.Writer
 	if err := r.pull(ctx, ref, progress); err != nil {
 		return err
 	}
-	r.markReady(ref)
+	r.scope.markReady(ref)
 	fmt.Fprintln(w, qualified(ref))
 	return nil
 }
@@ -100,7 +100,7 @@ func qualified(ref string) string {
 
 func (r *run) dockerTag(ctx context.Context, d *plan.DockerCommand) error {
 	src, dst := d.Operands[0], d.Operands[1]
-	if !r.sees(src) {
+	if !r.scope.sees(src) {
 		return errNoSuchImage(src)
 	}
 	if err := r.mayCreateTag(ctx, dst); err != nil {
@@ -126,15 +126,15 @@ func (r *run) dockerPush(ctx context.Context, d *plan.DockerCommand, w io.Writer
 	if v, ok := d.Flag("--quiet"); ok && v == "true" {
 		progress = nil
 	}
-	if !r.sees(ref) || imageOf(ref).Registry == dockerHub && !r.owns(ref) {
+	if !r.scope.sees(ref) || imageOf(ref).Registry == dockerHub && !r.scope.owns(ref) {
 		//lint:ignore ST1005 the docker CLI's wording, which scripts match
 		return fmt.Errorf("An image does not exist locally with the tag: %s", ref)
 	}
-	digest, err := r.d.PushImage(ctx, ref, r.authFor(ref), progress)
+	digest, err := r.d.PushImage(ctx, ref, r.logins.authFor(ref), progress)
 	if err != nil {
 		return err
 	}
-	r.recordPush(ref, digest)
+	r.outputs.pushed(ref, digest)
 	return nil
 }
 
@@ -165,7 +165,7 @@ func (r *run) dockerImages(ctx context.Context, d *plan.DockerCommand, w io.Writ
 	if err != nil {
 		return err
 	}
-	list = r.visibleImages(list)
+	list = r.scope.visibleImages(list)
 	type row struct {
 		Repository, Tag, Digest, ID, CreatedSince, CreatedAt, Size string
 	}
@@ -288,7 +288,7 @@ func (r *run) dockerInspect(ctx context.Context, d *plan.DockerCommand, w io.Wri
 	}
 	var list []map[string]any
 	for _, ref := range d.Operands {
-		if !r.sees(ref) {
+		if !r.scope.sees(ref) {
 			//lint:ignore ST1005 the docker CLI's wording, which scripts match
 			return fmt.Errorf("No such object: %s", ref)
 		}
@@ -344,17 +344,14 @@ func (r *run) dockerRmi(ctx context.Context, d *plan.DockerCommand, w io.Writer)
 		force = true
 	}
 	for _, ref := range d.Operands {
-		if !r.owns(ref) {
+		if !r.scope.owns(ref) {
 			// Only what the run created: other images are shared.
 			return errNoSuchImage(ref)
 		}
 		if err := r.d.RemoveImage(ctx, ref, force); err != nil {
 			return err
 		}
-		r.mu.Lock()
-		delete(r.created, ref)
-		delete(r.ready, ref)
-		r.mu.Unlock()
+		r.scope.forget(ref)
 		fmt.Fprintf(w, "Untagged: %s\n", ref)
 	}
 	return nil
@@ -381,9 +378,7 @@ func (r *run) dockerLogin(ctx context.Context, d *plan.DockerCommand, w io.Write
 	if err := pingRegistry(lctx, c); err != nil {
 		return fmt.Errorf("login to %s: %w", host, err)
 	}
-	r.mu.Lock()
-	r.creds[registryKey(host)] = c
-	r.mu.Unlock()
+	r.logins.set(c)
 	if err := r.writeDockerConfig(ctx); err != nil {
 		return err
 	}
@@ -396,11 +391,7 @@ func (r *run) dockerLogout(ctx context.Context, d *plan.DockerCommand, w io.Writ
 	if len(d.Operands) > 0 {
 		server = d.Operands[0]
 	}
-	r.mu.Lock()
-	_, ok := r.creds[registryKey(server)]
-	delete(r.creds, registryKey(server))
-	r.mu.Unlock()
-	if !ok {
+	if !r.logins.remove(server) {
 		fmt.Fprintf(w, "Not logged in to %s\n", server)
 		return nil
 	}

@@ -185,7 +185,7 @@ func (e *Engine) Execute(ctx context.Context, job Job) (Result, error) {
 		}
 	}
 	r := newRun(e, job, lg)
-	log := e.log.With("registry", r.registry, "run", job.RunID)
+	log := e.log.With("registry", r.names.registry, "run", job.RunID)
 
 	p, err := e.plan(ctx, job, r)
 	if err != nil {
@@ -229,7 +229,7 @@ func (e *Engine) Execute(ctx context.Context, job Job) (Result, error) {
 
 	sc := &scheduler{ops: r, log: lg, now: e.now, wait: e.wait, limit: e.limit}
 	steps, failure := sc.run(ctx, p.Steps)
-	res := r.result(steps)
+	res := r.outputs.result(steps, p.Steps)
 	if cerr := ended(parent, ctx, job); cerr != nil {
 		if parent.Err() != nil {
 			lg.Printf("Run ID: %s was canceled; stopping its containers", job.RunID)
@@ -275,7 +275,7 @@ func (e *Engine) plan(ctx context.Context, job Job, r *run) (*plan.Plan, error) 
 		Run: taskfile.Run{
 			ID: job.RunID, Registry: job.Registry, RegistryName: job.RegistryName, Date: date,
 			OS: "linux", Architecture: "amd64", Commit: job.Commit, Branch: job.Branch,
-			TaskName: job.TaskName, SharedVolume: r.workspaceVol,
+			TaskName: job.TaskName, SharedVolume: r.names.workspace,
 		},
 		ImageAliases: e.imageAliases(),
 	}

@@ -35,13 +35,25 @@ type runLog struct {
 	w     io.Writer
 	masks []string // longest first
 	err   error    // first write error; the log is best effort afterwards
+	noted map[string]bool
 }
 
 func newRunLog(w io.Writer, now func() time.Time) *runLog {
 	if w == nil {
 		w = io.Discard
 	}
-	return &runLog{w: w, now: now}
+	return &runLog{w: w, now: now, noted: map[string]bool{}}
+}
+
+// once logs a note only the first time key is seen in the run.
+func (l *runLog) once(key, format string, args ...any) {
+	l.mu.Lock()
+	seen := l.noted[key]
+	l.noted[key] = true
+	l.mu.Unlock()
+	if !seen {
+		l.Printf(format, args...)
+	}
 }
 
 // mask registers values to hide in every later line, each line of a

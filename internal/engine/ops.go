@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/docker"
@@ -22,6 +23,27 @@ const pushAttempts = 3
 // tailSize is how much of an attempt's output retryOnErrors looks at.
 const tailSize = 64 << 10
 
+// stepStates are what prepare resolved for each step of a run.
+type stepStates struct {
+	mu sync.Mutex
+	m  map[string]*stepState
+}
+
+// state returns the state of step id, created empty on first use.
+func (ss *stepStates) state(id string) *stepState {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.m == nil {
+		ss.m = map[string]*stepState{}
+	}
+	st, ok := ss.m[id]
+	if !ok {
+		st = &stepState{}
+		ss.m[id] = st
+	}
+	return st
+}
+
 // stepState is what prepare resolved for a step's attempts.
 type stepState struct {
 	image string // the image to run (cmd steps): its ID once pinned
@@ -29,20 +51,6 @@ type stepState struct {
 	// pinned: image is the ID of what the run resolved (pin).
 	pinned bool
 	build  *buildInput
-}
-
-func (r *run) state(id string) *stepState {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.steps == nil {
-		r.steps = map[string]*stepState{}
-	}
-	st, ok := r.steps[id]
-	if !ok {
-		st = &stepState{}
-		r.steps[id] = st
-	}
-	return st
 }
 
 // prepare implements operations.
@@ -80,7 +88,7 @@ func (r *run) attempt(ctx context.Context, s *plan.Step) (attemptResult, error) 
 // image), performs the explicit pull of pull: true, and makes sure the
 // image is present.
 func (r *run) prepareCmd(ctx context.Context, s *plan.Step) error {
-	st := r.state(s.ID)
+	st := r.steps.state(s.ID)
 	if st.pinned {
 		return nil
 	}
@@ -130,7 +138,7 @@ func (r *run) prepareCmd(ctx context.Context, s *plan.Step) error {
 		if err != nil {
 			return engineErr(err)
 		}
-		r.markReady(st.image)
+		r.scope.markReady(st.image)
 		return r.pin(ctx, st)
 	}
 	if st.image == taskfile.GantryImage || st.image == taskfile.AzImage {
@@ -161,12 +169,6 @@ func (r *run) pin(ctx context.Context, st *stepState) error {
 	return nil
 }
 
-func (r *run) markReady(ref string) {
-	r.mu.Lock()
-	r.ready[ref] = true
-	r.mu.Unlock()
-}
-
 // ensureImage makes sure ref is on the engine for this run, as a fresh
 // machine would: an image that names a registry (other than Docker Hub) is
 // pulled with the run's login, unless this run built or tagged it, so that a
@@ -175,14 +177,10 @@ func (r *run) markReady(ref string) {
 // fails, so does the step. Docker Hub names (the public base images the
 // engine holds) are used when present and pulled when not.
 func (r *run) ensureImage(ctx context.Context, ref string, out io.Writer) error {
-	r.mu.Lock()
-	ready := r.ready[ref]
-	_, created := r.created[ref]
-	r.mu.Unlock()
-	if ready || created {
+	if r.scope.present(ref) {
 		return nil
 	}
-	if r.reserved(ref) || isImageID(ref) {
+	if r.scope.reserved(ref) || isImageID(ref) {
 		// Gantry's own images run through their aliases only, and an ID
 		// would reach any image on the engine.
 		return errNoSuchImage(ref)
@@ -194,7 +192,7 @@ func (r *run) ensureImage(ctx context.Context, ref string, out io.Writer) error 
 	}
 	refresh := imageOf(ref).Registry != dockerHub
 	if local && !refresh {
-		r.markReady(ref)
+		r.scope.markReady(ref)
 		return nil
 	}
 	if err := r.pullKnown(ctx, ref, local, out); err != nil {
@@ -206,7 +204,7 @@ func (r *run) ensureImage(ctx context.Context, ref string, out io.Writer) error 
 		}
 		return engineErr(err)
 	}
-	r.markReady(ref)
+	r.scope.markReady(ref)
 	return nil
 }
 
@@ -222,7 +220,7 @@ func (r *run) pull(ctx context.Context, ref string, out io.Writer) error {
 }
 
 func (r *run) pullKnown(ctx context.Context, ref string, local bool, out io.Writer) error {
-	if err := r.d.PullImage(ctx, ref, r.authFor(ref), out); err != nil {
+	if err := r.d.PullImage(ctx, ref, r.logins.authFor(ref), out); err != nil {
 		return err
 	}
 	if !local {
@@ -248,7 +246,7 @@ func (r *run) containerConfig(s *plan.Step, st *stepState) (docker.ContainerConf
 		Env:        r.env(s, st.cli),
 		WorkingDir: s.WorkingDir,
 		User:       s.User,
-		Labels:     r.labels(roleStep, s.ID),
+		Labels:     r.names.labels(roleStep, s.ID),
 	}
 	if len(s.Cmd.Args) > 0 {
 		cfg.Cmd = s.Cmd.Args
@@ -270,8 +268,8 @@ func (r *run) containerConfig(s *plan.Step, st *stepState) (docker.ContainerConf
 		Privileged:  s.Privileged,
 		AutoRemove:  !s.Keep,
 		Mounts: []docker.Mount{
-			{Type: "volume", Source: r.workspaceVol, Target: plan.Workspace},
-			{Type: "volume", Source: r.homeVol, Target: HomeDir},
+			{Type: "volume", Source: r.names.workspace, Target: plan.Workspace},
+			{Type: "volume", Source: r.names.home, Target: HomeDir},
 		},
 	}
 	if s.CPUs != "" {
@@ -280,7 +278,7 @@ func (r *run) containerConfig(s *plan.Step, st *stepState) (docker.ContainerConf
 		}
 	}
 	for _, m := range s.Mounts {
-		host.Mounts = append(host.Mounts, docker.Mount{Type: "volume", Source: r.secretVols[m.Volume], Target: m.Path, ReadOnly: true})
+		host.Mounts = append(host.Mounts, docker.Mount{Type: "volume", Source: r.names.secrets[m.Volume], Target: m.Path, ReadOnly: true})
 	}
 	confine(&host, st.cli)
 	return cfg, host
@@ -302,15 +300,15 @@ func streams(s *plan.Step, out io.Writer) (stdout, stderr io.Writer, t *tail) {
 
 // runCmd runs one attempt of a cmd step's container.
 func (r *run) runCmd(ctx context.Context, s *plan.Step) (attemptResult, error) {
-	st := r.state(s.ID)
+	st := r.steps.state(s.ID)
 	cfg, host := r.containerConfig(s, st)
-	name := r.containerName(s.ID)
+	name := r.names.containerName(s.ID)
 	if len(s.Ports) > 0 {
-		r.noteOnce("ports/"+s.ID, "Step ID: %s: ports %s are not published: steps use the host network, where the container's ports are the host's",
+		r.log.once("ports/"+s.ID, "Step ID: %s: ports %s are not published: steps use the host network, where the container's ports are the host's",
 			s.ID, strings.Join(s.Ports, ", "))
 	}
 	if s.Isolation != "" && s.Isolation != "default" && s.Isolation != "process" {
-		r.noteOnce("isolation/"+s.ID, "Step ID: %s: isolation %s is not supported on Linux and is ignored", s.ID, s.Isolation)
+		r.log.once("isolation/"+s.ID, "Step ID: %s: isolation %s is not supported on Linux and is ignored", s.ID, s.Isolation)
 	}
 	r.markDirty()
 	out := r.log.output(s.ID)
@@ -363,9 +361,7 @@ func (r *run) startDetached(ctx context.Context, name string, cfg docker.Contain
 		out.Close()
 		done <- err
 	}()
-	r.mu.Lock()
-	r.detached = append(r.detached, detached{id: id, cancel: cancel, done: done})
-	r.mu.Unlock()
+	r.leftovers.detach(detached{id: id, cancel: cancel, done: done})
 	if err := r.d.StartContainer(ctx, id); err != nil {
 		return err
 	}
@@ -380,10 +376,10 @@ func (r *run) push(ctx context.Context, s *plan.Step) error {
 	for _, ref := range s.Push.Images {
 		for try := 1; ; try++ {
 			r.log.Printf("Pushing image: %s, attempt %d", ref, try)
-			digest, err := r.d.PushImage(ctx, ref, r.authFor(ref), out)
+			digest, err := r.d.PushImage(ctx, ref, r.logins.authFor(ref), out)
 			if err == nil {
 				r.log.Printf("Successfully pushed image: %s", ref)
-				r.recordPush(ref, digest)
+				r.outputs.pushed(ref, digest)
 				break
 			}
 			if ctx.Err() != nil {
@@ -401,18 +397,4 @@ func (r *run) push(ctx context.Context, s *plan.Step) error {
 		}
 	}
 	return nil
-}
-
-func (r *run) recordPush(ref, digest string) {
-	img := imageOf(ref)
-	img.Digest = digest
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for i, im := range r.images {
-		if im.Reference() == img.Reference() {
-			r.images[i] = img
-			return
-		}
-	}
-	r.images = append(r.images, img)
 }

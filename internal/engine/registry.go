@@ -58,16 +58,6 @@ func imageOf(ref string) Image {
 	return Image{Registry: r.Domain, Repository: r.Path, Tag: r.Tag, Digest: r.Digest}
 }
 
-// authFor returns the run's login for the registry of ref, or nil.
-func (r *run) authFor(ref string) *docker.AuthConfig {
-	c, ok := r.credFor(imageOf(ref).Registry)
-	if !ok {
-		return nil
-	}
-	a := c.auth(c.Registry)
-	return &a
-}
-
 // auth is the engine's form of a login for the server address host: the
 // identity token alone when there is one.
 func (c Credential) auth(host string) docker.AuthConfig {
@@ -75,31 +65,6 @@ func (c Credential) auth(host string) docker.AuthConfig {
 		return docker.AuthConfig{Username: c.Username, IdentityToken: c.IdentityToken, ServerAddress: host}
 	}
 	return docker.AuthConfig{Username: c.Username, Password: c.Password, ServerAddress: host}
-}
-
-func (r *run) credFor(host string) (Credential, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c, ok := r.creds[registryKey(host)]
-	return c, ok
-}
-
-// authConfigs are the run's logins for a build (X-Registry-Config).
-func (r *run) authConfigs() map[string]docker.AuthConfig {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.creds) == 0 {
-		return nil
-	}
-	m := make(map[string]docker.AuthConfig, len(r.creds))
-	for k, c := range r.creds {
-		host := c.Registry
-		if k == dockerHub {
-			host = "https://index.docker.io/v1/"
-		}
-		m[host] = c.auth(host)
-	}
-	return m
 }
 
 // registryClient talks to a registry's distribution API with the Docker

@@ -4,8 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,46 +31,30 @@ const (
 	imagesFile = "/gantry-images"
 )
 
-// run is the state of one Execute: the names of its engine objects, the
-// registry logins, and what it created, pushed and built from.
+// run is the state of one Execute, in parts of one job each: the names of
+// its engine objects, its registry logins, the images it may use (scope),
+// what it pushed and built from (outputs), what its teardown removes
+// besides its labelled objects (leftovers), what prepare resolved for each
+// step, and the writer of its imagesFile (tags). The run itself sets up,
+// runs the steps (operations) and tears down.
 type run struct {
-	e        *Engine
-	d        *docker.Client
-	job      Job
-	log      *runLog
-	plan     *plan.Plan
-	registry string // label and name part: Job.RegistryName or Job.Registry
-	label    string // LabelRun value
+	e       *Engine
+	d       *docker.Client
+	job     Job
+	log     *runLog
+	plan    *plan.Plan
+	names   names
+	setupID string // the setup container
 
-	prefix       string // container name prefix: gantry_<registry>_<run>_
-	workspaceVol string
-	homeVol      string
-	secretVols   map[string]string // plan volume name -> engine volume
-	setupID      string            // the setup container
+	logins    *logins
+	scope     *scope
+	outputs   *outputs
+	leftovers leftovers
+	steps     stepStates
+	tags      *tagWriter
 
-	mu       sync.Mutex
-	creds    map[string]Credential // registry host -> login (docker login/logout change it)
-	created  map[string]string     // image tag -> image ID the run gave it
-	ready    map[string]bool       // images known to be present for this run
-	dirty    bool                  // a container has run with /workspace mounted
-	images   []Image               // pushed
-	deps     map[string]*Dependency
-	detached []detached
-	tempDirs []string
-	noted    map[string]bool
-	steps    map[string]*stepState
-
-	// The imagesFile writer (startImagesWriter).
-	imagesDirty chan struct{}
-	imagesStop  chan struct{}
-	imagesDone  chan struct{}
-}
-
-// detached is a background container and the attach that copies its output.
-type detached struct {
-	id     string
-	cancel context.CancelFunc
-	done   <-chan error
+	mu    sync.Mutex
+	dirty bool // a container has run with /workspace mounted
 }
 
 var nameRE = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
@@ -84,42 +66,24 @@ func newRun(e *Engine, job Job, lg *runLog) *run {
 	}
 	safe := strings.Trim(nameRE.ReplaceAllString(registry+"_"+job.RunID, "_"), "_.-")
 	r := &run{
-		e:            e,
-		d:            e.d,
-		job:          job,
-		log:          lg,
-		registry:     registry,
-		label:        registry + "/" + job.RunID,
-		prefix:       "gantry_" + safe + "_",
-		workspaceVol: "gantry_" + safe + "_workspace",
-		homeVol:      "gantry_" + safe + "_home",
-		secretVols:   map[string]string{},
-		creds:        map[string]Credential{},
-		created:      map[string]string{},
-		ready:        map[string]bool{},
-		deps:         map[string]*Dependency{},
-		noted:        map[string]bool{},
-	}
-	for _, c := range job.Credentials {
-		r.creds[registryKey(c.Registry)] = c
+		e:   e,
+		d:   e.d,
+		job: job,
+		log: lg,
+		names: names{
+			registry:  registry,
+			label:     registry + "/" + job.RunID,
+			prefix:    "gantry_" + safe + "_",
+			workspace: "gantry_" + safe + "_workspace",
+			home:      "gantry_" + safe + "_home",
+			secrets:   map[string]string{},
+		},
+		logins:  newLogins(job.Credentials),
+		scope:   newScope(e.reservedRepositories()),
+		outputs: newOutputs(),
+		tags:    &tagWriter{},
 	}
 	return r
-}
-
-// containerName is the engine name of a step's container. acb names it
-// after the step; gantry prefixes registry and run so that concurrent runs
-// of a task never collide: gantry_<registry>_<run ID>_<step ID>.
-func (r *run) containerName(stepID string) string { return r.prefix + stepID }
-
-// noteOnce logs a note only the first time key is seen in the run.
-func (r *run) noteOnce(key, format string, args ...any) {
-	r.mu.Lock()
-	seen := r.noted[key]
-	r.noted[key] = true
-	r.mu.Unlock()
-	if !seen {
-		r.log.Printf(format, args...)
-	}
 }
 
 // env returns the step's container environment: HOME first (so that the
@@ -134,23 +98,15 @@ func (r *run) env(s *plan.Step, cli bool) []string {
 	return env
 }
 
-func (r *run) labels(role, step string) map[string]string {
-	l := map[string]string{LabelRun: r.label, LabelRole: role}
-	if step != "" {
-		l[LabelStep] = step
-	}
-	return l
-}
-
 // setup creates the run's volumes and the (never started) setup container
 // that mounts them, and fills them: the workspace from Job.Workspace, the
 // home volume's .docker/config.json with the run's logins, and the secret
 // volumes' files. It also verifies the logins.
 func (r *run) setup(ctx context.Context) error {
-	vols := []string{r.workspaceVol, r.homeVol}
+	vols := []string{r.names.workspace, r.names.home}
 	for i, v := range r.plan.Volumes {
-		name := fmt.Sprintf("%ssecret%d_%s", r.prefix, i, strings.Trim(nameRE.ReplaceAllString(v.Name, "_"), "_"))
-		r.secretVols[v.Name] = name
+		name := fmt.Sprintf("%ssecret%d_%s", r.names.prefix, i, strings.Trim(nameRE.ReplaceAllString(v.Name, "_"), "_"))
+		r.names.secrets[v.Name] = name
 		vols = append(vols, name)
 	}
 	r.log.Printf("Setting up Docker configuration...")
@@ -158,24 +114,24 @@ func (r *run) setup(ctx context.Context) error {
 	g.Go(func() error { return r.e.ensureHelper(ctx) })
 	for _, v := range vols {
 		g.Go(func() error {
-			_, err := r.d.CreateVolume(ctx, v, r.labels(roleVolume, ""))
+			_, err := r.d.CreateVolume(ctx, v, r.names.labels(roleVolume, ""))
 			return err
 		})
 	}
-	logins := r.checkLogins(ctx)
+	logins := checkLogins(ctx, r.job.Credentials)
 	if err := g.Wait(); err != nil {
 		return setupErr(ctx, err)
 	}
 
 	mounts := []docker.Mount{
-		{Type: "volume", Source: r.workspaceVol, Target: plan.Workspace},
-		{Type: "volume", Source: r.homeVol, Target: HomeDir},
+		{Type: "volume", Source: r.names.workspace, Target: plan.Workspace},
+		{Type: "volume", Source: r.names.home, Target: HomeDir},
 	}
 	for i, v := range r.plan.Volumes {
-		mounts = append(mounts, docker.Mount{Type: "volume", Source: r.secretVols[v.Name], Target: fmt.Sprintf("%s%d", setupSecrets, i)})
+		mounts = append(mounts, docker.Mount{Type: "volume", Source: r.names.secrets[v.Name], Target: fmt.Sprintf("%s%d", setupSecrets, i)})
 	}
-	id, err := r.d.CreateContainer(ctx, r.prefix+"setup",
-		docker.ContainerConfig{Image: helperImage, Cmd: []string{"/none"}, Labels: r.labels(roleSetup, "")},
+	id, err := r.d.CreateContainer(ctx, r.names.prefix+"setup",
+		docker.ContainerConfig{Image: helperImage, Cmd: []string{"/none"}, Labels: r.names.labels(roleSetup, "")},
 		docker.HostConfig{NetworkMode: "none", Mounts: mounts})
 	if err != nil {
 		return setupErr(ctx, err)
@@ -184,7 +140,7 @@ func (r *run) setup(ctx context.Context) error {
 
 	// Each volume is filled by extracting into its own mount point (Podman
 	// does not extract through a mount when the archive goes to /).
-	config, err := r.dockerConfig()
+	config, err := r.logins.dockerConfig()
 	if err != nil {
 		return err
 	}
@@ -215,7 +171,7 @@ func (r *run) setup(ctx context.Context) error {
 			return setupErr(ctx, fmt.Errorf("copying secret volume %s: %w", v.Name, err))
 		}
 	}
-	r.startImagesWriter()
+	r.tags.start(r.writeImagesFile)
 	r.log.Printf("Successfully set up Docker configuration")
 	for _, l := range logins {
 		res := <-l.done
@@ -263,56 +219,9 @@ func declaredNetworks(p *plan.Plan) []string {
 	return names
 }
 
-// login is a pending verification of one registry login.
-type login struct {
-	host string
-	done chan error
-}
-
-// checkLogins verifies every credential against its registry in the
-// background; the results are read in order.
-func (r *run) checkLogins(ctx context.Context) []login {
-	var out []login
-	for _, c := range r.job.Credentials {
-		l := login{host: c.Registry, done: make(chan error, 1)}
-		out = append(out, l)
-		go func() {
-			cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			defer cancel()
-			l.done <- pingRegistry(cctx, c)
-		}()
-	}
-	return out
-}
-
-// dockerConfig is ~/.docker/config.json of the steps: the run's logins, as
-// docker login writes them, and the header acb sets.
-func (r *run) dockerConfig() ([]byte, error) {
-	type entry struct {
-		Auth string `json:"auth"`
-	}
-	cfg := struct {
-		Auths       map[string]entry  `json:"auths"`
-		HTTPHeaders map[string]string `json:"HttpHeaders"`
-	}{Auths: map[string]entry{}, HTTPHeaders: map[string]string{"X-Meta-Source-Client": "gantry/tasks"}}
-	r.mu.Lock()
-	for _, c := range r.creds {
-		if c.EngineOnly {
-			continue
-		}
-		host := c.Registry
-		if registryKey(host) == dockerHub {
-			host = "https://index.docker.io/v1/"
-		}
-		cfg.Auths[host] = entry{Auth: base64.StdEncoding.EncodeToString([]byte(c.Username + ":" + c.Password))}
-	}
-	r.mu.Unlock()
-	return json.MarshalIndent(cfg, "", "\t")
-}
-
 // writeDockerConfig rewrites config.json after docker login or logout.
 func (r *run) writeDockerConfig(ctx context.Context) error {
-	data, err := r.dockerConfig()
+	data, err := r.logins.dockerConfig()
 	if err != nil {
 		return err
 	}
@@ -356,91 +265,42 @@ func writeFiles(tw *tar.Writer, files []tarFile, now time.Time) error {
 }
 
 // recordCreated records that the run gave tag(s) to image id: in memory,
-// and (in the background, see startImagesWriter) in the setup container,
+// and (in the background, see tagWriter) in the setup container,
 // where Cleanup finds them after a crash.
 func (r *run) recordCreated(_ context.Context, id string, tags ...string) {
 	if len(tags) == 0 {
 		return
 	}
-	r.mu.Lock()
-	for _, t := range tags {
-		r.created[t] = id
-		r.ready[t] = true
-	}
-	r.mu.Unlock()
-	select {
-	case r.imagesDirty <- struct{}{}:
-	default: // a write is already pending; it will see these tags
-	}
+	r.scope.add(id, tags...)
+	r.tags.changed()
 }
 
-// imagesDelay is how long the imagesFile writer waits after a change.
-const imagesDelay = 500 * time.Millisecond
-
-// startImagesWriter starts the goroutine that keeps imagesFile up to date:
-// each write copies the latest list, imagesDelay after a change, so bursts
-// of tags cost one copy and no step waits for it. stopImagesWriter ends it.
-func (r *run) startImagesWriter() {
-	r.imagesDirty = make(chan struct{}, 1)
-	r.imagesStop = make(chan struct{})
-	r.imagesDone = make(chan struct{})
-	go func() {
-		defer close(r.imagesDone)
-		for {
-			select {
-			case <-r.imagesStop:
-				return
-			case <-r.imagesDirty:
-			}
-			// Let a burst of tags (or the whole of a short run) pass: a
-			// run that ends first untags them itself, no copy needed.
-			t := time.NewTimer(imagesDelay)
-			select {
-			case <-r.imagesStop:
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			r.mu.Lock()
-			var b strings.Builder
-			for _, t := range slices.Sorted(maps.Keys(r.created)) {
-				fmt.Fprintf(&b, "%s %s\n", t, r.created[t])
-			}
-			r.mu.Unlock()
-			ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-			err := r.copyFiles(ctx, "/", []tarFile{{name: strings.TrimPrefix(imagesFile, "/"), mode: 0o600, data: []byte(b.String())}})
-			cancel()
-			if err != nil {
-				r.e.log.Warn("recording created images", "run", r.label, "err", err)
-			}
-		}
-	}()
-}
-
-// stopImagesWriter stops the writer (the run is being torn down, and
-// untags what it created itself).
-func (r *run) stopImagesWriter() {
-	if r.imagesStop == nil {
-		return
+// writeImagesFile writes the tags the run created to imagesFile.
+func (r *run) writeImagesFile() {
+	created := r.scope.createdTags()
+	var b strings.Builder
+	for _, t := range slices.Sorted(maps.Keys(created)) {
+		fmt.Fprintf(&b, "%s %s\n", t, created[t])
 	}
-	close(r.imagesStop)
-	<-r.imagesDone
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	err := r.copyFiles(ctx, "/", []tarFile{{name: strings.TrimPrefix(imagesFile, "/"), mode: 0o600, data: []byte(b.String())}})
+	cancel()
+	if err != nil {
+		r.e.log.Warn("recording created images", "run", r.names.label, "err", err)
+	}
 }
 
 // teardown removes everything the run created: detached and kept
 // containers, the setup container, the image tags it created (when they
 // still point at its images) and its volumes.
 func (r *run) teardown(ctx context.Context) error {
-	r.stopImagesWriter()
+	r.tags.stop()
 	var errs []error
-	r.mu.Lock()
-	det := r.detached
-	created := maps.Clone(r.created)
-	dirs := r.tempDirs
-	r.mu.Unlock()
+	det, dirs := r.leftovers.take()
+	created := r.scope.createdTags()
 	// Containers first (detached ones are still running), then, in
 	// parallel, the tags and the volumes they no longer use.
-	errs = append(errs, removeContainers(ctx, r.d, r.label))
+	errs = append(errs, removeContainers(ctx, r.d, r.names.label))
 	for _, d := range det {
 		d.cancel()
 		select {
@@ -450,7 +310,7 @@ func (r *run) teardown(ctx context.Context) error {
 	}
 	var g errgroup.Group
 	g.Go(func() error { return untag(ctx, r.d, created) })
-	g.Go(func() error { return removeVolumes(ctx, r.d, r.label) })
+	g.Go(func() error { return removeVolumes(ctx, r.d, r.names.label) })
 	errs = append(errs, g.Wait())
 	for _, d := range dirs {
 		if err := os.RemoveAll(d); err != nil {
@@ -579,19 +439,6 @@ func untag(ctx context.Context, d *docker.Client, created map[string]string) err
 	return errors.Join(errs...)
 }
 
-// result assembles the Result from the steps and what the run recorded.
-func (r *run) result(steps []StepResult) Result {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	res := Result{Steps: steps, Images: slices.Clone(r.images)}
-	for _, s := range r.plan.Steps {
-		if d, ok := r.deps[s.ID]; ok {
-			res.Dependencies = append(res.Dependencies, *d)
-		}
-	}
-	return res
-}
-
 // reportDependencies logs the dependencies as acb does at the end of a
 // successful run.
 func (r *run) reportDependencies(deps []Dependency) {
@@ -613,12 +460,7 @@ func (r *run) reportDependencies(deps []Dependency) {
 		} `yaml:"git,omitempty"`
 	}
 	conv := func(i Image) ref { return ref(i) }
-	pushed := map[string]string{}
-	r.mu.Lock()
-	for _, im := range r.images {
-		pushed[im.Reference()] = im.Digest
-	}
-	r.mu.Unlock()
+	pushed := r.outputs.digests()
 	var list []entry
 	for _, d := range deps {
 		r.log.Printf("Populating digests for step ID: %s...", d.Step)

@@ -39,7 +39,7 @@ func confine(h *docker.HostConfig, readOnlyRoot bool) {
 
 // escalationHint names the setting that allows privileged steps on the
 // run's registry.
-func (r *run) escalationHint() string { return plan.PrivilegedHint(r.registry) }
+func (r *run) escalationHint() string { return plan.PrivilegedHint(r.names.registry) }
 
 // checkEscalations refuses a plan whose steps ask for more than a step gets,
 // unless the job allows it.
@@ -64,7 +64,7 @@ func (r *run) buildNetwork(s *plan.Step, b *plan.Build) string {
 	n := r.job.BuildNetwork
 	if n == "" || n == "none" {
 		n = "none"
-		r.noteOnce("build-network", "Step ID: %s: RUN instructions have no network (the server's engine.buildNetwork is none; a build may ask for --network host where gantry server --allow-privileged-steps %s allows it)", s.ID, r.registry)
+		r.log.once("build-network", "Step ID: %s: RUN instructions have no network (the server's engine.buildNetwork is none; a build may ask for --network host where gantry server --allow-privileged-steps %s allows it)", s.ID, r.names.registry)
 	}
 	return n
 }
@@ -73,15 +73,6 @@ func (r *run) buildNetwork(s *plan.Step, b *plan.Build) string {
 // live in; no run may create, replace or remove tags there.
 func (e *Engine) reservedRepositories() []string {
 	return []string{e.cliRepo, e.azRepo, strings.Split(helperImage, ":")[0]}
-}
-
-// owns reports whether the run created the tag ref (built, tagged or
-// pulled it when the engine did not have it).
-func (r *run) owns(ref string) bool {
-	k := qualified(ref)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return hasImage(r.created, k)
 }
 
 // hasImage reports whether a tag of m is k, in qualified form (tags
@@ -94,31 +85,6 @@ func hasImage[V any](m map[string]V, k string) bool {
 		}
 	}
 	return false
-}
-
-// sees reports whether a run may use the image ref (docs/security.md,
-// "Images are scoped"): one it created, one it pulled with its own
-// logins, or a Docker Hub name the engine holds (the public base images
-// the operator provides, which no run may replace). Image IDs are never
-// visible: a step names images, and an ID would reach any image on the
-// engine.
-func (r *run) sees(ref string) bool {
-	if r.obtained(ref) {
-		return true
-	}
-	if isImageID(ref) {
-		return false
-	}
-	return imageOf(ref).Registry == dockerHub && !r.reserved(ref)
-}
-
-// obtained reports whether the run created ref or pulled it with its own
-// logins.
-func (r *run) obtained(ref string) bool {
-	k := qualified(ref)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return hasImage(r.created, k) || hasImage(r.ready, k)
 }
 
 // isImageID reports a reference that is an image ID (sha256:... or its
@@ -138,17 +104,6 @@ func isHexID(s string) bool {
 	return true
 }
 
-// reserved reports a reference in one of gantry's own repositories.
-func (r *run) reserved(ref string) bool {
-	img := imageOf(ref)
-	for _, repo := range r.e.reservedRepositories() {
-		if ri := imageOf(repo); ri.Registry == img.Registry && ri.Repository == img.Repository {
-			return true
-		}
-	}
-	return false
-}
-
 // errNoSuchImage is the message of a docker command on an image the run may
 // not touch; it reads like the daemon's own "No such image".
 func errNoSuchImage(ref string) error {
@@ -162,17 +117,17 @@ func errNoSuchImage(ref string) error {
 // only when the engine does not have it yet or the run created it (the
 // operator's base images are shared by every run).
 func (r *run) mayCreateTag(ctx context.Context, ref string) error {
-	if r.reserved(ref) {
+	if r.scope.reserved(ref) {
 		return fmt.Errorf("tag %s: the repository is gantry's own and cannot be written by a task", ref)
 	}
 	img := imageOf(ref)
 	if img.Registry != dockerHub {
-		if _, ok := r.credFor(img.Registry); !ok {
+		if _, ok := r.logins.credFor(img.Registry); !ok {
 			return fmt.Errorf("tag %s: the run has no login for %s, so it may not create images named after it (add a task credential for it)", ref, img.Registry)
 		}
 		return nil
 	}
-	if r.owns(ref) {
+	if r.scope.owns(ref) {
 		return nil
 	}
 	switch _, err := r.d.InspectImage(ctx, ref); {
@@ -183,24 +138,4 @@ func (r *run) mayCreateTag(ctx context.Context, ref string) error {
 	default:
 		return engineErr(err)
 	}
-}
-
-// visibleImages keeps, of an image list, the tags the run created or
-// pulled itself (docker images in a step): other images are left out.
-func (r *run) visibleImages(list []docker.ImageSummary) []docker.ImageSummary {
-	var out []docker.ImageSummary
-	for _, im := range list {
-		var tags []string
-		for _, t := range im.RepoTags {
-			if r.obtained(t) {
-				tags = append(tags, t)
-			}
-		}
-		if len(tags) == 0 {
-			continue
-		}
-		im.RepoTags = tags
-		out = append(out, im)
-	}
-	return out
 }

@@ -6,7 +6,6 @@ package server
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -51,7 +50,7 @@ type Options struct {
 	Ready func(controlAddr string)
 }
 
-// drainTimeout bounds graceful shutdown.
+// drainTimeout bounds the graceful stop of each component.
 const drainTimeout = 10 * time.Second
 
 // Run serves until ctx ends, then shuts down gracefully.
@@ -104,15 +103,10 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	defer ln.Close()
 	controlURL := "http://" + ln.Addr().String()
 
-	// Background services stop when svcCtx ends, before the database closes.
-	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
-	var waits []func()
-	defer func() {
-		stopServices()
-		for i := len(waits) - 1; i >= 0; i-- {
-			waits[i]()
-		}
-	}()
+	// The components start in this order, each ready before the next, and
+	// stop in the reverse order (lifecycle.go).
+	parts := &lifecycle{log: log}
+	defer parts.stop()
 
 	// Upstream fetches (import, cache rules, base-image polls) never reach
 	// the control API, link-local or metadata addresses.
@@ -130,10 +124,9 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		importer.WithLogger(log.With("component", "importer")),
 		importer.WithTagTTL(cfg.Cache.TagTTL),
 		importer.WithSpoolDir(filepath.Join(cfg.Data, "spool")))
-	if err := imp.Start(svcCtx); err != nil {
+	if err := parts.start(ctx, "importer", &background{start: imp.Start, wait: imp.Wait}); err != nil {
 		return err
 	}
-	waits = append(waits, imp.Wait)
 
 	regLog := log.With("component", "registry")
 	regs := newListeners(regLog, func(r store.Registry) http.Handler {
@@ -143,22 +136,9 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		mux.Handle(auth.TokenPath, au.TokenHandler(r.Name))
 		return mux
 	})
-	waits = append(waits, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-		defer cancel()
-		if err := regs.StopAll(sctx); err != nil {
-			log.Error("stopping registries", "err", err)
-		}
-	})
-	all, err := st.ListRegistries(ctx)
-	if err != nil {
+	served := &registryListeners{l: regs, list: st.ListRegistries, log: log}
+	if err := parts.start(ctx, "registries", served); err != nil {
 		return err
-	}
-	for _, r := range all {
-		if _, err := regs.Start(ctx, r); err != nil {
-			// One registry's port being taken must not keep the others down.
-			log.Error("registry not started", "registry", r.Name, "err", err)
-		}
 	}
 
 	apiOpts := []httpapi.Option{httpapi.WithLogger(log.With("component", "api")), httpapi.WithImporter(imp)}
@@ -173,7 +153,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if bin == "" {
 		bin, _ = os.Executable()
 	}
-	var exec task.Executor = engine.New(dc, engine.WithLogger(log.With("component", "engine")), engine.WithGantryBinary(bin))
+	runner := engine.New(dc, engine.WithLogger(log.With("component", "engine")), engine.WithGantryBinary(bin))
 
 	instances, err := instance.New(database, dc, vlt, instance.WithLogger(log.With("component", "instance")),
 		instance.WithLoginExchange(registryLoginExchange(st, au)))
@@ -181,39 +161,30 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		return err
 	}
 	// After the registries: an image may have to be pulled from one of them.
-	if err := instances.Start(ctx); err != nil {
+	if err := parts.start(ctx, "container instances", stoppable{start: instances.Start, stop: instances.Stop}); err != nil {
 		return err
 	}
-	waits = append(waits, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-		defer cancel()
-		if err := instances.Stop(sctx); err != nil {
-			log.Error("stopping container instances", "err", err)
-		}
-	})
 	apiOpts = append(apiOpts, httpapi.WithContainers(instances))
 
-	tasks := task.New(database, cfg.Data, st, au, vlt, vlt, exec,
+	tasks := task.New(database, cfg.Data, st, au, vlt, vlt, runner,
 		task.WithLogger(log.With("component", "task")),
 		task.WithConcurrency(cfg.Tasks.Concurrency),
 		task.WithControlURL(controlURL),
 		task.WithContextRoots(cfg.Security.ContextRoots),
 		task.WithPrivilegedRegistries(cfg.Security.PrivilegedRegistries),
 		task.WithBuildNetwork(cfg.Engine.BuildNetwork))
-	if err := tasks.Start(svcCtx); err != nil {
+	if err := parts.start(ctx, "task workers", &background{start: tasks.Start, wait: tasks.Wait}); err != nil {
 		return err
 	}
-	waits = append(waits, tasks.Wait)
 
 	trig := trigger.New(database, tasks, st, vlt,
 		trigger.WithRemote(upstream),
 		trigger.WithLogger(log.With("component", "trigger")),
 		trigger.WithCommitPollInterval(cfg.Triggers.CommitPollInterval, 30*cfg.Triggers.CommitPollInterval),
 		trigger.WithExternalPollInterval(cfg.Triggers.BaseImagePollInterval))
-	if err := trig.Start(svcCtx); err != nil {
+	if err := parts.start(ctx, "triggers", &background{start: trig.Start, wait: trig.Wait}); err != nil {
 		return err
 	}
-	waits = append(waits, trig.Wait)
 	apiOpts = append(apiOpts, httpapi.WithTasks(tasks), httpapi.WithTriggers(trig))
 
 	api := httpapi.New(st, au, vlt, regs, apiOpts...)
@@ -223,28 +194,21 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	if err := parts.start(ctx, "control API", newControlAPI(srv, ln)); err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "gantry control API on %s\n", controlURL)
-	log.Info("serving", "control", ln.Addr().String(), "data", cfg.Data, "registries", len(all))
+	log.Info("serving", "control", ln.Addr().String(), "data", cfg.Data, "registries", served.count)
 	if o.Ready != nil {
 		o.Ready(ln.Addr().String())
 	}
 
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("control API: %w", err)
-		}
+	err = parts.wait(ctx)
+	if err == nil {
+		log.Info("shutting down")
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-	defer cancel()
-	if err := shutdown(sctx, srv); err != nil {
-		log.Error("stopping control API", "err", err)
-	}
-	return nil
+	parts.stop()
+	return err
 }
 
 // registryLoginExchange exchanges a login for one of the server's own

@@ -6,15 +6,13 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/engine"
-	"github.com/gantryhq/gantry/internal/git"
 	"github.com/gantryhq/gantry/internal/plan"
+	"github.com/gantryhq/gantry/internal/task/source"
 	"github.com/gantryhq/gantry/internal/taskfile"
 )
 
@@ -39,91 +37,16 @@ func WithBuildNetwork(mode string) Option {
 	return func(s *Service) { s.buildNetwork = mode }
 }
 
-// localContextPath returns the server path a context reads: the folder, or
-// the repository of a file:// or local-path git URL; "" for none or a
-// remote git URL.
-func localContextPath(c string) string {
-	if c == "" {
-		return ""
-	}
-	if !git.IsGit(c) {
-		return c
-	}
-	gc, err := git.Parse(c)
-	if err != nil {
-		base, _, _ := strings.Cut(c, "#")
-		gc.URL = base
-	}
-	if p, ok := strings.CutPrefix(gc.URL, "file://"); ok {
-		return p
-	}
-	if strings.Contains(gc.URL, "://") || strings.HasPrefix(gc.URL, "git@") {
-		return ""
-	}
-	if host, _, ok := strings.Cut(gc.URL, ":"); ok && !strings.Contains(host, "/") {
-		return "" // scp-like user@host:path
-	}
-	return gc.URL
-}
-
-// resolvePath is p made absolute with its symbolic links resolved as far as
-// they exist, so that a link cannot lead a context out of where it seems
-// to be.
-func resolvePath(p string) string {
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		return filepath.Clean(p)
-	}
-	if r, err := filepath.EvalSymlinks(abs); err == nil {
-		return r
-	}
-	// The deepest existing parent, resolved, then the rest.
-	dir, rest := abs, ""
-	for dir != filepath.Dir(dir) {
-		rest = filepath.Join(filepath.Base(dir), rest)
-		dir = filepath.Dir(dir)
-		if r, err := filepath.EvalSymlinks(dir); err == nil {
-			return filepath.Join(r, rest)
-		}
-	}
-	return abs
-}
-
-// within reports whether p is root or under it (both resolved).
-func within(p, root string) bool {
-	rel, err := filepath.Rel(root, p)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
-}
-
 // checkContext refuses a local context that reads the server's data
 // directory (its database, keys, blobs and run workspaces) and, unless
 // anyFolder (the admin set it), one outside every context root. Remote git
 // contexts pass.
 func (s *Service) checkContext(context string, anyFolder bool) error {
-	p := localContextPath(context)
-	if p == "" {
-		return nil
+	p := source.Policy{DataDir: s.dataDir, Roots: s.contextRoots}
+	if err := p.Check(context, anyFolder); err != nil {
+		return invalid("context", "%v", err)
 	}
-	if !filepath.IsAbs(p) && !anyFolder {
-		return invalid("context", "local context %q must be an absolute path", p)
-	}
-	real := resolvePath(p)
-	if within(real, resolvePath(s.dataDir)) || within(resolvePath(s.dataDir), real) {
-		return invalid("context", "local context %s reads the server's data directory, which no context may", p)
-	}
-	if anyFolder {
-		return nil
-	}
-	for _, root := range s.contextRoots {
-		if within(real, resolvePath(root)) {
-			return nil
-		}
-	}
-	if len(s.contextRoots) == 0 {
-		return invalid("context", "local context %s: this server allows local contexts to its admin only; the admin allows folders for everyone with gantry server --context-root DIR", p)
-	}
-	return invalid("context", "local context %s is not under a context root (%s); the admin allows more with gantry server --context-root DIR",
-		p, strings.Join(s.contextRoots, ", "))
+	return nil
 }
 
 // checkRunContext repeats checkContext when a run starts: the roots may
@@ -132,7 +55,7 @@ func (s *Service) checkRunContext(t *Task) error {
 	if err := s.checkContext(t.Context, t.ContextAdmin); err != nil {
 		return fmt.Errorf("task %s: %w", t.Name, err)
 	}
-	if p := localContextPath(t.Context); p != "" {
+	if p := source.LocalPath(t.Context); p != "" {
 		if _, err := os.Stat(p); err != nil {
 			return fmt.Errorf("context %q is neither a git repository nor a directory on the server", t.Context)
 		}

@@ -8,23 +8,6 @@ import (
 	"testing"
 )
 
-func TestLocalContextPath(t *testing.T) {
-	for in, want := range map[string]string{
-		"":                                      "",
-		"/srv/ctx":                              "/srv/ctx",
-		"file:///srv/repo.git#main":             "/srv/repo.git",
-		"/srv/repo.git#main:sub":                "/srv/repo.git",
-		"https://github.com/contoso/app.git":    "",
-		"git@github.com:contoso/app.git":        "",
-		"user@host:repo.git":                    "",
-		"https://github.com/contoso/app#main:x": "",
-	} {
-		if got := localContextPath(in); got != want {
-			t.Errorf("localContextPath(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestCheckContext(t *testing.T) {
 	data := t.TempDir()
 	root := t.TempDir()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/engine"
+	"github.com/gantryhq/gantry/internal/task/worker"
 )
 
 // Run statuses (ACR's).
@@ -320,10 +321,7 @@ func (s *Service) insertRun(ctx context.Context, r *Run, archive io.Reader) (*Ru
 	}
 	s.log.InfoContext(ctx, "run queued", "registry", r.Registry, "run", r.ID, "task", r.TaskName, "trigger", r.Trigger)
 	s.notifyRun(*r)
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.pool.Wake()
 	return r, nil
 }
 
@@ -408,9 +406,6 @@ func (s *Service) LastRun(ctx context.Context, registry, task string) (*Run, err
 	return rs[0], nil
 }
 
-// errCanceledByUser is the cancel cause of task cancel-run.
-var errCanceledByUser = errors.New("run canceled")
-
 // CancelRun cancels a queued or running run. A running run's containers
 // are stopped and removed by the engine.
 func (s *Service) CancelRun(ctx context.Context, registry, id string) (*Run, error) {
@@ -428,11 +423,7 @@ func (s *Service) CancelRun(ctx context.Context, registry, id string) (*Run, err
 		}
 		return r, err
 	}
-	s.mu.Lock()
-	cancel, ok := s.running[registry+"/"+id]
-	s.mu.Unlock()
-	if ok {
-		cancel(errCanceledByUser)
+	if s.pool.Cancel(worker.Key{Registry: registry, ID: id}) {
 		return s.waitFinished(ctx, registry, id)
 	}
 	r, err := s.GetRun(ctx, registry, id)

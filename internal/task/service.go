@@ -11,6 +11,7 @@ import (
 	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/engine"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/task/worker"
 )
 
 // Registries looks up registries (their login servers).
@@ -41,12 +42,11 @@ type Sealer interface {
 	Open(sealed []byte, binding string) ([]byte, error)
 }
 
-// Executor runs a job on the container engine.
-type Executor interface {
-	Execute(ctx context.Context, job engine.Job) (engine.Result, error)
-	// Cleanup removes whatever an interrupted run left on the engine.
-	Cleanup(ctx context.Context, registry, runID string) error
-}
+// Executor runs jobs on the container engine and cleans up after
+// interrupted runs: what the workers need of it (worker.Engine).
+type Executor = worker.Engine
+
+var _ Executor = (*engine.Engine)(nil)
 
 // Change describes a task that was created, updated or deleted; triggers
 // subscribe to refresh what they watch.
@@ -64,7 +64,6 @@ type Service struct {
 	ids     Identities
 	secrets Secrets
 	sealer  Sealer
-	exec    Executor
 	log     *slog.Logger
 	now     func() time.Time
 	dataDir string
@@ -76,35 +75,35 @@ type Service struct {
 	buildNetwork string
 	// controlURL is the control API address handed to steps running the
 	// gantry CLI image.
-	controlURL  string
-	concurrency int
+	controlURL string
+	// workerOpts: WithConcurrency, WithLogger.
+	workerOpts []worker.Option
 
-	wake chan struct{}
 	logs *logBook
+	pool *worker.Pool
 
-	mu       sync.Mutex
-	running  map[string]context.CancelCauseFunc // registry/run -> cancel
-	subs     []func(Change)
-	runSubs  []func(Run)
-	workerWG sync.WaitGroup
+	mu      sync.Mutex
+	subs    []func(Change)
+	runSubs []func(Run)
 }
 
 // Option configures a Service.
 type Option func(*Service)
 
 // WithLogger sets the logger; the default discards.
-func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Service) {
+		s.log = l
+		s.workerOpts = append(s.workerOpts, worker.WithLogger(l))
+	}
+}
 
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
 
 // WithConcurrency sets how many runs execute at once (default 4).
 func WithConcurrency(n int) Option {
-	return func(s *Service) {
-		if n > 0 {
-			s.concurrency = n
-		}
-	}
+	return func(s *Service) { s.workerOpts = append(s.workerOpts, worker.WithConcurrency(n)) }
 }
 
 // WithControlURL sets the control API address given to gantry CLI steps.
@@ -113,25 +112,29 @@ func WithControlURL(u string) Option { return func(s *Service) { s.controlURL = 
 // New returns a task service storing run logs and workspaces under dataDir.
 func New(d *db.DB, dataDir string, regs Registries, ids Identities, secrets Secrets, sealer Sealer, exec Executor, opts ...Option) *Service {
 	s := &Service{
-		db:          d,
-		regs:        regs,
-		ids:         ids,
-		secrets:     secrets,
-		sealer:      sealer,
-		exec:        exec,
-		log:         slog.New(slog.DiscardHandler),
-		now:         time.Now,
-		dataDir:     dataDir,
-		concurrency: 4,
-		wake:        make(chan struct{}, 1),
-		running:     map[string]context.CancelCauseFunc{},
+		db:      d,
+		regs:    regs,
+		ids:     ids,
+		secrets: secrets,
+		sealer:  sealer,
+		log:     slog.New(slog.DiscardHandler),
+		now:     time.Now,
+		dataDir: dataDir,
 	}
 	for _, o := range opts {
 		o(s)
 	}
 	s.logs = newLogBook(filepath.Join(dataDir, "logs"))
+	s.pool = worker.New(queue{s}, exec, s.workerOpts...)
 	return s
 }
+
+// Start recovers runs interrupted by a previous process and starts the
+// workers (package worker). They stop when ctx ends; Wait waits for them.
+func (s *Service) Start(ctx context.Context) error { return s.pool.Start(ctx) }
+
+// Wait waits for the workers to stop after Start's context ended.
+func (s *Service) Wait() { s.pool.Wait() }
 
 // Subscribe registers fn for task changes. fn must not block.
 func (s *Service) Subscribe(fn func(Change)) {

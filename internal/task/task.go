@@ -1,16 +1,19 @@
 // Package task keeps tasks and their runs: the task definitions (context,
-// task file, values, credentials, identity, triggers), the run queue with
-// short per-registry run IDs, run execution through an Executor (the
-// engine), run logs, and recovery after a restart.
+// task file, values, credentials, identity, triggers) and their policy, the
+// run queue with short per-registry run IDs, the preparation of a claimed
+// run (workspace, run credentials, the engine job), run records and logs,
+// the base images tasks depend on, and recovery after a restart. Contexts
+// are fetched by package source; package worker schedules the runs and
+// hands their jobs to the engine.
 //
 // Lifecycle of a run: QueueRun inserts it as Queued and wakes the
-// dispatcher; a worker claims the oldest queued run (Running), prepares its
-// workspace (git checkout, local folder or uploaded context), issues a run
-// credential for the task's identity, executes the task file and records
-// the outcome (Succeeded, Failed, Canceled, Timeout or Error), its output
-// images and the base images its builds used. A run found Running at start
-// was interrupted by a crash: it is marked Failed with that reason, and the
-// engine removes what it left behind.
+// workers; a worker claims the oldest queued run (Running), has it prepare
+// its workspace (git checkout, local folder or uploaded context), issue a
+// run credential for the task's identity and build its job, executes the
+// job and has the outcome recorded (Succeeded, Failed, Canceled, Timeout or
+// Error), its output images and the base images its builds used. A run
+// found Running at start was interrupted by a crash: it is marked Failed
+// with that reason, and the engine removes what it left behind.
 package task
 
 import (
@@ -19,7 +22,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"path"
 	"regexp"
 	"strings"
@@ -29,7 +31,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/errdefs"
-	"github.com/gantryhq/gantry/internal/git"
+	"github.com/gantryhq/gantry/internal/task/source"
 )
 
 // Sentinel errors, matched with errors.Is. ErrNotFound and ErrExists also
@@ -504,7 +506,7 @@ func (s *Service) UpdateTask(ctx context.Context, registry, name string, req Upd
 	if t.HasGitToken && req.GitToken == nil {
 		// A stored token goes only to the host it was given for: whoever
 		// may update the task must not be able to send it elsewhere.
-		if o := gitOrigin(t.Context); o != "" && o != gitOrigin(oldContext) {
+		if o := source.Origin(t.Context); o != "" && o != source.Origin(oldContext) {
 			return nil, invalid("gitAccessToken", "the context moves to %s: give its access token (an empty one drops the stored token); a stored token is only sent to the host it was given for", o)
 		}
 	}
@@ -645,33 +647,6 @@ func normalizeContext(c string) string {
 		return ""
 	}
 	return c
-}
-
-// gitOrigin returns where a git context's remote is ("scheme://host[:port]",
-// lowercase), "" for a local repository or folder.
-func gitOrigin(context string) string {
-	if context == "" || !git.IsGit(context) {
-		return ""
-	}
-	c, err := git.Parse(context)
-	if err != nil {
-		return context
-	}
-	if rest, ok := strings.CutPrefix(c.URL, "git@"); ok {
-		host, _, _ := strings.Cut(rest, ":")
-		return "ssh://" + strings.ToLower(host)
-	}
-	if !strings.Contains(c.URL, "://") {
-		return ""
-	}
-	u, err := url.Parse(c.URL)
-	if err != nil {
-		return c.URL
-	}
-	if u.Scheme == "file" {
-		return ""
-	}
-	return strings.ToLower(u.Scheme + "://" + u.Host)
 }
 
 func firstNonEmpty(vals ...string) string {

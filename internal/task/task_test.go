@@ -106,6 +106,30 @@ func localContext(t *testing.T, files map[string]string) string {
 	return dir
 }
 
+// simpleTask creates a task of contoso named name running simpleTask from a
+// local context, and returns the context's folder.
+func (e *env) simpleTask(t *testing.T, name string) string {
+	t.Helper()
+	ctxDir := localContext(t, map[string]string{"acr-task.yaml": simpleTask})
+	if _, err := e.svc.CreateTask(t.Context(), CreateRequest{Registry: "contoso", Name: name, Context: ctxDir}); err != nil {
+		t.Fatal(err)
+	}
+	return ctxDir
+}
+
+// runToEnd queues a run of contoso's task and waits for its end.
+func (e *env) runToEnd(t *testing.T, task string) *Run {
+	t.Helper()
+	r, err := e.svc.QueueRun(t.Context(), QueueRequest{Registry: "contoso", Task: task})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err = e.svc.WaitRun(t.Context(), "contoso", r.ID); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 const simpleTask = "version: v1.1.0\nsteps:\n  - cmd: busybox echo {{.Values.GREETING}}\n"
 
 func TestRunIDs(t *testing.T) {
@@ -192,13 +216,9 @@ func TestTaskRunLifecycle(t *testing.T) {
 	e.exec.execute = func(context.Context, engine.Job) (engine.Result, error) {
 		return engine.Result{}, errors.Join(engine.ErrStepFailed, errors.New("failed to run step ID: validate-base-image: exit status 1"))
 	}
-	r2, err := e.svc.QueueRun(ctx, QueueRequest{Registry: "contoso", Task: "hello-world"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r2, err = e.svc.WaitRun(ctx, "contoso", r2.ID)
-	if err != nil || r2.Status != RunFailed || !strings.Contains(r2.Error, "validate-base-image") {
-		t.Fatalf("failed run: %+v, %v", r2, err)
+	r2 := e.runToEnd(t, "hello-world")
+	if r2.Status != RunFailed || !strings.Contains(r2.Error, "validate-base-image") {
+		t.Fatalf("failed run: %+v", r2)
 	}
 	runs, err := e.svc.ListRuns(ctx, RunFilter{Registry: "contoso"})
 	if err != nil || len(runs) != 2 || runs[0].ID != r2.ID {
@@ -313,10 +333,7 @@ func TestRunsOfOneTaskDoNotOverlap(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, t.TempDir())
 	ctx := t.Context()
-	ctxDir := localContext(t, map[string]string{"acr-task.yaml": simpleTask})
-	if _, err := e.svc.CreateTask(ctx, CreateRequest{Registry: "contoso", Name: "serial", Context: ctxDir}); err != nil {
-		t.Fatal(err)
-	}
+	e.simpleTask(t, "serial")
 	var mu sync.Mutex
 	running, most := 0, 0
 	e.exec.execute = func(ctx context.Context, job engine.Job) (engine.Result, error) {
@@ -356,5 +373,27 @@ func TestRunsOfOneTaskDoNotOverlap(t *testing.T) {
 		if finished[i].StartedAt.Before(finished[i-1].FinishedAt) {
 			t.Fatalf("run %s started before %s finished", finished[i].ID, finished[i-1].ID)
 		}
+	}
+}
+
+// TestPreparationFailure: a run whose context is gone fails before the
+// engine is called, says why, and leaves no workspace behind.
+func TestPreparationFailure(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t.TempDir())
+	ctxDir := e.simpleTask(t, "gone-context")
+	if err := os.RemoveAll(ctxDir); err != nil {
+		t.Fatal(err)
+	}
+	e.start(t)
+	r := e.runToEnd(t, "gone-context")
+	if r.Status != RunFailed || !strings.Contains(r.Error, "neither a git repository nor a directory") {
+		t.Fatalf("run: %+v", r)
+	}
+	if len(e.exec.jobs) != 0 {
+		t.Errorf("the engine got %d jobs", len(e.exec.jobs))
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "work", "contoso", r.ID)); !os.IsNotExist(err) {
+		t.Errorf("the workspace is left: %v", err)
 	}
 }

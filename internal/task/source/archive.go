@@ -1,8 +1,7 @@
-package task
+package source
 
 import (
 	"archive/tar"
-	"bytes"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -10,55 +9,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
 )
 
-// maskingWriter replaces secret values with *** in what it writes. The
-// engine writes whole lines, so a secret is never split across writes.
-type maskingWriter struct {
-	w io.Writer
-
-	mu      sync.Mutex
-	secrets []string
-}
-
-// add registers a value to mask. Values shorter than 4 bytes are not
-// masked: replacing them would garble ordinary text and hides little.
-func (m *maskingWriter) add(v string) {
-	if len(v) < 4 {
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, s := range m.secrets {
-		if s == v {
-			return
-		}
-	}
-	m.secrets = append(m.secrets, v)
-	// Longest first, so a secret containing another is masked whole.
-	sort.Slice(m.secrets, func(i, j int) bool { return len(m.secrets[i]) > len(m.secrets[j]) })
-}
-
-func (m *maskingWriter) Write(p []byte) (int, error) {
-	m.mu.Lock()
-	secrets := m.secrets
-	m.mu.Unlock()
-	out := p
-	for _, s := range secrets {
-		if bytes.Contains(out, []byte(s)) {
-			out = bytes.ReplaceAll(out, []byte(s), []byte("***"))
-		}
-	}
-	if _, err := m.w.Write(out); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-// extractArchive unpacks a gzipped tar (an uploaded quick-run context) into
+// Extract unpacks a gzipped tar (an uploaded quick-run context) into
 // dir, the run's work directory. Every entry is created through an os.Root of
 // dir, so nothing is written outside it, whatever symlinks the archive holds.
 // Symlinks must lead inside dir: one that is absolute or climbs out (through
@@ -67,7 +21,7 @@ func (m *maskingWriter) Write(p []byte) (int, error) {
 // archive is out, since a later entry can change where an earlier one leads.
 // Hard links, devices and fifos are skipped. Errors name the archive entry;
 // on error dir is left empty.
-func extractArchive(path, dir string) (err error) {
+func Extract(path, dir string) (err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -153,11 +107,11 @@ func extractEntry(root *os.Root, r io.Reader, h *tar.Header) (string, error) {
 	return name, nil
 }
 
-// copyDir copies a local folder context into dst (regular files, dirs and
+// Copy copies a local folder context into dst (regular files, dirs and
 // symlinks), reading through an os.Root of src and writing through one of
-// dst. Symlinks must lead inside the copy, as in extractArchive; on error dst
+// dst. Symlinks must lead inside the copy, as in Extract; on error dst
 // is left empty.
-func copyDir(src, dst string) (err error) {
+func Copy(src, dst string) (err error) {
 	from, err := os.OpenRoot(src)
 	if err != nil {
 		return err

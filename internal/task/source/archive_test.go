@@ -1,4 +1,4 @@
-package task
+package source
 
 import (
 	"archive/tar"
@@ -102,7 +102,7 @@ func TestExtractArchiveRefusesEscapes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			parent, dir := workDir(t)
-			err := extractArchive(writeArchive(t, tt.entries), dir)
+			err := Extract(writeArchive(t, tt.entries), dir)
 			if err == nil || err.Error() != tt.want {
 				t.Errorf("err = %v\nwant  %s", err, tt.want)
 			}
@@ -116,7 +116,7 @@ func TestExtractArchiveRefusesEscapes(t *testing.T) {
 func TestExtractArchiveInside(t *testing.T) {
 	t.Parallel()
 	_, dir := workDir(t)
-	err := extractArchive(writeArchive(t, []entry{
+	err := Extract(writeArchive(t, []entry{
 		{name: "./", dir: true},
 		{name: "src/app.txt", body: "app\n"},
 		{name: "lib", link: "src"},
@@ -150,7 +150,7 @@ func TestCopyDirRefusesEscapes(t *testing.T) {
 	os.WriteFile(filepath.Join(src, "a", "f.txt"), []byte("f\n"), 0o644)
 	os.Symlink("a/f.txt", filepath.Join(src, "inside"))
 	_, dst := workDir(t)
-	if err := copyDir(src, dst); err != nil {
+	if err := Copy(src, dst); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(filepath.Join(dst, "inside")); err != nil || string(b) != "f\n" {
@@ -163,7 +163,7 @@ func TestCopyDirRefusesEscapes(t *testing.T) {
 			os.WriteFile(filepath.Join(src, "a.txt"), []byte("a\n"), 0o644)
 			os.Symlink(link, filepath.Join(src, name))
 			parent, dst := workDir(t)
-			err := copyDir(src, dst)
+			err := Copy(src, dst)
 			if want := name + `: symlink to "` + link + `" leads outside the work directory`; err == nil || err.Error() != want {
 				t.Errorf("err = %v; want %s", err, want)
 			}

@@ -16,7 +16,8 @@ import (
 
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/engine"
-	"github.com/gantryhq/gantry/internal/git"
+	"github.com/gantryhq/gantry/internal/task/source"
+	"github.com/gantryhq/gantry/internal/task/worker"
 	"github.com/gantryhq/gantry/internal/taskfile"
 	"github.com/gantryhq/gantry/internal/vault"
 )
@@ -24,90 +25,49 @@ import (
 // interruptedReason is recorded on runs a crash or stop interrupted.
 const interruptedReason = "interrupted: the server stopped while the run was running"
 
-// Start recovers runs interrupted by a previous process and starts the
-// workers. They stop when ctx ends; Wait waits for them.
-func (s *Service) Start(ctx context.Context) error {
-	if err := s.recoverInterrupted(ctx); err != nil {
-		return err
-	}
-	for i := 0; i < s.concurrency; i++ {
-		s.workerWG.Add(1)
-		go func() {
-			defer s.workerWG.Done()
-			s.work(ctx)
-		}()
-	}
-	return nil
-}
+// queue is the run queue as the workers (worker.Pool) take from it.
+type queue struct{ s *Service }
 
-// Wait waits for the workers to stop after Start's context ended.
-func (s *Service) Wait() { s.workerWG.Wait() }
+var _ worker.Queue = queue{}
 
-// recoverInterrupted marks runs left Running as Failed and has the engine
-// remove their containers, so nothing stays Running forever.
-func (s *Service) recoverInterrupted(ctx context.Context) error {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT registry, id FROM runs WHERE status = ?`, RunRunning)
+// Interrupted returns the runs a previous process left Running.
+func (q queue) Interrupted(ctx context.Context) ([]worker.Key, error) {
+	rows, err := q.s.db.R.QueryContext(ctx, `SELECT registry, id FROM runs WHERE status = ?`, RunRunning)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	type key struct{ registry, id string }
-	var stale []key
+	defer rows.Close()
+	var stale []worker.Key
 	for rows.Next() {
-		var k key
-		if err := rows.Scan(&k.registry, &k.id); err != nil {
-			rows.Close()
-			return err
+		var k worker.Key
+		if err := rows.Scan(&k.Registry, &k.ID); err != nil {
+			return nil, err
 		}
 		stale = append(stale, k)
 	}
-	rows.Close()
-	for _, k := range stale {
-		if err := s.exec.Cleanup(ctx, k.registry, k.id); err != nil {
-			s.log.WarnContext(ctx, "cleaning up an interrupted run", "registry", k.registry, "run", k.id, "err", err)
-		}
-		_ = s.ids.RevokeRun(ctx, k.registry, k.id)
-		if _, err := s.db.W.ExecContext(ctx, `UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE registry = ? AND id = ?`,
-			RunFailed, interruptedReason, formatTime(s.now()), k.registry, k.id); err != nil {
-			return err
-		}
-		if w, err := s.logs.create(k.registry, k.id); err == nil {
-			fmt.Fprintf(w, "%s Run ID: %s failed: %s\n", logStamp(s.now()), k.id, interruptedReason)
-			w.Close()
-		}
-		s.log.WarnContext(ctx, "run marked failed after restart", "registry", k.registry, "run", k.id)
+	return stale, nil
+}
+
+// Abandon marks an interrupted run Failed with interruptedReason, in its
+// record and its log, and revokes its credential.
+func (q queue) Abandon(ctx context.Context, k worker.Key) error {
+	s := q.s
+	_ = s.ids.RevokeRun(ctx, k.Registry, k.ID)
+	if _, err := s.db.W.ExecContext(ctx, `UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE registry = ? AND id = ?`,
+		RunFailed, interruptedReason, formatTime(s.now()), k.Registry, k.ID); err != nil {
+		return err
 	}
+	if w, err := s.logs.create(k.Registry, k.ID); err == nil {
+		fmt.Fprintf(w, "%s Run ID: %s failed: %s\n", logStamp(s.now()), k.ID, interruptedReason)
+		w.Close()
+	}
+	s.log.WarnContext(ctx, "run marked failed after restart", "registry", k.Registry, "run", k.ID)
 	return nil
 }
 
-// work claims and executes queued runs until ctx ends.
-func (s *Service) work(ctx context.Context) {
-	poll := time.NewTicker(2 * time.Second)
-	defer poll.Stop()
-	for {
-		r, err := s.claim(ctx)
-		if err != nil && ctx.Err() == nil {
-			s.log.ErrorContext(ctx, "claiming a run", "err", err)
-		}
-		if r != nil {
-			s.execute(ctx, r)
-			// A run of the same task may have waited for this one.
-			select {
-			case s.wake <- struct{}{}:
-			default:
-			}
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.wake:
-		case <-poll.C:
-		}
-	}
-}
-
-// claim moves the oldest queued run to Running and returns it (nil if none).
-func (s *Service) claim(ctx context.Context) (*Run, error) {
+// Claim moves the oldest queued run to Running and returns it (nil if none).
+func (q queue) Claim(ctx context.Context) (worker.Run, error) {
+	s := q.s
 	var registry, id string
 	// Runs of one task execute one at a time, in order: two runs building
 	// and tagging the same image names at once would see each other's
@@ -123,48 +83,63 @@ func (s *Service) claim(ctx context.Context) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Another worker may be waiting too: let it look for more.
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	r, err := s.GetRun(ctx, registry, id)
+	if err != nil {
+		return nil, err
 	}
-	return s.GetRun(ctx, registry, id)
+	c := &claimed{s: s, r: r, timeout: DefaultTimeout}
+	if r.TaskID != "" {
+		if c.t, c.loadErr = s.getTaskByID(ctx, r.TaskID); c.loadErr != nil {
+			c.loadErr = fmt.Errorf("loading task %s: %w", r.TaskName, c.loadErr)
+		}
+	}
+	switch {
+	case c.t != nil:
+		c.timeout = c.t.Timeout
+	case r.Request.TimeoutSeconds > 0:
+		c.timeout = time.Duration(r.Request.TimeoutSeconds) * time.Second
+	}
+	return c, nil
 }
 
-// execute runs one claimed run to its end and records the outcome. Only a
-// server shutdown (ctx) leaves it Running, for the next start to recover.
-func (s *Service) execute(ctx context.Context, r *Run) {
-	key := r.Registry + "/" + r.ID
-	runCtx, cancel := context.WithCancelCause(ctx)
-	s.mu.Lock()
-	s.running[key] = cancel
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.running, key)
-		s.mu.Unlock()
-		cancel(nil)
-	}()
-	s.notifyRun(*r)
+// claimed is a run a worker claimed: its task (nil for a quick run) and,
+// once prepared, its log.
+type claimed struct {
+	s       *Service
+	r       *Run
+	t       *Task
+	loadErr error // loading the task failed
+	timeout time.Duration
 
-	lw, err := s.logs.create(r.Registry, r.ID)
-	if err != nil {
-		s.finishRun(ctx, r, RunError, fmt.Errorf("opening the run log: %w", err), engine.Result{}, nil)
+	lw  *logWriter     // nil until Prepare opened it
+	log *maskingWriter // lw, secrets masked
+}
+
+var _ worker.Run = (*claimed)(nil)
+
+func (c *claimed) Key() worker.Key        { return worker.Key{Registry: c.r.Registry, ID: c.r.ID} }
+func (c *claimed) Timeout() time.Duration { return c.timeout }
+
+// Close closes the run's log.
+func (c *claimed) Close() {
+	if c.lw != nil {
+		c.lw.Close()
+	}
+}
+
+// Finish records the outcome of the run: its status, from err, and the
+// last line of its log.
+func (c *claimed) Finish(ctx context.Context, res engine.Result, err error) {
+	s, r := c.s, c.r
+	if c.lw == nil {
+		s.finishRun(ctx, r, RunError, err, res, nil)
 		return
 	}
-	defer lw.Close()
-	log := &maskingWriter{w: lw}
-
-	res, err := s.prepareAndExecute(runCtx, r, log)
 	status := RunSucceeded
 	switch {
 	case err == nil:
-	case errors.Is(context.Cause(runCtx), errCanceledByUser):
-		status, err = RunCanceled, errCanceledByUser
-	case ctx.Err() != nil:
-		// The server is stopping: leave the run Running; the next start
-		// marks it interrupted and cleans up.
-		return
+	case errors.Is(err, worker.ErrCanceled):
+		status = RunCanceled
 	case errors.Is(err, context.DeadlineExceeded):
 		status = RunTimeout
 	case errors.Is(err, engine.ErrEngine):
@@ -174,9 +149,9 @@ func (s *Service) execute(ctx context.Context, r *Run) {
 	}
 	elapsed := s.now().Sub(r.StartedAt).Round(time.Second)
 	if err == nil {
-		fmt.Fprintf(log, "%s Run ID: %s was successful after %s\n", logStamp(s.now()), r.ID, elapsed)
+		fmt.Fprintf(c.log, "%s Run ID: %s was successful after %s\n", logStamp(s.now()), r.ID, elapsed)
 	} else {
-		fmt.Fprintf(log, "%s Run ID: %s failed after %s. Error: %v\n", logStamp(s.now()), r.ID, elapsed, err)
+		fmt.Fprintf(c.log, "%s Run ID: %s failed after %s. Error: %v\n", logStamp(s.now()), r.ID, elapsed, err)
 	}
 	s.finishRun(ctx, r, status, err, res, nil)
 }
@@ -264,42 +239,45 @@ func replaceBaseImages(ctx context.Context, tx *sql.Tx, r *Run, now func() time.
 	return nil
 }
 
-// prepareAndExecute builds the run's workspace and job and executes it.
-func (s *Service) prepareAndExecute(ctx context.Context, r *Run, log io.Writer) (engine.Result, error) {
-	var t *Task
-	if r.TaskID != "" {
-		var err error
-		if t, err = s.getTaskByID(ctx, r.TaskID); err != nil {
-			return engine.Result{}, fmt.Errorf("loading task %s: %w", r.TaskName, err)
-		}
+// Prepare announces the run, opens its log, fills its workspace and
+// returns its job: the task file, the context, the run's credentials and
+// the task's logins.
+func (c *claimed) Prepare(ctx context.Context) (_ engine.Job, _ func(), err error) {
+	s, r, t := c.s, c.r, c.t
+	s.notifyRun(*r)
+	lw, err := s.logs.create(r.Registry, r.ID)
+	if err != nil {
+		return engine.Job{}, nil, fmt.Errorf("opening the run log: %w", err)
+	}
+	c.lw, c.log = lw, &maskingWriter{w: lw}
+	if c.loadErr != nil {
+		return engine.Job{}, nil, c.loadErr
 	}
 	reg, err := s.regs.GetRegistry(ctx, r.Registry)
 	if err != nil {
-		return engine.Result{}, err
+		return engine.Job{}, nil, err
 	}
-	timeout := DefaultTimeout
-	switch {
-	case t != nil:
-		timeout = t.Timeout
-	case r.Request.TimeoutSeconds > 0:
-		timeout = time.Duration(r.Request.TimeoutSeconds) * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	timeout := c.timeout
 
 	ws := filepath.Join(s.dataDir, "work", r.Registry, r.ID)
-	defer os.RemoveAll(ws)
+	removeWorkspace := func() { os.RemoveAll(ws) }
+	defer func() {
+		if err != nil {
+			removeWorkspace()
+		}
+	}()
 	if err := os.MkdirAll(ws, 0o700); err != nil {
-		return engine.Result{}, err
+		return engine.Job{}, nil, err
 	}
+	log, mask := c.log, c.log
 	contextDir, err := s.prepareContext(ctx, r, t, ws, log)
 	if err != nil {
-		return engine.Result{}, err
+		return engine.Job{}, nil, err
 	}
 
 	fileName, file, docker, err := s.taskFile(r, t, contextDir)
 	if err != nil {
-		return engine.Result{}, err
+		return engine.Job{}, nil, err
 	}
 
 	identity := auth.Identity{}
@@ -316,9 +294,8 @@ func (s *Service) prepareAndExecute(ctx context.Context, r *Run, log io.Writer) 
 		Registry: r.Registry, RunID: r.ID, Principal: principal, Name: name, TTL: timeout + 5*time.Minute,
 	})
 	if err != nil {
-		return engine.Result{}, fmt.Errorf("issuing the run credential: %w", err)
+		return engine.Job{}, nil, fmt.Errorf("issuing the run credential: %w", err)
 	}
-	mask := log.(*maskingWriter)
 	mask.add(runCred)
 	// Every step finds the registry logins in its Docker config; only the
 	// gantry and az alias steps get runCred, the control-API credential.
@@ -326,7 +303,7 @@ func (s *Service) prepareAndExecute(ctx context.Context, r *Run, log io.Writer) 
 		Registry: r.Registry, RunID: r.ID, Principal: principal, Name: name, TTL: timeout + 5*time.Minute, RegistryOnly: true,
 	})
 	if err != nil {
-		return engine.Result{}, fmt.Errorf("issuing the run's registry credential: %w", err)
+		return engine.Job{}, nil, fmt.Errorf("issuing the run's registry credential: %w", err)
 	}
 	mask.add(regCred)
 
@@ -334,11 +311,11 @@ func (s *Service) prepareAndExecute(ctx context.Context, r *Run, log io.Writer) 
 	if t != nil {
 		more, err := s.resolveCredentials(ctx, t, identity, regCred, mask)
 		if err != nil {
-			return engine.Result{}, err
+			return engine.Job{}, nil, err
 		}
 		creds = append(creds, more...)
 		if err := s.keepTokensFromSteps(ctx, creds[1:], timeout+5*time.Minute); err != nil {
-			return engine.Result{}, err
+			return engine.Job{}, nil, err
 		}
 	}
 
@@ -384,7 +361,7 @@ func (s *Service) prepareAndExecute(ctx context.Context, r *Run, log io.Writer) 
 	if t != nil {
 		job.TaskName = t.Name
 	}
-	return s.exec.Execute(ctx, job)
+	return job, removeWorkspace, nil
 }
 
 // prepareContext fills the workspace with the run's context and returns the
@@ -392,7 +369,7 @@ func (s *Service) prepareAndExecute(ctx context.Context, r *Run, log io.Writer) 
 func (s *Service) prepareContext(ctx context.Context, r *Run, t *Task, ws string, log io.Writer) (string, error) {
 	switch {
 	case r.Request.Archive:
-		if err := extractArchive(s.archivePath(r.Registry, r.ID), ws); err != nil {
+		if err := source.Extract(s.archivePath(r.Registry, r.ID), ws); err != nil {
 			return "", fmt.Errorf("unpacking the uploaded context: %w", err)
 		}
 		return ws, nil
@@ -402,41 +379,25 @@ func (s *Service) prepareContext(ctx context.Context, r *Run, t *Task, ws string
 	if err := s.checkRunContext(t); err != nil {
 		return "", err
 	}
-	switch {
-	case git.IsGit(t.Context):
-		gc, err := git.Parse(t.Context)
-		if err != nil {
-			return "", err
-		}
-		token, err := s.gitToken(ctx, t)
-		if err != nil {
-			return "", err
-		}
-		want := ""
-		if r.Cause.Commit != nil {
-			want = r.Cause.Commit.Commit
-		}
-		fmt.Fprintf(log, "%s Cloning %s\n", logStamp(s.now()), gc)
-		sha, dir, err := git.Checkout(ctx, gc, token, want, ws)
-		if err != nil {
-			return "", fmt.Errorf("fetching the context %s: %w", gc, err)
-		}
-		r.Commit, r.Branch = sha, gc.Branch()
-		if _, err := s.db.W.ExecContext(ctx, `UPDATE runs SET commit_sha = ?, branch = ? WHERE registry = ? AND id = ?`,
-			r.Commit, r.Branch, r.Registry, r.ID); err != nil {
-			return "", err
-		}
-		return dir, nil
-	default:
-		fi, err := os.Stat(resolvePath(t.Context))
-		if err != nil || !fi.IsDir() {
-			return "", fmt.Errorf("context %q is neither a git repository nor a directory on the server", t.Context)
-		}
-		if err := copyDir(resolvePath(t.Context), ws); err != nil {
-			return "", fmt.Errorf("copying the context %s: %w", t.Context, err)
-		}
-		return ws, nil
+	want := ""
+	if r.Cause.Commit != nil {
+		want = r.Cause.Commit.Commit
 	}
+	got, err := source.Fetch(ctx, source.Request{
+		Context: t.Context,
+		Token:   func(ctx context.Context) (string, error) { return s.gitToken(ctx, t) },
+		Want:    want,
+		Cloning: func(repo string) { fmt.Fprintf(log, "%s Cloning %s\n", logStamp(s.now()), repo) },
+	}, ws)
+	if err != nil || got.Commit == "" {
+		return got.Dir, err
+	}
+	r.Commit, r.Branch = got.Commit, got.Branch
+	if _, err := s.db.W.ExecContext(ctx, `UPDATE runs SET commit_sha = ?, branch = ? WHERE registry = ? AND id = ?`,
+		r.Commit, r.Branch, r.Registry, r.ID); err != nil {
+		return "", err
+	}
+	return got.Dir, nil
 }
 
 // taskFile returns the run's task file, or the Dockerfile build of a
