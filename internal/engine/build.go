@@ -391,7 +391,7 @@ func (r *run) resolveDigest(ctx context.Context, ref string) Image {
 	}
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if dg, err := headDigest(hctx, img, cred); err == nil {
+	if dg, err := headDigest(hctx, r.e.remote, img, cred); err == nil {
 		img.Digest = dg
 	} else {
 		r.e.log.DebugContext(ctx, "resolving a base image digest", "image", ref, "err", err)

@@ -375,7 +375,7 @@ func (r *run) dockerLogin(ctx context.Context, d *plan.DockerCommand, w io.Write
 	r.log.mask(credentialSecrets(c)...)
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := pingRegistry(lctx, c); err != nil {
+	if err := pingRegistry(lctx, r.e.remote, c); err != nil {
 		return fmt.Errorf("login to %s: %w", host, err)
 	}
 	r.logins.set(c)

@@ -9,12 +9,12 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/plan"
+	"github.com/gantryhq/gantry/internal/remote"
 	"github.com/gantryhq/gantry/internal/taskfile"
 )
 
@@ -70,6 +70,7 @@ type Engine struct {
 	cliRepo string
 	azRepo  string
 	aliases map[string]string // overrides of the image aliases
+	remote  *remote.Client    // verifies logins, resolves base-image digests
 
 	mu       sync.Mutex
 	cliImage string // built CLI image tag, once built by this process
@@ -150,8 +151,16 @@ func New(d *docker.Client, opts ...Option) *Engine {
 	for _, o := range opts {
 		o(e)
 	}
+	if e.remote == nil {
+		e.remote = remote.New(remote.WithLogger(e.log))
+	}
 	return e
 }
+
+// WithRemote sets the registry client that verifies a run's logins and
+// resolves its base images' digests (the server's one client; by default
+// the engine makes its own).
+func WithRemote(c *remote.Client) Option { return func(e *Engine) { e.remote = c } }
 
 // imageAliases are the aliases a run renders with.
 func (e *Engine) imageAliases() map[string]string {
@@ -353,14 +362,4 @@ func credentialSecrets(c Credential) []string {
 		return out
 	}
 	return append(out, c.Password, base64.StdEncoding.EncodeToString([]byte(c.Username+":"+c.Password)))
-}
-
-// isLoopback reports registry hosts served over plain HTTP.
-func isLoopback(host string) bool {
-	h := host
-	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.HasSuffix(h, "]") {
-		h = h[:i]
-	}
-	h = strings.Trim(h, "[]")
-	return h == "localhost" || strings.HasPrefix(h, "127.") || h == "::1"
 }

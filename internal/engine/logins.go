@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/oci"
+	"github.com/gantryhq/gantry/internal/remote"
 )
 
 // logins are a run's registry logins: the job's credentials, as docker
@@ -73,7 +75,7 @@ func (l *logins) authConfigs() map[string]docker.AuthConfig {
 	for k, c := range l.creds {
 		host := c.Registry
 		if k == dockerHub {
-			host = "https://index.docker.io/v1/"
+			host = oci.DockerHubConfig
 		}
 		m[host] = c.auth(host)
 	}
@@ -97,7 +99,7 @@ func (l *logins) dockerConfig() ([]byte, error) {
 		}
 		host := c.Registry
 		if registryKey(host) == dockerHub {
-			host = "https://index.docker.io/v1/"
+			host = oci.DockerHubConfig
 		}
 		cfg.Auths[host] = entry{Auth: base64.StdEncoding.EncodeToString([]byte(c.Username + ":" + c.Password))}
 	}
@@ -113,7 +115,7 @@ type login struct {
 
 // checkLogins verifies every credential against its registry in the
 // background; the results are read in order.
-func checkLogins(ctx context.Context, creds []Credential) []login {
+func checkLogins(ctx context.Context, rc *remote.Client, creds []Credential) []login {
 	var out []login
 	for _, c := range creds {
 		l := login{host: c.Registry, done: make(chan error, 1)}
@@ -121,7 +123,7 @@ func checkLogins(ctx context.Context, creds []Credential) []login {
 		go func() {
 			cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			defer cancel()
-			l.done <- pingRegistry(cctx, c)
+			l.done <- pingRegistry(cctx, rc, c)
 		}()
 	}
 	return out

@@ -54,17 +54,6 @@ func TestLineWriterSplitsLongLines(t *testing.T) {
 	}
 }
 
-func TestParseChallenge(t *testing.T) {
-	t.Parallel()
-	scheme, p := parseChallenge(`Bearer realm="http://127.0.0.1:5000/oauth2/token",service="127.0.0.1:5000",scope="repository:a/b:pull,push"`)
-	if scheme != "Bearer" || p["realm"] != "http://127.0.0.1:5000/oauth2/token" || p["service"] != "127.0.0.1:5000" || p["scope"] != "repository:a/b:pull,push" {
-		t.Errorf("%s %v", scheme, p)
-	}
-	if scheme, p := parseChallenge(`Basic realm="gantry"`); scheme != "Basic" || p["realm"] != "gantry" {
-		t.Errorf("%s %v", scheme, p)
-	}
-}
-
 func TestRegistryKey(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{

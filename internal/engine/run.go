@@ -118,7 +118,7 @@ func (r *run) setup(ctx context.Context) error {
 			return err
 		})
 	}
-	logins := checkLogins(ctx, r.job.Credentials)
+	logins := checkLogins(ctx, r.e.remote, r.job.Credentials)
 	if err := g.Wait(); err != nil {
 		return setupErr(ctx, err)
 	}

@@ -34,6 +34,10 @@ type Host struct {
 // Credential is a registry login. The zero value is anonymous.
 type Credential struct {
 	Username, Password string
+	// IdentityToken, when set, is an OAuth2 refresh token of the
+	// registry's token service, presented instead of the password
+	// (docker's identity token).
+	IdentityToken string
 }
 
 // DefaultMaxManifest bounds a manifest's size unless WithMaxManifest says
@@ -160,7 +164,7 @@ func (c *Client) Repository(scheme, host, repo string, cred Credential, reach eg
 		actions = []string{"pull"}
 	}
 	host = oci.NormalizeHost(host)
-	sum := sha256.Sum256([]byte(cred.Username + "\x00" + cred.Password))
+	sum := sha256.Sum256([]byte(cred.Username + "\x00" + cred.Password + "\x00" + cred.IdentityToken))
 	key := strings.Join([]string{reach.String(), scheme, host, repo, strings.Join(actions, ","), hex.EncodeToString(sum[:8])}, "|")
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -176,13 +180,33 @@ func (c *Client) Repository(scheme, host, repo string, cred Credential, reach eg
 			}
 		}
 	}
-	r := &Repository{
-		c: c, scheme: scheme, host: host, api: oci.APIHost(host), repo: repo, cred: cred, reach: reach,
-		scope: "repository:" + repo + ":" + strings.Join(actions, ","),
-		log:   c.log.With("upstream", host),
-	}
+	r := c.newRepository(scheme, host, repo, cred, reach, "repository:"+repo+":"+strings.Join(actions, ","))
 	c.repos[key] = r
 	return r
+}
+
+func (c *Client) newRepository(scheme, host, repo string, cred Credential, reach egress.Reach, scope string) *Repository {
+	return &Repository{
+		c: c, scheme: scheme, host: host, api: oci.APIHost(host), repo: repo, cred: cred, reach: reach,
+		scope: scope, log: c.log.With("upstream", host),
+	}
+}
+
+// Ping verifies a login the way docker login does: the handshake, then
+// GET /v2/ with the credential. A refused login matches ErrUpstreamAuth; a
+// registry that cannot be reached ErrUnavailable.
+func (c *Client) Ping(ctx context.Context, host string, cred Credential, reach egress.Reach, p Policy) error {
+	host = oci.NormalizeHost(host)
+	r := c.newRepository(c.Scheme(host), host, "", cred, reach, "")
+	resp, err := r.send(ctx, p, http.MethodGet, r.scheme+"://"+r.api+"/v2/", nil)
+	if err != nil {
+		return err
+	}
+	defer drain(resp)
+	if resp.StatusCode != http.StatusOK {
+		return upstreamError(resp, host)
+	}
+	return nil
 }
 
 // RateRemaining is the last RateLimit-Remaining a registry's API host sent

@@ -88,11 +88,15 @@ func (r *Repository) Transport(ctx context.Context, p Policy) (http.RoundTripper
 			return nil, fmt.Errorf("registry %q: %w: %v", r.host, ErrInvalid, err)
 		}
 		var auth authn.Authenticator = authn.Anonymous
-		if r.cred.Username != "" || r.cred.Password != "" {
-			auth = authn.FromConfig(authn.AuthConfig{Username: r.cred.Username, Password: r.cred.Password})
+		if r.cred != (Credential{}) {
+			auth = authn.FromConfig(authn.AuthConfig{Username: r.cred.Username, Password: r.cred.Password, IdentityToken: r.cred.IdentityToken})
+		}
+		var scopes []string
+		if r.scope != "" {
+			scopes = []string{r.scope}
 		}
 		inner := &pinScheme{scheme: r.scheme, host: r.api, next: r.c.base(r.reach, r.host)}
-		rt, err := transport.NewWithContext(ctx, reg, auth, inner, []string{r.scope})
+		rt, err := transport.NewWithContext(ctx, reg, auth, inner, scopes)
 		if err != nil {
 			return nil, handshakeError(err, r.host)
 		}
@@ -126,12 +130,16 @@ func (t *pinScheme) RoundTrip(req *http.Request) (*http.Response, error) {
 // do sends an authenticated request for path (relative to /v2/<repo>).
 // The caller checks the status of the response.
 func (r *Repository) do(ctx context.Context, p Policy, method, path string, hdr http.Header) (*http.Response, error) {
+	return r.send(ctx, p, method, r.scheme+"://"+r.api+"/v2/"+r.repo+path, hdr)
+}
+
+// send sends an authenticated request for URL u.
+func (r *Repository) send(ctx context.Context, p Policy, method, u string, hdr http.Header) (*http.Response, error) {
 	ctx = withPolicy(ctx, p)
 	rt, err := r.Transport(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	u := r.scheme + "://" + r.api + "/v2/" + r.repo + path
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, u, ErrInvalid)

@@ -153,7 +153,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if bin == "" {
 		bin, _ = os.Executable()
 	}
-	runner := engine.New(dc, engine.WithLogger(log.With("component", "engine")), engine.WithGantryBinary(bin))
+	runner := engine.New(dc, engine.WithLogger(log.With("component", "engine")), engine.WithGantryBinary(bin), engine.WithRemote(upstream))
 
 	instances, err := instance.New(database, dc, vlt, instance.WithLogger(log.With("component", "instance")),
 		instance.WithLoginExchange(registryLoginExchange(st, au)))
