@@ -207,17 +207,7 @@ func (r *run) dockerImages(ctx context.Context, d *plan.DockerCommand, w io.Writ
 		return nil
 	}
 	if f, ok := d.Flag("--format"); ok && f != "" && f != "table" {
-		tmpl, err := template.New("format").Parse(strings.TrimPrefix(f, "table "))
-		if err != nil {
-			return fmt.Errorf("docker images --format: %w", err)
-		}
-		for _, rw := range rows {
-			if err := tmpl.Execute(w, rw); err != nil {
-				return fmt.Errorf("docker images --format: %w", err)
-			}
-			fmt.Fprintln(w)
-		}
-		return nil
+		return formatEach(w, "docker images", strings.TrimPrefix(f, "table "), nil, rows)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	if flag("--digests") {
@@ -316,19 +306,9 @@ func (r *run) dockerInspect(ctx context.Context, d *plan.DockerCommand, w io.Wri
 		})
 	}
 	if f, ok := d.Flag("--format"); ok && f != "" {
-		tmpl, err := template.New("format").Funcs(template.FuncMap{
+		return formatEach(w, "docker inspect", f, template.FuncMap{
 			"json": func(v any) (string, error) { b, err := json.Marshal(v); return string(b), err },
-		}).Parse(f)
-		if err != nil {
-			return fmt.Errorf("docker inspect --format: %w", err)
-		}
-		for _, m := range list {
-			if err := tmpl.Execute(w, m); err != nil {
-				return fmt.Errorf("docker inspect --format: %w", err)
-			}
-			fmt.Fprintln(w)
-		}
-		return nil
+		}, list)
 	}
 	data, err := json.MarshalIndent(list, "", "    ")
 	if err != nil {
@@ -399,5 +379,21 @@ func (r *run) dockerLogout(ctx context.Context, d *plan.DockerCommand, w io.Writ
 		return err
 	}
 	fmt.Fprintf(w, "Removing login credentials for %s\n", server)
+	return nil
+}
+
+// formatEach prints each item with a Go template, one line each, as
+// docker's --format does.
+func formatEach[T any](w io.Writer, command, format string, funcs template.FuncMap, items []T) error {
+	tmpl, err := template.New("format").Funcs(funcs).Parse(format)
+	if err != nil {
+		return fmt.Errorf("%s --format: %w", command, err)
+	}
+	for _, it := range items {
+		if err := tmpl.Execute(w, it); err != nil {
+			return fmt.Errorf("%s --format: %w", command, err)
+		}
+		fmt.Fprintln(w)
+	}
 	return nil
 }

@@ -11,10 +11,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 
 	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/standin"
 	"github.com/gantryhq/gantry/internal/taskfile"
 )
 
@@ -140,7 +140,7 @@ func (e *Engine) EnsureCLIImage(ctx context.Context) (string, error) {
 	}
 	busybox := e.busybox
 	if busybox == "" {
-		busybox = findBusybox()
+		busybox = standin.FindBusybox()
 	}
 	if busybox == "" {
 		return "", fmt.Errorf("building the gantry CLI image: no static busybox found (install busybox-static)")
@@ -235,19 +235,6 @@ func tarHostFiles(w io.Writer, files map[string]string, dockerfile string) error
 		}
 	}
 	return tw.Close()
-}
-
-// findBusybox looks for Debian's static busybox.
-func findBusybox() string {
-	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("busybox"); err == nil {
-		return p
-	}
-	return ""
 }
 
 // checkStatic refuses a binary that needs a dynamic loader: the CLI image

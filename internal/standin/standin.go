@@ -121,7 +121,7 @@ func NodeImage(ctx context.Context, c *docker.Client, tag string, opts ...Option
 	}
 	bb := o.busybox
 	if bb == "" {
-		bb = findBusybox()
+		bb = FindBusybox()
 	}
 	if bb == "" {
 		return "", ErrNoBusybox
@@ -197,7 +197,9 @@ func Push(ctx context.Context, c *docker.Client, src, dst string, auth *docker.A
 	return digest, nil
 }
 
-func findBusybox() string {
+// FindBusybox returns the path of Debian's static busybox (the base of
+// every locally built image), or "" when it is not installed.
+func FindBusybox() string {
 	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
 		if _, err := os.Stat(p); err == nil {
 			return p

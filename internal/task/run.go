@@ -378,20 +378,7 @@ func (s *Service) ListRuns(ctx context.Context, f RunFilter) ([]*Run, error) {
 	}
 	q += ` ORDER BY seq DESC LIMIT ?`
 	args = append(args, top)
-	rows, err := s.db.R.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*Run
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return s.queryRuns(ctx, q, args...)
 }
 
 // LastRun returns the newest run of a task, or ErrRunNotFound.

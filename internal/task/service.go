@@ -151,20 +151,16 @@ func (s *Service) SubscribeRuns(fn func(Run)) {
 	s.runSubs = append(s.runSubs, fn)
 }
 
-func (s *Service) notify(c Change) {
-	s.mu.Lock()
-	subs := s.subs
-	s.mu.Unlock()
-	for _, fn := range subs {
-		fn(c)
-	}
-}
+func (s *Service) notify(c Change) { publish(&s.mu, &s.subs, c) }
 
-func (s *Service) notifyRun(r Run) {
-	s.mu.Lock()
-	subs := s.runSubs
-	s.mu.Unlock()
-	for _, fn := range subs {
-		fn(r)
+func (s *Service) notifyRun(r Run) { publish(&s.mu, &s.runSubs, r) }
+
+// publish calls each subscriber of subs (read under mu) with v.
+func publish[T any](mu *sync.Mutex, subs *[]func(T), v T) {
+	mu.Lock()
+	fns := *subs
+	mu.Unlock()
+	for _, fn := range fns {
+		fn(v)
 	}
 }
