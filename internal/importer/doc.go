@@ -8,10 +8,11 @@
 // platform manifest, or an OCI artifact of any type, together with its
 // referrers (signatures, SBOMs: from the referrers API, or the
 // sha256-<hex> tag schema when the source has none), into one or more
-// target repositories. The source is any Distribution-API registry (https;
-// plain http for loopback hosts and WithInsecureRegistries hosts), with
-// Docker token auth (a Bearer challenge's realm, service and scope) or
-// Basic; or a registry of this server, named by its login server or as
+// target repositories. The source is any Distribution-API registry,
+// reached through the server's one registry client (package remote, on
+// go-containerregistry: https checked against the system's roots and the
+// configured CA bundle, plain http for loopback hosts and hosts configured
+// so; Docker token auth or Basic); or a registry of this server, named by its login server or as
 // gantry://<registry>/<repository>. Credentials may be vault URIs,
 // resolved with the caller's permissions.
 //
@@ -39,14 +40,15 @@
 // (ErrTagExists) before anything is copied; a tag already pointing at the
 // same digest is not an error. Progress is reported step by step.
 //
-// Requests to a source are retried on 429, 5xx and network errors with
-// jittered exponential backoff, honouring Retry-After up to a bound (a
-// longer one fails at once with ErrRateLimited); when RateLimit-Remaining
-// (or X-RateLimit-Remaining) reaches 0 with a reset time, requests wait for
-// the reset. Bearer tokens are cached per scope until they expire; clients
-// (with their tokens and rate-limit state) are pooled per source and
-// credentials. Blob downloads resume with Range requests after a broken
-// connection.
+// The registry client retries requests to a source on 429, 5xx and
+// network errors with jittered exponential backoff, under the policy of the
+// work (remote.ImportPolicy, FillPolicy, RevalidatePolicy), honouring
+// Retry-After up to a bound (a longer one fails at once with
+// ErrRateLimited); when RateLimit-Remaining (or X-RateLimit-Remaining)
+// reaches 0 with a reset time, requests wait for the reset. Its repository
+// clients (with their tokens) are pooled per source, repository and
+// credentials. Blob downloads stream and resume with Range requests after a
+// broken connection.
 //
 // # Cache rules
 //
