@@ -38,6 +38,19 @@ func (f *fakeExec) Execute(ctx context.Context, job engine.Job) (engine.Result, 
 	return fn(ctx, job)
 }
 
+// blockUntilCanceled makes every run block until its context ends (and
+// fail with the context's error); a value on the returned channel says a run
+// has started.
+func (f *fakeExec) blockUntilCanceled() <-chan struct{} {
+	started := make(chan struct{}, 1)
+	f.execute = func(ctx context.Context, job engine.Job) (engine.Result, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return engine.Result{}, ctx.Err()
+	}
+	return started
+}
+
 func (f *fakeExec) Cleanup(_ context.Context, registry, runID string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -224,12 +237,7 @@ func TestCancelAndTimeout(t *testing.T) {
 	if _, err := e.svc.CreateTask(ctx, CreateRequest{Registry: "contoso", Name: "slowtask", Context: ctxDir, Timeout: 300 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	started := make(chan struct{}, 1)
-	e.exec.execute = func(ctx context.Context, job engine.Job) (engine.Result, error) {
-		started <- struct{}{}
-		<-ctx.Done()
-		return engine.Result{}, ctx.Err()
-	}
+	started := e.exec.blockUntilCanceled()
 	e.start(t)
 	r, err := e.svc.QueueRun(ctx, QueueRequest{Registry: "contoso", Task: "slowtask"})
 	if err != nil {
@@ -254,12 +262,7 @@ func TestRestartRecovery(t *testing.T) {
 	if _, err := e.svc.CreateTask(ctx, CreateRequest{Registry: "contoso", Name: "crashtask", Context: ctxDir}); err != nil {
 		t.Fatal(err)
 	}
-	started := make(chan struct{}, 1)
-	e.exec.execute = func(ctx context.Context, job engine.Job) (engine.Result, error) {
-		started <- struct{}{}
-		<-ctx.Done()
-		return engine.Result{}, ctx.Err()
-	}
+	started := e.exec.blockUntilCanceled()
 	stop := e.start(t)
 	running, err := e.svc.QueueRun(ctx, QueueRequest{Registry: "contoso", Task: "crashtask"})
 	if err != nil {
