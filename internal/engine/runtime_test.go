@@ -462,17 +462,25 @@ func TestEngineUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	wantEngineFailure(t, d, "ca2", sock, "unix://"+sock+" is unreachable")
+}
+
+// wantEngineFailure runs a one-step job on d and checks that Execute fails
+// with ErrEngine (not ErrStepFailed) and an error that contains errHas, the
+// step is skipped, and the run log contains logHas.
+func wantEngineFailure(t *testing.T, d *docker.Client, runID, errHas, logHas string) {
+	t.Helper()
 	var log syncBuffer
 	res, err := engine.New(d).Execute(context.Background(), engine.Job{
-		RunID: "ca2", Registry: "127.0.0.1:9", RegistryName: "contoso", File: []byte("steps:\n  - cmd: busybox true\n"), Log: &log,
+		RunID: runID, Registry: "127.0.0.1:9", RegistryName: "contoso", File: []byte("steps:\n  - cmd: busybox true\n"), Log: &log,
 	})
-	if !errors.Is(err, engine.ErrEngine) || errors.Is(err, engine.ErrStepFailed) || !strings.Contains(err.Error(), sock) {
+	if !errors.Is(err, engine.ErrEngine) || errors.Is(err, engine.ErrStepFailed) || !strings.Contains(err.Error(), errHas) {
 		t.Fatalf("err = %v", err)
 	}
 	if len(res.Steps) != 1 || res.Steps[0].Status != engine.StepSkipped {
 		t.Errorf("steps %+v", res.Steps)
 	}
-	if !strings.Contains(log.String(), "unix://"+sock+" is unreachable") {
+	if !strings.Contains(log.String(), logHas) {
 		t.Errorf("log:\n%s", log.String())
 	}
 }
@@ -498,17 +506,5 @@ func TestEngineUnusable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log syncBuffer
-	res, err := engine.New(d).Execute(context.Background(), engine.Job{
-		RunID: "ca1", Registry: "127.0.0.1:9", RegistryName: "contoso", File: []byte("steps:\n  - cmd: busybox true\n"), Log: &log,
-	})
-	if !errors.Is(err, engine.ErrEngine) || errors.Is(err, engine.ErrStepFailed) || !strings.Contains(err.Error(), "the disk is on fire") {
-		t.Fatalf("err = %v", err)
-	}
-	if len(res.Steps) != 1 || res.Steps[0].Status != engine.StepSkipped {
-		t.Errorf("steps %+v", res.Steps)
-	}
-	if !strings.Contains(log.String(), "the disk is on fire") {
-		t.Errorf("log:\n%s", log.String())
-	}
+	wantEngineFailure(t, d, "ca1", "the disk is on fire", "the disk is on fire")
 }
