@@ -119,9 +119,7 @@ steps:
 		if !errors.Is(o.err, engine.ErrStepFailed) || o.err.Error() != "failed to run step ID: boom: exit status 3" {
 			t.Fatalf("err = %v\n%s", o.err, log)
 		}
-		if left := e.leftovers("contoso", j.RunID); len(left) > 0 {
-			t.Errorf("left behind: %v", left)
-		}
+		e.noLeftovers(t, "contoso", j.RunID)
 		b := stepResult(t, o.res, "boom")
 		if failedAt.Sub(b.FinishedAt) > 10*time.Second {
 			t.Errorf("stopping the other steps took %s", failedAt.Sub(b.FinishedAt))
@@ -160,9 +158,7 @@ func TestTimeouts(t *testing.T) {
 		if stepResult(t, res, "next").Status != engine.StepSkipped {
 			t.Errorf("next ran after the failure")
 		}
-		if left := e.leftovers("contoso", j.RunID); len(left) > 0 {
-			t.Errorf("left behind: %v", left)
-		}
+		e.noLeftovers(t, "contoso", j.RunID)
 	})
 
 	t.Run("run", func(t *testing.T) {
@@ -177,9 +173,7 @@ func TestTimeouts(t *testing.T) {
 			t.Errorf("a 2s run timeout took %s", d)
 		}
 		checkLines(t, log.String(), stamp+`Run ID: `+j.RunID+` timed out after 2s; stopping its containers`)
-		if left := e.leftovers("contoso", j.RunID); len(left) > 0 {
-			t.Errorf("left behind: %v", left)
-		}
+		e.noLeftovers(t, "contoso", j.RunID)
 	})
 }
 
@@ -220,9 +214,7 @@ func TestCancel(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("cancelling took %s", d)
 	}
-	if left := e.leftovers("contoso", j.RunID); len(left) > 0 {
-		t.Errorf("left behind: %v", left)
-	}
+	e.noLeftovers(t, "contoso", j.RunID)
 }
 
 // TestStepProperties exercises retries, ignoreErrors, repeat, env, HOME,
