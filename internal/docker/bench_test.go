@@ -7,12 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // BenchmarkContainerRun measures the overhead of running a trivial
@@ -129,19 +129,6 @@ func BenchmarkBuildKitCache(b *testing.B) {
 		first = append(first, build(bust))
 		second = append(second, build(bust))
 	}
-	m1, m2 := medianOf(first), medianOf(second)
-	b.ReportMetric(float64(m1.Microseconds())/1000, "first-ms")
-	b.ReportMetric(float64(m2.Microseconds())/1000, "second-ms")
-	b.ReportMetric(float64(m1)/float64(m2), "speedup")
-	b.Logf("%d pairs: first build median %s, second (unchanged context) %s: %.1fx faster",
-		len(first), m1.Round(time.Millisecond), m2.Round(time.Millisecond), float64(m1)/float64(m2))
-}
-
-func medianOf(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	testenv.ReportSpeedup(b, first, second, "first-ms", "second-ms",
+		"%d pairs: first build median %s, second (unchanged context) %s: %.1fx faster")
 }

@@ -5,30 +5,14 @@ import (
 	"crypto/md5"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
-
-// writeTree writes files (slash paths) under a new directory.
-func writeTree(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, body := range files {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
 
 const secretValue = "s3cret-npm-token-7f3a"
 
@@ -70,7 +54,7 @@ func TestBuildKit(t *testing.T) {
 		if b, why := c.Builder(ctx); b != docker.BuilderClassic || !strings.Contains(why, "Podman Engine") {
 			t.Errorf("Builder = %s (%s), want classic", b, why)
 		}
-		_, err := c.Build(ctx, docker.BuildSource{Dir: writeTree(t, map[string]string{"Dockerfile": "FROM scratch\n"})},
+		_, err := c.Build(ctx, docker.BuildSource{Dir: testenv.WriteTree(t, map[string]string{"Dockerfile": "FROM scratch\n"})},
 			docker.BuildOptions{Secrets: docker.Secrets{"npmrc": []byte(secretValue)}}, nil)
 		if !errors.Is(err, docker.ErrNoBuildKit) || strings.Contains(err.Error(), secretValue) {
 			t.Errorf("build with secrets: %v", err)
@@ -80,13 +64,13 @@ func TestBuildKit(t *testing.T) {
 	if b, why := c.Builder(ctx); b != docker.BuilderBuildKit {
 		t.Fatalf("dockerd offers BuildKit, but Builder = %s (%s)", b, why)
 	}
-	dir := writeTree(t, map[string]string{
+	dir := testenv.WriteTree(t, map[string]string{
 		"app.txt":       "app\n",
 		"secret.local":  "left out by .dockerignore\n",
 		"logs/x.log":    "left out\n",
 		".dockerignore": "*.local\nlogs\n",
 	})
-	dfDir := writeTree(t, map[string]string{"Dockerfile.bk": buildKitDockerfile})
+	dfDir := testenv.WriteTree(t, map[string]string{"Dockerfile.bk": buildKitDockerfile})
 	tag := dockertest.Name(t, "buildkit") + ":v1"
 	greeting := "hello-buildkit"
 	build := func(bust string, out *bytes.Buffer) docker.BuildResult {
@@ -157,7 +141,7 @@ func TestBuildKitFailure(t *testing.T) {
 	t.Parallel()
 	c, base := engine(t)
 	ctx := testCtx(t)
-	dir := writeTree(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo about to fail && exit 3\n"})
+	dir := testenv.WriteTree(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo about to fail && exit 3\n"})
 	tag := dockertest.Name(t, "bkfail") + ":v1"
 	var out bytes.Buffer
 	dockertest.RemoveBuildOnCleanup(t, c, &out, tag)
@@ -186,7 +170,7 @@ func TestBuildKitFailure(t *testing.T) {
 func TestClassicBuilderTakesNoSecrets(t *testing.T) {
 	t.Parallel()
 	c, _ := engine(t)
-	dir := writeTree(t, map[string]string{"Dockerfile": "FROM scratch\n"})
+	dir := testenv.WriteTree(t, map[string]string{"Dockerfile": "FROM scratch\n"})
 	_, err := c.Build(testCtx(t), docker.BuildSource{Dir: dir}, docker.BuildOptions{
 		Builder: docker.BuilderClassic, Secrets: docker.Secrets{"npmrc": []byte(secretValue)},
 	}, nil)
@@ -202,8 +186,8 @@ func TestClassicBuildFromDir(t *testing.T) {
 	t.Parallel()
 	c, base := engine(t)
 	ctx := testCtx(t)
-	dir := writeTree(t, map[string]string{"app.txt": "app\n", "skip.local": "x", ".dockerignore": "*.local\n"})
-	dfDir := writeTree(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nCOPY . /ctx\nCMD [\"ls\", \"/ctx\"]\n"})
+	dir := testenv.WriteTree(t, map[string]string{"app.txt": "app\n", "skip.local": "x", ".dockerignore": "*.local\n"})
+	dfDir := testenv.WriteTree(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nCOPY . /ctx\nCMD [\"ls\", \"/ctx\"]\n"})
 	tag := dockertest.Name(t, "classic") + ":v1"
 	var out bytes.Buffer
 	dockertest.RemoveBuildOnCleanup(t, c, &out, tag)

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 func TestIgnorePatterns(t *testing.T) {
@@ -117,24 +119,9 @@ func names(es []entry) string {
 	return strings.Join(n, " ")
 }
 
-func writeTree(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 func TestTarDir(t *testing.T) {
 	t.Parallel()
-	dir := writeTree(t, map[string]string{
+	dir := testenv.WriteTree(t, map[string]string{
 		"b.txt":             "b",
 		"a/x.log":           "log",
 		"a/z.txt":           "z",
@@ -206,7 +193,7 @@ func TestTarDir(t *testing.T) {
 
 func TestTarBuildContext(t *testing.T) {
 	t.Parallel()
-	dir := writeTree(t, map[string]string{
+	dir := testenv.WriteTree(t, map[string]string{
 		".dockerignore":    "# nothing of this\n*\n!src\n",
 		"build/Dockerfile": "FROM scratch\n",
 		"src/main.go":      "package main\n",
@@ -221,7 +208,7 @@ func TestTarBuildContext(t *testing.T) {
 		t.Errorf("entries = %q, want %q", got, want)
 	}
 	// No .dockerignore: everything.
-	dir2 := writeTree(t, map[string]string{"Dockerfile": "FROM scratch\n", "x": "x"})
+	dir2 := testenv.WriteTree(t, map[string]string{"Dockerfile": "FROM scratch\n", "x": "x"})
 	buf.Reset()
 	if err := TarBuildContext(&buf, dir2, ""); err != nil {
 		t.Fatal(err)

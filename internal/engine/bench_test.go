@@ -6,12 +6,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // BenchmarkEngine measures the engine's orchestration overhead: each
@@ -142,12 +142,8 @@ RUN for i in 1 2 3 4 5 6 7 8; do sha256sum /blob >/dev/null; done
 		first = append(first, run(ws))
 		second = append(second, run(ws))
 	}
-	m1, m2 := median(first), median(second)
-	b.ReportMetric(float64(m1.Microseconds())/1000, "first-run-ms")
-	b.ReportMetric(float64(m2.Microseconds())/1000, "second-run-ms")
-	b.ReportMetric(float64(m1)/float64(m2), "speedup")
-	b.Logf("%d pairs: first run %s, next run of the unchanged context %s: %.1fx faster",
-		len(first), m1.Round(time.Millisecond), m2.Round(time.Millisecond), float64(m1)/float64(m2))
+	testenv.ReportSpeedup(b, first, second, "first-run-ms", "second-run-ms",
+		"%d pairs: first run %s, next run of the unchanged context %s: %.1fx faster")
 }
 
 // compare times gantry and the docker CLI doing the same work, alternating
@@ -170,22 +166,13 @@ func compare(b *testing.B, e *env, gantry, cli func()) {
 		}
 	}
 	b.StopTimer()
-	mg, mc := median(tg), median(tc)
+	mg, mc := testenv.Median(tg), testenv.Median(tc)
 	b.ReportMetric(float64(mg.Microseconds())/1000, "gantry-ms")
 	b.ReportMetric(float64(mc.Microseconds())/1000, "docker-ms")
 	ratio := float64(mg) / float64(mc)
 	b.ReportMetric(ratio, "ratio")
 	b.Logf("%s (%d runs): median gantry %s, docker CLI %s: ratio %.3f (overhead %+.1f%%)",
 		b.Name(), b.N, mg.Round(time.Millisecond), mc.Round(time.Millisecond), ratio, (ratio-1)*100)
-}
-
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func timed(f func()) time.Duration {

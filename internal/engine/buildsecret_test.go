@@ -106,7 +106,5 @@ steps:
 	if len(res.Images) != 0 || strings.Contains(log.String(), "Pushing image") {
 		t.Errorf("something was pushed: %+v\n%s", res.Images, log)
 	}
-	if left := e.leftovers("contoso", j.RunID); len(left) > 0 {
-		t.Errorf("left behind: %v", left)
-	}
+	e.noLeftovers(t, "contoso", j.RunID)
 }

@@ -242,6 +242,14 @@ func (e *env) execute(j engine.Job) (engine.Result, error) {
 	return e.engine.Execute(ctx, j)
 }
 
+// noLeftovers fails t if containers or volumes of the run are left.
+func (e *env) noLeftovers(t testing.TB, registry, runID string) {
+	t.Helper()
+	if left := e.leftovers(registry, runID); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}
+
 // leftovers lists the containers and volumes carrying the run's label.
 func (e *env) leftovers(registry, runID string) []string {
 	e.t.Helper()

@@ -119,9 +119,7 @@ steps:
 		if !errors.Is(o.err, engine.ErrStepFailed) || o.err.Error() != "failed to run step ID: boom: exit status 3" {
 			t.Fatalf("err = %v\n%s", o.err, log)
 		}
-		if left := e.leftovers("contoso", j.RunID); len(left) > 0 {
-			t.Errorf("left behind: %v", left)
-		}
+		e.noLeftovers(t, "contoso", j.RunID)
 		b := stepResult(t, o.res, "boom")
 		if failedAt.Sub(b.FinishedAt) > 10*time.Second {
 			t.Errorf("stopping the other steps took %s", failedAt.Sub(b.FinishedAt))
@@ -160,9 +158,7 @@ func TestTimeouts(t *testing.T) {
 		if stepResult(t, res, "next").Status != engine.StepSkipped {
 			t.Errorf("next ran after the failure")
 		}
-		if left := e.leftovers("contoso", j.RunID); len(left) > 0 {
-			t.Errorf("left behind: %v", left)
-		}
+		e.noLeftovers(t, "contoso", j.RunID)
 	})
 
 	t.Run("run", func(t *testing.T) {
@@ -177,9 +173,7 @@ func TestTimeouts(t *testing.T) {
 			t.Errorf("a 2s run timeout took %s", d)
 		}
 		checkLines(t, log.String(), stamp+`Run ID: `+j.RunID+` timed out after 2s; stopping its containers`)
-		if left := e.leftovers("contoso", j.RunID); len(left) > 0 {
-			t.Errorf("left behind: %v", left)
-		}
+		e.noLeftovers(t, "contoso", j.RunID)
 	})
 }
 
@@ -220,9 +214,7 @@ func TestCancel(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("cancelling took %s", d)
 	}
-	if left := e.leftovers("contoso", j.RunID); len(left) > 0 {
-		t.Errorf("left behind: %v", left)
-	}
+	e.noLeftovers(t, "contoso", j.RunID)
 }
 
 // TestStepProperties exercises retries, ignoreErrors, repeat, env, HOME,
@@ -462,17 +454,25 @@ func TestEngineUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	wantEngineFailure(t, d, "ca2", sock, "unix://"+sock+" is unreachable")
+}
+
+// wantEngineFailure runs a one-step job on d and checks that Execute fails
+// with ErrEngine (not ErrStepFailed) and an error that contains errHas, the
+// step is skipped, and the run log contains logHas.
+func wantEngineFailure(t *testing.T, d *docker.Client, runID, errHas, logHas string) {
+	t.Helper()
 	var log syncBuffer
 	res, err := engine.New(d).Execute(context.Background(), engine.Job{
-		RunID: "ca2", Registry: "127.0.0.1:9", RegistryName: "contoso", File: []byte("steps:\n  - cmd: busybox true\n"), Log: &log,
+		RunID: runID, Registry: "127.0.0.1:9", RegistryName: "contoso", File: []byte("steps:\n  - cmd: busybox true\n"), Log: &log,
 	})
-	if !errors.Is(err, engine.ErrEngine) || errors.Is(err, engine.ErrStepFailed) || !strings.Contains(err.Error(), sock) {
+	if !errors.Is(err, engine.ErrEngine) || errors.Is(err, engine.ErrStepFailed) || !strings.Contains(err.Error(), errHas) {
 		t.Fatalf("err = %v", err)
 	}
 	if len(res.Steps) != 1 || res.Steps[0].Status != engine.StepSkipped {
 		t.Errorf("steps %+v", res.Steps)
 	}
-	if !strings.Contains(log.String(), "unix://"+sock+" is unreachable") {
+	if !strings.Contains(log.String(), logHas) {
 		t.Errorf("log:\n%s", log.String())
 	}
 }
@@ -498,17 +498,5 @@ func TestEngineUnusable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log syncBuffer
-	res, err := engine.New(d).Execute(context.Background(), engine.Job{
-		RunID: "ca1", Registry: "127.0.0.1:9", RegistryName: "contoso", File: []byte("steps:\n  - cmd: busybox true\n"), Log: &log,
-	})
-	if !errors.Is(err, engine.ErrEngine) || errors.Is(err, engine.ErrStepFailed) || !strings.Contains(err.Error(), "the disk is on fire") {
-		t.Fatalf("err = %v", err)
-	}
-	if len(res.Steps) != 1 || res.Steps[0].Status != engine.StepSkipped {
-		t.Errorf("steps %+v", res.Steps)
-	}
-	if !strings.Contains(log.String(), "the disk is on fire") {
-		t.Errorf("log:\n%s", log.String())
-	}
+	wantEngineFailure(t, d, "ca1", "the disk is on fire", "the disk is on fire")
 }

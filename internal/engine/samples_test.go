@@ -98,9 +98,7 @@ func TestBaseImageTask(t *testing.T) {
 	if dep.Step != "acb_step_0" || dep.Runtime != want || len(dep.Buildtime) != 0 || len(dep.Images) != 2 {
 		t.Errorf("dependency %+v, want runtime %+v", dep, want)
 	}
-	if left := e.leftovers("publicregistry", j.RunID); len(left) > 0 {
-		t.Errorf("left behind: %v", left)
-	}
+	e.noLeftovers(t, "publicregistry", j.RunID)
 	for _, im := range res.Images {
 		if _, err := e.d.InspectImage(context.Background(), im.Reference()); err == nil {
 			t.Errorf("tag %s created by the run is still on the engine", im.Reference())
@@ -179,9 +177,7 @@ func TestImportGate(t *testing.T) {
 	if d := e.manifestDigest("contosobaseartifacts", "node", "15-alpine-"+j.RunID); d != "" {
 		t.Errorf("the red run pushed its unique tag")
 	}
-	if left := e.leftovers("contosobaseartifacts", j.RunID); len(left) > 0 {
-		t.Errorf("left behind: %v", left)
-	}
+	e.noLeftovers(t, "contosobaseartifacts", j.RunID)
 }
 
 // TestHelloWorld runs the hello-world sample unchanged: its az steps run
@@ -291,7 +287,5 @@ func TestHelloWorld(t *testing.T) {
 	if !strings.Contains(page, "background-color:DeepSkyBlue;") || !strings.Contains(page, "<p><b>Version:</b> 15-alpine</p>") {
 		t.Errorf("site: %q", page)
 	}
-	if left := e.leftovers("contoso", j.RunID); len(left) > 0 {
-		t.Errorf("left behind: %v", left)
-	}
+	e.noLeftovers(t, "contoso", j.RunID)
 }

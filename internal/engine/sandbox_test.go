@@ -3,8 +3,6 @@ package engine_test
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
 	"github.com/gantryhq/gantry/internal/engine"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // TestStepConfinement: a step keeps only the short capability list (no
@@ -35,7 +34,7 @@ steps:
     cmd: `+bb+` sh -c 'id -u; touch /workspace/user-file 2>&1 || echo cannot-write-workspace'
   - id: build
     build: --build-arg BUST={{.Run.ID}} -t {{.Run.Registry}}/netcheck:1 .
-`, writeWorkspace(t, map[string]string{"Dockerfile": "FROM " + bb + "\nARG BUST\n" +
+`, testenv.WriteTree(t, map[string]string{"Dockerfile": "FROM " + bb + "\nARG BUST\n" +
 		"RUN echo \"interfaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ,) $BUST\"\n"}), nil)
 	if _, err := e.execute(j); err != nil {
 		t.Fatalf("%v\n%s", err, log)
@@ -176,7 +175,7 @@ steps:
     cmd: `+node+` cat /acb/home/.docker/config.json
   - id: build
     build: -t {{.Run.Registry}}/from-fabrikam:1 -f Dockerfile .
-`, writeWorkspace(t, map[string]string{"Dockerfile": "FROM " + node + "\nRUN echo built\n"}), nil)
+`, testenv.WriteTree(t, map[string]string{"Dockerfile": "FROM " + node + "\nRUN echo built\n"}), nil)
 	c := e.credential("fabrikam", j.RunID)
 	refresh, err := e.au.RegistryRefreshToken(t.Context(), "fabrikam", c.Username, c.Password, time.Hour)
 	if err != nil {
@@ -195,16 +194,4 @@ steps:
 	if strings.Contains(out, `"`+e.hosts["fabrikam"]+`"`) {
 		t.Errorf("the engine-only login is in the step's Docker config:\n%s", out)
 	}
-}
-
-// writeWorkspace writes files into a new workspace directory.
-func writeWorkspace(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
 }

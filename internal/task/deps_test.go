@@ -8,6 +8,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/engine"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 func TestTriggerQueriesAndChain(t *testing.T) {
@@ -17,7 +18,7 @@ func TestTriggerQueriesAndChain(t *testing.T) {
 	if _, err := e.store.CreateRegistry(ctx, store.Registry{Name: "publicregistry", Listen: "127.0.0.1:5998"}); err != nil {
 		t.Fatal(err)
 	}
-	ctxDir := localContext(t, map[string]string{"acr-task.yaml": simpleTask})
+	ctxDir := testenv.WriteTree(t, map[string]string{"acr-task.yaml": simpleTask})
 	_, err := e.svc.CreateTask(ctx, CreateRequest{Registry: "publicregistry", Name: "node-public", Context: ctxDir})
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/engine"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/testenv"
 	"github.com/gantryhq/gantry/internal/vault"
 )
 
@@ -35,6 +36,19 @@ func (f *fakeExec) Execute(ctx context.Context, job engine.Job) (engine.Result, 
 		return engine.Result{}, nil
 	}
 	return fn(ctx, job)
+}
+
+// blockUntilCanceled makes every run block until its context ends (and
+// fail with the context's error); a value on the returned channel says a run
+// has started.
+func (f *fakeExec) blockUntilCanceled() <-chan struct{} {
+	started := make(chan struct{}, 1)
+	f.execute = func(ctx context.Context, job engine.Job) (engine.Result, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return engine.Result{}, ctx.Err()
+	}
+	return started
 }
 
 func (f *fakeExec) Cleanup(_ context.Context, registry, runID string) error {
@@ -95,22 +109,11 @@ func (e *env) start(t *testing.T) context.CancelFunc {
 	return cancel
 }
 
-func localContext(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 // simpleTask creates a task of contoso named name running simpleTask from a
 // local context, and returns the context's folder.
 func (e *env) simpleTask(t *testing.T, name string) string {
 	t.Helper()
-	ctxDir := localContext(t, map[string]string{"acr-task.yaml": simpleTask})
+	ctxDir := testenv.WriteTree(t, map[string]string{"acr-task.yaml": simpleTask})
 	if _, err := e.svc.CreateTask(t.Context(), CreateRequest{Registry: "contoso", Name: name, Context: ctxDir}); err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +153,7 @@ func TestTaskRunLifecycle(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, t.TempDir())
 	ctx := t.Context()
-	ctxDir := localContext(t, map[string]string{"acr-task.yaml": simpleTask})
+	ctxDir := testenv.WriteTree(t, map[string]string{"acr-task.yaml": simpleTask})
 	tk, err := e.svc.CreateTask(ctx, CreateRequest{Registry: "contoso", Name: "hello-world", Context: ctxDir,
 		File: "acr-task.yaml", Spec: Spec{Values: map[string]string{"GREETING": "hi", "KEEP": "1"}}, AssignIdentity: true})
 	if err != nil {
@@ -230,16 +233,11 @@ func TestCancelAndTimeout(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, t.TempDir())
 	ctx := t.Context()
-	ctxDir := localContext(t, map[string]string{"acr-task.yaml": simpleTask})
+	ctxDir := testenv.WriteTree(t, map[string]string{"acr-task.yaml": simpleTask})
 	if _, err := e.svc.CreateTask(ctx, CreateRequest{Registry: "contoso", Name: "slowtask", Context: ctxDir, Timeout: 300 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	started := make(chan struct{}, 1)
-	e.exec.execute = func(ctx context.Context, job engine.Job) (engine.Result, error) {
-		started <- struct{}{}
-		<-ctx.Done()
-		return engine.Result{}, ctx.Err()
-	}
+	started := e.exec.blockUntilCanceled()
 	e.start(t)
 	r, err := e.svc.QueueRun(ctx, QueueRequest{Registry: "contoso", Task: "slowtask"})
 	if err != nil {
@@ -260,16 +258,11 @@ func TestRestartRecovery(t *testing.T) {
 	dir := t.TempDir()
 	e := newEnv(t, dir)
 	ctx := t.Context()
-	ctxDir := localContext(t, map[string]string{"acr-task.yaml": simpleTask})
+	ctxDir := testenv.WriteTree(t, map[string]string{"acr-task.yaml": simpleTask})
 	if _, err := e.svc.CreateTask(ctx, CreateRequest{Registry: "contoso", Name: "crashtask", Context: ctxDir}); err != nil {
 		t.Fatal(err)
 	}
-	started := make(chan struct{}, 1)
-	e.exec.execute = func(ctx context.Context, job engine.Job) (engine.Result, error) {
-		started <- struct{}{}
-		<-ctx.Done()
-		return engine.Result{}, ctx.Err()
-	}
+	started := e.exec.blockUntilCanceled()
 	stop := e.start(t)
 	running, err := e.svc.QueueRun(ctx, QueueRequest{Registry: "contoso", Task: "crashtask"})
 	if err != nil {

@@ -2,8 +2,9 @@
 // need alike: the rule for missing dependencies (the engine of DOCKER_HOST,
 // external tools, the tutorial's sample repositories), commands, temporary
 // databases and stores, a throw-away docker-registry process on 127.0.0.1
-// (and waiting for an HTTP server to answer), log buffers and a settable
-// clock. Everything a helper starts is stopped in t.Cleanup, also when the
+// (and waiting for an HTTP server to answer), log buffers, a settable
+// clock, file trees in a temporary directory and the medians benchmarks
+// report. Everything a helper starts is stopped in t.Cleanup, also when the
 // test fails.
 //
 // Only tests import testenv. It imports no domain package but internal/db
