@@ -1,32 +1,15 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/gantryhq/gantry/internal/testenv"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestSecretsStayOutOfLogsAndErrors runs successful and failed logins of
 // every kind and checks that no password, run credential or bearer token
@@ -34,7 +17,7 @@ func (l *lockedBuffer) String() string {
 func TestSecretsStayOutOfLogsAndErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	logs := &lockedBuffer{}
+	logs := &testenv.Buffer{}
 	e := newEnv(t, WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
 		WithLoginLimits(2, time.Second, time.Minute))
 	s := e.s

@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -27,6 +26,7 @@ import (
 	"github.com/gantryhq/gantry/internal/registry"
 	"github.com/gantryhq/gantry/internal/standin"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // fixtures is the directory of the tutorial's sample repositories.
@@ -366,22 +366,7 @@ func busybox(t testing.TB, d *docker.Client) string {
 }
 
 // syncBuffer is a log safe for concurrent writes that can be watched.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer struct{ testenv.Buffer }
 
 // waitFor polls the log until it contains s or the time is up.
 func (b *syncBuffer) waitFor(s string, within time.Duration) bool {

@@ -28,17 +28,12 @@ var (
 
 // errorTable maps errors to HTTP statuses and OCI error codes; the first
 // entry the error matches (errors.Is) wins, so specific errors come first.
-// This is the only place errors become statuses.
+// With categoryCodes, this is the only place errors become statuses.
 var errorTable = []struct {
 	err    error
 	status int
 	code   string
 }{
-	{auth.ErrTooManyAttempts, http.StatusTooManyRequests, "TOOMANYREQUESTS"},
-	{auth.ErrUnauthenticated, http.StatusUnauthorized, "UNAUTHORIZED"},
-	{auth.ErrDenied, http.StatusForbidden, "DENIED"},
-	{ErrTooManyRequests, http.StatusTooManyRequests, "TOOMANYREQUESTS"},
-	{ErrUnavailable, http.StatusServiceUnavailable, "UNAVAILABLE"},
 	{store.ErrManifestTooLarge, http.StatusRequestEntityTooLarge, "MANIFEST_INVALID"},
 	{store.ErrManifestBlobUnknown, http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN"},
 	{store.ErrManifestInvalid, http.StatusBadRequest, "MANIFEST_INVALID"},
@@ -75,8 +70,19 @@ var categoryCodes = map[error]struct {
 	errdefs.ErrUnavailable:     {http.StatusServiceUnavailable, "UNAVAILABLE"},
 }
 
+// accessFirst are the categories that win over the OCI-specific codes, in
+// this order: whether the caller may ask, and whether the answer can be had,
+// before what the error is about (a throttled login is 429, not 401).
+var accessFirst = []error{errdefs.ErrTooManyRequests, errdefs.ErrUnauthenticated, errdefs.ErrDenied, errdefs.ErrUnavailable}
+
 // classify returns the status and code for err (500 for anything unknown).
 func classify(err error) (int, string) {
+	for _, cat := range accessFirst {
+		if errors.Is(err, cat) {
+			c := categoryCodes[cat]
+			return c.status, c.code
+		}
+	}
 	for _, e := range errorTable {
 		if errors.Is(err, e.err) {
 			return e.status, e.code
