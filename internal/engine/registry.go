@@ -27,6 +27,9 @@ var errUnauthorized = errors.New("unauthorized")
 func registryKey(host string) string {
 	h := strings.TrimPrefix(strings.TrimPrefix(host, "https://"), "http://")
 	h, _, _ = strings.Cut(h, "/")
+	if h == "" {
+		return oci.DockerHub
+	}
 	return oci.NormalizeHost(h)
 }
 

@@ -38,7 +38,7 @@ const (
 // IsDockerHub reports whether host is one of Docker Hub's names.
 func IsDockerHub(host string) bool {
 	switch strings.ToLower(host) {
-	case "", DockerHub, "index.docker.io", DockerHubAPI, "registry.hub.docker.com", DockerHubConfig:
+	case DockerHub, "index.docker.io", DockerHubAPI, "registry.hub.docker.com", DockerHubConfig:
 		return true
 	}
 	return false
@@ -47,11 +47,11 @@ func IsDockerHub(host string) bool {
 // NormalizeHost returns a login server in its canonical form: lower case,
 // Docker Hub's names folded into "docker.io".
 func NormalizeHost(host string) string {
-	h := strings.ToLower(strings.TrimSuffix(host, "/"))
-	if IsDockerHub(h) {
+	h := strings.ToLower(host)
+	if IsDockerHub(h) || IsDockerHub(strings.TrimSuffix(h, "/")) {
 		return DockerHub
 	}
-	return h
+	return strings.TrimSuffix(h, "/")
 }
 
 // IsLoopback reports whether a host[:port] names this machine's loopback:
@@ -172,7 +172,7 @@ func diagnose(r Reference, hasTag bool, err error) string {
 // and a reference with neither tag nor digest gets the tag "latest". Other
 // domains, including host:port, are kept.
 func (r Reference) Normalize() Reference {
-	if IsDockerHub(r.Domain) {
+	if r.Domain == "" || IsDockerHub(r.Domain) {
 		r.Domain = DockerHub
 	}
 	if r.Domain == DockerHub && !strings.Contains(r.Path, "/") {

@@ -54,3 +54,17 @@ func TestNormalize(t *testing.T) {
 		})
 	}
 }
+
+// TestNormalizeHost: Docker Hub's spellings fold into docker.io; an empty
+// host stays empty (it names no registry, so it is not Docker Hub).
+func TestNormalizeHost(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"index.docker.io": "docker.io", "Registry-1.Docker.io": "docker.io", "registry.hub.docker.com": "docker.io",
+		"https://index.docker.io/v1/": "docker.io", "Contoso.azurecr.io/": "contoso.azurecr.io", "": "",
+	} {
+		if got := NormalizeHost(in); got != want {
+			t.Errorf("NormalizeHost(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
