@@ -144,6 +144,7 @@ func classify(msg string) []error {
 		strings.Contains(m, "name unknown"),
 		strings.Contains(m, "not found"),
 		strings.Contains(m, "no such image"),
+		strings.Contains(m, "unable to find image"),
 		strings.Contains(m, "does not exist"):
 		return []error{ErrNotFound}
 	}

@@ -29,6 +29,7 @@ func TestRenderMessages(t *testing.T) {
 		out     string
 		aux     []string
 		wantErr string
+		wantIs  error
 	}{
 		{
 			name: "build",
@@ -67,6 +68,16 @@ func TestRenderMessages(t *testing.T) {
 			name:    "error without detail",
 			in:      `{"error":"unauthorized: authentication required"}`,
 			wantErr: "unauthorized: authentication required",
+			wantIs:  ErrUnauthorized,
+		},
+		{
+			name: "a cached step removed during the build",
+			in: `{"stream":"Step 2/8 : COPY busybox /bin/busybox\n"}
+{"errorDetail":{"message":"unable to find image \"sha256:2d77\""},"error":"unable to find image \"sha256:2d77\""}
+`,
+			out:     "Step 2/8 : COPY busybox /bin/busybox\n",
+			wantErr: "unable to find image",
+			wantIs:  ErrNotFound,
 		},
 		{
 			name:    "garbage",
@@ -89,6 +100,9 @@ func TestRenderMessages(t *testing.T) {
 			}
 			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+				t.Errorf("err = %v, want it to match %v", err, tt.wantIs)
 			}
 			if out.String() != tt.out {
 				t.Errorf("out = %q, want %q", out.String(), tt.out)

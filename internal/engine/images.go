@@ -98,12 +98,16 @@ func (e *Engine) EnsureAzImage(ctx context.Context) (string, error) {
 	var out bytes.Buffer
 	// FROM the CLI image's ID: the tag could have been replaced.
 	df := fmt.Sprintf(azDockerfile, e.cliID)
-	if err := docker.TarFiles(&buf, map[string]string{"Dockerfile": df}); err != nil {
-		return "", err
-	}
-	id, err := e.d.BuildImage(ctx, &buf, docker.BuildOptions{
-		Tags: []string{tag}, Labels: map[string]string{LabelCLI: sum}, NetworkMode: "none",
-	}, &out)
+	id, err := rebuildVanished(func() (string, error) {
+		buf.Reset()
+		out.Reset()
+		if err := docker.TarFiles(&buf, map[string]string{"Dockerfile": df}); err != nil {
+			return "", err
+		}
+		return e.d.BuildImage(ctx, &buf, docker.BuildOptions{
+			Tags: []string{tag}, Labels: map[string]string{LabelCLI: sum}, NetworkMode: "none",
+		}, &out)
+	})
 	if err != nil {
 		return "", fmt.Errorf("building the az image: %w\n%s", engineErr(err), out.String())
 	}
@@ -165,17 +169,21 @@ func (e *Engine) EnsureCLIImage(ctx context.Context) (string, error) {
 	}
 	sum := hex.EncodeToString(h.Sum(nil))[:16]
 	tag := e.cliRepo + ":" + sum
-	pr, pw := io.Pipe()
-	go func() {
-		pw.CloseWithError(tarHostFiles(pw, map[string]string{"busybox": busybox, "gantry": e.gantry}, cliDockerfile))
-	}()
 	var out bytes.Buffer
-	id, err := e.d.BuildImage(ctx, pr, docker.BuildOptions{
-		Tags:        []string{tag},
-		Labels:      map[string]string{LabelCLI: sum},
-		NetworkMode: "none",
-	}, &out)
-	pr.CloseWithError(err)
+	id, err := rebuildVanished(func() (string, error) {
+		out.Reset()
+		pr, pw := io.Pipe()
+		go func() {
+			pw.CloseWithError(tarHostFiles(pw, map[string]string{"busybox": busybox, "gantry": e.gantry}, cliDockerfile))
+		}()
+		id, err := e.d.BuildImage(ctx, pr, docker.BuildOptions{
+			Tags:        []string{tag},
+			Labels:      map[string]string{LabelCLI: sum},
+			NetworkMode: "none",
+		}, &out)
+		pr.CloseWithError(err)
+		return id, err
+	})
 	if err != nil {
 		return "", fmt.Errorf("building the gantry CLI image: %w\n%s", engineErr(err), out.String())
 	}
@@ -184,6 +192,22 @@ func (e *Engine) EnsureCLIImage(ctx context.Context) (string, error) {
 	e.azID = "" // FROM the CLI image: rebuilt on its next use
 	e.pruneCLIImages(ctx, e.cliRepo, tag)
 	return id, nil
+}
+
+// rebuildVanished runs build, and runs it again (twice at most) when the
+// engine reports an image not found: the CLI images are built FROM scratch
+// or FROM an image this process holds by ID, so a missing image is a cached
+// step another client removed while the build used it (another gantry
+// process pruning its old CLI images, or an operator's prune).
+func rebuildVanished(build func() (string, error)) (string, error) {
+	var err error
+	for range 3 {
+		var id string
+		if id, err = build(); !errors.Is(err, docker.ErrNotFound) {
+			return id, err
+		}
+	}
+	return "", err
 }
 
 // pruneCLIImages removes the CLI (or az) images of earlier binaries (repo,
