@@ -372,14 +372,12 @@ func describe(sess session) string {
 }
 
 // Challenge implements Authorizer: the Docker token-authentication challenge
-// pointing at the token endpoint on the same host as the request.
+// pointing at the token endpoint of the listener the request came through,
+// as configured (WithEndpoint), never as the request's Host names it.
 func (s *Service) Challenge(r *http.Request, registry string, need []Access) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
+	ep := endpointOf(r)
 	var b strings.Builder
-	b.WriteString(`Bearer realm="` + scheme + "://" + r.Host + TokenPath + `",service="` + r.Host + `"`)
+	b.WriteString(`Bearer realm="` + ep.URL + TokenPath + `",service="` + ep.Service + `"`)
 	var scopes []string
 	for _, a := range need {
 		scopes = append(scopes, scopeString(a))

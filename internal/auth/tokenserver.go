@@ -198,7 +198,8 @@ func (h *tokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refresh string
 		err     error
 	)
-	service := r.Host
+	ep := endpointOf(r)
+	service := ep.Service
 	switch r.Method {
 	case http.MethodGet:
 		q := r.URL.Query()
@@ -253,6 +254,12 @@ func (h *tokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		h.fail(w, r, authError(err))
+		return
+	}
+	if !ep.serves(service) {
+		// A token of this registry names only this registry's services.
+		h.fail(w, r, tokenError{status: http.StatusBadRequest, code: "UNSUPPORTED", oauth: "invalid_request",
+			msg: fmt.Sprintf("service %q is not this registry (want %s)", service, strings.Join(ep.Services, " or "))})
 		return
 	}
 

@@ -355,3 +355,65 @@ func TestParseScopes(t *testing.T) {
 		}
 	}
 }
+
+// TestEndpointFromConfiguration checks that the challenge's realm and
+// service come from the listener's configured endpoint, never from the
+// request's Host header, and that the token endpoint refuses to issue a
+// token for another registry's service.
+func TestEndpointFromConfiguration(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.s
+	if _, err := s.EnsureAdmin(context.Background(), "admin-pass-123", e.dir); err != nil {
+		t.Fatal(err)
+	}
+	ep := Endpoint{URL: "https://contoso.gantry.test:8443", Service: "contoso.gantry.test:8443",
+		Services: []string{"contoso.gantry.test:8443", "127.0.0.1:5001"}}
+	mux := http.NewServeMux()
+	mux.Handle(TokenPath, s.TokenHandler("reg1"))
+	mux.HandleFunc("/v2/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", s.Challenge(r, "reg1", []Access{{Type: TypeRepository, Name: "app", Actions: []string{ActionPull}}}))
+		w.WriteHeader(http.StatusUnauthorized)
+	})
+	srv := httptest.NewServer(WithEndpoint(mux, ep))
+	t.Cleanup(srv.Close)
+
+	req, _ := http.NewRequest("GET", srv.URL+"/v2/app/manifests/1", nil)
+	req.Host = "attacker.example"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	want := `Bearer realm="https://contoso.gantry.test:8443/oauth2/token",service="contoso.gantry.test:8443",scope="repository:app:pull"`
+	if got := resp.Header.Get("WWW-Authenticate"); got != want {
+		t.Errorf("challenge with Host attacker.example = %q, want %q", got, want)
+	}
+
+	for _, tt := range []struct {
+		service string
+		status  int
+	}{
+		{"contoso.gantry.test:8443", http.StatusOK},
+		{"CONTOSO.gantry.test:8443", http.StatusOK},
+		{"127.0.0.1:5001", http.StatusOK},
+		{"", http.StatusOK}, // the listener's own service
+		{"fabrikam.gantry.test:8443", http.StatusBadRequest},
+		{"attacker.example", http.StatusBadRequest},
+	} {
+		req, _ := http.NewRequest("GET", srv.URL+TokenPath+"?scope=repository:app:pull&service="+tt.service, nil)
+		req.SetBasicAuth("admin", "admin-pass-123")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status {
+			t.Errorf("token for service %q: %d %s, want %d", tt.service, resp.StatusCode, body, tt.status)
+		}
+		if tt.status == http.StatusBadRequest && !strings.Contains(string(body), "is not this registry") {
+			t.Errorf("token for service %q: %s, want the refusal explained", tt.service, body)
+		}
+	}
+}

@@ -34,7 +34,10 @@ type Config struct {
 	Data string `yaml:"data"`
 	// Listen is the control API address.
 	Listen string `yaml:"listen"`
-	Log    Log    `yaml:"log"`
+	// Network says how clients reach gantry: TLS, registry hostnames, a
+	// proxy in front.
+	Network Network `yaml:"network"`
+	Log     Log     `yaml:"log"`
 	Engine Engine `yaml:"engine"`
 	// Storage trades durability for speed.
 	Storage  Storage  `yaml:"storage"`
@@ -60,6 +63,54 @@ type Upstream struct {
 	// (--upstream-skip-verify): insecure; prefer CABundle.
 	SkipVerify []string `yaml:"skipVerify"`
 }
+
+// Network says how clients on a network reach the server (docs/tls.md).
+type Network struct {
+	TLS TLS `yaml:"tls"`
+	// Domain, when set, serves every registry at <name>.<Domain> on the
+	// shared RegistryListen listener, routed by SNI and Host (--domain).
+	// Login servers are then in that form.
+	Domain string `yaml:"domain"`
+	// RegistryListen is the shared registry listener's address
+	// (--registry-listen; default :443 with TLS, :80 without), used with
+	// Domain.
+	RegistryListen string `yaml:"registryListen"`
+	// ExternalURL is the public URL of the control API when a proxy
+	// terminates TLS in front of gantry (--external-url), e.g.
+	// https://gantry.example.com. Its scheme and port also apply to the
+	// registry hostnames, and its host is advertised for listeners bound
+	// to an unspecified address (0.0.0.0 or [::]).
+	ExternalURL string `yaml:"externalURL"`
+	// TrustedProxies are the addresses (IPs or CIDR prefixes) whose
+	// X-Forwarded-For and X-Forwarded-Proto headers are believed
+	// (--trusted-proxy, repeatable); others' are ignored.
+	TrustedProxies []string `yaml:"trustedProxies"`
+	// MetricsListen, when set, serves /metrics without authentication on
+	// this separate address (--metrics-listen).
+	MetricsListen string `yaml:"metricsListen"`
+}
+
+// TLS says where the certificates of every listener come from: at most one
+// of the files, the local CA or ACME; none serves plain HTTP.
+type TLS struct {
+	// Cert and Key are PEM files (chains allowed), reloaded when they
+	// change or on SIGHUP (--tls-cert, --tls-key).
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// SelfSigned issues certificates from a local CA kept in the data
+	// directory's keys (--tls self-signed); `gantry server ca` prints it.
+	SelfSigned bool `yaml:"selfSigned"`
+	// ACMEEmail turns on ACME (--acme-email) against ACMEDirectory
+	// (--acme-directory; default Let's Encrypt), for the control host and
+	// the registry hostnames. ACMECA is a PEM bundle trusted for the
+	// directory's own certificate (a private ACME server).
+	ACMEEmail     string `yaml:"acmeEmail"`
+	ACMEDirectory string `yaml:"acmeDirectory"`
+	ACMECA        string `yaml:"acmeCA"`
+}
+
+// Enabled reports whether the listeners serve TLS.
+func (t TLS) Enabled() bool { return t.Cert != "" || t.Key != "" || t.SelfSigned || t.ACMEEmail != "" }
 
 // Log configures the server log.
 type Log struct {
@@ -278,6 +329,7 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "%q is not host:port", c.Listen)
 	}
+	errs = append(errs, c.Network.validate()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -35,6 +35,17 @@ func TestInvalid(t *testing.T) {
 		{"bad version", "version: 2\n", "", "version: invalid configuration"},
 		{"bad env duration", "", "GANTRY_CACHE_TAGTTL=soon", "GANTRY_CACHE_TAGTTL"},
 		{"bad level", "log:\n  level: loud\n", "", "log.level"},
+		{"domain not a DNS name", "network:\n  domain: gantry_test\n", "", `network.domain (--domain): invalid configuration: "gantry_test" is not a valid DNS name`},
+		{"domain an IP", "", "GANTRY_NETWORK_DOMAIN=127.0.0.1", "network.domain (--domain): invalid configuration: \"127.0.0.1\" is an IP address"},
+		{"domain label hyphen", "network:\n  domain: -a.test\n", "", "starts or ends with a hyphen"},
+		{"external URL without scheme", "network:\n  externalURL: gantry.example.com\n", "", `network.externalURL (--external-url): invalid configuration: "gantry.example.com" has no http:// or https:// scheme`},
+		{"external URL with path", "network:\n  externalURL: https://g.example.com/x\n", "", "without a path"},
+		{"missing cert file", "network:\n  tls:\n    cert: /nonexistent/c.pem\n    key: /nonexistent/k.pem\n", "", "network.tls.cert (--tls-cert): invalid configuration: stat /nonexistent/c.pem: no such file or directory"},
+		{"cert without key", "", "GANTRY_NETWORK_TLS_CERT=/etc/hostname", "give both the certificate and the key file"},
+		{"two TLS modes", "network:\n  domain: g.test\n  tls:\n    selfSigned: true\n    acmeEmail: a@b.test\n", "", "give one of --tls-cert/--tls-key, --tls self-signed and --acme-email"},
+		{"registry listener without domain", "network:\n  registryListen: :443\n", "", "network.registryListen (--registry-listen): invalid configuration: the shared registry listener serves registries by hostname: give --domain"},
+		{"bad proxy", "network:\n  trustedProxies: [10.0.0.0/8, proxy]\n", "", `network.trustedProxies[1] (--trusted-proxy): invalid configuration: "proxy" is not an IP address`},
+		{"acme without names", "network:\n  tls:\n    acmeEmail: ops@example.com\n", "", "ACME needs names to manage"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

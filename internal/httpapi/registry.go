@@ -32,7 +32,7 @@ func (s *Server) registryRoutes() {
 func (s *Server) toAPIRegistry(r store.Registry) api.Registry {
 	return api.Registry{
 		Name:          r.Name,
-		LoginServer:   r.Listen,
+		LoginServer:   s.store.LoginServer(r),
 		AnonymousPull: r.AnonymousPull,
 		CreatedAt:     r.CreatedAt,
 		Running:       s.regs.Running(r.Name),

@@ -152,6 +152,9 @@ type registryListeners struct {
 	log  *slog.Logger
 	// count is how many registries there were at start.
 	count int
+	// shared is the shared registry listener (with a domain), bound
+	// beforehand.
+	shared net.Listener
 }
 
 // Start serves the registries; one registry's port being taken does not
@@ -162,6 +165,9 @@ func (r *registryListeners) Start(ctx context.Context) error {
 		return err
 	}
 	r.count = len(all)
+	if r.shared != nil {
+		r.l.serveShared(r.shared)
+	}
 	for _, reg := range all {
 		if _, err := r.l.Start(ctx, reg); err != nil {
 			r.log.Error("registry not started", "registry", reg.Name, "err", err)

@@ -66,17 +66,53 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("creating data directory: %w", err)
 	}
+	keys := filepath.Join(cfg.Data, "keys")
+	certs, err := newCertSource(ctx, cfg.Network, keys, log.With("component", "tls"))
+	if err != nil {
+		return err
+	}
+	defer certs.Close()
+
+	// The control API's address is needed by the task service (steps that
+	// run the gantry CLI talk to it), and the shared registry listener's
+	// names the registries, so both are bound first and served last.
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("control API: listening on %s: %w", cfg.Listen, err)
+	}
+	defer ln.Close()
+	var shared net.Listener
+	if cfg.Network.Domain != "" {
+		addr := cfg.Network.RegistryListen
+		if addr == "" {
+			addr = ":" + defaultPort(map[bool]string{true: "https", false: "http"}[certs.TLS() != nil])
+		}
+		if shared, err = lc.Listen(ctx, "tcp", addr); err != nil {
+			return fmt.Errorf("network.registryListen (--registry-listen): listening on %s: %w", addr, err)
+		}
+		defer shared.Close()
+	}
+	nw, err := newNetwork(cfg.Network, certs.TLS(), addrOf(shared))
+	if err != nil {
+		return err
+	}
+	controlURL := nw.controlURL(ln.Addr().String())
+	if ip := net.ParseIP(hostOf(ln.Addr().String())); ip != nil && ip.IsUnspecified() && nw.external == nil {
+		log.Warn("the control API listens on all interfaces but advertises 127.0.0.1: give --external-url with the name clients use", "listen", ln.Addr().String())
+	}
+
 	database, err := db.Open(ctx, filepath.Join(cfg.Data, "gantry.db"))
 	if err != nil {
 		return err
 	}
 	defer database.Close()
 
-	st, err := store.Open(ctx, database, cfg.Data, store.WithLogger(log.With("component", "store")), store.WithSync(cfg.Storage.Fsync))
+	st, err := store.Open(ctx, database, cfg.Data, store.WithLogger(log.With("component", "store")), store.WithSync(cfg.Storage.Fsync),
+		store.WithAddressing(nw.addressing))
 	if err != nil {
 		return err
 	}
-	keys := filepath.Join(cfg.Data, "keys")
 	au, err := auth.New(database, keys, auth.WithLogger(log.With("component", "auth")), auth.WithRegistryLookup(st))
 	if err != nil {
 		return err
@@ -92,16 +128,6 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if setup.PasswordFile != "" {
 		fmt.Fprintf(out, "Created user admin; its password is in %s\n", setup.PasswordFile)
 	}
-
-	// The control API's address is needed by the task service (steps that
-	// run the gantry CLI talk to it), so bind it first and serve it last.
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("control API: listening on %s: %w", cfg.Listen, err)
-	}
-	defer ln.Close()
-	controlURL := "http://" + ln.Addr().String()
 
 	// The components start in this order, each ready before the next, and
 	// stop in the reverse order (lifecycle.go).
@@ -129,14 +155,14 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 
 	regLog := log.With("component", "registry")
-	regs := newListeners(regLog, func(r store.Registry) http.Handler {
+	regs := newListeners(regLog, nw, st, func(r store.Registry, ep auth.Endpoint) http.Handler {
 		mux := http.NewServeMux()
 		mux.Handle("/v2/", registry.New(r.Name, st, registry.WithLogger(regLog.With("registry", r.Name)), registry.WithAuthorizer(au),
 			registry.WithFallback(imp), registry.WithPushGuard(imp)))
 		mux.Handle(auth.TokenPath, au.TokenHandler(r.Name))
-		return mux
+		return auth.WithEndpoint(mux, ep)
 	})
-	served := &registryListeners{l: regs, list: st.ListRegistries, log: log}
+	served := &registryListeners{l: regs, list: st.ListRegistries, log: log, shared: nw.wrap(shared)}
 	if err := parts.start(ctx, "registries", served); err != nil {
 		return err
 	}
@@ -188,13 +214,8 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	apiOpts = append(apiOpts, httpapi.WithTasks(tasks), httpapi.WithTriggers(trig))
 
 	api := httpapi.New(st, au, vlt, regs, apiOpts...)
-	srv := &http.Server{
-		Handler:           api,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	if err := parts.start(ctx, "control API", newControlAPI(srv, ln)); err != nil {
+	srv := newHTTPServer(api, log)
+	if err := parts.start(ctx, "control API", newControlAPI(srv, nw.wrap(ln))); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "gantry control API on %s\n", controlURL)

@@ -9,11 +9,15 @@ import (
 )
 
 // LocalRegistry finds the registry of this server whose login server is
-// host: the same host:port, any loopback spelling of a loopback or
+// host: its hostname <name>.<domain> (any port) when registries have one
+// (WithAddressing), the same host:port, any loopback spelling of a loopback or
 // all-interfaces listener on the same port, or one of this machine's own
 // addresses on the port of an all-interfaces listener. ok is false when no
 // registry of this server serves host.
 func (s *Store) LocalRegistry(ctx context.Context, host string) (r Registry, ok bool, err error) {
+	if r, ok, err := s.registryOfHost(ctx, host); ok || err != nil {
+		return r, ok, err
+	}
 	regs, err := s.ListRegistries(ctx)
 	if err != nil {
 		return Registry{}, false, err
@@ -36,6 +40,9 @@ func (s *Store) LocalRegistry(ctx context.Context, host string) (r Registry, ok 
 		unspecified := lh == "" || lh == "0.0.0.0" || lh == "::"
 		if oci.IsLoopback(host) && (unspecified || oci.IsLoopback(r.Listen)) {
 			return r, true, nil
+		}
+		if unspecified && s.addressing.Host != "" && strings.EqualFold(h, s.addressing.Host) {
+			return r, true, nil // the advertised name of an all-interfaces listener
 		}
 		if unspecified && !oci.IsLoopback(host) {
 			// Our own non-loopback addresses.

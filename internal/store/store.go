@@ -26,6 +26,7 @@ type Store struct {
 	grace       time.Duration
 	uploadTTL   time.Duration
 	maxManifest int64
+	addressing  Addressing
 
 	cache    *cache
 	regCache atomic.Pointer[map[string]Registry]

@@ -307,7 +307,8 @@ func (c *claimed) Prepare(ctx context.Context) (_ engine.Job, _ func(), err erro
 	}
 	mask.add(regCred)
 
-	creds := []engine.Credential{{Registry: reg.Listen, Username: auth.RunUsername, Password: regCred}}
+	login := s.regs.LoginServer(reg)
+	creds := []engine.Credential{{Registry: login, Username: auth.RunUsername, Password: regCred}}
 	if t != nil {
 		more, err := s.resolveCredentials(ctx, t, identity, regCred, mask)
 		if err != nil {
@@ -330,7 +331,7 @@ func (c *claimed) Prepare(ctx context.Context) (_ engine.Job, _ func(), err erro
 	}
 	job := engine.Job{
 		RunID:           r.ID,
-		Registry:        reg.Listen,
+		Registry:        login,
 		RegistryName:    r.Registry,
 		Commit:          r.Commit,
 		Branch:          r.Branch,

@@ -20,6 +20,9 @@ type Registries interface {
 	// LocalRegistry finds the registry of this server a login server
 	// names (store.Store.LocalRegistry).
 	LocalRegistry(ctx context.Context, host string) (store.Registry, bool, error)
+	// LoginServer is the name clients use for a registry: its hostname
+	// when registries have one, else its listen address.
+	LoginServer(r store.Registry) string
 }
 
 // Identities manages task identities and run credentials.

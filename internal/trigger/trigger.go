@@ -139,6 +139,8 @@ type Tasks interface {
 type Content interface {
 	Subscribe(fn func(store.TagEvent)) (unsubscribe func())
 	ListRegistries(ctx context.Context) ([]store.Registry, error)
+	// LoginServers are every name a registry is served under.
+	LoginServers(r store.Registry) []string
 	ResolveTag(ctx context.Context, registry, repo, tag string) (digest.Digest, error)
 	TagHistory(ctx context.Context, registry, repo, tag string) ([]store.TagEvent, error)
 }
@@ -362,10 +364,13 @@ func (s *Service) RefreshRegistries(ctx context.Context) error {
 	}
 	m := &registryMap{byName: map[string][]string{}, byHost: map[string]string{}}
 	for _, r := range regs {
-		if r.Listen == "" {
+		var spellings []string
+		for _, login := range s.content.LoginServers(r) {
+			spellings = append(spellings, hostSpellings(login)...)
+		}
+		if len(spellings) == 0 {
 			continue
 		}
-		spellings := hostSpellings(r.Listen)
 		m.byName[r.Name] = spellings
 		for _, h := range spellings {
 			m.byHost[normalizeHost(h)] = r.Name

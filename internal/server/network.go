@@ -1,0 +1,209 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/config"
+	"github.com/gantryhq/gantry/internal/store"
+)
+
+// network is how clients reach the server, from the configuration alone:
+// the scheme, the TLS configuration of every listener, the registries'
+// names and the public control URL. Nothing here comes from a request.
+type network struct {
+	// scheme is the public scheme: the external URL's, else https with
+	// TLS, else http.
+	scheme string
+	// tls is the configuration of every listener; nil serves plain HTTP.
+	tls *tls.Config
+	// domain serves registries as <name>.<domain> on the shared listener.
+	domain string
+	// addressing names the registries (store.WithAddressing).
+	addressing store.Addressing
+	// external is the --external-url, "" without one.
+	external *url.URL
+}
+
+// newNetwork derives the network from the configuration; regAddr is the
+// shared registry listener's bound address ("" without a domain).
+func newNetwork(cfg config.Network, tlsConf *tls.Config, regAddr string) (*network, error) {
+	n := &network{scheme: "http", tls: tlsConf, domain: strings.ToLower(cfg.Domain)}
+	if tlsConf != nil {
+		n.scheme = "https"
+	}
+	port := ""
+	if regAddr != "" {
+		_, port, _ = net.SplitHostPort(regAddr)
+	}
+	if cfg.ExternalURL != "" {
+		u, err := url.Parse(cfg.ExternalURL)
+		if err != nil {
+			return nil, fmt.Errorf("network.externalURL (--external-url): %w", err)
+		}
+		n.external, n.scheme = u, u.Scheme
+		n.addressing.Host = u.Hostname()
+		port = u.Port()
+	}
+	if port == defaultPort(n.scheme) {
+		port = ""
+	}
+	n.addressing.Domain = n.domain
+	if n.domain != "" {
+		n.addressing.Port = port
+	}
+	return n, nil
+}
+
+func defaultPort(scheme string) string {
+	if scheme == "https" {
+		return "443"
+	}
+	return "80"
+}
+
+// controlURL is the public URL of the control API bound at addr: the
+// external URL, else the scheme and addr with an unspecified host replaced
+// by the advertised one (127.0.0.1 by default).
+func (n *network) controlURL(addr string) string {
+	if n.external != nil {
+		return n.external.Scheme + "://" + n.external.Host
+	}
+	return n.scheme + "://" + n.addressing.ListenName(store.Registry{Listen: addr})
+}
+
+// listen binds addr, serving TLS on it when the network has TLS.
+func (n *network) listen(ctx context.Context, addr string) (net.Listener, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return n.wrap(ln), nil
+}
+
+// wrap serves TLS on ln when the network has TLS (nil stays nil).
+func (n *network) wrap(ln net.Listener) net.Listener {
+	if ln == nil || n.tls == nil {
+		return ln
+	}
+	return tls.NewListener(ln, n.tls)
+}
+
+// addrOf is ln's address, "" for none.
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
+
+// hostOf is the host of a host:port address.
+func hostOf(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return h
+}
+
+// endpoint is how clients reach r through a listener: by its hostname on
+// the shared listener (byHost), else by its own port. The scheme of a
+// registry's own port is the server's: a proxy in front (--external-url)
+// fronts the hostnames, not the ports.
+func (n *network) endpoint(st *store.Store, r store.Registry, byHost bool) auth.Endpoint {
+	ep := auth.Endpoint{Services: st.LoginServers(r)}
+	if byHost {
+		ep.Service = n.addressing.HostName(r)
+		ep.URL = n.scheme + "://" + ep.Service
+		return ep
+	}
+	ep.Service = n.addressing.ListenName(r)
+	scheme := "http"
+	if n.tls != nil {
+		scheme = "https"
+	}
+	ep.URL = scheme + "://" + ep.Service
+	return ep
+}
+
+// newHTTPServer is the http.Server of every listener.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
+// hostRouter serves every registry on the shared listener, routed by the
+// request's host name (its port ignored): <name>.<domain>.
+type hostRouter struct {
+	domain string
+
+	mu       sync.RWMutex
+	handlers map[string]http.Handler
+}
+
+func newHostRouter(domain string) *hostRouter {
+	return &hostRouter{domain: domain, handlers: map[string]http.Handler{}}
+}
+
+func (h *hostRouter) add(name string, handler http.Handler) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.handlers[name] = handler
+}
+
+func (h *hostRouter) remove(name string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.handlers[name]
+	delete(h.handlers, name)
+	return ok
+}
+
+func (h *hostRouter) serves(name string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	_, ok := h.handlers[name]
+	return ok
+}
+
+func (h *hostRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	host := hostOnly(r.Host)
+	// A client that asked the TLS layer for one name and HTTP for another
+	// is refused: the certificate it checked was not this registry's.
+	if r.TLS != nil && r.TLS.ServerName != "" && !strings.EqualFold(r.TLS.ServerName, host) {
+		http.Error(w, fmt.Sprintf("misdirected request: TLS server name %q, host %q", r.TLS.ServerName, host), http.StatusMisdirectedRequest)
+		return
+	}
+	name, ok := strings.CutSuffix(host, "."+h.domain)
+	h.mu.RLock()
+	handler := h.handlers[name]
+	h.mu.RUnlock()
+	if !ok || handler == nil {
+		http.Error(w, fmt.Sprintf("no registry is served as %q here (registries are <name>.%s)", host, h.domain), http.StatusNotFound)
+		return
+	}
+	handler.ServeHTTP(w, r)
+}
+
+// hostOnly is the lower-case host name of a Host header, without its port.
+func hostOnly(hostport string) string {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	return strings.ToLower(strings.TrimSuffix(host, "."))
+}
