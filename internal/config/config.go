@@ -38,7 +38,7 @@ type Config struct {
 	// proxy in front.
 	Network Network `yaml:"network"`
 	Log     Log     `yaml:"log"`
-	Engine Engine `yaml:"engine"`
+	Engine  Engine  `yaml:"engine"`
 	// Storage trades durability for speed.
 	Storage  Storage  `yaml:"storage"`
 	Tasks    Tasks    `yaml:"tasks"`
