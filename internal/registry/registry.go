@@ -151,6 +151,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *handler) serve(w http.ResponseWriter, r *http.Request, challenge *func() string) error {
 	rt, err := parseRoute(r.URL.EscapedPath())
 	if err != nil {
+		// A path that names no route (a ".." segment, an invalid name) is
+		// refused after authentication, so it tells an anonymous caller
+		// nothing about what is here.
+		*challenge = func() string { return h.auth.Challenge(r, h.name, nil) }
+		if _, aerr := h.auth.Authorize(r, h.name, nil); aerr != nil {
+			return aerr
+		}
 		return err
 	}
 	o, err := h.op(rt, r)

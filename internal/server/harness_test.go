@@ -52,6 +52,8 @@ type serverOptions struct {
 	// security is the server's security section (context roots,
 	// privileged registries, upstream lists).
 	security config.Security
+	// network is the server's network section (TLS, domain).
+	network config.Network
 }
 
 // testServer is a running gantry server.
@@ -86,6 +88,7 @@ func startServer(t testing.TB, o serverOptions) *testServer {
 	cfg.Storage.GCInterval = 0
 	cfg.Triggers.CommitPollInterval = 200 * time.Millisecond
 	cfg.Security = o.security
+	cfg.Network = o.network
 	s := &testServer{t: t, cfg: cfg, adminPassword: o.adminPassword, gantryBinary: o.gantryBinary, log: &testenv.Buffer{}, stdout: &testenv.Buffer{}}
 	if s.adminPassword == "" {
 		s.adminPassword = "admin-" + testenv.RandomHex(12)

@@ -207,3 +207,20 @@ func hostOnly(hostport string) string {
 	}
 	return strings.ToLower(strings.TrimSuffix(host, "."))
 }
+
+// registryMux serves the OCI API under /v2/ and the token endpoint, on a
+// registry's listener. Unlike http.ServeMux it never redirects a path with
+// "." or ".." segments to its clean form: the registry refuses such a path
+// after authenticating the caller.
+func registryMux(v2, token http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Path; {
+		case p == auth.TokenPath:
+			token.ServeHTTP(w, r)
+		case p == "/v2" || strings.HasPrefix(p, "/v2/"):
+			v2.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}

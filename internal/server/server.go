@@ -156,11 +156,9 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 
 	regLog := log.With("component", "registry")
 	regs := newListeners(regLog, nw, st, func(r store.Registry, ep auth.Endpoint) http.Handler {
-		mux := http.NewServeMux()
-		mux.Handle("/v2/", registry.New(r.Name, st, registry.WithLogger(regLog.With("registry", r.Name)), registry.WithAuthorizer(au),
-			registry.WithFallback(imp), registry.WithPushGuard(imp)))
-		mux.Handle(auth.TokenPath, au.TokenHandler(r.Name))
-		return auth.WithEndpoint(mux, ep)
+		v2 := registry.New(r.Name, st, registry.WithLogger(regLog.With("registry", r.Name)), registry.WithAuthorizer(au),
+			registry.WithFallback(imp), registry.WithPushGuard(imp))
+		return auth.WithEndpoint(registryMux(v2, au.TokenHandler(r.Name)), ep)
 	})
 	served := &registryListeners{l: regs, list: st.ListRegistries, log: log, shared: nw.wrap(shared)}
 	if err := parts.start(ctx, "registries", served); err != nil {

@@ -16,12 +16,20 @@ func newServerCmd(o *rootOpts) *cobra.Command {
 	var data, file, listen string
 	var sec config.Security
 	var up config.Upstream
+	var nw config.Network
+	var tlsMode string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the gantry server: the control API and every registry",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadServerConfig(cmd, file, data, listen, sec, up)
+			switch tlsMode {
+			case "", "self-signed", "off":
+			default:
+				return usageError("--tls %q: want self-signed or off (or give --tls-cert and --tls-key, or --acme-email)", tlsMode)
+			}
+			nw.TLS.SelfSigned = tlsMode == "self-signed"
+			cfg, err := loadServerConfig(cmd, file, data, listen, sec, up, nw)
 			if err != nil {
 				return err
 			}
@@ -42,12 +50,24 @@ func newServerCmd(o *rootOpts) *cobra.Command {
 	cmd.Flags().StringVar(&up.CABundle, "upstream-ca", "", "PEM file of CA certificates trusted for upstream registries besides the system's (private CAs)")
 	cmd.Flags().StringArrayVar(&up.PlainHTTP, "upstream-plain-http", nil, "upstream registry (host[:port]) spoken to in plain HTTP (repeatable; loopback always is)")
 	cmd.Flags().StringArrayVar(&up.SkipVerify, "upstream-skip-verify", nil, "upstream registry whose TLS certificate is not checked (repeatable; insecure: prefer --upstream-ca)")
+	cmd.Flags().StringVar(&nw.TLS.Cert, "tls-cert", "", "PEM certificate (chain) of every listener; reloaded when it changes or on SIGHUP")
+	cmd.Flags().StringVar(&nw.TLS.Key, "tls-key", "", "PEM private key of --tls-cert")
+	cmd.Flags().StringVar(&tlsMode, "tls", "", "self-signed: certificates from a local CA in the data directory (gantry server ca prints it); off: plain HTTP")
+	cmd.Flags().StringVar(&nw.TLS.ACMEEmail, "acme-email", "", "get certificates by ACME for the control host and the registry hostnames, with this account email")
+	cmd.Flags().StringVar(&nw.TLS.ACMEDirectory, "acme-directory", "", "ACME directory URL (default Let's Encrypt)")
+	cmd.Flags().StringVar(&nw.TLS.ACMECA, "acme-ca", "", "PEM file of CAs trusted for the ACME directory's own certificate")
+	cmd.Flags().StringVar(&nw.Domain, "domain", "", "serve every registry as <name>.DOMAIN on the shared registry listener")
+	cmd.Flags().StringVar(&nw.RegistryListen, "registry-listen", "", "address of the shared registry listener with --domain (default :443 with TLS, :80 without)")
+	cmd.Flags().StringVar(&nw.ExternalURL, "external-url", "", "public URL of the control API behind a TLS-terminating proxy, e.g. https://gantry.example.com")
+	cmd.Flags().StringArrayVar(&nw.TrustedProxies, "trusted-proxy", nil, "proxy address (IP or CIDR) whose X-Forwarded-* headers are believed (repeatable)")
+	cmd.Flags().StringVar(&nw.MetricsListen, "metrics-listen", "", "serve /metrics without authentication on this separate address")
+	cmd.AddCommand(newServerCACmd(o))
 	return cmd
 }
 
 // loadServerConfig applies, in order: defaults, the file, GANTRY_* env
 // overrides, then flags; and validates the result.
-func loadServerConfig(cmd *cobra.Command, file, data, listen string, sec config.Security, up config.Upstream) (config.Config, error) {
+func loadServerConfig(cmd *cobra.Command, file, data, listen string, sec config.Security, up config.Upstream, nw config.Network) (config.Config, error) {
 	cfg := config.Default()
 	if file != "" {
 		if err := cfg.LoadFile(file); err != nil {
@@ -68,6 +88,17 @@ func loadServerConfig(cmd *cobra.Command, file, data, listen string, sec config.
 		"upstream-ca":            func() { cfg.Upstream.CABundle = up.CABundle },
 		"upstream-plain-http":    func() { cfg.Upstream.PlainHTTP = up.PlainHTTP },
 		"upstream-skip-verify":   func() { cfg.Upstream.SkipVerify = up.SkipVerify },
+		"tls-cert":               func() { cfg.Network.TLS.Cert = nw.TLS.Cert },
+		"tls-key":                func() { cfg.Network.TLS.Key = nw.TLS.Key },
+		"tls":                    func() { cfg.Network.TLS.SelfSigned = nw.TLS.SelfSigned },
+		"acme-email":             func() { cfg.Network.TLS.ACMEEmail = nw.TLS.ACMEEmail },
+		"acme-directory":         func() { cfg.Network.TLS.ACMEDirectory = nw.TLS.ACMEDirectory },
+		"acme-ca":                func() { cfg.Network.TLS.ACMECA = nw.TLS.ACMECA },
+		"domain":                 func() { cfg.Network.Domain = nw.Domain },
+		"registry-listen":        func() { cfg.Network.RegistryListen = nw.RegistryListen },
+		"external-url":           func() { cfg.Network.ExternalURL = nw.ExternalURL },
+		"trusted-proxy":          func() { cfg.Network.TrustedProxies = nw.TrustedProxies },
+		"metrics-listen":         func() { cfg.Network.MetricsListen = nw.MetricsListen },
 	}
 	cmd.Flags().Visit(func(f *pflag.Flag) {
 		if set, ok := overlay[f.Name]; ok {
@@ -93,4 +124,46 @@ func serverLogger(o *rootOpts, cfg config.Config) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(o.errOut, h))
 	}
 	return slog.New(slog.NewTextHandler(o.errOut, h))
+}
+
+// newServerCACmd is `gantry server ca`: the local CA's certificate, for
+// clients to trust (--tls self-signed).
+func newServerCACmd(o *rootOpts) *cobra.Command {
+	var data, file string
+	cmd := &cobra.Command{
+		Use:   "ca",
+		Short: "Print the local CA certificate (PEM) of a server started with --tls self-signed",
+		Long: `Print the certificate of the local CA a server started with --tls self-signed
+issues its certificates from, read from the data directory. Clients trust it:
+
+  gantry server ca > ca.crt
+  sudo mkdir -p /etc/docker/certs.d/contoso.gantry.test && sudo cp ca.crt /etc/docker/certs.d/contoso.gantry.test/ca.crt
+  curl --cacert ca.crt https://contoso.gantry.test/v2/
+
+A running server also serves it, unauthenticated, at GET /v1/ca.pem.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := config.Default()
+			if file != "" {
+				if err := cfg.LoadFile(file); err != nil {
+					return err
+				}
+			}
+			if err := cfg.ApplyEnv(os.Environ()); err != nil {
+				return err
+			}
+			if data != "" {
+				cfg.Data = data
+			}
+			pem, err := server.LocalCA(cfg.Data)
+			if err != nil {
+				return err
+			}
+			_, err = o.out.Write(pem)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&data, "data", "", "data directory (default gantry-data, or the config file's)")
+	cmd.Flags().StringVar(&file, "config", "", "YAML configuration file")
+	return cmd
 }
