@@ -63,7 +63,12 @@ type Server struct {
 	mux      *routeMux
 	tasks    *task.Service
 	triggers Triggers
+	// ca is the local CA's certificate (PEM), nil without one.
+	ca []byte
 }
+
+// WithCA serves the local CA's certificate (PEM) at GET /v1/ca.pem.
+func WithCA(pem []byte) Option { return func(s *Server) { s.ca = pem } }
 
 // WithTasks serves the task and run endpoints.
 func WithTasks(t *task.Service) Option { return func(s *Server) { s.tasks = t } }
@@ -163,6 +168,7 @@ func (s *Server) checkBodyType(r *http.Request) error {
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/version", s.public(s.version))
+	s.mux.HandleFunc("GET /v1/ca.pem", s.public(s.caCert))
 	s.mux.HandleFunc("GET /v1/whoami", s.authed(s.whoami))
 	s.registryRoutes()
 	s.accessRoutes()
@@ -291,6 +297,17 @@ func reply(w http.ResponseWriter, status int, v any) error {
 
 func (s *Server) version(w http.ResponseWriter, _ *http.Request) error {
 	return reply(w, http.StatusOK, api.Version{Version: buildinfo.Version()})
+}
+
+// caCert serves the local CA's certificate, unauthenticated: clients fetch
+// it to trust the server (checking its fingerprint out of band).
+func (s *Server) caCert(w http.ResponseWriter, _ *http.Request) error {
+	if s.ca == nil {
+		return fmt.Errorf("this server has no local CA (it serves plain HTTP, or certificates from files or ACME): %w", errNoRoute)
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, err := w.Write(s.ca)
+	return err
 }
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) error {

@@ -342,7 +342,7 @@ func (c *claimed) Prepare(ctx context.Context) (_ engine.Job, _ func(), err erro
 		Values:          values,
 		Workspace:       contextDir,
 		Credentials:     creds,
-		GantryEnv:       map[string]string{"GANTRY_SERVER": s.controlURL, "GANTRY_TOKEN": runCred},
+		GantryEnv:       s.gantryEnv(runCred),
 		AllowPrivileged: slices.Contains(s.privileged, r.Registry),
 		BuildNetwork:    s.buildNetwork,
 		Log:             log,
@@ -505,4 +505,14 @@ func (s *Service) resolveCredentials(ctx context.Context, t *Task, id auth.Ident
 		out = append(out, engine.Credential{Registry: x.server, Username: user, Password: pw})
 	}
 	return out, nil
+}
+
+// gantryEnv is the environment of the gantry and az alias steps: the
+// control API, its CA when it has a local one, and the run's credential.
+func (s *Service) gantryEnv(runCred string) map[string]string {
+	env := map[string]string{"GANTRY_SERVER": s.controlURL, "GANTRY_TOKEN": runCred}
+	if s.controlCA != "" {
+		env["GANTRY_CA_CERT"] = s.controlCA
+	}
+	return env
 }

@@ -78,6 +78,7 @@ type Service struct {
 	buildNetwork string
 	// controlURL is the control API address handed to steps running the
 	// gantry CLI image.
+	controlCA  string
 	controlURL string
 	// workerOpts: WithConcurrency, WithLogger.
 	workerOpts []worker.Option
@@ -111,6 +112,11 @@ func WithConcurrency(n int) Option {
 
 // WithControlURL sets the control API address given to gantry CLI steps.
 func WithControlURL(u string) Option { return func(s *Service) { s.controlURL = u } }
+
+// WithControlCA gives gantry CLI steps the CA certificate (PEM) to trust
+// the control API's TLS certificate by (GANTRY_CA_CERT): the local CA of a
+// server started with --tls self-signed.
+func WithControlCA(pem []byte) Option { return func(s *Service) { s.controlCA = string(pem) } }
 
 // New returns a task service storing run logs and workspaces under dataDir.
 func New(d *db.DB, dataDir string, regs Registries, ids Identities, secrets Secrets, sealer Sealer, exec Executor, opts ...Option) *Service {

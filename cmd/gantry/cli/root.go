@@ -4,9 +4,12 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 
@@ -178,6 +181,13 @@ func (o *rootOpts) client() (*client.Client, error) {
 		return nil, err
 	}
 	var opts []client.Option
+	hc, err := trustingClient()
+	if err != nil {
+		return nil, err
+	}
+	if hc != nil {
+		opts = append(opts, client.WithHTTPClient(hc))
+	}
 	switch {
 	case cr.token != "":
 		opts = append(opts, client.WithBearer(cr.token))
@@ -264,4 +274,34 @@ func hint(err error) error {
 		return fmt.Errorf("%w (run `gantry login` or set GANTRY_USERNAME and GANTRY_PASSWORD)", err)
 	}
 	return err
+}
+
+// trustingClient is an HTTP client that trusts, besides the system's CAs,
+// the certificates in GANTRY_CA_FILE (a PEM file, e.g. from gantry server
+// ca) and GANTRY_CA_CERT (PEM text: task steps get the server's local CA
+// this way); nil when neither is set.
+func trustingClient() (*http.Client, error) {
+	file, text := os.Getenv("GANTRY_CA_FILE"), os.Getenv("GANTRY_CA_CERT")
+	if file == "" && text == "" {
+		return nil, nil
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("GANTRY_CA_FILE: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("GANTRY_CA_FILE: %s holds no PEM certificate", file)
+		}
+	}
+	if text != "" && !pool.AppendCertsFromPEM([]byte(text)) {
+		return nil, errors.New("GANTRY_CA_CERT holds no PEM certificate")
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: t}, nil
 }
