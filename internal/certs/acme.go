@@ -40,8 +40,9 @@ type ACME struct {
 	cache     *certmagic.Cache
 	cfg       *certmagic.Config
 
-	mu    sync.Mutex
-	names []string
+	mu      sync.Mutex
+	names   []string        // managed, in the order given: names[0] is the default
+	allowed map[string]bool // managed or being managed (answering challenges)
 
 	closeOnce sync.Once
 }
@@ -61,7 +62,7 @@ func NewACME(storageDir, email string, opts ...Option) (*ACME, error) {
 	}
 	o := makeOptions(opts)
 	zl := zapLogger(o.log)
-	a := &ACME{log: o.log, directory: o.directory}
+	a := &ACME{log: o.log, directory: o.directory, allowed: map[string]bool{}}
 	a.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return a.cfg, nil },
 		Logger:           zl,
@@ -98,7 +99,8 @@ func (a *ACME) Manage(ctx context.Context, names ...string) error {
 			a.mu.Unlock()
 			return err
 		}
-		if !slices.Contains(a.names, n) && !slices.Contains(add, n) {
+		if !a.allowed[n] {
+			a.allowed[n] = true
 			add = append(add, n)
 		}
 	}
@@ -107,6 +109,13 @@ func (a *ACME) Manage(ctx context.Context, names ...string) error {
 		return nil
 	}
 	if err := a.cfg.ManageSync(ctx, add); err != nil {
+		a.mu.Lock()
+		for _, n := range add {
+			if !slices.Contains(a.names, n) {
+				delete(a.allowed, n)
+			}
+		}
+		a.mu.Unlock()
 		return fmt.Errorf("obtaining certificates for %v from %s: %w%.0w", add, a.directory, err, errdefs.ErrUnavailable)
 	}
 	a.mu.Lock()
@@ -124,18 +133,22 @@ func (a *ACME) Manage(ctx context.Context, names ...string) error {
 // (of the first managed name without one), or answers the CA's TLS-ALPN-01
 // challenge.
 func (a *ACME) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	if hello.ServerName == "" {
-		a.mu.Lock()
-		var def string
-		if len(a.names) > 0 {
-			def = a.names[0]
-		}
-		a.mu.Unlock()
-		if def == "" {
+	name := normalizeName(hello.ServerName)
+	a.mu.Lock()
+	ok := a.allowed[name]
+	if name == "" && len(a.names) > 0 {
+		name, ok = a.names[0], true
+	}
+	a.mu.Unlock()
+	if !ok {
+		if name == "" {
 			return nil, fmt.Errorf("no certificate yet%.0w", ErrNotAllowed)
 		}
+		return nil, fmt.Errorf("server name %q: %w", name, ErrNotAllowed)
+	}
+	if hello.ServerName != name {
 		h := *hello
-		h.ServerName = def
+		h.ServerName = name
 		hello = &h
 	}
 	c, err := a.cfg.GetCertificate(hello)
