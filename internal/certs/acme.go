@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -39,6 +40,7 @@ type ACME struct {
 	directory string
 	cache     *certmagic.Cache
 	cfg       *certmagic.Config
+	issuer    *certmagic.ACMEIssuer
 
 	mu      sync.Mutex
 	names   []string        // managed, in the order given: names[0] is the default
@@ -73,7 +75,7 @@ func NewACME(storageDir, email string, opts ...Option) (*ACME, error) {
 		DisableARI: true,
 		Logger:     zl,
 	})
-	a.cfg.Issuers = []certmagic.Issuer{certmagic.NewACMEIssuer(a.cfg, certmagic.ACMEIssuer{
+	a.issuer = certmagic.NewACMEIssuer(a.cfg, certmagic.ACMEIssuer{
 		CA:             o.directory,
 		Email:          email,
 		Agreed:         true,
@@ -82,7 +84,8 @@ func NewACME(storageDir, email string, opts ...Option) (*ACME, error) {
 		AltHTTPPort:    o.httpPort,
 		AltTLSALPNPort: o.tlsALPNPort,
 		Logger:         zl,
-	})}
+	})
+	a.cfg.Issuers = []certmagic.Issuer{a.issuer}
 	return a, nil
 }
 
@@ -156,6 +159,15 @@ func (a *ACME) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, err
 		return nil, fmt.Errorf("server name %q: %w%.0w", hello.ServerName, err, ErrNotAllowed)
 	}
 	return c, nil
+}
+
+// HTTPChallengeHandler answers the CA's HTTP-01 challenges
+// (/.well-known/acme-challenge/...) and hands every other request to next:
+// for a plain HTTP listener of the server on port 80, if it has one (else
+// the challenge is answered on a listener of ACME's own while it lasts,
+// see WithChallengeListener).
+func (a *ACME) HTTPChallengeHandler(next http.Handler) http.Handler {
+	return a.issuer.HTTPChallengeHandler(next)
 }
 
 // alpn adds the TLS-ALPN-01 challenge's protocol to TLSConfig.

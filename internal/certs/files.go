@@ -38,8 +38,9 @@ type Files struct {
 	loaded  [32]byte // hash of the files the certificate came from
 	refused [32]byte // hash of the last content refused by a poll
 
-	stop chan struct{}
-	done chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
 }
 
 // NewFiles loads and validates certFile and keyFile, and starts watching
@@ -111,11 +112,7 @@ func (f *Files) Expiry() time.Time { return earliest(f.Certificates()) }
 
 // Close stops watching the files. The certificate is still served.
 func (f *Files) Close() error {
-	select {
-	case <-f.stop:
-	default:
-		close(f.stop)
-	}
+	f.stopOnce.Do(func() { close(f.stop) })
 	<-f.done
 	return nil
 }

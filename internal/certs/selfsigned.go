@@ -7,9 +7,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha1"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -264,6 +266,30 @@ func (s *SelfSigned) Expiry() time.Time { return s.caCert.NotAfter }
 // that every source can be closed alike.
 func (s *SelfSigned) Close() error { return nil }
 
+// Fingerprint returns the SHA-256 fingerprint of the first certificate of
+// certPEM, as openssl prints it (colon-separated upper-case hex pairs), or
+// "" when certPEM holds none: what a user compares before trusting a CA
+// fetched over an unverified connection.
+func Fingerprint(certPEM []byte) string {
+	for rest := certPEM; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			return ""
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		sum := sha256.Sum256(b.Bytes)
+		hexed := strings.ToUpper(hex.EncodeToString(sum[:]))
+		pairs := make([]string, 0, len(sum))
+		for i := 0; i < len(hexed); i += 2 {
+			pairs = append(pairs, hexed[i:i+2])
+		}
+		return strings.Join(pairs, ":")
+	}
+}
+
 // ReadCA returns the PEM certificate of the local CA kept in keysDir (for
 // `gantry server ca`, without starting the server). Without one it returns
 // an error matching ErrNoCA.
@@ -328,7 +354,7 @@ func (s *SelfSigned) loadCA() error {
 			if err := writeNew(certPath, certPEM, 0o644); err != nil && !errors.Is(err, fs.ErrExist) {
 				return fmt.Errorf("creating the local CA certificate %s: %w", certPath, err)
 			}
-			s.log.Info("local CA created", "cert", certPath)
+			s.log.Info("local CA created", "cert", certPath, "sha256", Fingerprint(certPEM))
 			certPEM, err = os.ReadFile(certPath)
 		}
 		if err != nil {

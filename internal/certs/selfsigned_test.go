@@ -3,8 +3,10 @@ package certs
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -224,5 +226,21 @@ func TestSelfSignedRenewal(t *testing.T) {
 	}
 	if want := clock.Now().Add(90 * 24 * time.Hour); c.Leaf.NotAfter.Sub(want).Abs() > time.Second {
 		t.Errorf("renewed leaf expires %v, want %v", c.Leaf.NotAfter, want)
+	}
+}
+
+func TestFingerprint(t *testing.T) {
+	t.Parallel()
+	s, err := NewSelfSigned(t.TempDir(), []string{"gantry.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(mustDecode(t, s.CAPEM()))
+	got := Fingerprint(s.CAPEM())
+	if strings.ReplaceAll(got, ":", "") != strings.ToUpper(hex.EncodeToString(sum[:])) || len(got) != 95 {
+		t.Errorf("Fingerprint = %q", got)
+	}
+	if Fingerprint([]byte("nothing")) != "" {
+		t.Error("a fingerprint of no certificate")
 	}
 }
