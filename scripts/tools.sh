@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the pinned registry client tools the integration tests and
 # scripts/conformance.sh use into .tools/bin: crane, oras, the OCI
-# distribution-spec conformance suite, and staticcheck. Idempotent: a tool already built at the
+# distribution-spec conformance suite, staticcheck, and pebble (the ACME
+# test server of internal/certs). Idempotent: a tool already built at the
 # pinned version is kept.
 set -euo pipefail
 
@@ -15,6 +16,7 @@ tools=(
 	"oras|oras.land/oras/cmd/oras@v1.3.6"
 	"conformance|github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111"
 	"staticcheck|honnef.co/go/tools/cmd/staticcheck@v0.8.2"
+	"pebble|github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.3"
 )
 
 for t in "${tools[@]}"; do
