@@ -22,6 +22,8 @@ type listeners struct {
 	net     *network
 	st      *store.Store
 	handler func(r store.Registry, ep auth.Endpoint) http.Handler
+	// manage has certificates issued for a registry's names.
+	manage func(ctx context.Context, names ...string)
 	// router serves the hostnames on the shared listener; nil without a
 	// domain.
 	router *hostRouter
@@ -32,8 +34,9 @@ type listeners struct {
 	wg      sync.WaitGroup
 }
 
-func newListeners(log *slog.Logger, nw *network, st *store.Store, handler func(store.Registry, auth.Endpoint) http.Handler) *listeners {
-	l := &listeners{log: log, net: nw, st: st, handler: handler, servers: map[string]*http.Server{}}
+func newListeners(log *slog.Logger, nw *network, st *store.Store, manage func(context.Context, ...string),
+	handler func(store.Registry, auth.Endpoint) http.Handler) *listeners {
+	l := &listeners{log: log, net: nw, st: st, manage: manage, handler: handler, servers: map[string]*http.Server{}}
 	if nw.domain != "" {
 		l.router = newHostRouter(nw.domain)
 	}
@@ -85,6 +88,7 @@ func (l *listeners) Start(ctx context.Context, r store.Registry) (store.Registry
 		l.serve(srv, ln, r.Name)
 		l.log.Info("registry serving", "registry", r.Name, "listen", r.Listen, "loginServer", l.net.addressing.ListenName(r))
 	}
+	l.manage(ctx, l.st.LoginServers(r)...)
 	if l.router != nil {
 		l.router.add(r.Name, l.handler(r, l.net.endpoint(l.st, r, true)))
 		l.log.Info("registry serving", "registry", r.Name, "loginServer", l.net.addressing.HostName(r))

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/auth"
@@ -48,6 +49,9 @@ type Options struct {
 	// Ready, if set, is called once every listener is serving, with the
 	// control API's address.
 	Ready func(controlAddr string)
+	// Reload, if set, delivers the operator's requests to reload the TLS
+	// certificate files (cmd sends SIGHUP here).
+	Reload <-chan struct{}
 }
 
 // drainTimeout bounds the graceful stop of each component.
@@ -67,7 +71,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		return fmt.Errorf("creating data directory: %w", err)
 	}
 	keys := filepath.Join(cfg.Data, "keys")
-	certs, err := newCertSource(ctx, cfg.Network, keys, log.With("component", "tls"))
+	certs, err := newCertSource(cfg.Network, keys, cfg.Data, log.With("component", "tls"))
 	if err != nil {
 		return err
 	}
@@ -98,6 +102,19 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		return err
 	}
 	controlURL := nw.controlURL(ln.Addr().String())
+	certs.Manage(ctx, hostOf(strings.TrimPrefix(strings.TrimPrefix(controlURL, "https://"), "http://")))
+	if o.Reload != nil {
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-o.Reload:
+					certs.Reload(ctx)
+				}
+			}
+		}()
+	}
 	if ip := net.ParseIP(hostOf(ln.Addr().String())); ip != nil && ip.IsUnspecified() && nw.external == nil {
 		log.Warn("the control API listens on all interfaces but advertises 127.0.0.1: give --external-url with the name clients use", "listen", ln.Addr().String())
 	}
@@ -155,7 +172,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 
 	regLog := log.With("component", "registry")
-	regs := newListeners(regLog, nw, st, func(r store.Registry, ep auth.Endpoint) http.Handler {
+	regs := newListeners(regLog, nw, st, certs.Manage, func(r store.Registry, ep auth.Endpoint) http.Handler {
 		v2 := registry.New(r.Name, st, registry.WithLogger(regLog.With("registry", r.Name)), registry.WithAuthorizer(au),
 			registry.WithFallback(imp), registry.WithPushGuard(imp))
 		return auth.WithEndpoint(registryMux(v2, au.TokenHandler(r.Name)), ep)
@@ -165,7 +182,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		return err
 	}
 
-	apiOpts := []httpapi.Option{httpapi.WithLogger(log.With("component", "api")), httpapi.WithImporter(imp)}
+	apiOpts := []httpapi.Option{httpapi.WithLogger(log.With("component", "api")), httpapi.WithImporter(imp), httpapi.WithCA(certs.ca)}
 	ep := engineEndpoint(cfg.Engine)
 	dc, err := docker.New(ep, docker.WithLogger(log.With("component", "docker")))
 	if err != nil {
@@ -194,6 +211,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		task.WithLogger(log.With("component", "task")),
 		task.WithConcurrency(cfg.Tasks.Concurrency),
 		task.WithControlURL(controlURL),
+		task.WithControlCA(certs.ca),
 		task.WithContextRoots(cfg.Security.ContextRoots),
 		task.WithPrivilegedRegistries(cfg.Security.PrivilegedRegistries),
 		task.WithBuildNetwork(cfg.Engine.BuildNetwork))
