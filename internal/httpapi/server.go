@@ -165,6 +165,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/version", s.public(s.version))
 	s.mux.HandleFunc("GET /v1/whoami", s.authed(s.whoami))
 	s.registryRoutes()
+	s.loginRoutes()
 	s.accessRoutes()
 	s.vaultRoutes()
 	if s.tasks != nil {
