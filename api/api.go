@@ -84,3 +84,36 @@ type Whoami struct {
 type Version struct {
 	Version string `json:"version"`
 }
+
+// RegistryToken is the answer of POST /v1/registries/{reg}/token: a
+// refresh token of the registry for the caller, which Docker clients
+// present as an identity token (docker-credential-gantry answers it with
+// the user name "<token>") and exchange at the registry's token endpoint
+// (grant_type=refresh_token) for access tokens carrying the caller's
+// current rights.
+type RegistryToken struct {
+	// LoginServer is the registry's host:port.
+	LoginServer  string `json:"loginServer"`
+	RefreshToken string `json:"refreshToken"`
+	// ExpiresOn is when the refresh token stops working (3 hours at most,
+	// earlier when the credential it was issued for expires).
+	ExpiresOn time.Time `json:"expiresOn"`
+}
+
+// RegistryUsage is the answer of GET /v1/registries/{reg}/usage, in the
+// shape of az acr show-usage.
+type RegistryUsage struct {
+	Value []Usage `json:"value"`
+}
+
+// Usage is one quantity of RegistryUsage: "Size" (bytes of the distinct
+// manifests and blobs the registry's manifests make up), "Repositories"
+// and "Manifests" (counts).
+type Usage struct {
+	Name         string `json:"name"`
+	CurrentValue int64  `json:"currentValue"`
+	// Limit is the quota; gantry has none, so it is omitted.
+	Limit *int64 `json:"limit,omitempty"`
+	// Unit is "Bytes" or "Count".
+	Unit string `json:"unit"`
+}

@@ -76,3 +76,18 @@ func (c *Client) Untag(ctx context.Context, registry, image string) error {
 	q := url.Values{"image": {image}}
 	return c.do(ctx, http.MethodDelete, regPath(registry, "/tags"), q, nil, nil)
 }
+
+// RegistryToken returns a short-lived refresh token of a registry for the
+// caller (what docker-credential-gantry hands to Docker clients). registry
+// is the registry's name or its login server (host:port). A caller without
+// any pull right on the registry gets api.ErrDenied; a login server that is
+// not one of the server's registries, api.ErrNotFound.
+func (c *Client) RegistryToken(ctx context.Context, registry string) (*api.RegistryToken, error) {
+	return send[api.RegistryToken](ctx, c, http.MethodPost, regPath(registry, "/token"), nil, nil)
+}
+
+// RegistryUsage returns what a registry holds, as az acr show-usage shows
+// it.
+func (c *Client) RegistryUsage(ctx context.Context, registry string) (*api.RegistryUsage, error) {
+	return send[api.RegistryUsage](ctx, c, http.MethodGet, regPath(registry, "/usage"), nil, nil)
+}

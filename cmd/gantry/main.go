@@ -1,5 +1,7 @@
 // Command gantry is the gantry server and its command-line client. Called as
-// az (a symlink), it is gantry's az: the Azure CLI commands task files use.
+// az (a symlink), it is gantry's az: the Azure CLI commands task files use;
+// called as docker-credential-gantry, the Docker credential helper of
+// gantry's registries.
 package main
 
 import (
@@ -15,8 +17,11 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	execute := cli.Execute
-	if filepath.Base(os.Args[0]) == "az" {
+	switch filepath.Base(os.Args[0]) {
+	case "az":
 		execute = cli.ExecuteAz
+	case cli.CredentialHelperName:
+		execute = cli.ExecuteCredentialHelper
 	}
 	code := execute(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()

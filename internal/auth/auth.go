@@ -120,6 +120,19 @@ type Identity struct {
 	Kind Kind
 	// Registry is the registry a token or a run belongs to.
 	Registry string
+
+	// credential is what the caller authenticated with (which admin
+	// password, token password or run credential) and when it expires, so
+	// that a refresh token issued for the caller (IssueRefreshToken) stops
+	// working with it.
+	credential credentialRef
+}
+
+// credentialRef is the reference to a credential that bearer and refresh
+// tokens carry (session.ref) and its expiry.
+type credentialRef struct {
+	ref     string
+	expires time.Time
 }
 
 // Anonymous reports whether the identity is the unauthenticated caller.

@@ -29,11 +29,13 @@ type session struct {
 }
 
 func (s session) identity() Identity {
-	return Identity{Principal: s.principal, Name: s.name, RunID: s.runID, Kind: s.kind, Registry: s.registry}
+	return Identity{Principal: s.principal, Name: s.name, RunID: s.runID, Kind: s.kind, Registry: s.registry,
+		credential: credentialRef{ref: s.ref, expires: s.expires}}
 }
 
 func sessionOf(id Identity) session {
-	return session{kind: id.Kind, principal: id.Principal, name: id.Name, registry: id.Registry, runID: id.RunID}
+	return session{kind: id.Kind, principal: id.Principal, name: id.Name, registry: id.Registry, runID: id.RunID,
+		ref: id.credential.ref, expires: id.credential.expires}
 }
 
 // Failed logins that count for the brute-force limiter: a wrong secret or

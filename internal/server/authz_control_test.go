@@ -86,7 +86,9 @@ const (
 	ctlCatalog        = "UADDDDDUUUUAAAD"
 	ctlMetadataRead   = "UAAAADDUUUUAAAD"
 	ctlMetadataWrite  = "UADAADDUUUUADAD"
-	ctlContentDelete  = "UADDADDUUUUADAD"
+	// A registry refresh token: any pull right on some repository of reg1.
+	ctlAnyPull       = "UAAAAAAUUUUAAAD"
+	ctlContentDelete = "UADDADDUUUUADAD"
 	// Secret get: the admin and the identity with a get policy.
 	ctlSecretGet = "UADDDDDUUUDADDD"
 	// Role assignments at /registries/reg1: the admin and the owner there.
@@ -195,6 +197,8 @@ func controlOps() []ctlOp {
 			w.srv.createRegistry(name, false)
 			return ctlRequest{path: "/v1/registries/" + name}
 		}},
+		{route: "POST /v1/registries/{reg}/token", status: 200, want: ctlAnyPull, prepare: path("/v1/registries/reg1/token")},
+		{route: "GET /v1/registries/{reg}/usage", status: 200, want: ctlRegistryObject, prepare: path("/v1/registries/reg1/usage")},
 		{route: "GET /v1/registries/{reg}/repositories", status: 200, want: ctlCatalog, prepare: path("/v1/registries/reg1/repositories")},
 		{route: "GET /v1/registries/{reg}/repository", status: 200, want: ctlMetadataRead, prepare: path("/v1/registries/reg1/repository?repository=app")},
 		{route: "DELETE /v1/registries/{reg}/repository", status: 204, want: ctlContentDelete, prepare: func(t *testing.T, w *world) ctlRequest {

@@ -1,16 +1,11 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -404,49 +399,6 @@ func (o *rootOpts) loginServer(ctx context.Context, registry string) (string, er
 		return "", hint(err)
 	}
 	return reg.LoginServer, nil
-}
-
-// saveDockerAuth saves user and password for server in the Docker client's
-// config ($DOCKER_CONFIG/config.json, default ~/.docker/config.json) as
-// docker login does without a credential store: the other entries and
-// settings are kept, the file is 0600.
-func saveDockerAuth(server, user, password string) error {
-	dir := os.Getenv("DOCKER_CONFIG")
-	if dir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return fmt.Errorf("locating the Docker config (set DOCKER_CONFIG): %w", err)
-		}
-		dir = filepath.Join(home, ".docker")
-	}
-	p := filepath.Join(dir, "config.json")
-	cfg := map[string]json.RawMessage{}
-	auths := map[string]json.RawMessage{}
-	b, err := os.ReadFile(p)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	if len(bytes.TrimSpace(b)) > 0 {
-		if err := json.Unmarshal(b, &cfg); err != nil {
-			return fmt.Errorf("reading %s: %w", p, err)
-		}
-		if a := cfg["auths"]; a != nil {
-			if err := json.Unmarshal(a, &auths); err != nil {
-				return fmt.Errorf("reading %s: auths: %w", p, err)
-			}
-		}
-	}
-	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
-	if auths[server], err = json.Marshal(map[string]string{"auth": auth}); err != nil {
-		return err
-	}
-	if cfg["auths"], err = json.Marshal(auths); err != nil {
-		return err
-	}
-	if b, err = json.MarshalIndent(cfg, "", "\t"); err != nil {
-		return err
-	}
-	return writePrivate(p, append(b, '\n'))
 }
 
 // azSecret is a secret as az keyvault secret show prints it.

@@ -1,6 +1,10 @@
 package cli
 
 import (
+	"errors"
+	"fmt"
+	"os/exec"
+
 	"github.com/spf13/cobra"
 
 	"github.com/gantryhq/gantry/api"
@@ -90,6 +94,124 @@ func newRegistryCmd(o *rootOpts) *cobra.Command {
 	del.Flags().StringVarP(&name, "name", "n", "", "registry name")
 	_ = del.MarkFlagRequired("name")
 
-	cmd.AddCommand(create, show, list, del)
+	cmd.AddCommand(create, show, list, del, newRegistryLoginCmd(o), newRegistryShowUsageCmd(o))
 	return cmd
+}
+
+func newRegistryLoginCmd(o *rootOpts) *cobra.Command {
+	var name string
+	var storePassword, expose bool
+	c := &cobra.Command{
+		Use:   "login",
+		Short: "Let docker, crane, oras and skopeo use a registry with your gantry login (as az acr login)",
+		Long: `Configure the Docker client for the registry -n (its name or login server),
+as az acr login does, and print "Login Succeeded". The gantry login in use
+(gantry login, or GANTRY_USERNAME/GANTRY_PASSWORD, or GANTRY_TOKEN) must be
+allowed to pull from the registry.
+
+By default the registry's login server gets the credential helper in
+$DOCKER_CONFIG/config.json (default ~/.docker/config.json):
+"credHelpers": {"<login server>": "gantry"}. Docker, crane, oras and skopeo
+then run docker-credential-gantry, which answers each use with a fresh
+refresh token of the registry, 3 hours long; no password is stored. The
+helper is the gantry binary under that name; install it with
+
+  ln -s "$(command -v gantry)" /usr/local/bin/docker-credential-gantry
+
+With --store-password, save the login's user name and password (or the run
+credential) in the config's auths instead, as docker login and az acr login
+do: no helper is needed, and the password stays in the file (0600).
+
+With --expose-token, change nothing and print {"accessToken", "loginServer"}:
+the access token is the registry's refresh token, 3 hours long; it is an
+identity token (oras login --identity-token, or "identitytoken" in a Docker
+config), not a password.`,
+		Example: `  gantry registry login -n contoso
+  gantry registry login -n 127.0.0.1:5001 --store-password
+  gantry registry login -n contoso --expose-token --query accessToken -o tsv`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if storePassword && expose {
+				return usageError("gantry registry login: give --store-password or --expose-token, not both")
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			// Issuing a token checks the login and the right to pull.
+			tok, err := c.RegistryToken(cmd.Context(), name)
+			if err != nil {
+				return hint(err)
+			}
+			switch {
+			case expose:
+				return o.print(map[string]string{"accessToken": tok.RefreshToken, "loginServer": tok.LoginServer}, nil)
+			case storePassword:
+				cr, err := o.credential()
+				if err != nil {
+					return err
+				}
+				user, password := cr.username, cr.password
+				if cr.token != "" {
+					user, password = azTokenUser, cr.token
+				}
+				if err := saveDockerAuth(tok.LoginServer, user, password); err != nil {
+					return fmt.Errorf("saving the docker login: %w", err)
+				}
+			default:
+				if _, err := exec.LookPath(CredentialHelperName); err != nil {
+					return errors.New(CredentialHelperName + ` is not on PATH; Docker runs it for the registry. Install it with
+  ln -s "$(command -v gantry)" /usr/local/bin/` + CredentialHelperName + `
+or save the password instead with --store-password`)
+				}
+				if err := saveDockerHelper(tok.LoginServer); err != nil {
+					return fmt.Errorf("configuring the docker credential helper: %w", err)
+				}
+			}
+			fmt.Fprintln(o.out, "Login Succeeded")
+			return nil
+		},
+	}
+	c.Flags().StringVarP(&name, "name", "n", "", "registry name or login server")
+	_ = c.MarkFlagRequired("name")
+	c.Flags().BoolVar(&storePassword, "store-password", false, "save the login's password in the Docker config instead of using the credential helper")
+	c.Flags().BoolVar(&expose, "expose-token", false, "print a refresh token of the registry instead of configuring Docker")
+	return c
+}
+
+var usageView = tableView{
+	{"NAME", "name", nil},
+	{"LIMIT", "limit", nil},
+	{"CURRENT VALUE", "currentValue", nil},
+	{"UNIT", "unit", nil},
+}
+
+func newRegistryShowUsageCmd(o *rootOpts) *cobra.Command {
+	var name string
+	c := &cobra.Command{
+		Use:   "show-usage",
+		Short: "Show what a registry holds: size, repositories, manifests (as az acr show-usage)",
+		Long: `Show the registry's usage as az acr show-usage does: Size (bytes of the
+distinct manifests and blobs its manifests make up, each counted once),
+Repositories and Manifests (counts). gantry has no quotas, so there is no
+limit. Needs the owner role on the registry.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			u, err := c.RegistryUsage(cmd.Context(), name)
+			if err != nil {
+				return hint(err)
+			}
+			if o.output == "table" && o.query == "" {
+				return o.print(u.Value, usageView) // az's table lists the values
+			}
+			return o.print(u, nil)
+		},
+	}
+	c.Flags().StringVarP(&name, "name", "n", "", "registry name")
+	_ = c.MarkFlagRequired("name")
+	return c
 }

@@ -142,6 +142,7 @@ func newRoot(o *rootOpts) *cobra.Command {
 		newCacheCmd(o),
 		newCredentialSetCmd(o),
 		newAzCmd(o),
+		newCredentialHelperCmd(o),
 	)
 	return cmd
 }

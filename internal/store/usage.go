@@ -1,0 +1,53 @@
+package store
+
+import (
+	"context"
+	"fmt"
+)
+
+// Usage is what a registry holds. The store has no quotas: nothing limits
+// these numbers.
+type Usage struct {
+	// Size is the bytes of the distinct content the registry's manifests
+	// make up: the manifests themselves and the blobs (configs, layers) they
+	// reference, each digest counted once however many repositories or
+	// manifests share it. Blobs shared with other registries count in each
+	// (they are stored once on disk); blobs no manifest references (uploads
+	// waiting for a manifest, or for GC) do not count.
+	Size int64
+	// Repositories is the number of repositories, as ListRepositories lists
+	// them.
+	Repositories int64
+	// Manifests is the number of manifests summed over the repositories (a
+	// manifest in two repositories counts twice), as their ManifestCount.
+	Manifests int64
+}
+
+// usageQuery reads the three numbers of a registry in one statement, so
+// they come from one snapshot.
+const usageQuery = `SELECT
+	(SELECT coalesce(sum(size), 0) FROM (
+		SELECT m.digest, m.size FROM manifests m
+			JOIN repositories r ON r.id = m.repository_id
+			WHERE r.registry = ?1
+		UNION
+		SELECT b.digest, b.size FROM manifest_refs mr
+			JOIN manifests m ON m.id = mr.manifest_id
+			JOIN repositories r ON r.id = m.repository_id
+			JOIN blobs b ON b.digest = mr.digest
+			WHERE r.registry = ?1 AND mr.kind = 0)),
+	(SELECT count(*) FROM repositories WHERE registry = ?1),
+	(SELECT count(*) FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.registry = ?1)`
+
+// RegistryUsage returns what registry holds; errors wrap
+// ErrRegistryUnknown.
+func (s *Store) RegistryUsage(ctx context.Context, registry string) (Usage, error) {
+	if err := registryExists(ctx, s.rd(), registry); err != nil {
+		return Usage{}, err
+	}
+	var u Usage
+	if err := s.rd().QueryRowContext(ctx, usageQuery, registry).Scan(&u.Size, &u.Repositories, &u.Manifests); err != nil {
+		return Usage{}, fmt.Errorf("reading the usage of registry %q: %w", registry, err)
+	}
+	return u, nil
+}
