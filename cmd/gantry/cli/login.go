@@ -144,7 +144,7 @@ func (o *rootOpts) loginPassword(ctx context.Context, username, password string)
 	server := o.loginServerURL()
 	username = firstNonEmpty(username, os.Getenv("GANTRY_USERNAME"), "admin")
 	password = firstNonEmpty(password, os.Getenv("GANTRY_PASSWORD"))
-	c, err := client.New(server, client.WithBasicAuth(username, password))
+	c, err := newClient(server, client.WithBasicAuth(username, password))
 	if err != nil {
 		return nil, "", err
 	}
@@ -167,7 +167,7 @@ func (o *rootOpts) loginIdentity(ctx context.Context) (*api.Whoami, error) {
 	if token == "" {
 		return nil, errors.New("--identity: no GANTRY_TOKEN; it is set in task steps that run the gantry image")
 	}
-	c, err := client.New(o.loginServerURL(), client.WithBearer(token))
+	c, err := newClient(o.loginServerURL(), client.WithBearer(token))
 	if err != nil {
 		return nil, err
 	}

@@ -182,6 +182,17 @@ func (o *rootOpts) client() (*client.Client, error) {
 		return nil, err
 	}
 	var opts []client.Option
+	switch {
+	case cr.token != "":
+		opts = append(opts, client.WithBearer(cr.token))
+	case cr.username != "" || cr.password != "":
+		opts = append(opts, client.WithBasicAuth(cr.username, cr.password))
+	}
+	return newClient(cr.server, opts...)
+}
+
+// newClient is client.New trusting GANTRY_CA_FILE and GANTRY_CA_CERT.
+func newClient(server string, opts ...client.Option) (*client.Client, error) {
 	hc, err := trustingClient()
 	if err != nil {
 		return nil, err
@@ -189,13 +200,7 @@ func (o *rootOpts) client() (*client.Client, error) {
 	if hc != nil {
 		opts = append(opts, client.WithHTTPClient(hc))
 	}
-	switch {
-	case cr.token != "":
-		opts = append(opts, client.WithBearer(cr.token))
-	case cr.username != "" || cr.password != "":
-		opts = append(opts, client.WithBasicAuth(cr.username, cr.password))
-	}
-	return client.New(cr.server, opts...)
+	return client.New(server, opts...)
 }
 
 // credential is the server and the credential the CLI uses: a run

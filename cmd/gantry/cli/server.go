@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"context"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -37,6 +40,7 @@ func newServerCmd(o *rootOpts) *cobra.Command {
 				AdminPassword: os.Getenv("GANTRY_ADMIN_PASSWORD"),
 				Logger:        serverLogger(o, cfg),
 				Stdout:        o.out,
+				Reload:        onHangup(cmd.Context()),
 			})
 		},
 	}
@@ -166,4 +170,27 @@ A running server also serves it, unauthenticated, at GET /v1/ca.pem.`,
 	cmd.Flags().StringVar(&data, "data", "", "data directory (default gantry-data, or the config file's)")
 	cmd.Flags().StringVar(&file, "config", "", "YAML configuration file")
 	return cmd
+}
+
+// onHangup delivers SIGHUP (reload the TLS certificate files) until ctx
+// ends.
+func onHangup(ctx context.Context) <-chan struct{} {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGHUP)
+	out := make(chan struct{}, 1)
+	go func() {
+		defer signal.Stop(sig)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-sig:
+				select {
+				case out <- struct{}{}:
+				default: // a reload is already pending
+				}
+			}
+		}
+	}()
+	return out
 }

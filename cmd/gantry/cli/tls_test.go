@@ -1,0 +1,207 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/docker/dockertest"
+	"github.com/gantryhq/gantry/internal/testenv"
+)
+
+// startTLSServer runs `gantry server --tls self-signed --domain gantry.test`
+// in this process, its registries on a shared listener, and returns the
+// control address, the shared port and the data directory. It stops when
+// t ends.
+func startTLSServer(t *testing.T, extra ...string) (ctl, port, data string) {
+	t.Helper()
+	dir := t.TempDir()
+	data = filepath.Join(dir, "data")
+	ctl = freeAddr(t)
+	_, port, _ = net.SplitHostPort(freeAddr(t))
+	t.Setenv("GANTRY_ADMIN_PASSWORD", "cli-test-admin")
+	t.Setenv("GANTRY_CONFIG_DIR", filepath.Join(dir, "cli"))
+	t.Setenv("GANTRY_USERNAME", "")
+	t.Setenv("GANTRY_PASSWORD", "")
+	t.Setenv("GANTRY_TOKEN", "")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var out, errOut testenv.Buffer
+	args := append([]string{"server", "--data", data, "--listen", ctl, "--tls", "self-signed", "--domain", "gantry.test",
+		"--registry-listen", "127.0.0.1:" + port}, extra...)
+	go func() { done <- Execute(ctx, args, strings.NewReader(""), &out, &errOut) }()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("gantry server: exit %d\n%s", code, errOut.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "gantry control API on https://") {
+		select {
+		case code := <-done:
+			done <- code
+			t.Fatalf("gantry server: exit %d\n%s%s", code, out.String(), errOut.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server did not start:\n%s%s", out.String(), errOut.String())
+		}
+	}
+	return ctl, port, data
+}
+
+// TestTLSHostnames is issue 14's acceptance run: a server with a local CA
+// and registry hostnames, the names mapped to 127.0.0.1 in /etc/hosts and
+// the engine trusting the CA, then docker login, push and pull by
+// hostname, and crane, skopeo, oras and an HTTP client with the CA; a
+// client without it gets a TLS error, never plain HTTP.
+func TestTLSHostnames(t *testing.T) {
+	testenv.Hosts(t, "contoso.gantry.test", "fabrikam.gantry.test")
+	ctl, port, data := startTLSServer(t)
+	contoso := "contoso.gantry.test:" + port
+
+	// gantry server ca and GET /v1/ca.pem hand out the same CA.
+	caPEM := must(t, "server", "ca", "--data", data)
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(caFile, []byte(caPEM), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(caPEM)) {
+		t.Fatalf("gantry server ca printed no certificate: %q", caPEM)
+	}
+	trusting := hostsHTTP(&tls.Config{RootCAs: pool})
+	resp := get(t, trusting, "https://"+ctl+"/v1/ca.pem")
+	if resp.status != http.StatusOK || resp.body != caPEM {
+		t.Fatalf("GET /v1/ca.pem: %d, the CA: %v", resp.status, resp.body == caPEM)
+	}
+	if resp.proto != "HTTP/2.0" {
+		t.Errorf("control API protocol %s, want HTTP/2.0", resp.proto)
+	}
+	// Plain HTTP on a TLS port: a clear 400 at once.
+	if r := get(t, hostsHTTP(nil), "http://"+ctl+"/v1/version"); r.status != http.StatusBadRequest || !strings.Contains(r.body, "HTTPS") {
+		t.Errorf("plain HTTP to the TLS control port: %d %q, want 400", r.status, r.body)
+	}
+	// A client that does not trust the CA: a TLS error, no downgrade.
+	if _, err := hostsHTTP(&tls.Config{}).Get("https://" + contoso + "/v2/"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("GET without the CA: %v, want a certificate error", err)
+	}
+
+	t.Setenv("GANTRY_SERVER", "https://"+ctl)
+	t.Setenv("GANTRY_CA_FILE", caFile)
+	if code, _, errOut := gantry(t, "cli-test-admin\n", "login", "-u", "admin", "--password-stdin"); code != 0 {
+		t.Fatalf("login: %s", errOut)
+	}
+	if out := must(t, "registry", "create", "-n", "contoso"); !strings.Contains(out, contoso) {
+		t.Fatalf("registry create without --listen: %s, want login server %s", out, contoso)
+	}
+	// The challenge names the hostname's token endpoint, whatever Host says.
+	r := get(t, trusting, "https://"+contoso+"/v2/")
+	if want := `Bearer realm="https://` + contoso + `/oauth2/token",service="` + contoso + `"`; r.status != http.StatusUnauthorized || r.header.Get("WWW-Authenticate") != want {
+		t.Errorf("GET /v2/: %d %q, want 401 %q", r.status, r.header.Get("WWW-Authenticate"), want)
+	}
+
+	// The engine trusts the CA for the registry's host:port.
+	testenv.DockerTrust(t, contoso, []byte(caPEM))
+	cfgDir := t.TempDir()
+	t.Run("docker", func(t *testing.T) {
+		engine := dockertest.Engine(t)
+		login := exec.Command("docker", "--config", cfgDir, "login", contoso, "-u", "admin", "--password-stdin")
+		login.Stdin = strings.NewReader("cli-test-admin\n")
+		if out, err := login.CombinedOutput(); err != nil || !strings.Contains(string(out), "Login Succeeded") {
+			t.Fatalf("docker login %s: %v\n%s", contoso, err, out)
+		}
+		image := dockertest.BusyboxImage(t, engine, contoso+"/samples/busybox:v1")
+		dockertest.CLI(t, "--config", cfgDir, "push", image)
+		dockertest.CLI(t, "image", "rm", image)
+		dockertest.CLI(t, "--config", cfgDir, "pull", image)
+	})
+	src := contoso + "/samples/busybox:v1"
+	tools := []string{"DOCKER_CONFIG=" + cfgDir, "SSL_CERT_FILE=" + caFile}
+	t.Run("crane", func(t *testing.T) {
+		crane := testenv.Tool(t, "crane")
+		testenv.Run(t, tools, crane, "copy", src, contoso+"/samples/crane:v1")
+		want := strings.TrimSpace(testenv.Run(t, tools, crane, "digest", src))
+		if got := strings.TrimSpace(testenv.Run(t, tools, crane, "digest", contoso+"/samples/crane:v1")); got != want {
+			t.Fatalf("crane copy: digest %s, want %s", got, want)
+		}
+		// Without the CA crane fails on the certificate.
+		cmd := exec.Command(crane, "digest", src)
+		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+cfgDir, "SSL_CERT_FILE=/nonexistent")
+		if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "certificate") {
+			t.Fatalf("crane without the CA: %v\n%s", err, out)
+		}
+	})
+	t.Run("oras", func(t *testing.T) {
+		oras := testenv.Tool(t, "oras")
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("hello over TLS\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		push := exec.Command(oras, "push", "--ca-file", caFile, contoso+"/samples/artifact:v1", "hello.txt")
+		push.Dir, push.Env = dir, append(os.Environ(), tools[0])
+		if out, err := push.CombinedOutput(); err != nil {
+			t.Fatalf("oras push: %v\n%s", err, out)
+		}
+		out := filepath.Join(dir, "out")
+		testenv.Run(t, tools[:1], oras, "pull", "--ca-file", caFile, "-o", out, contoso+"/samples/artifact:v1")
+		if b, err := os.ReadFile(filepath.Join(out, "hello.txt")); err != nil || string(b) != "hello over TLS\n" {
+			t.Fatalf("oras pull: %q, %v", b, err)
+		}
+	})
+	t.Run("skopeo", func(t *testing.T) {
+		skopeo := testenv.Tool(t, "skopeo")
+		certDir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(certDir, "ca.crt"), []byte(caPEM), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		auth := filepath.Join(cfgDir, "config.json")
+		testenv.Run(t, nil, skopeo, "copy", "--src-cert-dir", certDir, "--dest-cert-dir", certDir,
+			"--src-authfile", auth, "--dest-authfile", auth, "docker://"+src, "docker://"+contoso+"/samples/skopeo:v1")
+		out := testenv.Run(t, nil, skopeo, "inspect", "--cert-dir", certDir, "--authfile", auth, "docker://"+contoso+"/samples/skopeo:v1")
+		if !strings.Contains(out, `"Digest"`) {
+			t.Fatalf("skopeo inspect: %s", out)
+		}
+	})
+}
+
+// hostsHTTP is an HTTP client with the TLS configuration (nil: plain
+// transport defaults) and HTTP/2 attempted, which follows no redirect.
+func hostsHTTP(conf *tls.Config) *http.Client {
+	tr := &http.Transport{TLSClientConfig: conf, ForceAttemptHTTP2: true}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+type got struct {
+	status int
+	proto  string
+	header http.Header
+	body   string
+}
+
+func get(t *testing.T, c *http.Client, url string) got {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		var ue interface{ Timeout() bool }
+		if errors.As(err, &ue) && ue.Timeout() {
+			t.Fatalf("GET %s: timed out (a hang): %v", url, err)
+		}
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return got{status: resp.StatusCode, proto: resp.Proto, header: resp.Header, body: string(b)}
+}
