@@ -16,6 +16,8 @@ package demo
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"embed"
 	"errors"
 	"fmt"
@@ -74,7 +76,20 @@ type Options struct {
 	PrintRuns func(w io.Writer, runs []api.Run) error
 	// StageTimeout bounds each stage (default 3 minutes).
 	StageTimeout time.Duration
+	// TLS runs the walkthrough over TLS with registry hostnames: the server
+	// has a local CA (--tls self-signed) and serves every registry as
+	// <name>.gantry.test on one listener. The names must resolve to
+	// 127.0.0.1 (/etc/hosts); the engine is made to trust the CA for them
+	// (/etc/docker/certs.d, removed at the end).
+	TLS bool
 }
+
+// Domain is the registries' domain of a walkthrough over TLS.
+const Domain = "gantry.test"
+
+// Registries are the walkthrough's registries; over TLS their hostnames
+// are <name>.gantry.test.
+var Registries = []string{dockerHub, publicReg, baseArtifacts, appReg}
 
 // demo is one walkthrough in progress.
 type demo struct {
@@ -88,6 +103,10 @@ type demo struct {
 	admin  string
 	docker *docker.Client
 	start  time.Time
+	// ca is the local CA over TLS; trusted the engine's CA directories
+	// made for it.
+	ca      []byte
+	trusted []string
 	// timings records each stage's commit-to-result time, for the summary.
 	timings []timing
 }
@@ -111,6 +130,11 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	if o.Engine.Host == "" {
 		return errors.New("no container engine: set DOCKER_HOST (scripts/demo.sh starts one)")
+	}
+	if o.TLS {
+		if err := checkNames(ctx); err != nil {
+			return err
+		}
 	}
 	d := &demo{o: o, out: o.Out, urls: map[string]string{}, start: time.Now()}
 	d.dir = o.Data
@@ -139,6 +163,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	// Local repositories are cheap to poll: notice commits within half a
 	// second, as a webhook would.
 	cfg.Triggers.CommitPollInterval = 500 * time.Millisecond
+	if o.TLS {
+		cfg.Network = config.Network{TLS: config.TLS{SelfSigned: true}, Domain: Domain, RegistryListen: pickAddr("127.0.0.1:8443")}
+	}
 	go func() {
 		serverDone <- server.Run(srvCtx, cfg, server.Options{
 			AdminPassword: d.admin, Logger: o.Logger, GantryBinary: o.GantryBinary,
@@ -166,7 +193,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if d.c, err = client.New("http://"+addr, client.WithBasicAuth("admin", d.admin)); err != nil {
+	if d.c, err = d.newClient(cfg, addr); err != nil {
 		return err
 	}
 	if o.Keep {
@@ -228,10 +255,10 @@ func randomPassword() string {
 // setup creates the registries, the simulated public node image, the key
 // vault and its secrets, and the git repositories.
 func (d *demo) setup(ctx context.Context) error {
-	for i, name := range []string{dockerHub, publicReg, baseArtifacts, appReg} {
+	for i, name := range Registries {
 		listen := pickAddr(fmt.Sprintf("127.0.0.1:%d", 5000+i))
-		if strings.HasSuffix(listen, ":0") {
-			listen = ""
+		if strings.HasSuffix(listen, ":0") || d.o.TLS {
+			listen = "" // a free port, or served by hostname only
 		}
 		r, err := d.c.CreateRegistry(ctx, api.CreateRegistryRequest{Name: name, Listen: listen, AnonymousPull: name == dockerHub})
 		if err != nil {
@@ -239,6 +266,9 @@ func (d *demo) setup(ctx context.Context) error {
 		}
 		d.urls[name] = r.LoginServer
 		d.say("   gantry registry create -n %-21s -> %s", name, r.LoginServer)
+		if err := d.trust(r.LoginServer); err != nil {
+			return err
+		}
 	}
 
 	// The public node:15-alpine, simulated: a local stand-in pushed to the
@@ -725,6 +755,71 @@ func (d *demo) cleanup() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_ = d.c.DeleteContainer(ctx, aci)
+	for _, dir := range d.trusted {
+		_ = os.RemoveAll(dir)
+	}
+}
+
+// newClient is the demo's client of the control API at addr, trusting the
+// server's local CA over TLS.
+func (d *demo) newClient(cfg config.Config, addr string) (*client.Client, error) {
+	opts := []client.Option{client.WithBasicAuth("admin", d.admin)}
+	if !d.o.TLS {
+		return client.New("http://"+addr, opts...)
+	}
+	pem, err := server.LocalCA(cfg.Data)
+	if err != nil {
+		return nil, err
+	}
+	d.ca = pem
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	opts = append(opts, client.WithHTTPClient(&http.Client{Transport: tr}))
+	return client.New("https://"+addr, opts...)
+}
+
+// trust makes the engine trust the local CA for a registry's login server
+// (/etc/docker/certs.d/HOST[:PORT]/ca.crt, which dockerd reads at each
+// connection), until the walkthrough ends.
+func (d *demo) trust(loginServer string) error {
+	if !d.o.TLS {
+		return nil
+	}
+	dir := filepath.Join(dockerCerts, loginServer)
+	if _, err := os.Stat(dir); err == nil {
+		return fmt.Errorf("%s exists already: remove it, or it would be removed at the end", dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("making the engine trust the local CA: %w (run as root, or trust it by hand)", err)
+	}
+	d.trusted = append(d.trusted, dir)
+	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), d.ca, 0o644); err != nil {
+		return err
+	}
+	d.say("   the engine trusts the local CA for %s (%s, removed at the end)", loginServer, filepath.Join(dir, "ca.crt"))
+	return nil
+}
+
+// dockerCerts is where dockerd looks for the CA of a registry.
+const dockerCerts = "/etc/docker/certs.d"
+
+// checkNames checks that the registries' hostnames resolve to loopback.
+func checkNames(ctx context.Context) error {
+	var missing []string
+	for _, name := range Registries {
+		host := name + "." + Domain
+		addrs, err := net.DefaultResolver.LookupHost(ctx, host)
+		if err != nil || len(addrs) == 0 || !net.ParseIP(addrs[0]).IsLoopback() {
+			missing = append(missing, host)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("demo --tls: %s must resolve to 127.0.0.1; add this line to /etc/hosts:\n127.0.0.1 %s",
+			strings.Join(missing, ", "), strings.Join(missing, " "))
+	}
+	return nil
 }
 
 // ---- git ----

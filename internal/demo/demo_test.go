@@ -52,6 +52,33 @@ func TestSamplesAreTheSeeds(t *testing.T) {
 // asserted by Run itself (runs, triggers, the site's color, the gate's
 // failure), so a nil error is the tutorial ending as it should.
 func TestWalkthrough(t *testing.T) {
+	out := walkthrough(t, false)
+	t.Logf("\n%s", out)
+}
+
+// TestWalkthroughTLS runs the walkthrough over TLS with registry hostnames
+// (gantry demo --tls): task files see .Run.Registry as
+// contoso.gantry.test:PORT.
+func TestWalkthroughTLS(t *testing.T) {
+	var names []string
+	for _, r := range Registries {
+		names = append(names, r+"."+Domain)
+	}
+	testenv.Hosts(t, names...)
+	out := walkthrough(t, true)
+	for _, want := range []string{"-> contoso.gantry.test:", "the engine trusts the local CA for contoso.gantry.test:", "control API https://"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	if !strings.Contains(out, "contoso.gantry.test:") || strings.Contains(out, "-> 127.0.0.1:") {
+		t.Errorf("login servers not in hostname form:\n%s", out)
+	}
+	t.Logf("\n%s", out)
+}
+
+// walkthrough runs the demo and checks that it ends as the tutorial says.
+func walkthrough(t *testing.T, overTLS bool) string {
 	testenv.DockerHost(t)
 	bin := filepath.Join(t.TempDir(), "gantry")
 	build := exec.Command("go", "build", "-o", bin, "github.com/gantryhq/gantry/cmd/gantry")
@@ -67,6 +94,7 @@ func TestWalkthrough(t *testing.T) {
 		Engine:       docker.EndpointFromEnv(os.Getenv),
 		GantryBinary: bin,
 		Out:          &out,
+		TLS:          overTLS,
 		PrintRuns: func(w io.Writer, runs []api.Run) error {
 			printed++
 			for _, r := range runs {
@@ -91,5 +119,5 @@ func TestWalkthrough(t *testing.T) {
 	if printed == 0 {
 		t.Error("no list-runs tables printed")
 	}
-	t.Logf("\n%s", out.String())
+	return out.String()
 }

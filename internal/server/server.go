@@ -158,7 +158,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("upstream policy: %w", err)
 	}
-	upstream, err := upstreamClient(cfg.Upstream, egr, log.With("component", "remote"))
+	upstream, err := upstreamClient(cfg.Upstream, certs.ca, egr, log.With("component", "remote"))
 	if err != nil {
 		return err
 	}
@@ -308,15 +308,26 @@ func logEngine(ctx context.Context, log *slog.Logger, dc *docker.Client) {
 }
 
 // upstreamClient is the one client of other registries (import, cache
-// rules, base-image polls): the egress policy, the CA bundle and the
-// per-registry settings of the config.
-func upstreamClient(cfg config.Upstream, egr *egress.Policy, log *slog.Logger) (*remote.Client, error) {
+// rules, base-image polls): the egress policy, the CA bundle (and the local
+// CA) and the per-registry settings of the config.
+func upstreamClient(cfg config.Upstream, localCA []byte, egr *egress.Policy, log *slog.Logger) (*remote.Client, error) {
 	var roots *x509.CertPool
 	if cfg.CABundle != "" {
 		var err error
 		if roots, err = remote.LoadCAs(cfg.CABundle); err != nil {
 			return nil, fmt.Errorf("upstream.caBundle: %w", err)
 		}
+	}
+	// The server's own registries, reached by their hostnames (an import
+	// from one to another, a base image in one), have its local CA's
+	// certificates.
+	if localCA != nil {
+		if roots == nil {
+			if roots, _ = x509.SystemCertPool(); roots == nil {
+				roots = x509.NewCertPool()
+			}
+		}
+		roots.AppendCertsFromPEM(localCA)
 	}
 	hosts := map[string]remote.Host{}
 	for _, h := range cfg.PlainHTTP {

@@ -17,7 +17,7 @@ import (
 
 func newDemoCmd(o *rootOpts) *cobra.Command {
 	var data string
-	var keep bool
+	var keep, overTLS bool
 	c := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the walkthrough end to end: public base, gated import, automatic rebuilds and redeploys",
@@ -42,6 +42,7 @@ first command (scripts/demo.sh) provides both.`,
 				Engine:       docker.EndpointFromEnv(os.Getenv),
 				GantryBinary: bin,
 				Keep:         keep,
+				TLS:          overTLS,
 				Out:          o.out,
 				Logger:       logger,
 				PrintRuns: func(w io.Writer, runs []api.Run) error {
@@ -52,6 +53,7 @@ first command (scripts/demo.sh) provides both.`,
 	}
 	c.Flags().StringVar(&data, "data", "", "directory for the server data and git repositories (default: a temporary one)")
 	c.Flags().BoolVar(&keep, "keep", false, "leave everything running for exploration until Ctrl-C")
+	c.Flags().BoolVar(&overTLS, "tls", false, "over TLS with a local CA and registry hostnames <name>.gantry.test (they must resolve to 127.0.0.1; the engine is made to trust the CA, as root)")
 	c.AddCommand(newStandinCmd(o))
 	return c
 }
