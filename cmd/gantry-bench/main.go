@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -44,6 +45,7 @@ type config struct {
 	serve        string
 	cpuProfile   string
 	prefaultMiB  int64
+	tls          bool
 }
 
 func main() {
@@ -72,6 +74,7 @@ func mainErr(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&cfg.manifestMax, "manifests", 50000, "upper bound of manifests pushed")
 	fs.StringVar(&cfg.serve, "serve", "", "")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of this process")
+	fs.BoolVar(&cfg.tls, "tls", false, "measure the in-process registry over TLS (a local CA, as --tls self-signed) against itself over plain HTTP, instead of against Distribution")
 	fs.Int64Var(&cfg.prefaultMiB, "prefault", 4096, "MiB of memory to touch and release before measuring each registry (0: measure a cold VM; see prefault.go)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: gantry-bench [flags]")
@@ -120,8 +123,18 @@ func mainErr(ctx context.Context, args []string, out io.Writer) error {
 		defer p.close()
 		gantryURL = p.url
 	}
+	if cfg.tls {
+		p, err := serveInProcessTLS(ctx, "127.0.0.1:0", true)
+		if err != nil {
+			return err
+		}
+		defer p.close()
+		c := newClient(cfg, "", "")
+		c.Transport.(*authTransport).base.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: p.roots}
+		targets = append(targets, &target{name: "gantry-tls", base: p.url, client: c})
+	}
 	targets = append(targets, &target{name: "gantry", base: gantryURL, client: newClient(cfg, cfg.username, cfg.password)})
-	if cfg.distribution {
+	if cfg.distribution && !cfg.tls {
 		if _, err := exec.LookPath(cfg.distBin); err != nil {
 			return fmt.Errorf("distribution binary: %w (use --distribution=false to skip)", err)
 		}

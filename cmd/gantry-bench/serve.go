@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/certs"
 	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/registry"
 	"github.com/gantryhq/gantry/internal/store"
@@ -24,9 +27,18 @@ type inProcess struct {
 	db  *db.DB
 	dir string
 	url string
+	// roots trusts the server's certificate (over TLS).
+	roots *x509.CertPool
 }
 
 func serveInProcess(ctx context.Context, addr string) (*inProcess, error) {
+	return serveInProcessTLS(ctx, addr, false)
+}
+
+// serveInProcessTLS serves the in-process registry, over TLS with a
+// certificate from a local CA of its data directory when overTLS (the
+// server's --tls self-signed); the client then trusts p.roots.
+func serveInProcessTLS(ctx context.Context, addr string, overTLS bool) (*inProcess, error) {
 	dir, err := os.MkdirTemp("", "gantry-bench-gantry-")
 	if err != nil {
 		return nil, err
@@ -54,6 +66,18 @@ func serveInProcess(ctx context.Context, addr string) (*inProcess, error) {
 	mux.Handle("/v2/", registry.New("bench", st, registry.WithAuthorizer(auth.AllowAll{})))
 	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	p.url = "http://" + l.Addr().String()
+	if overTLS {
+		ca, err := certs.NewSelfSigned(filepath.Join(dir, "keys"), []string{"127.0.0.1"})
+		if err != nil {
+			l.Close()
+			p.close()
+			return nil, err
+		}
+		p.roots = x509.NewCertPool()
+		p.roots.AppendCertsFromPEM(ca.CAPEM())
+		l = tls.NewListener(l, certs.TLSConfig(ca))
+		p.url = "https://" + l.Addr().String()
+	}
 	go func() {
 		if err := p.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			fmt.Fprintln(os.Stderr, "gantry-bench: in-process server:", err)
