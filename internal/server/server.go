@@ -48,6 +48,13 @@ type Options struct {
 	// Ready, if set, is called once every listener is serving, with the
 	// control API's address.
 	Ready func(controlAddr string)
+	// Tracing exports a span per request over OTLP/HTTP, configured by the
+	// standard OTEL_* variables (cmd sets it when OTEL_EXPORTER_OTLP_ENDPOINT
+	// or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set).
+	Tracing bool
+	// MetricsListen, if set, is an address serving /metrics without
+	// authentication (the control listener serves it to the admin).
+	MetricsListen string
 }
 
 // drainTimeout bounds the graceful stop of each component.
@@ -76,8 +83,14 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	ops, err := newOps(ctx, log, st, o.Tracing)
+	if err != nil {
+		return err
+	}
+	defer ops.shutdown()
 	keys := filepath.Join(cfg.Data, "keys")
-	au, err := auth.New(database, keys, auth.WithLogger(log.With("component", "auth")), auth.WithRegistryLookup(st))
+	au, err := auth.New(database, keys, auth.WithLogger(log.With("component", "auth")), auth.WithRegistryLookup(st),
+		auth.WithObserver(ops.metrics))
 	if err != nil {
 		return err
 	}
@@ -123,7 +136,8 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		importer.WithRemote(upstream),
 		importer.WithLogger(log.With("component", "importer")),
 		importer.WithTagTTL(cfg.Cache.TagTTL),
-		importer.WithSpoolDir(filepath.Join(cfg.Data, "spool")))
+		importer.WithSpoolDir(filepath.Join(cfg.Data, "spool")),
+		importer.WithMetrics(ops.metrics))
 	if err := parts.start(ctx, "importer", &background{start: imp.Start, wait: imp.Wait}); err != nil {
 		return err
 	}
@@ -134,7 +148,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		mux.Handle("/v2/", registry.New(r.Name, st, registry.WithLogger(regLog.With("registry", r.Name)), registry.WithAuthorizer(au),
 			registry.WithFallback(imp), registry.WithPushGuard(imp)))
 		mux.Handle(auth.TokenPath, au.TokenHandler(r.Name))
-		return mux
+		return ops.wrap(r.Name, mux)
 	})
 	served := &registryListeners{l: regs, list: st.ListRegistries, log: log}
 	if err := parts.start(ctx, "registries", served); err != nil {
@@ -173,6 +187,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		task.WithContextRoots(cfg.Security.ContextRoots),
 		task.WithPrivilegedRegistries(cfg.Security.PrivilegedRegistries),
 		task.WithBuildNetwork(cfg.Engine.BuildNetwork))
+	ops.countRuns(tasks)
 	if err := parts.start(ctx, "task workers", &background{start: tasks.Start, wait: tasks.Wait}); err != nil {
 		return err
 	}
@@ -181,7 +196,8 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		trigger.WithRemote(upstream),
 		trigger.WithLogger(log.With("component", "trigger")),
 		trigger.WithCommitPollInterval(cfg.Triggers.CommitPollInterval, 30*cfg.Triggers.CommitPollInterval),
-		trigger.WithExternalPollInterval(cfg.Triggers.BaseImagePollInterval))
+		trigger.WithExternalPollInterval(cfg.Triggers.BaseImagePollInterval),
+		trigger.WithMetrics(ops.metrics))
 	if err := parts.start(ctx, "triggers", &background{start: trig.Start, wait: trig.Wait}); err != nil {
 		return err
 	}
@@ -189,13 +205,22 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 
 	api := httpapi.New(st, au, vlt, regs, apiOpts...)
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           ops.control(api, au, database, st, dc),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	if err := parts.start(ctx, "control API", newControlAPI(srv, ln)); err != nil {
 		return err
+	}
+	if o.MetricsListen != "" {
+		mln, err := lc.Listen(ctx, "tcp", o.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics: listening on %s: %w", o.MetricsListen, err)
+		}
+		if err := parts.start(ctx, "metrics", ops.metricsServer(mln)); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(out, "gantry control API on %s\n", controlURL)
 	log.Info("serving", "control", ln.Addr().String(), "data", cfg.Data, "registries", served.count)
