@@ -52,7 +52,9 @@ func NewTracerProvider(ctx context.Context, opts ...TraceOption) (*sdktrace.Trac
 	if o.version != "" {
 		attrs = append(attrs, attribute.String("service.version", o.version))
 	}
-	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(attrs...))
+	// Detectors apply in order, later ones winning: OTEL_SERVICE_NAME and
+	// OTEL_RESOURCE_ATTRIBUTES override gantry's defaults.
+	res, err := resource.New(ctx, resource.WithAttributes(attrs...), resource.WithTelemetrySDK(), resource.WithFromEnv())
 	if err != nil {
 		return nil, fmt.Errorf("trace resource: %w", err)
 	}
