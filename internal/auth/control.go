@@ -63,6 +63,14 @@ const (
 // ErrUnauthenticated. Failed logins go through the brute-force limiter
 // (ThrottledError).
 func (s *Service) Authenticate(r *http.Request, registry string) (Identity, error) {
+	id, err := s.authenticate(r, registry)
+	if err == nil {
+		RecordCaller(r.Context(), id)
+	}
+	return id, err
+}
+
+func (s *Service) authenticate(r *http.Request, registry string) (Identity, error) {
 	ctx := r.Context()
 	switch scheme, value := authorization(r); scheme {
 	case "":

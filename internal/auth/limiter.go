@@ -21,6 +21,7 @@ type limits struct {
 type limiter struct {
 	limits
 	now func() time.Time
+	obs LoginObserver
 
 	mu sync.Mutex
 	m  map[string]*attempts
@@ -34,9 +35,35 @@ type attempts struct {
 
 const limiterMaxClients = 100_000
 
-func newLimiter(l limits, now func() time.Time) *limiter {
-	return &limiter{limits: l, now: now, m: make(map[string]*attempts)}
+func newLimiter(l limits, now func() time.Time, obs LoginObserver) *limiter {
+	if obs == nil {
+		obs = noObserver{}
+	}
+	return &limiter{limits: l, now: now, obs: obs, m: make(map[string]*attempts)}
 }
+
+// LoginObserver is told about the failed logins the brute-force limiter
+// counts (the server's metrics). Its methods must be cheap and must not
+// block: they run on the request's goroutine.
+type LoginObserver interface {
+	// LoginFailed reports a refused login: FailureInvalidCredentials (a
+	// wrong secret or an unknown user) or FailureLockedOut (refused during
+	// a lockout, whatever the secret).
+	LoginFailed(reason string)
+	// LockedOut reports that a client's failures started a lockout.
+	LockedOut()
+}
+
+// Reasons of LoginObserver.LoginFailed.
+const (
+	FailureInvalidCredentials = "invalid_credentials"
+	FailureLockedOut          = "locked_out"
+)
+
+type noObserver struct{}
+
+func (noObserver) LoginFailed(string) {}
+func (noObserver) LockedOut()         {}
 
 func limiterKey(remote, username string) string { return remote + "\x00" + username }
 
@@ -44,6 +71,14 @@ func limiterKey(remote, username string) string { return remote + "\x00" + usern
 // long it must wait. A locked-out client is refused even with the right
 // password, so the lockout is no oracle.
 func (l *limiter) check(key string) (time.Duration, bool) {
+	wait, ok := l.lockedOut(key)
+	if !ok {
+		l.obs.LoginFailed(FailureLockedOut)
+	}
+	return wait, ok
+}
+
+func (l *limiter) lockedOut(key string) (time.Duration, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	a, ok := l.m[key]
@@ -59,6 +94,15 @@ func (l *limiter) check(key string) (time.Duration, bool) {
 
 // fail records a failed login and returns the lockout it starts (0 if none).
 func (l *limiter) fail(key string) time.Duration {
+	d := l.record(key)
+	l.obs.LoginFailed(FailureInvalidCredentials)
+	if d > 0 {
+		l.obs.LockedOut()
+	}
+	return d
+}
+
+func (l *limiter) record(key string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()

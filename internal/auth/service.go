@@ -85,6 +85,7 @@ type options struct {
 	cacheTTL   time.Duration
 	limits     limits
 	hashParams argonParams
+	observer   LoginObserver
 }
 
 // WithLogger sets the logger; the default discards. Secrets never reach it.
@@ -172,6 +173,15 @@ func WithLoginLimits(free int, first, max time.Duration) Option {
 	}
 }
 
+// WithObserver sets who is told about the failed logins and lockouts of
+// the brute-force limiter (default: nobody).
+func WithObserver(o LoginObserver) Option {
+	return func(o2 *options) error {
+		o2.observer = o
+		return nil
+	}
+}
+
 // WithPasswordHashCost sets the argon2id cost of the admin password hash
 // (memory in KiB, iterations). The default is 19456 KiB and 2 iterations
 // (OWASP's minimum for argon2id); tests may lower it.
@@ -226,7 +236,7 @@ func New(d *db.DB, keysDir string, opts ...Option) (*Service, error) {
 		refreshTTL: o.refreshTTL,
 		cacheTTL:   o.cacheTTL,
 		hashParams: o.hashParams,
-		limiter:    newLimiter(o.limits, o.now),
+		limiter:    newLimiter(o.limits, o.now, o.observer),
 		tokens:     newCache[string, *tokenRecord](4096),
 		runs:       newCache[string, *runRecord](4096),
 		roles:      newCache[string, []RoleAssignment](4096),

@@ -256,6 +256,7 @@ func (h *tokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, authError(err))
 		return
 	}
+	RecordCaller(ctx, sess.identity())
 	if !ep.serves(service) {
 		// A token of this registry names only this registry's services.
 		h.fail(w, r, tokenError{status: http.StatusBadRequest, code: "UNSUPPORTED", oauth: "invalid_request",

@@ -45,6 +45,8 @@ type DB struct {
 	W *sql.DB
 	// R is the read pool.
 	R *sql.DB
+
+	path string // the database file
 }
 
 // Open opens (creating if needed) the database at path and migrates it to the
@@ -57,7 +59,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &DB{W: w}
+	d := &DB{W: w, path: path}
 	if err := d.migrate(ctx); err != nil {
 		w.Close()
 		return nil, err

@@ -593,7 +593,10 @@ func (s *Service) fetchBlob(ctx context.Context, t cacheTarget, d digest.Digest,
 		}
 	}
 	f.start()
-	_, err = s.st.PutBlob(ctx, t.registry, t.repo, d, size, body)
+	n, err := s.st.PutBlob(ctx, t.registry, t.repo, d, size, body)
+	if err == nil {
+		s.metrics.BlobImported("cache", n)
+	}
 	if f.spool != nil {
 		f.spool.finish(err)
 	}

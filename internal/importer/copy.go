@@ -277,6 +277,7 @@ func (s *Service) Import(ctx context.Context, id auth.Identity, registry string,
 				}
 				copied.Add(1)
 				bytes.Add(n)
+				s.metrics.BlobImported("import", n)
 				report(Progress{Action: ActionCopied, Kind: "blob", Repository: repo, Digest: b.Digest, MediaType: b.MediaType, Size: n, Elapsed: s.now().Sub(began)})
 				return nil
 			})

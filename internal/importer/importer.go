@@ -56,6 +56,7 @@ type Service struct {
 	egress       *egress.Policy
 	remote       *remote.Client
 	policies     policies
+	metrics      Metrics
 
 	rulesMu sync.Mutex
 	rules   atomic.Pointer[ruleSnapshot]
@@ -127,6 +128,27 @@ func WithRemote(c *remote.Client) Option { return func(s *Service) { s.remote = 
 // callers that are neither the admin nor a registry owner).
 func WithEgress(p *egress.Policy) Option { return func(s *Service) { s.egress = p } }
 
+// Metrics is told how many blob bytes were copied from upstream registries
+// (the server's metrics): source is "import" or "cache" (a pull-through
+// cache rule filling a repository). BlobImported must be cheap and must not
+// block.
+type Metrics interface {
+	BlobImported(source string, bytes int64)
+}
+
+type noMetrics struct{}
+
+func (noMetrics) BlobImported(string, int64) {}
+
+// WithMetrics sets who is told about imported bytes (default: nobody).
+func WithMetrics(m Metrics) Option {
+	return func(s *Service) {
+		if m != nil {
+			s.metrics = m
+		}
+	}
+}
+
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
 
@@ -153,6 +175,7 @@ func New(d *db.DB, st *store.Store, secrets Secrets, access Access, opts ...Opti
 		cache:        newCacheState(),
 		jobs:         make(chan func(context.Context)),
 		stopped:      make(chan struct{}),
+		metrics:      noMetrics{},
 	}
 	for _, o := range opts {
 		o(s)

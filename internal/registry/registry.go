@@ -173,6 +173,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, challenge *func(
 	if err != nil {
 		return err
 	}
+	auth.RecordCaller(r.Context(), id)
 	if o.write && h.guard != nil {
 		if err := h.guard.CheckPush(r.Context(), h.name, rt.repo); err != nil {
 			return err

@@ -91,3 +91,28 @@ func parseRoute(path string) (route, error) {
 	}
 	return rt, nil
 }
+
+// patterns name the endpoints as a router pattern would, for metrics and
+// the access log: never the raw path, so the names stay few.
+var patterns = map[kind]string{
+	kindBase:        "/v2/",
+	kindCatalog:     "/v2/_catalog",
+	kindTags:        "/v2/{name}/tags/list",
+	kindManifest:    "/v2/{name}/manifests/{reference}",
+	kindBlob:        "/v2/{name}/blobs/{digest}",
+	kindUploadStart: "/v2/{name}/blobs/uploads/",
+	kindUpload:      "/v2/{name}/blobs/uploads/{uuid}",
+	kindReferrers:   "/v2/{name}/referrers/{digest}",
+}
+
+// Route names the endpoint of a Distribution API request path by its
+// pattern ("/v2/{name}/blobs/{digest}") and the repository it addresses
+// ("" for the base and the catalog); ok is false for a path that names no
+// endpoint.
+func Route(path string) (pattern, repo string, ok bool) {
+	rt, err := parseRoute(path)
+	if err != nil {
+		return "", "", false
+	}
+	return patterns[rt.kind], rt.repo, true
+}

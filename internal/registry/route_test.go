@@ -103,3 +103,27 @@ func FuzzParseRoute(f *testing.F) {
 		}
 	})
 }
+
+func TestRoutePattern(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		path, pattern, repo string
+		ok                  bool
+	}{
+		{"/v2/", "/v2/", "", true},
+		{"/v2/_catalog", "/v2/_catalog", "", true},
+		{"/v2/a/b/tags/list", "/v2/{name}/tags/list", "a/b", true},
+		{"/v2/app/manifests/latest", "/v2/{name}/manifests/{reference}", "app", true},
+		{"/v2/app/blobs/sha256:" + strings.Repeat("a", 64), "/v2/{name}/blobs/{digest}", "app", true},
+		{"/v2/app/blobs/uploads/", "/v2/{name}/blobs/uploads/", "app", true},
+		{"/v2/app/blobs/uploads/0f9e", "/v2/{name}/blobs/uploads/{uuid}", "app", true},
+		{"/v2/app/referrers/sha256:" + strings.Repeat("b", 64), "/v2/{name}/referrers/{digest}", "app", true},
+		{"/v2/app/nothing/x", "", "", false},
+		{"/oauth2/token", "", "", false},
+	} {
+		pattern, repo, ok := Route(tc.path)
+		if pattern != tc.pattern || repo != tc.repo || ok != tc.ok {
+			t.Errorf("Route(%q) = %q, %q, %v; want %q, %q, %v", tc.path, pattern, repo, ok, tc.pattern, tc.repo, tc.ok)
+		}
+	}
+}

@@ -52,6 +52,10 @@ type Options struct {
 	// Reload, if set, delivers the operator's requests to reload the TLS
 	// certificate files (cmd sends SIGHUP here).
 	Reload <-chan struct{}
+	// Tracing exports a span per request over OTLP/HTTP, configured by the
+	// standard OTEL_* variables (cmd sets it when OTEL_EXPORTER_OTLP_ENDPOINT
+	// or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set).
+	Tracing bool
 }
 
 // drainTimeout bounds the graceful stop of each component.
@@ -130,7 +134,13 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
-	au, err := auth.New(database, keys, auth.WithLogger(log.With("component", "auth")), auth.WithRegistryLookup(st))
+	ops, err := newOps(ctx, log, st, o.Tracing)
+	if err != nil {
+		return err
+	}
+	defer ops.shutdown()
+	au, err := auth.New(database, keys, auth.WithLogger(log.With("component", "auth")), auth.WithRegistryLookup(st),
+		auth.WithObserver(ops.metrics))
 	if err != nil {
 		return err
 	}
@@ -166,7 +176,8 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		importer.WithRemote(upstream),
 		importer.WithLogger(log.With("component", "importer")),
 		importer.WithTagTTL(cfg.Cache.TagTTL),
-		importer.WithSpoolDir(filepath.Join(cfg.Data, "spool")))
+		importer.WithSpoolDir(filepath.Join(cfg.Data, "spool")),
+		importer.WithMetrics(ops.metrics))
 	if err := parts.start(ctx, "importer", &background{start: imp.Start, wait: imp.Wait}); err != nil {
 		return err
 	}
@@ -175,7 +186,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	regs := newListeners(regLog, nw, st, certs.Manage, func(r store.Registry, ep auth.Endpoint) http.Handler {
 		v2 := registry.New(r.Name, st, registry.WithLogger(regLog.With("registry", r.Name)), registry.WithAuthorizer(au),
 			registry.WithFallback(imp), registry.WithPushGuard(imp))
-		return auth.WithEndpoint(registryMux(v2, au.TokenHandler(r.Name)), ep)
+		return ops.wrap(r.Name, auth.WithEndpoint(registryMux(v2, au.TokenHandler(r.Name)), ep))
 	})
 	served := &registryListeners{l: regs, list: st.ListRegistries, log: log, shared: nw.wrap(shared)}
 	if err := parts.start(ctx, "registries", served); err != nil {
@@ -215,6 +226,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		task.WithContextRoots(cfg.Security.ContextRoots),
 		task.WithPrivilegedRegistries(cfg.Security.PrivilegedRegistries),
 		task.WithBuildNetwork(cfg.Engine.BuildNetwork))
+	ops.countRuns(tasks)
 	if err := parts.start(ctx, "task workers", &background{start: tasks.Start, wait: tasks.Wait}); err != nil {
 		return err
 	}
@@ -223,16 +235,26 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		trigger.WithRemote(upstream),
 		trigger.WithLogger(log.With("component", "trigger")),
 		trigger.WithCommitPollInterval(cfg.Triggers.CommitPollInterval, 30*cfg.Triggers.CommitPollInterval),
-		trigger.WithExternalPollInterval(cfg.Triggers.BaseImagePollInterval))
+		trigger.WithExternalPollInterval(cfg.Triggers.BaseImagePollInterval),
+		trigger.WithMetrics(ops.metrics))
 	if err := parts.start(ctx, "triggers", &background{start: trig.Start, wait: trig.Wait}); err != nil {
 		return err
 	}
 	apiOpts = append(apiOpts, httpapi.WithTasks(tasks), httpapi.WithTriggers(trig))
 
 	api := httpapi.New(st, au, vlt, regs, apiOpts...)
-	srv := newHTTPServer(api, log)
+	srv := newHTTPServer(ops.control(api, au, database, st, dc), log)
 	if err := parts.start(ctx, "control API", newControlAPI(srv, nw.wrap(ln))); err != nil {
 		return err
+	}
+	if addr := cfg.Network.MetricsListen; addr != "" {
+		mln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("network.metricsListen (--metrics-listen): listening on %s: %w", addr, err)
+		}
+		if err := parts.start(ctx, "metrics", ops.metricsServer(mln)); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(out, "gantry control API on %s\n", controlURL)
 	log.Info("serving", "control", ln.Addr().String(), "data", cfg.Data, "registries", served.count)

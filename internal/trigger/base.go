@@ -36,6 +36,8 @@ type change struct {
 	// only restricts the change to these tasks (a catch-up of one task);
 	// nil means every dependent.
 	only map[string]bool
+	// seen is when the change reached the trigger (submit).
+	seen time.Time
 }
 
 // pendingTask gathers the changes of one task during the debounce window.
@@ -113,6 +115,7 @@ func (b *baseTrigger) onTagEvent(ev store.TagEvent) {
 }
 
 func (b *baseTrigger) submit(c change) {
+	c.seen = b.s.clock.Now()
 	b.mu.Lock()
 	b.inbox = append(b.inbox, c)
 	b.mu.Unlock()
@@ -384,6 +387,13 @@ func (b *baseTrigger) queue(ctx context.Context, p *pendingTask, active []*task.
 		b.s.log.ErrorContext(ctx, "base-image trigger: queueing a run", "registry", t.Registry, "task", t.Name, "err", err)
 		return nil
 	}
+	seen := primary.ch.seen
+	for _, it := range items {
+		if it.ch.seen.Before(seen) {
+			seen = it.ch.seen
+		}
+	}
+	b.s.metrics.RunQueued(task.TriggerImageUpdate, b.s.clock.Now().Sub(seen))
 	b.s.log.InfoContext(ctx, "base-image trigger: run queued", "registry", t.Registry, "task", t.Name, "run", r.ID,
 		"image", primary.base.Image, "old", primary.base.Digest, "new", primary.ch.digest, "upstream", primary.ch.runID)
 	return mark(r.Registry, r.ID)

@@ -251,6 +251,7 @@ func (s *Service) saveCommitState(ctx context.Context, taskID string, st commitS
 // run. The first head a poll sees is only recorded. It returns the run, or
 // why there is none. recordOnly records the head without a run.
 func (s *Service) observeCommit(ctx context.Context, t *task.Task, gc git.Context, head, branch, source string, recordOnly bool) (*task.Run, string, error) {
+	seen := s.clock.Now()
 	unlock := s.locks.lock("commit/" + t.ID)
 	defer unlock()
 	st, err := s.loadCommitState(ctx, t.ID)
@@ -299,6 +300,7 @@ func (s *Service) observeCommit(ctx context.Context, t *task.Task, gc git.Contex
 		}
 		return nil, "", err
 	}
+	s.metrics.RunQueued(task.TriggerCommit, s.clock.Now().Sub(seen))
 	s.log.InfoContext(ctx, "commit trigger: run queued", "registry", fresh.Registry, "task", fresh.Name, "run", r.ID,
 		"commit", head, "previous", prev, "source", source)
 	return r, "queued", s.saveCommitState(ctx, t.ID, next)

@@ -163,7 +163,7 @@ func (tt *timerTrigger) fire(ctx context.Context, e *timerEntry, now time.Time) 
 		occ = n
 		missed++
 	}
-	err := tt.queue(ctx, e, occ, missed)
+	err := tt.queue(ctx, e, occ, missed, now)
 	if err != nil {
 		if ctx.Err() != nil {
 			return
@@ -180,7 +180,7 @@ func (tt *timerTrigger) fire(ctx context.Context, e *timerEntry, now time.Time) 
 	e.next = e.sched.Next(occ.UTC())
 }
 
-func (tt *timerTrigger) queue(ctx context.Context, e *timerEntry, occ time.Time, missed int) error {
+func (tt *timerTrigger) queue(ctx context.Context, e *timerEntry, occ time.Time, missed int, woke time.Time) error {
 	t, err := tt.s.tasks.TaskByID(ctx, e.key.taskID)
 	if err != nil {
 		if errors.Is(err, task.ErrNotFound) {
@@ -223,6 +223,11 @@ func (tt *timerTrigger) queue(ctx context.Context, e *timerEntry, occ time.Time,
 		}
 		return err
 	}
+	fired := occ
+	if occ.Before(tt.s.startedAt) {
+		fired = woke
+	}
+	tt.s.metrics.RunQueued(task.TriggerTimer, tt.s.clock.Now().Sub(fired))
 	tt.s.log.InfoContext(ctx, "timer trigger: run queued", "registry", t.Registry, "task", t.Name, "timer", e.key.name,
 		"run", r.ID, "occurrence", occ)
 	return nil

@@ -206,6 +206,31 @@ func WithDebounce(d time.Duration) Option {
 // WithJitter sets the fraction by which poll intervals vary (default 0.1).
 func WithJitter(frac float64) Option { return func(s *Service) { s.jitter = frac } }
 
+// Metrics is told how long each run a trigger queued took from the trigger
+// firing to the run being queued (the server's metrics). RunQueued must be
+// cheap and must not block.
+type Metrics interface {
+	RunQueued(trigger string, latency time.Duration)
+}
+
+type noMetrics struct{}
+
+func (noMetrics) RunQueued(string, time.Duration) {}
+
+// WithMetrics sets who is told about trigger latencies (default: nobody):
+// for a base-image change, from the tag move reaching the trigger (after
+// its commit) to the run queued, debounce included; for a commit, from the
+// poll or webhook seeing the new head; for a timer, from its occurrence
+// (from the trigger waking, for occurrences missed while the server was
+// down).
+func WithMetrics(m Metrics) Option {
+	return func(s *Service) {
+		if m != nil {
+			s.metrics = m
+		}
+	}
+}
+
 // WithRemote sets the registry client of external polls (the server's
 // one client, with its egress policy, CA bundle and per-registry settings).
 // Polls have Local reach: only the admin and registry owners create tasks,
@@ -240,6 +265,7 @@ type Service struct {
 	jitter       float64
 	remote       *remote.Client
 	creds        Credentials
+	metrics      Metrics
 
 	regs    atomic.Pointer[registryMap]
 	regMu   sync.Mutex
@@ -278,6 +304,7 @@ func New(d *db.DB, tasks Tasks, content Content, sealer Sealer, opts ...Option) 
 		externalPoll: time.Minute,
 		debounce:     15 * time.Millisecond,
 		jitter:       0.1,
+		metrics:      noMetrics{},
 	}
 	for _, o := range opts {
 		o(s)

@@ -41,6 +41,7 @@ func newServerCmd(o *rootOpts) *cobra.Command {
 				Logger:        serverLogger(o, cfg),
 				Stdout:        o.out,
 				Reload:        onHangup(cmd.Context()),
+				Tracing:       os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "",
 			})
 		},
 	}

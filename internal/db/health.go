@@ -1,0 +1,49 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// readyKey is the settings row CheckWritable rewrites.
+const readyKey = "ready-check"
+
+// CheckWritable reports whether the database can take writes now and after
+// a restart: it commits a one-row write (the time, in the settings table)
+// through the write pool, and creates and removes a file beside the
+// database, where SQLite creates its -wal and -shm files when it opens it.
+// A read-only file system, a full disk or a locked database fail it.
+// Errors name no path.
+func (d *DB) CheckWritable(ctx context.Context) error {
+	if d.path != "" {
+		f, err := os.CreateTemp(filepath.Dir(d.path), ".ready-*")
+		if err != nil {
+			return fmt.Errorf("database directory not writable: %w", pathless(err))
+		}
+		name := f.Name()
+		f.Close()
+		if err := os.Remove(name); err != nil {
+			return fmt.Errorf("database directory: %w", pathless(err))
+		}
+	}
+	_, err := d.W.ExecContext(ctx, `INSERT INTO settings(key, value) VALUES (?, ?)
+		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, readyKey, time.Now().UTC().Format(time.RFC3339Nano))
+	if err != nil {
+		return fmt.Errorf("database write: %w", err)
+	}
+	return nil
+}
+
+// pathless returns the cause of a path error without the path.
+func pathless(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
