@@ -27,5 +27,5 @@ trap cleanup EXIT
 eval "$(scripts/engine.sh env)"
 
 echo "demo: building gantry" >&2
-CGO_ENABLED=0 go build -o bin/gantry ./cmd/gantry
+scripts/build.sh bin/gantry
 bin/gantry demo "$@"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Helpers to build gantry and run a throw-away server, for scripts.
 # Source it, then:
-#   gantry_build            builds a static bin/gantry (CGO_ENABLED=0)
+#   gantry_build            builds a static bin/gantry (scripts/build.sh)
 #   gantry_start DIR        starts `gantry server` with data in DIR on a free
 #                           port; sets GANTRY_SERVER, GANTRY_USERNAME,
 #                           GANTRY_PASSWORD and GANTRY_PID
@@ -16,7 +16,7 @@ free_port() {
 }
 
 gantry_build() {
-	(cd "$root" && CGO_ENABLED=0 go build -o "$GANTRY_BIN" ./cmd/gantry)
+	"$root/scripts/build.sh" "$GANTRY_BIN"
 }
 
 gantry_start() {

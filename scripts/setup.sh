@@ -11,6 +11,8 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v file >/dev/null 2>&1 || need+=(file)
+# systemd-analyze checks deploy/gantry.service offline (cmd/gantry TestSystemdUnit).
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 
 # Podman, the second engine (scripts/engine.sh start podman). It runs as root on the
 # host network with kernel overlayfs, so its recommended rootless helpers (uidmap,

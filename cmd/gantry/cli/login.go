@@ -15,7 +15,6 @@ import (
 
 	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/client"
-	"github.com/gantryhq/gantry/internal/buildinfo"
 )
 
 // savedLogin is what `gantry login` keeps, in a 0600 file.
@@ -195,27 +194,4 @@ func newLogoutCmd(o *rootOpts) *cobra.Command {
 			return nil
 		},
 	}
-}
-
-func newVersionCmd(o *rootOpts) *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the client and server versions",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return o.printVersion(cmd.Context())
-		},
-	}
-}
-
-// printVersion prints the client's version and, when it answers, the
-// server's.
-func (o *rootOpts) printVersion(ctx context.Context) error {
-	out := map[string]string{"client": buildinfo.Version()}
-	if c, err := o.client(); err == nil {
-		if v, err := c.Version(ctx); err == nil {
-			out["server"] = v.Version
-		}
-	}
-	return o.print(out, nil)
 }

@@ -122,6 +122,7 @@ func newRoot(o *rootOpts) *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVar(&o.server, "server", "", "control API address (default $GANTRY_SERVER, the login, or "+client.DefaultServer+")")
 	o.addOutputFlags(cmd)
+	setVersionFlag(cmd)
 	cmd.AddCommand(
 		newServerCmd(o),
 		newLoginCmd(o),
