@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -32,12 +33,14 @@ type network struct {
 	addressing store.Addressing
 	// external is the --external-url, "" without one.
 	external *url.URL
+	// proxies are the trusted proxies (--trusted-proxy).
+	proxies proxies
 }
 
 // newNetwork derives the network from the configuration; regAddr is the
 // shared registry listener's bound address ("" without a domain).
 func newNetwork(cfg config.Network, tlsConf *tls.Config, regAddr string) (*network, error) {
-	n := &network{scheme: "http", tls: tlsConf, domain: strings.ToLower(cfg.Domain)}
+	n := &network{scheme: "http", tls: tlsConf, domain: strings.ToLower(cfg.Domain), proxies: newProxies(cfg.TrustedProxies)}
 	if tlsConf != nil {
 		n.scheme = "https"
 	}
@@ -223,4 +226,69 @@ func registryMux(v2, token http.Handler) http.Handler {
 			http.NotFound(w, r)
 		}
 	})
+}
+
+// proxies are the addresses whose X-Forwarded-For is believed
+// (--trusted-proxy).
+type proxies []netip.Prefix
+
+func newProxies(list []string) proxies {
+	var p proxies
+	for _, s := range list {
+		if pf, err := netip.ParsePrefix(s); err == nil {
+			p = append(p, pf.Masked())
+		} else if a, err := netip.ParseAddr(s); err == nil {
+			p = append(p, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		}
+	}
+	return p
+}
+
+func (p proxies) trusted(a netip.Addr) bool {
+	for _, pf := range p {
+		if pf.Contains(a.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// wrap serves h with the client's own address in r.RemoteAddr when the
+// connection comes from a trusted proxy: the right-most X-Forwarded-For
+// entry that is not itself a trusted proxy. From any other peer the header
+// is ignored, so a client cannot choose the address its failed logins are
+// counted under. Without proxies h is returned as it is.
+func (p proxies) wrap(h http.Handler) http.Handler {
+	if len(p) == 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if client, ok := p.client(r); ok {
+			r2 := *r
+			r2.RemoteAddr = net.JoinHostPort(client.String(), "0")
+			r = &r2
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (p proxies) client(r *http.Request) (netip.Addr, bool) {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || !p.trusted(peer.Addr()) {
+		return netip.Addr{}, false
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(v, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return netip.Addr{}, false // a malformed chain: keep the proxy's address
+		}
+		if !p.trusted(a) {
+			return a.Unmap(), true
+		}
+	}
+	return netip.Addr{}, false
 }

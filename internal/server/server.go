@@ -186,7 +186,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	regs := newListeners(regLog, nw, st, certs.Manage, func(r store.Registry, ep auth.Endpoint) http.Handler {
 		v2 := registry.New(r.Name, st, registry.WithLogger(regLog.With("registry", r.Name)), registry.WithAuthorizer(au),
 			registry.WithFallback(imp), registry.WithPushGuard(imp))
-		return ops.wrap(r.Name, auth.WithEndpoint(registryMux(v2, au.TokenHandler(r.Name)), ep))
+		return nw.proxies.wrap(ops.wrap(r.Name, auth.WithEndpoint(registryMux(v2, au.TokenHandler(r.Name)), ep)))
 	})
 	served := &registryListeners{l: regs, list: st.ListRegistries, log: log, shared: nw.wrap(shared)}
 	if err := parts.start(ctx, "registries", served); err != nil {
@@ -243,7 +243,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	apiOpts = append(apiOpts, httpapi.WithTasks(tasks), httpapi.WithTriggers(trig))
 
 	api := httpapi.New(st, au, vlt, regs, apiOpts...)
-	srv := newHTTPServer(ops.control(api, au, database, st, dc), log)
+	srv := newHTTPServer(nw.proxies.wrap(ops.control(api, au, database, st, dc)), log)
 	if err := parts.start(ctx, "control API", newControlAPI(srv, nw.wrap(ln))); err != nil {
 		return err
 	}
