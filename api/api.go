@@ -85,6 +85,22 @@ type Version struct {
 	Version string `json:"version"`
 }
 
+// Readiness is the answer of GET /readyz?format=json (unauthenticated):
+// "ready", "degraded" (an optional part such as the engine, the disk or a
+// certificate's expiry needs attention) or "not ready" (503).
+type Readiness struct {
+	Status string           `json:"status"`
+	Checks []ReadinessCheck `json:"checks"`
+}
+
+// ReadinessCheck is one part of Readiness: ok, degraded or failed.
+type ReadinessCheck struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+	Detail string `json:"detail,omitempty"`
+}
+
 // RegistryToken is the answer of POST /v1/registries/{reg}/token: a
 // refresh token of the registry for the caller, which Docker clients
 // present as an identity token (docker-credential-gantry answers it with

@@ -180,6 +180,29 @@ func (c *Client) Version(ctx context.Context) (*api.Version, error) {
 	return send[api.Version](ctx, c, http.MethodGet, "/v1/version", nil, nil)
 }
 
+// Ready reads the server's readiness (GET /readyz), also when it is not
+// ready (503).
+func (c *Client) Ready(ctx context.Context) (*api.Readiness, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, "/readyz", url.Values{"format": {"json"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET /readyz: %w", err)
+	}
+	defer resp.Body.Close()
+	var out api.Readiness
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
+		return nil, checkResponse(resp)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
+		return nil, fmt.Errorf("decoding GET /readyz: %w", err)
+	}
+	return &out, nil
+}
+
 // WaitReady polls the server until it answers or ctx ends.
 func (c *Client) WaitReady(ctx context.Context) error {
 	t := time.NewTicker(50 * time.Millisecond)

@@ -93,10 +93,10 @@ func registryRoute(r *http.Request) (string, string, bool) {
 // control returns the control listener's handler: /healthz and /readyz
 // without authentication, /metrics for the admin, everything else to the
 // control API; all of it wrapped.
-func (o *ops) control(api http.Handler, au *auth.Service, d *db.DB, st *store.Store, dc *docker.Client) http.Handler {
+func (o *ops) control(api http.Handler, au *auth.Service, d *db.DB, st *store.Store, dc *docker.Client, dataDir string, certs *certSource) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", telemetry.Live())
-	mux.Handle("GET /readyz", telemetry.Ready(o.checks(d, st, dc)...))
+	mux.Handle("GET /readyz", telemetry.Ready(o.checks(d, st, dc, dataDir, certs)...))
 	mux.Handle("GET /metrics", o.metrics.AuthorizedHandler(metricsAuthorizer(au)))
 	mux.Handle("/", api)
 	return o.wrap("", mux)
@@ -119,10 +119,14 @@ func metricsAuthorizer(au *auth.Service) func(*http.Request) error {
 // checks are the readiness checks: the database and the blob directories
 // must take writes (503 otherwise); the engine only degrades the server
 // (200, named in the body): registries are served without it.
-func (o *ops) checks(d *db.DB, st *store.Store, dc *docker.Client) []telemetry.Check {
+func (o *ops) checks(d *db.DB, st *store.Store, dc *docker.Client, dataDir string, certs *certSource) []telemetry.Check {
+	disk := diskCheck(dataDir)
+	cert := certCheck(certs)
 	return []telemetry.Check{
 		{Name: "database", Run: d.CheckWritable},
 		{Name: "blobs", Run: st.CheckWritable},
+		{Name: "disk", Optional: true, Run: disk.run, Detail: disk.detail},
+		{Name: "certificates", Optional: true, Run: cert.run, Detail: cert.detail},
 		{Name: "engine", Optional: true, Run: func(ctx context.Context) error {
 			if err := dc.Ping(ctx); err != nil {
 				o.log.DebugContext(ctx, "readiness: container engine", "engine", dc.Host(), "err", err)

@@ -19,6 +19,9 @@ type Check struct {
 	// Optional marks a part the server serves without: when it fails the
 	// server is degraded (200, the part named) rather than not ready (503).
 	Optional bool
+	// Detail, if set, describes the part when it is ok (free disk space,
+	// a certificate's expiry).
+	Detail func() string
 }
 
 // checkTimeout bounds each check.
@@ -30,6 +33,7 @@ type CheckResult struct {
 	// Status is "ok", "degraded" (an optional part failed) or "failed".
 	Status string `json:"status"`
 	Error  string `json:"error,omitempty"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // Readiness is the /readyz body.
@@ -75,6 +79,9 @@ func Ready(checks ...Check) http.Handler {
 			if c.Error != "" {
 				out += " (" + c.Error + ")"
 			}
+			if c.Detail != "" {
+				out += " (" + c.Detail + ")"
+			}
 			out += "\n"
 		}
 		_, _ = w.Write([]byte(out))
@@ -94,6 +101,9 @@ func runChecks(ctx context.Context, checks []Check) Readiness {
 				if c.Optional {
 					r.Status = "degraded"
 				}
+			}
+			if r.Status == "ok" && c.Detail != nil {
+				r.Detail = c.Detail()
 			}
 			res.Checks[i] = r
 		})

@@ -128,6 +128,7 @@ func newRoot(o *rootOpts) *cobra.Command {
 		newLoginCmd(o),
 		newLogoutCmd(o),
 		newVersionCmd(o),
+		newCheckHealthCmd(o),
 		newRegistryCmd(o),
 		newRepositoryCmd(o),
 		newScopeMapCmd(o),

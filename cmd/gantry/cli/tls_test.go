@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -102,6 +103,23 @@ func TestTLSHostnames(t *testing.T) {
 	t.Setenv("GANTRY_CA_FILE", caFile)
 	if code, _, errOut := gantry(t, "cli-test-admin\n", "login", "-u", "admin", "--password-stdin"); code != 0 {
 		t.Fatalf("login: %s", errOut)
+	}
+	// check-health: every part, and the certificate this client sees.
+	var health []struct{ Name, Status, Detail string }
+	if err := json.Unmarshal([]byte(must(t, "check-health")), &health); err != nil {
+		t.Fatal(err)
+	}
+	statuses := map[string]string{}
+	for _, h := range health {
+		statuses[h.Name] = h.Status
+		if h.Name == "tls" && !strings.Contains(h.Detail, `issued by "Gantry local CA"`) {
+			t.Errorf("check-health tls: %q", h.Detail)
+		}
+	}
+	for _, name := range []string{"server", "database", "blobs", "disk", "certificates", "tls"} {
+		if statuses[name] != "ok" {
+			t.Errorf("check-health %s: %q, want ok (all: %+v)", name, statuses[name], health)
+		}
 	}
 	if out := must(t, "registry", "create", "-n", "contoso"); !strings.Contains(out, contoso) {
 		t.Fatalf("registry create without --listen: %s, want login server %s", out, contoso)
