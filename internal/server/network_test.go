@@ -2,13 +2,19 @@ package server_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gantryhq/gantry/api"
+	"github.com/gantryhq/gantry/client"
 	"github.com/gantryhq/gantry/internal/config"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // hostsClient is an HTTP client that reaches every *.gantry.test name on
@@ -164,5 +170,80 @@ func (s *testServer) ownPort(t *testing.T, name string) string {
 		}
 	}
 	t.Fatalf("no listener of %s in the log", name)
+	return ""
+}
+
+// TestACMEHostnames starts a server with ACME against Pebble and registry
+// hostnames: the control host (from --external-url) and a registry's
+// hostname get certificates that a client verifying against Pebble's root
+// accepts.
+func TestACMEHostnames(t *testing.T) {
+	t.Parallel()
+	p := testenv.StartPebble(t)
+	ext := "https://ctl.gantry.test:8443"
+	s := startServer(t, serverOptions{network: config.Network{
+		TLS:    config.TLS{ACMEEmail: "ops@gantry.test", ACMEDirectory: p.Directory, ACMECA: p.CAFile},
+		Domain: "gantry.test", RegistryListen: "127.0.0.1:0", ExternalURL: ext,
+	}})
+	root := p.Root(t)
+	// handshake dials addr as name, verifying against Pebble's root, until
+	// the certificate is there (ACME runs in the background).
+	handshake := func(addr, name string) *x509.Certificate {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: root, ServerName: name})
+			if err == nil {
+				defer conn.Close()
+				return conn.ConnectionState().PeerCertificates[0]
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("TLS to %s as %s: %v", addr, name, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	leaf := handshake(s.addr, "ctl.gantry.test")
+	if leaf.Subject.CommonName != "ctl.gantry.test" && !slices.Contains(leaf.DNSNames, "ctl.gantry.test") {
+		t.Errorf("control certificate for %v", leaf.DNSNames)
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: root, ServerName: "ctl.gantry.test"}}
+	admin, err := client.New("https://"+s.addr, client.WithHTTPClient(&http.Client{Transport: tr}), client.WithBasicAuth("admin", s.adminPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := admin.CreateRegistry(context.Background(), api.CreateRegistryRequest{Name: "contoso"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// --external-url's port applies to the hostnames.
+	if reg.LoginServer != "contoso.gantry.test:8443" {
+		t.Errorf("login server %q, want contoso.gantry.test:8443", reg.LoginServer)
+	}
+	shared := "127.0.0.1:" + s.sharedPort(t)
+	leaf = handshake(shared, "contoso.gantry.test")
+	if !slices.Contains(leaf.DNSNames, "contoso.gantry.test") {
+		t.Errorf("registry certificate for %v", leaf.DNSNames)
+	}
+	// A name no registry has is refused at the handshake.
+	if conn, err := tls.Dial("tcp", shared, &tls.Config{RootCAs: root, ServerName: "nosuch.gantry.test"}); err == nil {
+		conn.Close()
+		t.Error("TLS as nosuch.gantry.test: a certificate was served")
+	}
+}
+
+// sharedPort is the port of the shared registry listener, from the log.
+func (s *testServer) sharedPort(t *testing.T) string {
+	t.Helper()
+	for _, line := range strings.Split(s.log.String(), "\n") {
+		if strings.Contains(line, "registries serving by hostname") {
+			f := line[strings.Index(line, "listen=")+len("listen="):]
+			f, _, _ = strings.Cut(f, " ")
+			if _, p, err := net.SplitHostPort(f); err == nil {
+				return p
+			}
+		}
+	}
+	t.Fatal("no shared registry listener in the log")
 	return ""
 }
