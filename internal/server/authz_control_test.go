@@ -184,6 +184,8 @@ func controlOps() []ctlOp {
 
 	return []ctlOp{
 		{route: "GET /v1/version", status: 200, want: ctlPublic, prepare: path("/v1/version")},
+		// Public; this server has no local CA, so it says so to everyone.
+		{route: "GET /v1/ca.pem", status: 404, want: ctlPublic, prepare: path("/v1/ca.pem")},
 		{route: "GET /v1/whoami", status: 200, want: ctlWhoami, prepare: path("/v1/whoami")},
 		{route: "/v1/", name: "unknown path", status: 404, want: ctlNoRoute, prepare: path("/v1/no/such/endpoint")},
 

@@ -2,11 +2,16 @@ package cli
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -222,4 +227,78 @@ func get(t *testing.T, c *http.Client, url string) got {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return got{status: resp.StatusCode, proto: resp.Proto, header: resp.Header, body: string(b)}
+}
+
+// TestServerRefusesBadNetworkInput checks that gantry server refuses bad
+// TLS and network settings at start with a message naming the flag and
+// the file.
+func TestServerRefusesBadNetworkInput(t *testing.T) {
+	dir := t.TempDir()
+	ca := testenv.NewCA(t)
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	for _, d := range []string{a, b} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		ca.Issue(t, "gantry.test", x509.ExtKeyUsageServerAuth, d)
+	}
+	expiredCert, expiredKey := writeExpired(t, dir)
+	data := filepath.Join(dir, "data")
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"certificate and key differ", []string{"--tls-cert", filepath.Join(a, "cert.pem"), "--tls-key", filepath.Join(b, "key.pem")},
+			[]string{"--tls-cert", filepath.Join(a, "cert.pem"), "does not match", filepath.Join(b, "key.pem")}},
+		{"expired certificate", []string{"--tls-cert", expiredCert, "--tls-key", expiredKey},
+			[]string{"--tls-cert", expiredCert, "expired"}},
+		{"missing file", []string{"--tls-cert", filepath.Join(dir, "nope.pem"), "--tls-key", filepath.Join(a, "key.pem")},
+			[]string{"(--tls-cert)", filepath.Join(dir, "nope.pem"), "no such file"}},
+		{"domain not a DNS name", []string{"--domain", "gantry_test"}, []string{"(--domain)", `"gantry_test" is not a valid DNS name`}},
+		{"external URL without scheme", []string{"--external-url", "gantry.example.com"},
+			[]string{"(--external-url)", `"gantry.example.com" has no http:// or https:// scheme`}},
+		{"unknown TLS mode", []string{"--tls", "yes"}, []string{`--tls "yes": want self-signed or off`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"server", "--data", data, "--listen", "127.0.0.1:0"}, tt.args...)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var out, errOut testenv.Buffer
+			code := Execute(ctx, args, strings.NewReader(""), &out, &errOut)
+			if code == 0 {
+				t.Fatalf("gantry server %v: exit 0", tt.args)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errOut.String(), w) {
+					t.Errorf("gantry server %v: %q lacks %q", tt.args, errOut.String(), w)
+				}
+			}
+		})
+	}
+}
+
+// writeExpired writes a self-signed certificate that expired an hour ago
+// and its key.
+func writeExpired(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "gantry.test"}, DNSNames: []string{"gantry.test"},
+		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "expired.pem"), filepath.Join(dir, "expired-key.pem")
+	testenv.WritePEM(t, certFile, "CERTIFICATE", der)
+	testenv.WritePEM(t, keyFile, "PRIVATE KEY", kder)
+	return certFile, keyFile
 }
