@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -301,4 +302,93 @@ func writeExpired(t *testing.T, dir string) (certFile, keyFile string) {
 	testenv.WritePEM(t, certFile, "CERTIFICATE", der)
 	testenv.WritePEM(t, keyFile, "PRIVATE KEY", kder)
 	return certFile, keyFile
+}
+
+// TestServerReloadsCertificateOnHangup starts gantry server with
+// --tls-cert/--tls-key, replaces the files and sends SIGHUP: new
+// connections get the new certificate, and a connection opened before
+// keeps working.
+func TestServerReloadsCertificateOnHangup(t *testing.T) {
+	dir := t.TempDir()
+	ca := testenv.NewCA(t)
+	files := filepath.Join(dir, "live")
+	if err := os.MkdirAll(files, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	first := ca.Issue(t, "gantry.test", x509.ExtKeyUsageServerAuth, files)
+	ctl := freeAddr(t)
+	t.Setenv("GANTRY_ADMIN_PASSWORD", "cli-test-admin")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var out, errOut testenv.Buffer
+	go func() {
+		done <- Execute(ctx, []string{"server", "--data", filepath.Join(dir, "data"), "--listen", ctl,
+			"--tls-cert", filepath.Join(files, "cert.pem"), "--tls-key", filepath.Join(files, "key.pem")}, strings.NewReader(""), &out, &errOut)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("gantry server: exit %d\n%s", code, errOut.String())
+		}
+	})
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca.PEM())
+	serial := func(c *http.Client) string {
+		t.Helper()
+		resp, err := c.Get("https://" + ctl + "/v1/version")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.TLS.PeerCertificates[0].SerialNumber.String()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "gantry control API on https://") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server did not start:\n%s", errOut.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	kept := hostsHTTP(&tls.Config{RootCAs: pool}) // one kept-alive connection
+	kept.Transport.(*http.Transport).MaxConnsPerHost = 1
+	if got := serial(kept); got != serialOf(t, first) {
+		t.Fatalf("serial %s, want the first certificate's %s", got, serialOf(t, first))
+	}
+	// A new pair, written elsewhere and renamed into place.
+	next := filepath.Join(dir, "next")
+	if err := os.MkdirAll(next, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	second := ca.Issue(t, "gantry.test", x509.ExtKeyUsageServerAuth, next)
+	for _, f := range []string{"key.pem", "cert.pem"} {
+		if err := os.Rename(filepath.Join(next, f), filepath.Join(files, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	// Within 2 s: the files are also polled, but every 5 s.
+	deadline = time.Now().Add(2 * time.Second)
+	for serial(hostsHTTP(&tls.Config{RootCAs: pool})) != serialOf(t, second) {
+		if time.Now().After(deadline) {
+			t.Fatal("the new certificate was not served after SIGHUP")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The connection opened before still works, on the certificate it
+	// started with.
+	if got := serial(kept); got != serialOf(t, first) {
+		t.Errorf("kept connection: serial %s, want the first certificate's (a new connection was made)", got)
+	}
+}
+
+func serialOf(t *testing.T, c tls.Certificate) string {
+	t.Helper()
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaf.SerialNumber.String()
 }
