@@ -46,6 +46,7 @@ type config struct {
 	cpuProfile   string
 	prefaultMiB  int64
 	tls          bool
+	http2        bool
 }
 
 func main() {
@@ -75,6 +76,7 @@ func mainErr(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&cfg.serve, "serve", "", "")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of this process")
 	fs.BoolVar(&cfg.tls, "tls", false, "measure the in-process registry over TLS (a local CA, as --tls self-signed) against itself over plain HTTP, instead of against Distribution")
+	fs.BoolVar(&cfg.http2, "http2", false, "with --tls: speak HTTP/2 to the TLS registry (one multiplexed connection) instead of HTTP/1.1")
 	fs.Int64Var(&cfg.prefaultMiB, "prefault", 4096, "MiB of memory to touch and release before measuring each registry (0: measure a cold VM; see prefault.go)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: gantry-bench [flags]")
@@ -130,7 +132,14 @@ func mainErr(ctx context.Context, args []string, out io.Writer) error {
 		}
 		defer p.close()
 		c := newClient(cfg, "", "")
-		c.Transport.(*authTransport).base.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: p.roots}
+		tr := c.Transport.(*authTransport).base.(*http.Transport)
+		tr.TLSClientConfig = &tls.Config{RootCAs: p.roots}
+		// HTTP/1.1, a connection per concurrent client, as the plain
+		// HTTP target: --http2 multiplexes them over one connection.
+		tr.ForceAttemptHTTP2 = cfg.http2
+		if !cfg.http2 {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		}
 		targets = append(targets, &target{name: "gantry-tls", base: p.url, client: c})
 	}
 	targets = append(targets, &target{name: "gantry", base: gantryURL, client: newClient(cfg, cfg.username, cfg.password)})
