@@ -145,15 +145,23 @@ type Engine struct {
 
 // Storage configures the blob store.
 type Storage struct {
-	// Fsync makes every committed blob durable against power loss before the
-	// upload is acknowledged. Off by default: a process crash never leaves a
-	// partial blob visible either way (blobs are renamed into place only
-	// after verification), but an OS crash may lose the last seconds of
-	// acknowledged uploads.
+	// Durability is "safe" (the default): a push is acknowledged only once
+	// the blob file, its directory entry and the metadata commit are on
+	// stable storage (fsync; SQLite synchronous=FULL); or "fast": a process
+	// crash still never leaves a partial blob visible or loses a commit,
+	// but an OS crash or power loss may lose the last seconds of
+	// acknowledged pushes (gantry server --durability).
+	Durability string `yaml:"durability"`
+	// Fsync is the former switch of safe durability: true forces it even
+	// with durability fast.
 	Fsync bool `yaml:"fsync"`
 	// GCInterval is how often unreferenced blobs are collected; 0 disables.
 	GCInterval time.Duration `yaml:"gcInterval"`
 }
+
+// Durable reports whether pushes are acknowledged only once on stable
+// storage.
+func (s Storage) Durable() bool { return s.Durability != "fast" || s.Fsync }
 
 // Tasks configures the run queue.
 type Tasks struct {
@@ -209,7 +217,7 @@ func Default() Config {
 		Listen:   "127.0.0.1:7000",
 		Log:      Log{Level: "info", Format: "text"},
 		Engine:   Engine{BuildNetwork: "none"},
-		Storage:  Storage{GCInterval: time.Hour},
+		Storage:  Storage{Durability: "safe", GCInterval: time.Hour},
 		Tasks:    Tasks{Concurrency: 4, LogRetention: 30 * 24 * time.Hour},
 		Triggers: Triggers{CommitPollInterval: 2 * time.Second, BaseImagePollInterval: 5 * time.Minute},
 		Cache:    Cache{TagTTL: 5 * time.Minute},
@@ -339,6 +347,11 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		bad("log.format", "%q: want text or json", c.Log.Format)
+	}
+	switch c.Storage.Durability {
+	case "safe", "fast":
+	default:
+		bad("storage.durability (--durability)", "%q: want safe or fast", c.Storage.Durability)
 	}
 	switch c.Engine.BuildNetwork {
 	case "none", "default", "host":

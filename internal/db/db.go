@@ -51,11 +51,19 @@ type DB struct {
 
 // Open opens (creating if needed) the database at path and migrates it to the
 // newest schema.
-func Open(ctx context.Context, path string) (*DB, error) {
+func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
+	var set settings
+	for _, o := range opts {
+		o(&set)
+	}
 	if err := ensureDir(path); err != nil {
 		return nil, err
 	}
-	w, err := open(path, 1, "immediate")
+	sync := "NORMAL"
+	if set.durable {
+		sync = "FULL"
+	}
+	w, err := open(path, 1, "immediate", sync)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +76,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if n < 4 {
 		n = 4
 	}
-	r, err := open(path, n, "deferred")
+	r, err := open(path, n, "deferred", "NORMAL")
 	if err != nil {
 		w.Close()
 		return nil, err
@@ -85,11 +93,22 @@ func ensureDir(path string) error {
 	return os.MkdirAll(dir, 0o700)
 }
 
-func open(path string, conns int, txlock string) (*sql.DB, error) {
+// Option configures Open.
+type Option func(*settings)
+
+type settings struct{ durable bool }
+
+// Durable makes every committed write transaction durable against an OS
+// crash or power loss before the commit returns (synchronous=FULL). Without
+// it (WAL with synchronous=NORMAL) a commit survives a process crash but
+// the last ones may be lost with the OS.
+func Durable(on bool) Option { return func(s *settings) { s.durable = on } }
+
+func open(path string, conns int, txlock, synchronous string) (*sql.DB, error) {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "synchronous("+synchronous+")")
 	q.Add("_pragma", "foreign_keys(ON)")
 	q.Add("_pragma", "cache_size(-32000)")
 	q.Set("_txlock", txlock)

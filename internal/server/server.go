@@ -123,13 +123,13 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		log.Warn("the control API listens on all interfaces but advertises 127.0.0.1: give --external-url with the name clients use", "listen", ln.Addr().String())
 	}
 
-	database, err := db.Open(ctx, filepath.Join(cfg.Data, "gantry.db"))
+	database, err := db.Open(ctx, filepath.Join(cfg.Data, "gantry.db"), db.Durable(cfg.Storage.Durable()))
 	if err != nil {
 		return err
 	}
 	defer database.Close()
 
-	st, err := store.Open(ctx, database, cfg.Data, store.WithLogger(log.With("component", "store")), store.WithSync(cfg.Storage.Fsync),
+	st, err := store.Open(ctx, database, cfg.Data, store.WithLogger(log.With("component", "store")), store.WithSync(cfg.Storage.Durable()),
 		store.WithAddressing(nw.addressing))
 	if err != nil {
 		return err

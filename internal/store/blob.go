@@ -215,6 +215,9 @@ func fill(r io.Reader, buf []byte) (int, error) {
 	return n, nil
 }
 
+// errDamaged marks a blob file whose size is not its digest's.
+var errDamaged = errors.New("damaged blob file")
+
 // commitBlob publishes the verified file tmp as blob d and links it into the
 // repository, deleting upload session uploadID (if any) in the same
 // transaction. It holds the digest's lock from the rename to the commit so
@@ -225,8 +228,16 @@ func (s *Store) commitBlob(ctx context.Context, registry, repo string, d digest.
 	defer mu.Unlock()
 	final := s.blobPath(d)
 	created := false
-	if _, err := os.Stat(final); err == nil {
-		// Already stored: content-addressed, so the copy is identical.
+	fi, err := os.Stat(final)
+	if err == nil && fi.Size() != size {
+		// A file of the wrong size under a digest's name is damaged (a
+		// torn write before a crash, a disk error): the verified upload
+		// replaces it.
+		s.log.Warn("replacing a damaged blob file", "digest", d, "size", fi.Size(), "want", size)
+		err = errDamaged
+	}
+	if err == nil {
+		// Already stored: content-addressed, and of the right size.
 		os.Remove(tmp)
 	} else {
 		// Fan-out directories are made on first use, not at Open: 512
@@ -255,7 +266,7 @@ func (s *Store) commitBlob(ctx context.Context, registry, repo string, d digest.
 		}
 	}
 	now := formatTime(s.now())
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, func(tx *sql.Tx) error {
 		repoID, err := s.ensureRepo(ctx, tx, registry, repo)
 		if err != nil {
 			return err

@@ -20,7 +20,7 @@ func newServerCmd(o *rootOpts) *cobra.Command {
 	var sec config.Security
 	var up config.Upstream
 	var nw config.Network
-	var tlsMode string
+	var tlsMode, durability string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the gantry server: the control API and every registry",
@@ -32,7 +32,7 @@ func newServerCmd(o *rootOpts) *cobra.Command {
 				return usageError("--tls %q: want self-signed or off (or give --tls-cert and --tls-key, or --acme-email)", tlsMode)
 			}
 			nw.TLS.SelfSigned = tlsMode == "self-signed"
-			cfg, err := loadServerConfig(cmd, file, data, listen, sec, up, nw)
+			cfg, err := loadServerConfig(cmd, file, data, listen, sec, up, nw, durability)
 			if err != nil {
 				return err
 			}
@@ -66,13 +66,14 @@ func newServerCmd(o *rootOpts) *cobra.Command {
 	cmd.Flags().StringVar(&nw.ExternalURL, "external-url", "", "public URL of the control API behind a TLS-terminating proxy, e.g. https://gantry.example.com")
 	cmd.Flags().StringArrayVar(&nw.TrustedProxies, "trusted-proxy", nil, "proxy address (IP or CIDR) whose X-Forwarded-* headers are believed (repeatable)")
 	cmd.Flags().StringVar(&nw.MetricsListen, "metrics-listen", "", "serve /metrics without authentication on this separate address")
+	cmd.Flags().StringVar(&durability, "durability", "", "safe (default): acknowledge a push once it is on stable storage (fsync); fast: skip the fsyncs (an OS crash may lose the last seconds of pushes)")
 	cmd.AddCommand(newServerCACmd(o))
 	return cmd
 }
 
 // loadServerConfig applies, in order: defaults, the file, GANTRY_* env
 // overrides, then flags; and validates the result.
-func loadServerConfig(cmd *cobra.Command, file, data, listen string, sec config.Security, up config.Upstream, nw config.Network) (config.Config, error) {
+func loadServerConfig(cmd *cobra.Command, file, data, listen string, sec config.Security, up config.Upstream, nw config.Network, durability string) (config.Config, error) {
 	cfg := config.Default()
 	if file != "" {
 		if err := cfg.LoadFile(file); err != nil {
@@ -104,6 +105,7 @@ func loadServerConfig(cmd *cobra.Command, file, data, listen string, sec config.
 		"external-url":           func() { cfg.Network.ExternalURL = nw.ExternalURL },
 		"trusted-proxy":          func() { cfg.Network.TrustedProxies = nw.TrustedProxies },
 		"metrics-listen":         func() { cfg.Network.MetricsListen = nw.MetricsListen },
+		"durability":             func() { cfg.Storage.Durability = durability },
 	}
 	cmd.Flags().Visit(func(f *pflag.Flag) {
 		if set, ok := overlay[f.Name]; ok {
