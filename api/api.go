@@ -133,3 +133,29 @@ type Usage struct {
 	// Unit is "Bytes" or "Count".
 	Unit string `json:"unit"`
 }
+
+// FsckRequest is the body of POST /v1/fsck: verify the blobs of one
+// registry, or of all ("").
+type FsckRequest struct {
+	Registry string `json:"registry,omitempty"`
+}
+
+// FsckReport is the answer of POST /v1/fsck.
+type FsckReport struct {
+	// Checked and Bytes are the blobs and manifest bodies read and verified.
+	Checked         int          `json:"checked"`
+	Bytes           int64        `json:"bytes"`
+	DurationSeconds float64      `json:"durationSeconds"`
+	Damaged         []FsckDamage `json:"damaged"`
+}
+
+// FsckDamage is one blob or manifest whose stored bytes are not its
+// digest's.
+type FsckDamage struct {
+	Digest  string `json:"digest"`
+	Problem string `json:"problem"`
+	// Quarantined is where the damaged file was moved (DATA/quarantine).
+	Quarantined string `json:"quarantined,omitempty"`
+	// Manifests reference the blob: registry/repository@digest.
+	Manifests []string `json:"manifests,omitempty"`
+}

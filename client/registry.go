@@ -91,3 +91,9 @@ func (c *Client) RegistryToken(ctx context.Context, registry string) (*api.Regis
 func (c *Client) RegistryUsage(ctx context.Context, registry string) (*api.RegistryUsage, error) {
 	return send[api.RegistryUsage](ctx, c, http.MethodGet, regPath(registry, "/usage"), nil, nil)
 }
+
+// Fsck verifies every blob of registry ("" for all) against its digest;
+// damaged files are quarantined and reported with their manifests.
+func (c *Client) Fsck(ctx context.Context, registry string) (*api.FsckReport, error) {
+	return send[api.FsckReport](ctx, c, http.MethodPost, "/v1/fsck", nil, api.FsckRequest{Registry: registry})
+}

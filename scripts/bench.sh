@@ -6,6 +6,10 @@
 # the Docker token flow), as clients use it.
 #
 #   scripts/bench.sh [gantry-bench flags...]
+#
+# The server runs with its default durability (safe: fsync before a push is
+# acknowledged); GANTRY_STORAGE_DURABILITY=fast scripts/bench.sh measures
+# the fast mode.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"

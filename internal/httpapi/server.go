@@ -171,6 +171,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/ca.pem", s.public(s.caCert))
 	s.mux.HandleFunc("GET /v1/whoami", s.authed(s.whoami))
 	s.registryRoutes()
+	s.fsckRoutes()
 	s.loginRoutes()
 	s.accessRoutes()
 	s.vaultRoutes()

@@ -193,6 +193,8 @@ func controlOps() []ctlOp {
 		{route: "GET /v1/registries", status: 200, want: ctlAdminTop, prepare: path("/v1/registries")},
 		{route: "POST /v1/registries", status: 201, want: ctlAdminTop,
 			prepare: body("/v1/registries", func() any { return api.CreateRegistryRequest{Name: fresh("newreg")} })},
+		{route: "POST /v1/fsck", status: 200, want: ctlAdminTop,
+			prepare: body("/v1/fsck", func() any { return api.FsckRequest{Registry: "reg1"} })},
 		{route: "GET /v1/registries/{reg}", status: 200, want: ctlRegistryObject, prepare: path("/v1/registries/reg1")},
 		{route: "DELETE /v1/registries/{reg}", status: 204, want: ctlAdminOtherRegistry, prepare: func(t *testing.T, w *world) ctlRequest {
 			name := fresh("oldreg")

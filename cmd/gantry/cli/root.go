@@ -129,6 +129,7 @@ func newRoot(o *rootOpts) *cobra.Command {
 		newLogoutCmd(o),
 		newVersionCmd(o),
 		newCheckHealthCmd(o),
+		newFsckCmd(o),
 		newRegistryCmd(o),
 		newRepositoryCmd(o),
 		newScopeMapCmd(o),
