@@ -47,6 +47,7 @@ type config struct {
 	prefaultMiB  int64
 	tls          bool
 	http2        bool
+	limit        bool
 }
 
 func main() {
@@ -76,6 +77,7 @@ func mainErr(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&cfg.serve, "serve", "", "")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of this process")
 	fs.BoolVar(&cfg.tls, "tls", false, "measure the in-process registry over TLS (a local CA, as --tls self-signed) against itself over plain HTTP, instead of against Distribution")
+	fs.BoolVar(&cfg.limit, "limit", false, "also measure this machine's limit: a minimal blob server (stream to a file while hashing, check, rename; serve files back) in the same run, and report gantry's blob push and pull as a fraction of it")
 	fs.BoolVar(&cfg.http2, "http2", false, "with --tls: speak HTTP/2 to the TLS registry (one multiplexed connection) instead of HTTP/1.1")
 	fs.Int64Var(&cfg.prefaultMiB, "prefault", 4096, "MiB of memory to touch and release before measuring each registry (0: measure a cold VM; see prefault.go)")
 	fs.Usage = func() {
@@ -155,6 +157,15 @@ func mainErr(ctx context.Context, args []string, out io.Writer) error {
 		targets = append(targets, &target{name: "distribution", base: "http://" + p.addr, client: newClient(cfg, "", "")})
 	}
 
+	if cfg.limit {
+		p, err := startLimit()
+		if err != nil {
+			return err
+		}
+		defer p.close()
+		targets = append(targets, &target{name: "limit", base: p.url, client: newClient(cfg, "", "")})
+	}
+
 	all := make([]results, len(targets))
 	for i, t := range targets {
 		start := time.Now()
@@ -190,7 +201,7 @@ func report(out io.Writer, cfg config, targets []*target, all []results) {
 	for _, t := range targets {
 		header += t.name + "\t"
 	}
-	if len(targets) == 2 {
+	if len(targets) >= 2 && targets[1].name != "limit" {
 		header += "ratio\t"
 	}
 	fmt.Fprintln(tw, header)
@@ -208,10 +219,15 @@ func report(out io.Writer, cfg config, targets []*target, all []results) {
 		for _, r := range all {
 			line += fmt.Sprintf("%.0f\t", row.get(r))
 		}
-		if len(all) == 2 && row.get(all[1]) > 0 {
+		if len(all) >= 2 && targets[1].name != "limit" && row.get(all[1]) > 0 {
 			line += fmt.Sprintf("%.2fx\t", row.get(all[0])/row.get(all[1]))
 		}
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
+	if last := len(all) - 1; last > 0 && targets[last].name == "limit" {
+		l := all[last]
+		fmt.Fprintf(out, "\n%s as a fraction of this machine's limit: blob push %.0f%%, blob pull %.0f%%\n",
+			targets[0].name, 100*all[0].BlobPush/l.BlobPush, 100*all[0].BlobPull/l.BlobPull)
+	}
 }
