@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/registry"
 )
 
@@ -123,3 +124,56 @@ func TestTruncatedBody(t *testing.T) {
 		t.Errorf("no debug line for the refused requests:\n%s", l)
 	}
 }
+
+// TestRefusedBeforeBody: a write refused before its body is read (here:
+// unauthenticated) is answered at once, without waiting for a body that
+// never comes, and its connection does not stay open for the body.
+func TestRefusedBeforeBody(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, registry.WithAuthorizer(denyAll{}))
+	d := digest.FromString("x")
+	for _, c := range []struct{ name, head string }{
+		{"manifest PUT", "PUT /v2/app/manifests/v1 HTTP/1.1\r\nContent-Length: 100000\r\n"},
+		{"monolithic POST", "POST /v2/app/blobs/uploads/?digest=" + d.String() + " HTTP/1.1\r\nContent-Length: 200000\r\n"},
+		{"large PATCH", "PATCH /v2/app/blobs/uploads/3f1b7c2e-0000-4000-8000-000000000000 HTTP/1.1\r\nContent-Length: 1000000000\r\n"},
+		{"chunked PATCH", "PATCH /v2/app/blobs/uploads/3f1b7c2e-0000-4000-8000-000000000000 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"},
+		{"no route", "PUT /v2/app/nothing/here HTTP/1.1\r\nContent-Length: 1000\r\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			start := time.Now()
+			_ = conn.SetDeadline(start.Add(time.Second))
+			if _, err := conn.Write([]byte(c.head + "Host: x\r\n\r\n")); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("no answer within 1s: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("status %d, want 401", resp.StatusCode)
+			}
+			// The server lets go of the connection soon after, though the
+			// client neither sends the body nor closes.
+			_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+			if _, err := io.Copy(io.Discard, br); err != nil {
+				t.Fatalf("connection still open %v after the answer: %v", time.Since(start).Round(time.Millisecond), err)
+			}
+		})
+	}
+}
+
+// denyAll refuses every request as unauthenticated.
+type denyAll struct{}
+
+func (denyAll) Authorize(*http.Request, string, []auth.Access) (auth.Identity, error) {
+	return auth.Identity{}, auth.ErrUnauthenticated
+}
+func (denyAll) Challenge(*http.Request, string, []auth.Access) string { return `Basic realm="test"` }
