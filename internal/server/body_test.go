@@ -164,6 +164,12 @@ func TestBodyTimeout(t *testing.T) {
 			if status, _ := x.response(time.Second); status != http.StatusUnauthorized {
 				t.Fatalf("%d, want 401", status)
 			}
+			// And lets go of the connection soon after, though the client
+			// neither sends the body nor closes.
+			_ = x.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+			if _, err := io.Copy(io.Discard, x.br); err != nil {
+				t.Fatalf("connection still open after the answer: %v", err)
+			}
 		})
 	}
 	// The token endpoint and the control API read bodies of their own
