@@ -88,6 +88,13 @@ type Network struct {
 	// MetricsListen, when set, serves /metrics without authentication on
 	// this separate address (--metrics-listen).
 	MetricsListen string `yaml:"metricsListen"`
+	// BodyTimeout is how long a request body may go without sending a byte
+	// before the request is cut (--body-timeout; default 60s, 0: never). It
+	// bounds the wait for a stalled or abandoned client, not the length of
+	// an upload: a slow but steady one is not cut. Too short, and clients
+	// on poor links fail uploads; too long, and stalled clients hold
+	// connections and upload sessions for that long.
+	BodyTimeout time.Duration `yaml:"bodyTimeout"`
 }
 
 // TLS says where the certificates of every listener come from: at most one
@@ -216,6 +223,7 @@ func Default() Config {
 		Data:     "gantry-data",
 		Listen:   "127.0.0.1:7000",
 		Log:      Log{Level: "info", Format: "text"},
+		Network:  Network{BodyTimeout: time.Minute},
 		Engine:   Engine{BuildNetwork: "none"},
 		Storage:  Storage{Durability: "safe", GCInterval: time.Hour},
 		Tasks:    Tasks{Concurrency: 4, LogRetention: 30 * 24 * time.Hour},

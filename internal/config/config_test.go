@@ -14,13 +14,13 @@ func TestLoadEnvValidate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.ApplyEnv([]string{"GANTRY_TRIGGERS_COMMITPOLLINTERVAL=500ms", "GANTRY_TASKS_CONCURRENCY=2", "PATH=/bin"}); err != nil {
+	if err := c.ApplyEnv([]string{"GANTRY_TRIGGERS_COMMITPOLLINTERVAL=500ms", "GANTRY_TASKS_CONCURRENCY=2", "GANTRY_NETWORK_BODYTIMEOUT=2m", "PATH=/bin"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen != "127.0.0.1:7100" || !c.Storage.Fsync || c.Triggers.CommitPollInterval != 500*time.Millisecond || c.Tasks.Concurrency != 2 {
+	if c.Listen != "127.0.0.1:7100" || !c.Storage.Fsync || c.Triggers.CommitPollInterval != 500*time.Millisecond || c.Tasks.Concurrency != 2 || c.Network.BodyTimeout != 2*time.Minute {
 		t.Fatalf("unexpected config: %+v", c)
 	}
 }
@@ -45,6 +45,7 @@ func TestInvalid(t *testing.T) {
 		{"two TLS modes", "network:\n  domain: g.test\n  tls:\n    selfSigned: true\n    acmeEmail: a@b.test\n", "", "give one of --tls-cert/--tls-key, --tls self-signed and --acme-email"},
 		{"registry listener without domain", "network:\n  registryListen: :443\n", "", "network.registryListen (--registry-listen): invalid configuration: the shared registry listener serves registries by hostname: give --domain"},
 		{"bad proxy", "network:\n  trustedProxies: [10.0.0.0/8, proxy]\n", "", `network.trustedProxies[1] (--trusted-proxy): invalid configuration: "proxy" is not an IP address`},
+		{"negative body timeout", "", "GANTRY_NETWORK_BODYTIMEOUT=-1s", "network.bodyTimeout (--body-timeout): invalid configuration: -1s is negative"},
 		{"acme without names", "network:\n  tls:\n    acmeEmail: ops@example.com\n", "", "ACME needs names to manage"},
 	}
 	for _, tt := range tests {

@@ -86,6 +86,9 @@ func (n *Network) validate() []error {
 			bad(fmt.Sprintf("network.trustedProxies[%d] (--trusted-proxy)", i), "%q is not an IP address or CIDR prefix", p)
 		}
 	}
+	if n.BodyTimeout < 0 {
+		bad("network.bodyTimeout (--body-timeout)", "%s is negative (0 turns the timeout off)", n.BodyTimeout)
+	}
 	if n.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(n.MetricsListen); err != nil {
 			bad("network.metricsListen (--metrics-listen)", "%q is not host:port", n.MetricsListen)

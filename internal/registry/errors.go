@@ -37,6 +37,10 @@ var errorTable = []struct {
 	{store.ErrManifestTooLarge, http.StatusRequestEntityTooLarge, "MANIFEST_INVALID"},
 	{store.ErrManifestBlobUnknown, http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN"},
 	{store.ErrManifestInvalid, http.StatusBadRequest, "MANIFEST_INVALID"},
+	// A manifest's body errors match ErrManifestInvalid above first; these
+	// are then the uploads'.
+	{errBodyIncomplete, http.StatusBadRequest, "BLOB_UPLOAD_INVALID"},
+	{errBodyStalled, http.StatusRequestTimeout, "BLOB_UPLOAD_INVALID"},
 	{store.ErrDigestInvalid, http.StatusBadRequest, "DIGEST_INVALID"},
 	{store.ErrSizeInvalid, http.StatusBadRequest, "SIZE_INVALID"},
 	{store.ErrNameInvalid, http.StatusBadRequest, "NAME_INVALID"},
@@ -85,6 +89,10 @@ func classify(err error) (int, string) {
 	}
 	for _, e := range errorTable {
 		if errors.Is(err, e.err) {
+			if errors.Is(err, errBodyStalled) {
+				// The operation's code, the timeout's status.
+				return http.StatusRequestTimeout, e.code
+			}
 			return e.status, e.code
 		}
 	}

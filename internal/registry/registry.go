@@ -143,7 +143,18 @@ func repoAccess(repo string, actions ...string) []auth.Access {
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	var challenge func() string
+	var body *requestBody
+	if r.Body != nil && r.Body != http.NoBody {
+		// On a shallow copy: the server goes on seeing its own body, for
+		// what it does with the unread rest after the handler.
+		body = &requestBody{ReadCloser: r.Body}
+		r = r.WithContext(r.Context())
+		r.Body = body
+	}
 	if err := h.serve(w, r, &challenge); err != nil {
+		if body != nil && !body.done {
+			dropBody(w, r)
+		}
 		h.writeError(w, r, err, challenge)
 	}
 }

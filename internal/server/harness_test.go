@@ -89,6 +89,9 @@ func startServer(t testing.TB, o serverOptions) *testServer {
 	cfg.Triggers.CommitPollInterval = 200 * time.Millisecond
 	cfg.Security = o.security
 	cfg.Network = o.network
+	if cfg.Network.BodyTimeout == 0 {
+		cfg.Network.BodyTimeout = config.Default().Network.BodyTimeout
+	}
 	s := &testServer{t: t, cfg: cfg, adminPassword: o.adminPassword, gantryBinary: o.gantryBinary, log: &testenv.Buffer{}, stdout: &testenv.Buffer{}}
 	if s.adminPassword == "" {
 		s.adminPassword = "admin-" + testenv.RandomHex(12)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -35,12 +36,16 @@ type network struct {
 	external *url.URL
 	// proxies are the trusted proxies (--trusted-proxy).
 	proxies proxies
+	// bodyTimeout cuts a request body that sends nothing for this long
+	// (--body-timeout); 0 never does.
+	bodyTimeout time.Duration
 }
 
 // newNetwork derives the network from the configuration; regAddr is the
 // shared registry listener's bound address ("" without a domain).
 func newNetwork(cfg config.Network, tlsConf *tls.Config, regAddr string) (*network, error) {
-	n := &network{scheme: "http", tls: tlsConf, domain: strings.ToLower(cfg.Domain), proxies: newProxies(cfg.TrustedProxies)}
+	n := &network{scheme: "http", tls: tlsConf, domain: strings.ToLower(cfg.Domain), proxies: newProxies(cfg.TrustedProxies),
+		bodyTimeout: cfg.BodyTimeout}
 	if tlsConf != nil {
 		n.scheme = "https"
 	}
@@ -139,14 +144,82 @@ func (n *network) endpoint(st *store.Store, r store.Registry, byHost bool) auth.
 	return ep
 }
 
-// newHTTPServer is the http.Server of every listener.
-func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+// maxHeaderBytes bounds a request's line and headers. Registry clients
+// send a bearer token of a few KiB at most; Go's default is 1 MiB.
+const maxHeaderBytes = 128 << 10
+
+// newHTTPServer is the http.Server of every listener. A request's headers
+// must arrive within 30 s; its body is not bounded in time as a whole (an
+// upload may be large and slow), only in progress (bodyTimeout).
+func (n *network) newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
-		Handler:           h,
+		Handler:           bodyProgress(h, n.bodyTimeout),
 		ReadHeaderTimeout: 30 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+}
+
+// bodyProgress cuts request bodies that send nothing for timeout while
+// the handler waits for them: before each read the connection's read
+// deadline moves timeout ahead, so a slow but steady body goes on, and a
+// stalled one fails the read with an error matching os.ErrDeadlineExceeded
+// (which the handler answers). The deadline is also set when the request
+// comes in, so that the server's own reads of a body its handler left
+// unread (Go's server reads up to 256 KiB of it to keep the connection)
+// give up too. It is lifted at the end of the body: the server's
+// background read of the connection, which tells a client gone away, must
+// not time out. A timeout of 0 returns h.
+func bodyProgress(h http.Handler, timeout time.Duration) http.Handler {
+	if timeout <= 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			h.ServeHTTP(w, r)
+			return
+		}
+		rc := http.NewResponseController(w)
+		now := time.Now()
+		if err := rc.SetReadDeadline(now.Add(timeout)); err != nil {
+			// A ResponseWriter without deadlines: nothing to extend.
+			h.ServeHTTP(w, r)
+			return
+		}
+		// On a shallow copy: the server goes on seeing its own body.
+		r2 := r.WithContext(r.Context())
+		r2.Body = &progressBody{ReadCloser: r.Body, rc: rc, timeout: timeout, set: now}
+		h.ServeHTTP(w, r2)
+	})
+}
+
+// progressBody is a request body whose reads move the read deadline.
+type progressBody struct {
+	io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+	// set is when the deadline was last moved: at most every timeout/8, so
+	// that a fast upload does not reset a timer per read. A stall is then
+	// cut after 7/8 of timeout at the least.
+	set  time.Time
+	done bool
+}
+
+func (b *progressBody) Read(p []byte) (int, error) {
+	if b.done {
+		return b.ReadCloser.Read(p)
+	}
+	if now := time.Now(); now.Sub(b.set) >= b.timeout/8 {
+		b.set = now
+		_ = b.rc.SetReadDeadline(now.Add(b.timeout))
+	}
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.done = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // hostRouter serves every registry on the shared listener, routed by the

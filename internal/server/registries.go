@@ -45,7 +45,7 @@ func newListeners(log *slog.Logger, nw *network, st *store.Store, manage func(co
 
 // serveShared serves the hostnames on ln, the shared registry listener.
 func (l *listeners) serveShared(ln net.Listener) {
-	srv := newHTTPServer(l.router, l.log)
+	srv := l.net.newHTTPServer(l.router, l.log)
 	l.mu.Lock()
 	l.shared = srv
 	l.mu.Unlock()
@@ -83,7 +83,7 @@ func (l *listeners) Start(ctx context.Context, r store.Registry) (store.Registry
 			return r, fmt.Errorf("registry %q: listening on %s: %w", r.Name, addr, errors.Join(errListen, err))
 		}
 		r.Listen = ln.Addr().String()
-		srv := newHTTPServer(l.handler(r, l.net.endpoint(l.st, r, false)), l.log)
+		srv := l.net.newHTTPServer(l.handler(r, l.net.endpoint(l.st, r, false)), l.log)
 		l.servers[r.Name] = srv
 		l.serve(srv, ln, r.Name)
 		l.log.Info("registry serving", "registry", r.Name, "listen", r.Listen, "loginServer", l.net.addressing.ListenName(r))

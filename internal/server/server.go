@@ -243,7 +243,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	apiOpts = append(apiOpts, httpapi.WithTasks(tasks), httpapi.WithTriggers(trig))
 
 	api := httpapi.New(st, au, vlt, regs, apiOpts...)
-	srv := newHTTPServer(nw.proxies.wrap(ops.control(api, au, database, st, dc, cfg.Data, certs)), log)
+	srv := nw.newHTTPServer(nw.proxies.wrap(ops.control(api, au, database, st, dc, cfg.Data, certs)), log)
 	if err := parts.start(ctx, "control API", newControlAPI(srv, nw.wrap(ln))); err != nil {
 		return err
 	}

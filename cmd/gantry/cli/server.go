@@ -63,6 +63,7 @@ func newServerCmd(o *rootOpts) *cobra.Command {
 	cmd.Flags().StringVar(&nw.TLS.ACMECA, "acme-ca", "", "PEM file of CAs trusted for the ACME directory's own certificate")
 	cmd.Flags().StringVar(&nw.Domain, "domain", "", "serve every registry as <name>.DOMAIN on the shared registry listener")
 	cmd.Flags().StringVar(&nw.RegistryListen, "registry-listen", "", "address of the shared registry listener with --domain (default :443 with TLS, :80 without)")
+	cmd.Flags().DurationVar(&nw.BodyTimeout, "body-timeout", config.Default().Network.BodyTimeout, "cut a request whose body sends nothing for this long (0: never); a slow but steady upload is not cut")
 	cmd.Flags().StringVar(&nw.ExternalURL, "external-url", "", "public URL of the control API behind a TLS-terminating proxy, e.g. https://gantry.example.com")
 	cmd.Flags().StringArrayVar(&nw.TrustedProxies, "trusted-proxy", nil, "proxy address (IP or CIDR) whose X-Forwarded-* headers are believed (repeatable)")
 	cmd.Flags().StringVar(&nw.MetricsListen, "metrics-listen", "", "serve /metrics without authentication on this separate address")
@@ -102,6 +103,7 @@ func loadServerConfig(cmd *cobra.Command, file, data, listen string, sec config.
 		"acme-ca":                func() { cfg.Network.TLS.ACMECA = nw.TLS.ACMECA },
 		"domain":                 func() { cfg.Network.Domain = nw.Domain },
 		"registry-listen":        func() { cfg.Network.RegistryListen = nw.RegistryListen },
+		"body-timeout":           func() { cfg.Network.BodyTimeout = nw.BodyTimeout },
 		"external-url":           func() { cfg.Network.ExternalURL = nw.ExternalURL },
 		"trusted-proxy":          func() { cfg.Network.TrustedProxies = nw.TrustedProxies },
 		"metrics-listen":         func() { cfg.Network.MetricsListen = nw.MetricsListen },

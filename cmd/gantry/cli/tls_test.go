@@ -260,6 +260,7 @@ func TestServerRefusesBadNetworkInput(t *testing.T) {
 		{"external URL without scheme", []string{"--external-url", "gantry.example.com"},
 			[]string{"(--external-url)", `"gantry.example.com" has no http:// or https:// scheme`}},
 		{"unknown TLS mode", []string{"--tls", "yes"}, []string{`--tls "yes": want self-signed or off`}},
+		{"negative body timeout", []string{"--body-timeout", "-1s"}, []string{"network.bodyTimeout (--body-timeout)", "-1s is negative"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
