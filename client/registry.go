@@ -91,3 +91,9 @@ func (c *Client) RegistryToken(ctx context.Context, registry string) (*api.Regis
 func (c *Client) RegistryUsage(ctx context.Context, registry string) (*api.RegistryUsage, error) {
 	return send[api.RegistryUsage](ctx, c, http.MethodGet, regPath(registry, "/usage"), nil, nil)
 }
+
+// RegistryUsageByRepository returns what a registry holds, as
+// RegistryUsage, and what each of its repositories holds (Repositories).
+func (c *Client) RegistryUsageByRepository(ctx context.Context, registry string) (*api.RegistryUsage, error) {
+	return send[api.RegistryUsage](ctx, c, http.MethodGet, regPath(registry, "/usage"), url.Values{"repositories": {"true"}}, nil)
+}
