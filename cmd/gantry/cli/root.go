@@ -131,6 +131,7 @@ func newRoot(o *rootOpts) *cobra.Command {
 		newCheckHealthCmd(o),
 		newRegistryCmd(o),
 		newRepositoryCmd(o),
+		newGCCmd(o),
 		newScopeMapCmd(o),
 		newTokenCmd(o),
 		newRoleCmd(o),
