@@ -149,6 +149,11 @@ func TestScheduledGC(t *testing.T) {
 	if !freed {
 		t.Errorf("no Info line of a pass that freed bytes:\n%s", s.log)
 	}
+	fams := scrapeMetrics(t, s)
+	runs, freedBytes := fams["gantry_gc_runs_total"], fams["gantry_gc_freed_bytes_total"]
+	if runs == nil || freedBytes == nil || runs.Metric[0].GetCounter().GetValue() < 1 || freedBytes.Metric[0].GetCounter().GetValue() <= 0 {
+		t.Errorf("GC metrics: runs %v, freed bytes %v", runs, freedBytes)
+	}
 }
 
 // TestGCDuringPushes runs scheduled passes with no grace window at all
