@@ -154,6 +154,12 @@ func TestScheduledGC(t *testing.T) {
 	if runs == nil || freedBytes == nil || runs.Metric[0].GetCounter().GetValue() < 1 || freedBytes.Metric[0].GetCounter().GetValue() <= 0 {
 		t.Errorf("GC metrics: runs %v, freed bytes %v", runs, freedBytes)
 	}
+	if _, err := s.admin().RunGC(context.Background(), api.GCRequest{Grace: "soon"}); !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), "grace") {
+		t.Errorf("grace soon: %v", err)
+	}
+	if _, err := s.admin().RunGC(context.Background(), api.GCRequest{Registry: "nosuch"}); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("unknown registry: %v", err)
+	}
 }
 
 // TestGCDuringPushes runs scheduled passes with no grace window at all
