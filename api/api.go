@@ -120,6 +120,18 @@ type RegistryToken struct {
 // shape of az acr show-usage.
 type RegistryUsage struct {
 	Value []Usage `json:"value"`
+	// Repositories is the usage of each repository, by name, when asked
+	// for (?repositories=true); omitted otherwise.
+	Repositories []RepositoryUsage `json:"repositories,omitempty"`
+}
+
+// RepositoryUsage is what one repository holds: Size in bytes of the
+// distinct manifests and blobs its manifests make up (a blob shared by
+// several repositories counts in each), and its manifest count.
+type RepositoryUsage struct {
+	Name      string `json:"name"`
+	Size      int64  `json:"size"`
+	Manifests int64  `json:"manifests"`
 }
 
 // Usage is one quantity of RegistryUsage: "Size" (bytes of the distinct

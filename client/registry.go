@@ -97,3 +97,9 @@ func (c *Client) RegistryUsage(ctx context.Context, registry string) (*api.Regis
 func (c *Client) Fsck(ctx context.Context, registry string) (*api.FsckReport, error) {
 	return send[api.FsckReport](ctx, c, http.MethodPost, "/v1/fsck", nil, api.FsckRequest{Registry: registry})
 }
+
+// RegistryUsageByRepository returns what a registry holds, as
+// RegistryUsage, and what each of its repositories holds (Repositories).
+func (c *Client) RegistryUsageByRepository(ctx context.Context, registry string) (*api.RegistryUsage, error) {
+	return send[api.RegistryUsage](ctx, c, http.MethodGet, regPath(registry, "/usage"), url.Values{"repositories": {"true"}}, nil)
+}

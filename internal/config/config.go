@@ -162,8 +162,18 @@ type Storage struct {
 	// Fsync is the former switch of safe durability: true forces it even
 	// with durability fast.
 	Fsync bool `yaml:"fsync"`
-	// GCInterval is how often unreferenced blobs are collected; 0 disables.
+	// GCInterval is how often garbage collection runs (unreferenced blobs,
+	// expired upload sessions); 0 disables the scheduled runs (gantry gc
+	// run still works).
 	GCInterval time.Duration `yaml:"gcInterval"`
+	// GCGrace is how long a blob nothing references is kept after it was
+	// last uploaded, linked or checked, so that a push whose manifest has
+	// not arrived yet keeps its blobs. Shorter frees space sooner; a push
+	// slower than the grace may be refused and have to be retried.
+	GCGrace time.Duration `yaml:"gcGrace"`
+	// UploadTTL is how long an upload session may stay idle before GC
+	// removes it and its file.
+	UploadTTL time.Duration `yaml:"uploadTTL"`
 }
 
 // Durable reports whether pushes are acknowledged only once on stable
@@ -225,7 +235,7 @@ func Default() Config {
 		Log:      Log{Level: "info", Format: "text"},
 		Network:  Network{BodyTimeout: time.Minute},
 		Engine:   Engine{BuildNetwork: "none"},
-		Storage:  Storage{Durability: "safe", GCInterval: time.Hour},
+		Storage:  Storage{Durability: "safe", GCInterval: time.Hour, GCGrace: time.Hour, UploadTTL: 24 * time.Hour},
 		Tasks:    Tasks{Concurrency: 4, LogRetention: 30 * 24 * time.Hour},
 		Triggers: Triggers{CommitPollInterval: 2 * time.Second, BaseImagePollInterval: 5 * time.Minute},
 		Cache:    Cache{TagTTL: 5 * time.Minute},
@@ -365,6 +375,12 @@ func (c *Config) Validate() error {
 	case "none", "default", "host":
 	default:
 		bad("engine.buildNetwork", "%q: want none, default or host", c.Engine.BuildNetwork)
+	}
+	if c.Storage.GCInterval < 0 || c.Storage.GCGrace < 0 {
+		bad("storage", "gcInterval and gcGrace must not be negative")
+	}
+	if c.Storage.UploadTTL <= 0 {
+		bad("storage.uploadTTL", "must be positive")
 	}
 	if c.Tasks.Concurrency < 1 {
 		bad("tasks.concurrency", "must be at least 1")

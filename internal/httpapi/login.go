@@ -58,7 +58,8 @@ func (s *Server) registryToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 // registryUsage answers what a registry holds, for readers of the registry
-// (as GET /v1/registries/{reg}).
+// (as GET /v1/registries/{reg}); with ?repositories=true, also what each
+// repository holds.
 func (s *Server) registryUsage(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("reg")
 	if err := s.check(r, auth.OpRead, auth.RegistryScope(name)); err != nil {
@@ -68,9 +69,20 @@ func (s *Server) registryUsage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return reply(w, http.StatusOK, api.RegistryUsage{Value: []api.Usage{
+	out := api.RegistryUsage{Value: []api.Usage{
 		{Name: "Size", CurrentValue: u.Size, Unit: "Bytes"},
 		{Name: "Repositories", CurrentValue: u.Repositories, Unit: "Count"},
 		{Name: "Manifests", CurrentValue: u.Manifests, Unit: "Count"},
-	}})
+	}}
+	if r.URL.Query().Get("repositories") == "true" {
+		repos, err := s.store.RepositoriesUsage(r.Context(), name)
+		if err != nil {
+			return err
+		}
+		out.Repositories = make([]api.RepositoryUsage, 0, len(repos))
+		for _, ru := range repos {
+			out.Repositories = append(out.Repositories, api.RepositoryUsage{Name: ru.Name, Size: ru.Size, Manifests: ru.Manifests})
+		}
+	}
+	return reply(w, http.StatusOK, out)
 }

@@ -63,6 +63,7 @@ type Server struct {
 	mux      *routeMux
 	tasks    *task.Service
 	triggers Triggers
+	gc       Collector
 	// ca is the local CA's certificate (PEM), nil without one.
 	ca []byte
 }
@@ -175,6 +176,7 @@ func (s *Server) routes() {
 	s.loginRoutes()
 	s.accessRoutes()
 	s.vaultRoutes()
+	s.gcRoutes()
 	if s.tasks != nil {
 		s.taskRoutes()
 	}

@@ -283,6 +283,9 @@ func controlOps() []ctlOp {
 		}},
 
 		// Key vaults.
+		// A dry run of reg1 (the matrix checks the state is unchanged).
+		{route: "POST /v1/gc", status: 200, want: ctlAdminTop,
+			prepare: body("/v1/gc", func() any { return api.GCRequest{Registry: "reg1", DryRun: true} })},
 		{route: "GET /v1/keyvaults", status: 200, want: ctlAdminTop, prepare: path("/v1/keyvaults")},
 		{route: "POST /v1/keyvaults", status: 201, want: ctlAdminTop, prepare: body("/v1/keyvaults", func() any { return api.CreateKeyVaultRequest{Name: fresh("vault-")} })},
 		{route: "GET /v1/keyvaults/{vault}", status: 200, want: ctlAdminTop, prepare: path("/v1/keyvaults/matrix-kv")},

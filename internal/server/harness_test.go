@@ -54,6 +54,9 @@ type serverOptions struct {
 	security config.Security
 	// network is the server's network section (TLS, domain).
 	network config.Network
+	// storage, if set, edits the storage section (scheduled GC is off
+	// otherwise).
+	storage func(*config.Storage)
 }
 
 // testServer is a running gantry server.
@@ -91,6 +94,9 @@ func startServer(t testing.TB, o serverOptions) *testServer {
 	cfg.Network = o.network
 	if cfg.Network.BodyTimeout == 0 {
 		cfg.Network.BodyTimeout = config.Default().Network.BodyTimeout
+	}
+	if o.storage != nil {
+		o.storage(&cfg.Storage)
 	}
 	s := &testServer{t: t, cfg: cfg, adminPassword: o.adminPassword, gantryBinary: o.gantryBinary, log: &testenv.Buffer{}, stdout: &testenv.Buffer{}}
 	if s.adminPassword == "" {

@@ -130,7 +130,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	defer database.Close()
 
 	st, err := store.Open(ctx, database, cfg.Data, store.WithLogger(log.With("component", "store")), store.WithSync(cfg.Storage.Durable()),
-		store.WithAddressing(nw.addressing))
+		store.WithAddressing(nw.addressing), store.WithGCGrace(cfg.Storage.GCGrace), store.WithUploadTTL(cfg.Storage.UploadTTL))
 	if err != nil {
 		return err
 	}
@@ -182,6 +182,11 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		return err
 	}
 
+	gc := newCollector(st, log.With("component", "gc"), ops.metrics, cfg.Storage.GCInterval, filepath.Join(cfg.Data, "spool"))
+	if err := parts.start(ctx, "garbage collection", &background{start: gc.Start, wait: gc.Wait}); err != nil {
+		return err
+	}
+
 	regLog := log.With("component", "registry")
 	regs := newListeners(regLog, nw, st, certs.Manage, func(r store.Registry, ep auth.Endpoint) http.Handler {
 		v2 := registry.New(r.Name, st, registry.WithLogger(regLog.With("registry", r.Name)), registry.WithAuthorizer(au),
@@ -193,7 +198,8 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		return err
 	}
 
-	apiOpts := []httpapi.Option{httpapi.WithLogger(log.With("component", "api")), httpapi.WithImporter(imp), httpapi.WithCA(certs.ca)}
+	apiOpts := []httpapi.Option{httpapi.WithLogger(log.With("component", "api")), httpapi.WithImporter(imp), httpapi.WithCA(certs.ca),
+		httpapi.WithCollector(gc)}
 	ep := engineEndpoint(cfg.Engine)
 	dc, err := docker.New(ep, docker.WithLogger(log.With("component", "docker")))
 	if err != nil {

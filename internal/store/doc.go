@@ -44,8 +44,11 @@
 // manifest pushed concurrently either commits first (and its blobs are
 // referenced) or finds its blobs gone and is refused; files are then removed
 // under a per-digest lock that blob commits also take, so a blob re-uploaded
-// meanwhile is never deleted. The store assumes it is the only
-// process writing ROOT and the database.
+// meanwhile is never deleted. A pass can be limited to one registry
+// (GCOptions.Registry: the unreferenced blobs only that registry's
+// repositories link, since blobs are shared) or be a dry run; the store
+// schedules nothing itself (the server runs the passes, one at a time).
+// The store assumes it is the only process writing ROOT and the database.
 //
 // # Events
 //

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,7 +47,7 @@ func TestGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Within the grace window nothing goes.
-	res, err := f.st.GC(ctx())
+	res, err := f.st.GC(ctx(), store.GCOptions{})
 	if err != nil || len(res.Blobs) != 0 || res.Uploads != 0 {
 		t.Fatalf("GC within grace: %+v %v", res, err)
 	}
@@ -56,7 +57,7 @@ func TestGC(t *testing.T) {
 	if _, err := f.st.StatBlob(ctx(), "reg", "app", checked); err != nil {
 		t.Fatal(err)
 	}
-	res, err = f.st.GC(ctx())
+	res, err = f.st.GC(ctx(), store.GCOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +97,7 @@ func TestGC(t *testing.T) {
 	}
 	old := c.Now().Add(-2 * time.Hour)
 	os.Chtimes(blobFile(f, stray), old, old)
-	if res, err := f.st.GC(ctx()); err != nil || len(res.Blobs) != 1 || res.Blobs[0].Digest != stray {
+	if res, err := f.st.GC(ctx(), store.GCOptions{}); err != nil || len(res.Blobs) != 1 || res.Blobs[0].Digest != stray {
 		t.Fatalf("stray file: %+v %v", res, err)
 	}
 }
@@ -123,7 +124,7 @@ func TestGCConcurrentWithPushes(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for ctx.Err() == nil {
-			res, err := st.GC(ctx)
+			res, err := st.GC(ctx, store.GCOptions{})
 			if err != nil && ctx.Err() == nil {
 				t.Errorf("GC: %v", err)
 				return
@@ -230,7 +231,7 @@ func TestGCConcurrentWithPushes(t *testing.T) {
 		}
 	}
 	// With the pushes over, a last pass leaves exactly the referenced blobs.
-	if _, err := st.GC(context.Background()); err != nil {
+	if _, err := st.GC(context.Background(), store.GCOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]bool{}
@@ -260,4 +261,86 @@ func referencedBlobs(t testing.TB, body []byte) []digest.Digest {
 		out = append(out, d.Digest)
 	}
 	return out
+}
+
+// TestGCOptions covers a pass scoped to one registry, a dry run and a grace
+// window given for one pass.
+func TestGCOptions(t *testing.T) {
+	t.Parallel()
+	c := testenv.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	f := newFixture(t, store.WithClock(c.Now), store.WithGCGrace(time.Hour), store.WithUploadTTL(2*time.Hour))
+	if _, err := f.st.CreateRegistry(ctx(), store.Registry{Name: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	put := func(reg, content string) digest.Digest {
+		t.Helper()
+		d := digest.FromString(content)
+		if _, err := f.st.PutBlob(ctx(), reg, "app", d, int64(len(content)), strings.NewReader(content)); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	mine := put("reg", "only in reg")
+	theirs := put("other", "only in other")
+	shared := put("reg", "in both")
+	put("other", "in both")
+	if _, err := f.st.StartUpload(ctx(), "other", "app", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.st.StartUpload(ctx(), "reg", "app", ""); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(3 * time.Hour)
+	young := put("reg", "uploaded just now")
+	c.Advance(time.Second)
+	digests := func(res store.GCResult) []string {
+		var out []string
+		for _, b := range res.Blobs {
+			out = append(out, b.Digest.String())
+		}
+		slices.Sort(out)
+		return out
+	}
+	want := func(ds ...digest.Digest) []string {
+		var out []string
+		for _, d := range ds {
+			out = append(out, d.String())
+		}
+		slices.Sort(out)
+		return out
+	}
+
+	if _, err := f.st.GC(ctx(), store.GCOptions{Registry: "nope"}); !errors.Is(err, store.ErrRegistryUnknown) {
+		t.Fatalf("GC of an unknown registry: %v", err)
+	}
+	// A dry run reports and removes nothing.
+	zero := time.Duration(0)
+	res, err := f.st.GC(ctx(), store.GCOptions{DryRun: true, Grace: &zero})
+	if err != nil || !slices.Equal(digests(res), want(mine, theirs, shared, young)) || res.Uploads != 2 ||
+		res.Bytes != int64(len("only in reg")+len("only in other")+len("in both")+len("uploaded just now")) {
+		t.Fatalf("dry run: %+v %v", res, err)
+	}
+	for _, d := range []digest.Digest{mine, theirs, shared, young} {
+		if _, err := os.Stat(blobFile(f, d)); err != nil {
+			t.Errorf("dry run removed %s: %v", d, err)
+		}
+	}
+	// A pass over reg takes what only reg links, past the grace window, and
+	// reg's expired uploads.
+	res, err = f.st.GC(ctx(), store.GCOptions{Registry: "reg"})
+	if err != nil || !slices.Equal(digests(res), want(mine)) || res.Uploads != 1 {
+		t.Fatalf("GC of reg: %+v %v", res, err)
+	}
+	if _, err := os.Stat(blobFile(f, mine)); !os.IsNotExist(err) {
+		t.Errorf("collected blob file remains: %v", err)
+	}
+	// Grace 0 takes the young blob too; a full pass takes the rest.
+	res, err = f.st.GC(ctx(), store.GCOptions{Registry: "reg", Grace: &zero})
+	if err != nil || !slices.Equal(digests(res), want(young)) {
+		t.Fatalf("GC of reg with grace 0: %+v %v", res, err)
+	}
+	res, err = f.st.GC(ctx(), store.GCOptions{})
+	if err != nil || !slices.Equal(digests(res), want(theirs, shared)) || res.Uploads != 1 || res.Duration <= 0 {
+		t.Fatalf("full GC: %+v %v", res, err)
+	}
 }

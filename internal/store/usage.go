@@ -51,3 +51,54 @@ func (s *Store) RegistryUsage(ctx context.Context, registry string) (Usage, erro
 	}
 	return u, nil
 }
+
+// RepositoryUsage is what one repository holds.
+type RepositoryUsage struct {
+	// Name is the repository's name.
+	Name string
+	// Size is the bytes of the distinct content the repository's manifests
+	// make up, counted as Usage.Size counts it for a registry: blobs shared
+	// with other repositories count in each, so the sizes of a registry's
+	// repositories may add up to more than the registry's Size.
+	Size int64
+	// Manifests is the repository's manifest count.
+	Manifests int64
+}
+
+// repositoryUsageQuery reads every repository of a registry in one
+// statement, by name.
+const repositoryUsageQuery = `SELECT r.name,
+	(SELECT coalesce(sum(size), 0) FROM (
+		SELECT m.digest, m.size FROM manifests m WHERE m.repository_id = r.id
+		UNION
+		SELECT b.digest, b.size FROM manifest_refs mr
+			JOIN manifests m ON m.id = mr.manifest_id
+			JOIN blobs b ON b.digest = mr.digest
+			WHERE m.repository_id = r.id AND mr.kind = 0)),
+	(SELECT count(*) FROM manifests m WHERE m.repository_id = r.id)
+	FROM repositories r WHERE r.registry = ? ORDER BY r.name`
+
+// RepositoriesUsage returns what each repository of registry holds, by
+// name; errors wrap ErrRegistryUnknown.
+func (s *Store) RepositoriesUsage(ctx context.Context, registry string) ([]RepositoryUsage, error) {
+	if err := registryExists(ctx, s.rd(), registry); err != nil {
+		return nil, err
+	}
+	rows, err := s.rd().QueryContext(ctx, repositoryUsageQuery, registry)
+	if err != nil {
+		return nil, fmt.Errorf("reading the usage of the repositories of registry %q: %w", registry, err)
+	}
+	defer rows.Close()
+	var out []RepositoryUsage
+	for rows.Next() {
+		var u RepositoryUsage
+		if err := rows.Scan(&u.Name, &u.Size, &u.Manifests); err != nil {
+			return nil, fmt.Errorf("reading the usage of the repositories of registry %q: %w", registry, err)
+		}
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the usage of the repositories of registry %q: %w", registry, err)
+	}
+	return out, nil
+}

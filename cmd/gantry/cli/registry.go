@@ -186,32 +186,50 @@ var usageView = tableView{
 	{"UNIT", "unit", nil},
 }
 
+var repositoryUsageView = tableView{
+	{"REPOSITORY", "name", nil},
+	{"SIZE", "size", nil},
+	{"MANIFESTS", "manifests", nil},
+}
+
 func newRegistryShowUsageCmd(o *rootOpts) *cobra.Command {
 	var name string
+	var repos bool
 	c := &cobra.Command{
 		Use:   "show-usage",
 		Short: "Show what a registry holds: size, repositories, manifests (as az acr show-usage)",
 		Long: `Show the registry's usage as az acr show-usage does: Size (bytes of the
 distinct manifests and blobs its manifests make up, each counted once),
 Repositories and Manifests (counts). gantry has no quotas, so there is no
-limit. Needs the owner role on the registry.`,
+limit. With --repositories, the answer also lists each repository's size
+(counted the same way: a blob shared by several repositories counts in
+each) and manifest count, and the table shows that list. Needs the owner
+role on the registry.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
-			u, err := c.RegistryUsage(cmd.Context(), name)
+			get := c.RegistryUsage
+			if repos {
+				get = c.RegistryUsageByRepository
+			}
+			u, err := get(cmd.Context(), name)
 			if err != nil {
 				return hint(err)
 			}
 			if o.output == "table" && o.query == "" {
+				if repos {
+					return o.print(u.Repositories, repositoryUsageView)
+				}
 				return o.print(u.Value, usageView) // az's table lists the values
 			}
 			return o.print(u, nil)
 		},
 	}
 	c.Flags().StringVarP(&name, "name", "n", "", "registry name")
+	c.Flags().BoolVar(&repos, "repositories", false, "also show the size and manifest count of each repository (the table lists the repositories)")
 	_ = c.MarkFlagRequired("name")
 	return c
 }

@@ -132,6 +132,7 @@ func newRoot(o *rootOpts) *cobra.Command {
 		newFsckCmd(o),
 		newRegistryCmd(o),
 		newRepositoryCmd(o),
+		newGCCmd(o),
 		newScopeMapCmd(o),
 		newTokenCmd(o),
 		newRoleCmd(o),

@@ -20,7 +20,8 @@ func newServerCmd(o *rootOpts) *cobra.Command {
 	var sec config.Security
 	var up config.Upstream
 	var nw config.Network
-	var tlsMode, durability string
+	var st config.Storage
+	var tlsMode string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the gantry server: the control API and every registry",
@@ -32,7 +33,7 @@ func newServerCmd(o *rootOpts) *cobra.Command {
 				return usageError("--tls %q: want self-signed or off (or give --tls-cert and --tls-key, or --acme-email)", tlsMode)
 			}
 			nw.TLS.SelfSigned = tlsMode == "self-signed"
-			cfg, err := loadServerConfig(cmd, file, data, listen, sec, up, nw, durability)
+			cfg, err := loadServerConfig(cmd, file, data, listen, sec, up, nw, st)
 			if err != nil {
 				return err
 			}
@@ -67,14 +68,17 @@ func newServerCmd(o *rootOpts) *cobra.Command {
 	cmd.Flags().StringVar(&nw.ExternalURL, "external-url", "", "public URL of the control API behind a TLS-terminating proxy, e.g. https://gantry.example.com")
 	cmd.Flags().StringArrayVar(&nw.TrustedProxies, "trusted-proxy", nil, "proxy address (IP or CIDR) whose X-Forwarded-* headers are believed (repeatable)")
 	cmd.Flags().StringVar(&nw.MetricsListen, "metrics-listen", "", "serve /metrics without authentication on this separate address")
-	cmd.Flags().StringVar(&durability, "durability", "", "safe (default): acknowledge a push once it is on stable storage (fsync); fast: skip the fsyncs (an OS crash may lose the last seconds of pushes)")
+	cmd.Flags().StringVar(&st.Durability, "durability", "", "safe (default): acknowledge a push once it is on stable storage (fsync); fast: skip the fsyncs (an OS crash may lose the last seconds of pushes)")
+	cmd.Flags().DurationVar(&st.GCInterval, "gc-interval", 0, "how often garbage collection runs; 0 disables the scheduled runs (default 1h, or the config file's)")
+	cmd.Flags().DurationVar(&st.GCGrace, "gc-grace", 0, "keep blobs nothing references for this long after their last upload, link or check (default 1h)")
+	cmd.Flags().DurationVar(&st.UploadTTL, "upload-ttl", 0, "remove upload sessions idle for this long (default 24h)")
 	cmd.AddCommand(newServerCACmd(o))
 	return cmd
 }
 
 // loadServerConfig applies, in order: defaults, the file, GANTRY_* env
 // overrides, then flags; and validates the result.
-func loadServerConfig(cmd *cobra.Command, file, data, listen string, sec config.Security, up config.Upstream, nw config.Network, durability string) (config.Config, error) {
+func loadServerConfig(cmd *cobra.Command, file, data, listen string, sec config.Security, up config.Upstream, nw config.Network, st config.Storage) (config.Config, error) {
 	cfg := config.Default()
 	if file != "" {
 		if err := cfg.LoadFile(file); err != nil {
@@ -107,7 +111,10 @@ func loadServerConfig(cmd *cobra.Command, file, data, listen string, sec config.
 		"external-url":           func() { cfg.Network.ExternalURL = nw.ExternalURL },
 		"trusted-proxy":          func() { cfg.Network.TrustedProxies = nw.TrustedProxies },
 		"metrics-listen":         func() { cfg.Network.MetricsListen = nw.MetricsListen },
-		"durability":             func() { cfg.Storage.Durability = durability },
+		"durability":             func() { cfg.Storage.Durability = st.Durability },
+		"gc-interval":            func() { cfg.Storage.GCInterval = st.GCInterval },
+		"gc-grace":               func() { cfg.Storage.GCGrace = st.GCGrace },
+		"upload-ttl":             func() { cfg.Storage.UploadTTL = st.UploadTTL },
 	}
 	cmd.Flags().Visit(func(f *pflag.Flag) {
 		if set, ok := overlay[f.Name]; ok {
