@@ -48,7 +48,7 @@ type Store struct {
 	checked  sync.Map // digest.Digest -> time.Time
 	checkedN atomic.Uint64
 
-	wstmts, rstmts stmts
+	wstmts, rstmts, lstmts stmts
 	batch          batcher
 }
 
