@@ -49,7 +49,7 @@ type Store struct {
 	checkedN atomic.Uint64
 
 	wstmts, rstmts, lstmts stmts
-	batch          batcher
+	batch                  batcher
 }
 
 // Option configures a Store.
