@@ -140,3 +140,30 @@ func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// TestPools checks the pragmas every pool runs with and that the listing
+// pool is separate from the read pool.
+func TestPools(t *testing.T) {
+	ctx := context.Background()
+	d, err := db.Open(ctx, filepath.Join(t.TempDir(), "gantry.db"), db.WithWALLimit(8<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for name, pool := range map[string]*sql.DB{"W": d.W, "R": d.R, "L": d.L} {
+		var limit int64
+		var mode string
+		if err := pool.QueryRowContext(ctx, `SELECT * FROM pragma_journal_size_limit, pragma_journal_mode`).Scan(&limit, &mode); err != nil {
+			t.Fatal(err)
+		}
+		if limit != 8<<20 || mode != "wal" {
+			t.Errorf("pool %s: journal_size_limit %d, journal_mode %s; want %d, wal", name, limit, mode, 8<<20)
+		}
+	}
+	if d.L == d.R || d.L.Stats().MaxOpenConnections < 1 || d.R.Stats().MaxOpenConnections < 4 {
+		t.Errorf("pools: R %d connections, L %d", d.R.Stats().MaxOpenConnections, d.L.Stats().MaxOpenConnections)
+	}
+	if _, err := db.Open(ctx, filepath.Join(t.TempDir(), "gantry.db"), db.WithWALLimit(0)); err == nil {
+		t.Error("Open with a zero WAL limit succeeded")
+	}
+}
