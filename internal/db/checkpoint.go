@@ -17,8 +17,8 @@ import (
 // never all idle at once (a steady pull load) never gets there, and the
 // -wal file grows without bound (747 MB beside a 39 MB database was seen).
 //
-// Every interval it checkpoints PASSIVE. When the WAL has grown past a
-// quarter of its limit, or nothing was written since the previous round and
+// Every interval it checkpoints PASSIVE. When the WAL has grown past an
+// eighth of its limit, or nothing was written since the previous round and
 // the WAL is fully copied (idle), it checkpoints TRUNCATE: that waits a
 // moment for the readers to move on to the newest snapshot, copies
 // everything, and cuts the file to zero bytes. journal_size_limit (the
@@ -26,8 +26,10 @@ import (
 //
 // It runs on the write pool's one connection, so writers queue behind a
 // checkpoint in Go as behind any writer, and it never makes a writer of
-// ours see SQLITE_BUSY. A TRUNCATE waits for readers at most one interval
-// (its busy timeout), then gives up for that round.
+// ours see SQLITE_BUSY. A TRUNCATE waits for readers at most truncateWait
+// (its busy timeout; four times that once the WAL is past half its limit),
+// then gives up for that round: writers wait for it at most that long, plus
+// the copying.
 type checkpointConfig struct {
 	interval time.Duration
 	limit    int64
@@ -71,7 +73,7 @@ func (d *DB) checkpointRound(ctx context.Context, last int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if size >= d.ckpt.limit/4 {
+	if size >= d.ckpt.limit/8 {
 		return 0, d.truncate(ctx, "size", size)
 	}
 	start := time.Now()
@@ -89,10 +91,18 @@ func (d *DB) checkpointRound(ctx context.Context, last int64) (int64, error) {
 	return res.frames, nil
 }
 
-// truncate checkpoints TRUNCATE, waiting for readers at most one interval.
+// truncateWait is how long a TRUNCATE checkpoint waits for readers to move
+// on to the newest snapshot and off the WAL.
+const truncateWait = 250 * time.Millisecond
+
+// truncate checkpoints TRUNCATE.
 func (d *DB) truncate(ctx context.Context, why string, size int64) error {
+	wait := truncateWait
+	if size >= d.ckpt.limit/2 {
+		wait *= 4
+	}
 	start := time.Now()
-	res, err := d.checkpoint(ctx, "TRUNCATE", d.ckpt.interval)
+	res, err := d.checkpoint(ctx, "TRUNCATE", wait)
 	if err != nil {
 		return err
 	}

@@ -83,12 +83,12 @@ func WithCheckpointInterval(iv time.Duration) Option {
 
 // WithWALLimit sets the WAL size the checkpointer keeps the -wal file
 // under (default DefaultWALLimit): it truncates the WAL once it passes a
-// quarter of the limit, and SQLite's journal_size_limit is set to it.
+// eighth of the limit, and SQLite's journal_size_limit is set to it.
 func WithWALLimit(bytes int64) Option { return func(d *DB) { d.ckpt.limit = bytes } }
 
 // Defaults of the checkpointer.
 const (
-	DefaultCheckpointInterval = 500 * time.Millisecond
+	DefaultCheckpointInterval = 250 * time.Millisecond
 	DefaultWALLimit           = 64 << 20
 )
 

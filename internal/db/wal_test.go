@@ -93,7 +93,7 @@ func TestWALBounded(t *testing.T) {
 			}
 		}
 	}()
-	v := make([]byte, 4<<10)
+	v := make([]byte, 2<<10)
 	writes := 0
 	for ctx.Err() == nil {
 		_, _ = rand.Read(v)
