@@ -20,7 +20,8 @@ import (
 // an instant without a snapshot and SQLite alone can never restart the
 // WAL), and requires the -wal file to stay below 64 MiB throughout, then
 // to be truncated to zero bytes once writes stop. Without the checkpointer
-// the WAL reached 538 MiB in these 12 s.
+// (WithCheckpointInterval(0), or before it existed) the WAL reached 444 MiB
+// in these 12 s; with it, 24-28 MiB.
 func TestWALBounded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("WAL soak skipped in -short mode")
