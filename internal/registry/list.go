@@ -48,15 +48,30 @@ func (h *handler) tags(w http.ResponseWriter, r *http.Request, rt route, _ auth.
 	}{rt.repo, names})
 }
 
-// catalog lists the repositories of the registry.
+// maxCatalogPage bounds a catalog page, as Distribution does (its
+// catalog.maxentries): without n, or with a larger n, a client gets this
+// many names and a Link header to the rest.
+const maxCatalogPage = 1000
+
+// catalog lists the repositories of the registry, a keyset page of names
+// read from the repositories' index alone.
 func (h *handler) catalog(w http.ResponseWriter, r *http.Request, _ route, _ auth.Identity) error {
 	p, err := page(r)
 	if err != nil {
 		return err
 	}
-	names, err := listPage(w, "/v2/_catalog", p, func(q store.Page) ([]store.Repository, error) {
-		return h.st.ListRepositories(r.Context(), h.name, q)
-	}, func(rp store.Repository) string { return rp.Name })
+	if p.N < 0 || p.N > maxCatalogPage {
+		p.N = maxCatalogPage
+	}
+	if p.N == 0 {
+		// Nothing is listed, but an unknown registry is still unknown.
+		if _, err := h.st.ListRepositoryNames(r.Context(), h.name, store.Page{N: 1}); err != nil {
+			return err
+		}
+	}
+	names, err := listPage(w, "/v2/_catalog", p, func(q store.Page) ([]string, error) {
+		return h.st.ListRepositoryNames(r.Context(), h.name, q)
+	}, func(name string) string { return name })
 	if err != nil {
 		return err
 	}

@@ -123,7 +123,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		log.Warn("the control API listens on all interfaces but advertises 127.0.0.1: give --external-url with the name clients use", "listen", ln.Addr().String())
 	}
 
-	database, err := db.Open(ctx, filepath.Join(cfg.Data, "gantry.db"), db.Durable(cfg.Storage.Durable()))
+	database, err := db.Open(ctx, filepath.Join(cfg.Data, "gantry.db"), db.Durable(cfg.Storage.Durable()), db.WithLogger(log.With("component", "db")))
 	if err != nil {
 		return err
 	}

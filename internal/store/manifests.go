@@ -262,7 +262,7 @@ func (s *Store) ListManifests(ctx context.Context, registry, repo string, p Page
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.rd().QueryContext(ctx, `SELECT m.digest, m.media_type, m.artifact_type, m.subject, m.size, m.created_at,
+	rows, err := s.lst().QueryContext(ctx, `SELECT m.digest, m.media_type, m.artifact_type, m.subject, m.size, m.created_at,
 		coalesce((SELECT group_concat(t.name, ',') FROM (SELECT name FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest ORDER BY name) t), '')
 		FROM manifests m WHERE m.repository_id = ? AND m.digest > ? ORDER BY m.digest LIMIT ?`, id, p.Last, p.limit())
 	if err != nil {

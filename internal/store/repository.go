@@ -51,13 +51,15 @@ func scanRepository(sc interface{ Scan(...any) error }) (Repository, error) {
 	return r, nil
 }
 
-// ListRepositories lists the repositories of a registry by name. Errors wrap
-// ErrRegistryUnknown if the registry does not exist.
+// ListRepositories lists the repositories of a registry by name, with their
+// counts and times: it reads every manifest and tag of each. The catalog
+// lists names only (ListRepositoryNames). Errors wrap ErrRegistryUnknown if
+// the registry does not exist.
 func (s *Store) ListRepositories(ctx context.Context, registry string, p Page) ([]Repository, error) {
-	if err := registryExists(ctx, s.rd(), registry); err != nil {
+	if err := registryExists(ctx, s.lst(), registry); err != nil {
 		return nil, err
 	}
-	rows, err := s.rd().QueryContext(ctx, repositorySelect+` WHERE r.registry = ? AND r.name > ? ORDER BY r.name LIMIT ?`,
+	rows, err := s.lst().QueryContext(ctx, repositorySelect+` WHERE r.registry = ? AND r.name > ? ORDER BY r.name LIMIT ?`,
 		registry, p.Last, p.limit())
 	if err != nil {
 		return nil, fmt.Errorf("listing repositories of %q: %w", registry, err)
@@ -72,6 +74,37 @@ func (s *Store) ListRepositories(ctx context.Context, registry string, p Page) (
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// repositoryNamesQuery reads only the (registry, name) unique index: a
+// keyset page, however many repositories there are before it.
+const repositoryNamesQuery = `SELECT name FROM repositories WHERE registry = ? AND name > ? ORDER BY name LIMIT ?`
+
+// ListRepositoryNames lists the names of the repositories of a registry in
+// order, after p.Last, at most p.N of them: the catalog's query, which reads
+// the (registry, name) index alone. Errors wrap ErrRegistryUnknown if the
+// registry does not exist.
+func (s *Store) ListRepositoryNames(ctx context.Context, registry string, p Page) ([]string, error) {
+	if err := registryExists(ctx, s.lst(), registry); err != nil {
+		return nil, err
+	}
+	rows, err := s.lst().QueryContext(ctx, repositoryNamesQuery, registry, p.Last, p.limit())
+	if err != nil {
+		return nil, fmt.Errorf("listing repositories of %q: %w", registry, err)
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("listing repositories of %q: %w", registry, err)
+		}
+		out = append(out, name)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing repositories of %q: %w", registry, err)
+	}
+	return out, nil
 }
 
 // GetRepository returns one repository; errors wrap ErrRepositoryUnknown.

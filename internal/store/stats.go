@@ -13,7 +13,7 @@ import (
 // repositories link it) and the number of upload sessions in progress: one
 // read of the blobs and uploads tables, for the metrics.
 func (s *Store) Totals(ctx context.Context) (blobBytes int64, uploads int, err error) {
-	err = s.rd().QueryRowContext(ctx, `SELECT COALESCE((SELECT SUM(size) FROM blobs), 0), (SELECT COUNT(*) FROM uploads)`).
+	err = s.lst().QueryRowContext(ctx, `SELECT COALESCE((SELECT SUM(size) FROM blobs), 0), (SELECT COUNT(*) FROM uploads)`).
 		Scan(&blobBytes, &uploads)
 	if err != nil {
 		return 0, 0, fmt.Errorf("reading store usage: %w", err)

@@ -67,8 +67,13 @@ type prepared struct {
 // in returns a queryer for tx (a transaction on the write pool).
 func (s *Store) in(tx *sql.Tx) queryer { return prepared{s: s, pool: s.db.W, c: &s.wstmts, tx: tx} }
 
-// rd returns a queryer for the read pool.
+// rd returns a queryer for the read pool: point reads.
 func (s *Store) rd() queryer { return prepared{s: s, pool: s.db.R, c: &s.rstmts} }
+
+// lst returns a queryer for the listing pool: queries that scan (listings,
+// aggregates), kept off the read pool so that they cannot starve point
+// reads (db.DB.L).
+func (s *Store) lst() queryer { return prepared{s: s, pool: s.db.L, c: &s.lstmts} }
 
 func (p prepared) stmt(ctx context.Context, query string) *sql.Stmt {
 	st := p.c.get(ctx, p.pool, query, p.tx != nil)

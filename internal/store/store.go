@@ -48,8 +48,8 @@ type Store struct {
 	checked  sync.Map // digest.Digest -> time.Time
 	checkedN atomic.Uint64
 
-	wstmts, rstmts stmts
-	batch          batcher
+	wstmts, rstmts, lstmts stmts
+	batch                  batcher
 }
 
 // Option configures a Store.

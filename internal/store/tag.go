@@ -209,7 +209,7 @@ func (s *Store) ListTags(ctx context.Context, registry, repo string, p Page) ([]
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.rd().QueryContext(ctx, `SELECT name, digest, updated_at FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?`,
+	rows, err := s.lst().QueryContext(ctx, `SELECT name, digest, updated_at FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?`,
 		id, p.Last, p.limit())
 	if err != nil {
 		return nil, fmt.Errorf("listing tags of %q: %w", repo, err)

@@ -1,0 +1,164 @@
+package db
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+)
+
+// The checkpointer keeps the WAL small. SQLite checkpoints on its own after
+// a commit that leaves 1000 pages in the WAL (PASSIVE: it copies what no
+// reader still needs), but it can only start the WAL over from the
+// beginning when no reader uses any of it. A server whose read pools are
+// never all idle at once (a steady pull load) never gets there, and the
+// -wal file grows without bound (747 MB beside a 39 MB database was seen).
+//
+// Every interval it checkpoints PASSIVE. When the WAL has grown past an
+// eighth of its limit, or nothing was written since the previous round and
+// the WAL is fully copied (idle), it checkpoints TRUNCATE: that waits a
+// moment for the readers to move on to the newest snapshot, copies
+// everything, and cuts the file to zero bytes. journal_size_limit (the
+// limit) also trims the file whenever SQLite itself restarts the WAL.
+//
+// It runs on the write pool's one connection, so writers queue behind a
+// checkpoint in Go as behind any writer, and it never makes a writer of
+// ours see SQLITE_BUSY. A TRUNCATE waits for readers at most truncateWait
+// (its busy timeout; four times that once the WAL is past half its limit),
+// then gives up for that round: writers wait for it at most that long, plus
+// the copying.
+type checkpointConfig struct {
+	interval time.Duration
+	limit    int64
+}
+
+// checkpointResult is what PRAGMA wal_checkpoint answers: whether it was
+// kept from finishing by a reader or writer, the frames in the WAL and the
+// frames copied into the database.
+type checkpointResult struct {
+	busy         bool
+	frames, done int64
+}
+
+func (d *DB) checkpointLoop(ctx context.Context) {
+	t := time.NewTicker(d.ckpt.interval)
+	defer t.Stop()
+	last := int64(-1) // WAL frames after the previous round
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		frames, err := d.checkpointRound(ctx, last)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d.log.Warn("WAL checkpoint failed", "error", err)
+			last = -1
+			continue
+		}
+		last = frames
+	}
+}
+
+// checkpointRound runs one round and returns the WAL's frame count for the
+// next round's idle check.
+func (d *DB) checkpointRound(ctx context.Context, last int64) (int64, error) {
+	size, err := d.walSize()
+	if err != nil {
+		return 0, err
+	}
+	if size >= d.ckpt.limit/8 {
+		return 0, d.truncate(ctx, "size", size)
+	}
+	start := time.Now()
+	res, err := d.checkpoint(ctx, "PASSIVE", 0)
+	if err != nil {
+		return 0, err
+	}
+	if res.frames > 0 && res.frames != last {
+		d.log.Debug("WAL checkpoint", "mode", "passive", "frames", res.frames, "copied", res.done,
+			"busy", res.busy, "wal_bytes", size, "duration", time.Since(start))
+	}
+	if res.frames > 0 && res.done == res.frames && res.frames == last {
+		return 0, d.truncate(ctx, "idle", size)
+	}
+	return res.frames, nil
+}
+
+// truncateWait is how long a TRUNCATE checkpoint waits for readers to move
+// on to the newest snapshot and off the WAL.
+const truncateWait = 250 * time.Millisecond
+
+// truncate checkpoints TRUNCATE.
+func (d *DB) truncate(ctx context.Context, why string, size int64) error {
+	wait := truncateWait
+	if size >= d.ckpt.limit/2 {
+		wait *= 4
+	}
+	start := time.Now()
+	res, err := d.checkpoint(ctx, "TRUNCATE", wait)
+	if err != nil {
+		return err
+	}
+	after, err := d.walSize()
+	if err != nil {
+		return err
+	}
+	args := []any{"mode", "truncate", "reason", why, "frames", res.frames, "copied", res.done,
+		"busy", res.busy, "wal_bytes", size, "wal_bytes_after", after, "duration", time.Since(start)}
+	if res.busy && after >= d.ckpt.limit {
+		d.log.Warn("WAL over its limit: readers kept the checkpoint from finishing", args...)
+		return nil
+	}
+	d.log.Debug("WAL checkpoint", args...)
+	return nil
+}
+
+// checkpoint runs PRAGMA wal_checkpoint(mode) on the write connection. A
+// positive wait replaces the busy timeout for it.
+func (d *DB) checkpoint(ctx context.Context, mode string, wait time.Duration) (res checkpointResult, err error) {
+	conn, err := d.W.Conn(ctx)
+	if err != nil {
+		return res, fmt.Errorf("checkpoint: %w", err)
+	}
+	defer conn.Close()
+	if wait > 0 {
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", wait.Milliseconds())); err != nil {
+			return res, fmt.Errorf("checkpoint: setting busy timeout: %w", err)
+		}
+		defer func() {
+			// Restore it even if ctx ended; a connection left with the short
+			// timeout is discarded.
+			_, rerr := conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeout.Milliseconds()))
+			if rerr != nil {
+				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+				err = errors.Join(err, fmt.Errorf("checkpoint: restoring busy timeout: %w", rerr))
+			}
+		}()
+	}
+	var busy int
+	err = conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &res.frames, &res.done)
+	if err != nil {
+		return res, fmt.Errorf("checkpoint %s: %w", mode, err)
+	}
+	res.busy = busy != 0
+	return res, nil
+}
+
+// walSize is the size of the -wal file (0 if there is none).
+func (d *DB) walSize() (int64, error) {
+	fi, err := os.Stat(d.path + "-wal")
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("WAL size: %w", pathless(err))
+	}
+	return fi.Size(), nil
+}
