@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"golang.org/x/crypto/argon2"
@@ -118,29 +119,48 @@ func (s *Service) adminRecord(ctx context.Context) (*adminRecord, error) {
 	})
 }
 
+// adminVerifiedTTL is how long a successful admin password verification is
+// remembered. The entry is keyed by the stored hash too and dropped by every
+// change the Service makes (Invalidate), so a replaced password never
+// matches it.
+const adminVerifiedTTL = 2 * time.Minute
+
 // verifyAdmin checks the admin password. A recent successful verification
 // is remembered under a keyed hash of the password (and the stored hash), so
 // per-request Basic authentication does not pay for argon2id each time.
-func (s *Service) verifyAdmin(ctx context.Context, password string) (session, error) {
+// Otherwise the argon2id hash is computed through the hash gate, which
+// bounds the hashes computed at once; admit is called once a slot is taken,
+// right before hashing, and refuses a client locked out meanwhile.
+func (s *Service) verifyAdmin(ctx context.Context, password string, admit func() error) (session, error) {
 	rec, err := s.adminRecord(ctx)
 	if err != nil {
 		return session{}, err
 	}
-	stored := s.dummyPasswordHash()
+	var key string
 	if rec != nil {
-		stored = rec.hash
+		key = string(s.cacheMAC(rec.hash, password))
+		if _, hit := s.adminOK.get(key, s.gen.Load(), s.now(), adminVerifiedTTL); hit {
+			return session{kind: KindAdmin, principal: rec.id, name: AdminUsername, ref: rec.ref}, nil
+		}
 	}
-	key := string(s.cacheMAC(stored, password))
-	ok := false
-	if _, hit := cachedGet(s, s.adminOK, key); hit {
-		ok = true
-	} else if s.verifyPasswordHash(stored, password) && rec != nil {
-		ok = true
-		cachedPut(s, s.adminOK, key, struct{}{})
+	gen, now := s.gen.Load(), s.now() // before the slow check, as for any cached load
+	release, err := s.gate.enter(ctx)
+	if err != nil {
+		return session{}, fmt.Errorf("admin login: %w", err)
 	}
-	if !ok || rec == nil {
+	defer release()
+	if err := admit(); err != nil {
+		return session{}, err
+	}
+	if rec == nil {
+		// No admin yet: an unknown user costs as much as a wrong password.
+		s.verifyPasswordHash(s.dummyPasswordHash(), password)
 		return session{}, errBadCredentials
 	}
+	if !s.verifyPasswordHash(rec.hash, password) {
+		return session{}, errBadCredentials
+	}
+	s.adminOK.put(key, struct{}{}, gen, now)
 	return session{kind: KindAdmin, principal: rec.id, name: AdminUsername, ref: rec.ref}, nil
 }
 
