@@ -18,11 +18,14 @@ type hashGate struct {
 }
 
 // Defaults of the hash gate: about one hash per core, but no more than
-// hashMemoryBudget of hash memory at once (a machine with many cores does
-// not need to spend gigabytes on a flood), a queue twice that, and a wait
-// short enough for a client to get its answer quickly.
+// hashMemoryBudget of hash memory at once, a queue twice that, and a wait
+// short enough for a client to get its answer quickly. Memory, not CPU, is
+// what a flood exhausts: the garbage collector lets the heap grow to about
+// twice what is live, so the hashes in flight cost twice their memory in
+// RSS. 48 MiB is 2 hashes of the default cost (19 MiB), which keeps a
+// server flooded with wrong passwords under 200 MB whatever its cores.
 const (
-	hashMemoryBudget = 128 << 20
+	hashMemoryBudget = 48 << 20
 	hashQueueFactor  = 2
 	hashWait         = time.Second
 )
