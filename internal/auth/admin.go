@@ -120,48 +120,92 @@ func (s *Service) adminRecord(ctx context.Context) (*adminRecord, error) {
 }
 
 // adminVerifiedTTL is how long a successful admin password verification is
-// remembered. The entry is keyed by the stored hash too and dropped by every
-// change the Service makes (Invalidate), so a replaced password never
-// matches it.
+// remembered. The entry is keyed by the stored hash as well as the password
+// (a keyed hash of both), and the admin record is re-read after every change
+// (Invalidate), so a replaced password never matches an old entry: entries
+// need no generation, and other changes (a new token) do not drop them.
 const adminVerifiedTTL = 2 * time.Minute
 
 // verifyAdmin checks the admin password. A recent successful verification
-// is remembered under a keyed hash of the password (and the stored hash), so
-// per-request Basic authentication does not pay for argon2id each time.
-// Otherwise the argon2id hash is computed through the hash gate, which
-// bounds the hashes computed at once; admit is called once a slot is taken,
-// right before hashing, and refuses a client locked out meanwhile.
+// is remembered under a keyed hash of the password and the stored hash, so
+// per-request Basic authentication does not pay for argon2id each time,
+// and concurrent logins with the same password wait for the first one's
+// verification instead of each computing the hash. Otherwise the argon2id
+// hash is computed through the hash gate, which bounds the hashes computed
+// at once; admit is called once a slot is taken, right before hashing, and
+// refuses a client locked out meanwhile.
 func (s *Service) verifyAdmin(ctx context.Context, password string, admit func() error) (session, error) {
 	rec, err := s.adminRecord(ctx)
 	if err != nil {
 		return session{}, err
 	}
-	var key string
-	if rec != nil {
-		key = string(s.cacheMAC(rec.hash, password))
-		if _, hit := s.adminOK.get(key, s.gen.Load(), s.now(), adminVerifiedTTL); hit {
-			return session{kind: KindAdmin, principal: rec.id, name: AdminUsername, ref: rec.ref}, nil
+	if rec == nil {
+		// No admin yet: an unknown user costs as much as a wrong password.
+		err := s.slowHash(ctx, admit, func() { s.verifyPasswordHash(s.dummyPasswordHash(), password) })
+		if err != nil {
+			return session{}, err
 		}
+		return session{}, errBadCredentials
 	}
-	gen, now := s.gen.Load(), s.now() // before the slow check, as for any cached load
+	ok := session{kind: KindAdmin, principal: rec.id, name: AdminUsername, ref: rec.ref}
+	key := string(s.cacheMAC(rec.hash, password))
+	verified := func() bool {
+		_, hit := s.adminOK.get(key, 0, s.now(), adminVerifiedTTL)
+		return hit
+	}
+	if verified() {
+		return ok, nil
+	}
+	// Wait once for a verification of the same password in progress; if
+	// it failed (or its client gave up), verify on our own.
+	s.verifyingMu.Lock()
+	wait, inProgress := s.verifying[key]
+	if !inProgress {
+		s.verifying[key] = make(chan struct{})
+	}
+	s.verifyingMu.Unlock()
+	if inProgress {
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return session{}, fmt.Errorf("admin login: %w", ctx.Err())
+		}
+		if verified() {
+			return ok, nil
+		}
+	} else {
+		defer func() {
+			s.verifyingMu.Lock()
+			close(s.verifying[key])
+			delete(s.verifying, key)
+			s.verifyingMu.Unlock()
+		}()
+	}
+	now := s.now()
+	good := false
+	if err := s.slowHash(ctx, admit, func() { good = s.verifyPasswordHash(rec.hash, password) }); err != nil {
+		return session{}, err
+	}
+	if !good {
+		return session{}, errBadCredentials
+	}
+	s.adminOK.put(key, struct{}{}, 0, now)
+	return ok, nil
+}
+
+// slowHash runs hash, which computes a password hash, in a slot of the hash
+// gate, once admit lets the client in.
+func (s *Service) slowHash(ctx context.Context, admit func() error, hash func()) error {
 	release, err := s.gate.enter(ctx)
 	if err != nil {
-		return session{}, fmt.Errorf("admin login: %w", err)
+		return fmt.Errorf("admin login: %w", err)
 	}
 	defer release()
 	if err := admit(); err != nil {
-		return session{}, err
+		return err
 	}
-	if rec == nil {
-		// No admin yet: an unknown user costs as much as a wrong password.
-		s.verifyPasswordHash(s.dummyPasswordHash(), password)
-		return session{}, errBadCredentials
-	}
-	if !s.verifyPasswordHash(rec.hash, password) {
-		return session{}, errBadCredentials
-	}
-	s.adminOK.put(key, struct{}{}, gen, now)
-	return session{kind: KindAdmin, principal: rec.id, name: AdminUsername, ref: rec.ref}, nil
+	hash()
+	return nil
 }
 
 func (s *Service) cacheMAC(stored, password string) []byte {

@@ -124,7 +124,7 @@ func TestHashGate(t *testing.T) {
 	queued := make([]error, 2)
 	var wg sync.WaitGroup
 	for i := range queued {
-		wg.Go(func() { queued[i] = adminTry(s, "10.0.1."+strconv.Itoa(i), "wrong") })
+		wg.Go(func() { queued[i] = adminTry(s, "10.0.1."+strconv.Itoa(i), "wrong-"+strconv.Itoa(i)) })
 	}
 	waitQueued(t, s, 3)
 
@@ -193,8 +193,9 @@ func TestHashGate(t *testing.T) {
 }
 
 // A successful admin verification is remembered for a while under a keyed
-// hash (never the password), and forgotten when the password changes or the
-// Service's state changes.
+// hash of the password and the stored hash (never the password itself); a
+// changed password, through the Service or behind its back, never matches
+// it.
 func TestAdminVerificationCache(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -257,17 +258,63 @@ func TestAdminVerificationCache(t *testing.T) {
 	}
 	adminLogin(t, s, "password-two")
 
-	// Any change made through the Service, or Invalidate, drops the entry.
-	if n := hashes(func() { adminLogin(t, s, "password-two") }); n != 0 {
-		t.Fatalf("cached login: %d hashes", n)
-	}
+	// Changes to other credentials keep the entry.
 	mustToken(t, s, TokenSpec{Registry: "reg1", Name: "new-token", ScopeMap: ScopeMapPull})
-	if n := hashes(func() { adminLogin(t, s, "password-two") }); n != 1 {
-		t.Fatalf("login after a change: %d hashes, want 1", n)
+	if n := hashes(func() { adminLogin(t, s, "password-two") }); n != 0 {
+		t.Fatalf("cached login after a token was created: %d hashes, want 0", n)
+	}
+	// The password replaced behind the Service's back: after Invalidate the
+	// cached verification no longer applies.
+	if _, err := e.db.W.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE name = ?`, s.hashPassword("password-three"), AdminUsername); err != nil {
+		t.Fatal(err)
 	}
 	s.Invalidate()
-	if n := hashes(func() { adminLogin(t, s, "password-two") }); n != 1 {
-		t.Fatalf("login after Invalidate: %d hashes, want 1", n)
+	if err := adminTry(s, "10.0.0.11", "password-two"); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("replaced password after Invalidate: %v, want refused", err)
+	}
+	adminLogin(t, s, "password-three")
+}
+
+// Concurrent logins with the same right password wait for the first one's
+// verification: one hash, no room taken in the hash gate, all succeed.
+func TestAdminVerificationCoalesced(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, WithPasswordHashLimit(1, 1, 10*time.Second))
+	s := e.s
+	if _, err := s.EnsureAdmin(context.Background(), "right-password", e.dir); err != nil {
+		t.Fatal(err)
+	}
+	release, err := s.gate.enter(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h0 := s.hashes.Load()
+	errs := make([]error, 10)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() { errs[i] = adminTry(s, "10.0.4."+strconv.Itoa(i), "right-password") })
+	}
+	waitQueued(t, s, 2)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.verifyingMu.Lock()
+		n := len(s.verifying)
+		s.verifyingMu.Unlock()
+		if n == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // let the others reach the wait
+	release()
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("login %d: %v", i, err)
+		}
+	}
+	if n := s.hashes.Load() - h0; n != 1 {
+		t.Fatalf("10 concurrent logins computed %d hashes, want 1", n)
 	}
 }
 

@@ -65,6 +65,9 @@ type Service struct {
 	limiter *limiter
 	gate    *hashGate // bounds the admin password hashes computed at once
 
+	verifyingMu sync.Mutex
+	verifying   map[string]chan struct{} // adminOK key -> closed when its first verification ends
+
 	tokens   *cache[string, *tokenRecord] // registry\x00name -> token (nil: unknown)
 	runs     *cache[string, *runRecord]   // credential id -> run credential (nil: unknown)
 	roles    *cache[string, []RoleAssignment]
@@ -269,6 +272,7 @@ func New(d *db.DB, keysDir string, opts ...Option) (*Service, error) {
 		roles:      newCache[string, []RoleAssignment](4096),
 		admin:      newCache[string, *adminRecord](1),
 		adminOK:    newCache[string, struct{}](64),
+		verifying:  make(map[string]chan struct{}),
 	}
 	sum := sha256.Sum256(signKey)
 	s.signKID = hex.EncodeToString(sum[:8])
