@@ -22,10 +22,13 @@ type hashGate struct {
 // short enough for a client to get its answer quickly. Memory, not CPU, is
 // what a flood exhausts: the garbage collector lets the heap grow to about
 // twice what is live, so the hashes in flight cost twice their memory in
-// RSS. 48 MiB is 2 hashes of the default cost (19 MiB), which keeps a
-// server flooded with wrong passwords under 200 MB whatever its cores.
+// RSS. 32 MiB is 1 hash of the default cost (19 MiB): with 2 at once, a
+// server flooded with wrong passwords peaked at 150-190 MB (the target is
+// under 200 MB), with 1 at about 130 MB, and a flood from many addresses
+// keeps only one core busy hashing whatever the machine. Cheaper hashes
+// (tests, WithPasswordHashCost) get one slot per core.
 const (
-	hashMemoryBudget = 48 << 20
+	hashMemoryBudget = 32 << 20
 	hashQueueFactor  = 2
 	hashWait         = time.Second
 )

@@ -206,7 +206,7 @@ func WithPasswordHashCost(memoryKiB uint32, iterations uint32) Option {
 // once to concurrent, with up to queued logins waiting at most wait for one
 // to finish; further logins are refused with a ThrottledError matching
 // ErrLoginBusy (429 with Retry-After). Defaults: one per core
-// (GOMAXPROCS) but at most 48 MiB of hash memory (2 hashes of the default
+// (GOMAXPROCS) but at most 32 MiB of hash memory (1 hash of the default
 // cost), twice that, 1s. Each hash holds the memory cost of
 // WithPasswordHashCost (19 MiB by default).
 func WithPasswordHashLimit(concurrent, queued int, wait time.Duration) Option {
