@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"golang.org/x/crypto/argon2"
@@ -118,30 +119,93 @@ func (s *Service) adminRecord(ctx context.Context) (*adminRecord, error) {
 	})
 }
 
+// adminVerifiedTTL is how long a successful admin password verification is
+// remembered. The entry is keyed by the stored hash as well as the password
+// (a keyed hash of both), and the admin record is re-read after every change
+// (Invalidate), so a replaced password never matches an old entry: entries
+// need no generation, and other changes (a new token) do not drop them.
+const adminVerifiedTTL = 2 * time.Minute
+
 // verifyAdmin checks the admin password. A recent successful verification
-// is remembered under a keyed hash of the password (and the stored hash), so
-// per-request Basic authentication does not pay for argon2id each time.
-func (s *Service) verifyAdmin(ctx context.Context, password string) (session, error) {
+// is remembered under a keyed hash of the password and the stored hash, so
+// per-request Basic authentication does not pay for argon2id each time,
+// and concurrent logins with the same password wait for the first one's
+// verification instead of each computing the hash. Otherwise the argon2id
+// hash is computed through the hash gate, which bounds the hashes computed
+// at once; admit is called once a slot is taken, right before hashing, and
+// refuses a client locked out meanwhile.
+func (s *Service) verifyAdmin(ctx context.Context, password string, admit func() error) (session, error) {
 	rec, err := s.adminRecord(ctx)
 	if err != nil {
 		return session{}, err
 	}
-	stored := s.dummyPasswordHash()
-	if rec != nil {
-		stored = rec.hash
-	}
-	key := string(s.cacheMAC(stored, password))
-	ok := false
-	if _, hit := cachedGet(s, s.adminOK, key); hit {
-		ok = true
-	} else if s.verifyPasswordHash(stored, password) && rec != nil {
-		ok = true
-		cachedPut(s, s.adminOK, key, struct{}{})
-	}
-	if !ok || rec == nil {
+	if rec == nil {
+		// No admin yet: an unknown user costs as much as a wrong password.
+		err := s.slowHash(ctx, admit, func() { s.verifyPasswordHash(s.dummyPasswordHash(), password) })
+		if err != nil {
+			return session{}, err
+		}
 		return session{}, errBadCredentials
 	}
-	return session{kind: KindAdmin, principal: rec.id, name: AdminUsername, ref: rec.ref}, nil
+	ok := session{kind: KindAdmin, principal: rec.id, name: AdminUsername, ref: rec.ref}
+	key := string(s.cacheMAC(rec.hash, password))
+	verified := func() bool {
+		_, hit := s.adminOK.get(key, 0, s.now(), adminVerifiedTTL)
+		return hit
+	}
+	if verified() {
+		return ok, nil
+	}
+	// Wait once for a verification of the same password in progress; if
+	// it failed (or its client gave up), verify on our own.
+	s.verifyingMu.Lock()
+	wait, inProgress := s.verifying[key]
+	if !inProgress {
+		s.verifying[key] = make(chan struct{})
+	}
+	s.verifyingMu.Unlock()
+	if inProgress {
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return session{}, fmt.Errorf("admin login: %w", ctx.Err())
+		}
+		if verified() {
+			return ok, nil
+		}
+	} else {
+		defer func() {
+			s.verifyingMu.Lock()
+			close(s.verifying[key])
+			delete(s.verifying, key)
+			s.verifyingMu.Unlock()
+		}()
+	}
+	now := s.now()
+	good := false
+	if err := s.slowHash(ctx, admit, func() { good = s.verifyPasswordHash(rec.hash, password) }); err != nil {
+		return session{}, err
+	}
+	if !good {
+		return session{}, errBadCredentials
+	}
+	s.adminOK.put(key, struct{}{}, 0, now)
+	return ok, nil
+}
+
+// slowHash runs hash, which computes a password hash, in a slot of the hash
+// gate, once admit lets the client in.
+func (s *Service) slowHash(ctx context.Context, admit func() error, hash func()) error {
+	release, err := s.gate.enter(ctx)
+	if err != nil {
+		return fmt.Errorf("admin login: %w", err)
+	}
+	defer release()
+	if err := admit(); err != nil {
+		return err
+	}
+	hash()
+	return nil
 }
 
 func (s *Service) cacheMAC(stored, password string) []byte {

@@ -38,21 +38,37 @@ var (
 	// know ErrUnauthenticated still answer 401; see [ThrottledError] for the
 	// delay to put in a Retry-After header (or answer 429).
 	ErrTooManyAttempts = errdefs.New("too many failed login attempts, try again later", errdefs.ErrTooManyRequests, ErrUnauthenticated)
+	// ErrLoginBusy means the server is computing as many password hashes as
+	// it allows at once and its short queue is full (a flood of logins): the
+	// login is refused without checking the password. Like
+	// ErrTooManyAttempts it wraps ErrUnauthenticated and comes as a
+	// [ThrottledError].
+	ErrLoginBusy = errdefs.New("too many logins in progress, try again later", errdefs.ErrTooManyRequests, ErrUnauthenticated)
 )
 
-// ThrottledError is returned (wrapped) when the brute-force limiter refuses
-// a login. It matches ErrTooManyAttempts and ErrUnauthenticated.
+// ThrottledError is returned (wrapped) when a login is refused for a while:
+// by the brute-force limiter (it matches ErrTooManyAttempts) or because too
+// many password hashes are being computed (it matches ErrLoginBusy). It
+// matches ErrUnauthenticated either way; handlers answer 429 with a
+// Retry-After header.
 type ThrottledError struct {
 	// RetryAfter is how long the client must wait before trying again.
 	RetryAfter time.Duration
+	// Err is why: ErrTooManyAttempts (also when nil) or ErrLoginBusy.
+	Err error
 }
 
 func (e *ThrottledError) Error() string {
-	return fmt.Sprintf("%s (retry after %s)", ErrTooManyAttempts, e.RetryAfter.Round(time.Second))
+	return fmt.Sprintf("%s (retry after %s)", e.Unwrap(), e.RetryAfter.Round(time.Second))
 }
 
-// Unwrap returns ErrTooManyAttempts.
-func (e *ThrottledError) Unwrap() error { return ErrTooManyAttempts }
+// Unwrap returns Err, or ErrTooManyAttempts when Err is nil.
+func (e *ThrottledError) Unwrap() error {
+	if e.Err == nil {
+		return ErrTooManyAttempts
+	}
+	return e.Err
+}
 
 // Resource types of Docker token scopes.
 const (

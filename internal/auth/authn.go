@@ -70,26 +70,42 @@ func (s *Service) login(ctx context.Context, r *http.Request, registry, username
 		id, _, _ := strings.Cut(strings.TrimPrefix(password, runCredentialPrefix), ".")
 		key = limiterKey(remote, RunUsername+":"+id)
 	}
-	if wait, ok := s.limiter.check(key); !ok {
-		s.log.WarnContext(ctx, "login refused: too many failures", "user", username, "remote", remote)
-		return session{}, fmt.Errorf("user %q: %w", username, &ThrottledError{RetryAfter: wait})
+	// admit refuses a locked-out client. It runs before anything else, and
+	// again right before a slow hash: concurrent attempts all pass the first
+	// check before any of them has failed, and may have queued for a while.
+	admit := func() error {
+		if wait, ok := s.limiter.check(key); !ok {
+			s.log.WarnContext(ctx, "login refused: too many failures", "user", username, "remote", remote)
+			return fmt.Errorf("user %q: %w", username, &ThrottledError{RetryAfter: wait})
+		}
+		return nil
+	}
+	if err := admit(); err != nil {
+		return session{}, err
 	}
 	var sess session
 	var err error
 	switch {
 	case username == AdminUsername:
-		sess, err = s.verifyAdmin(ctx, password)
+		sess, err = s.verifyAdmin(ctx, password, admit)
 	case username == RunUsername || IsRunCredential(password):
 		sess, err = s.verifyRun(ctx, password)
 	default:
 		sess, err = s.verifyToken(ctx, reg, name, password)
 	}
 	if err != nil {
-		if errors.Is(err, errBadCredentials) {
+		var throttled *ThrottledError
+		switch {
+		case errors.As(err, &throttled):
+			if errors.Is(err, ErrLoginBusy) {
+				s.limiter.obs.LoginFailed(FailureBusy)
+				s.log.WarnContext(ctx, "login refused: too many logins in progress", "user", username, "remote", remote)
+			}
+		case errors.Is(err, errBadCredentials):
 			wait := s.limiter.fail(key)
 			s.log.WarnContext(ctx, "login failed", "user", username, "remote", remote, "registry", registry,
 				"reason", err.Error(), "lockout", wait.String())
-		} else if errors.Is(err, ErrUnauthenticated) {
+		case errors.Is(err, ErrUnauthenticated):
 			s.log.InfoContext(ctx, "login refused", "user", username, "remote", remote, "registry", registry, "reason", err.Error())
 		}
 		return session{}, err

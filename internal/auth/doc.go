@@ -44,4 +44,18 @@
 // package's back (for example a registry deleted by the store, which
 // cascades to its tokens) are seen after the cache TTL or after
 // [Service.Invalidate].
+//
+// # Password floods
+//
+// The admin password is stored as an argon2id hash, which costs 19 MiB and
+// tens of milliseconds to check. A login first passes the brute-force
+// limiter (per client address and user name); then a successful check made
+// in the last 2 minutes is reused, under a keyed hash of the password and
+// the stored hash, and concurrent logins with the same password share one
+// check; otherwise the hash is computed in one of a few slots (one per
+// core, but at most 32 MiB in all: one at the default cost), after a wait
+// of at most a second in a short queue and a second look at the limiter.
+// Beyond the queue the login is refused with [ErrLoginBusy], 429 with Retry-After.
+// Token passwords and run credentials are high-entropy and checked with a
+// keyed hash (HMAC-SHA256), which needs none of this.
 package auth

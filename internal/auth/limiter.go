@@ -47,8 +47,9 @@ func newLimiter(l limits, now func() time.Time, obs LoginObserver) *limiter {
 // block: they run on the request's goroutine.
 type LoginObserver interface {
 	// LoginFailed reports a refused login: FailureInvalidCredentials (a
-	// wrong secret or an unknown user) or FailureLockedOut (refused during
-	// a lockout, whatever the secret).
+	// wrong secret or an unknown user), FailureLockedOut (refused during
+	// a lockout, whatever the secret) or FailureBusy (refused unchecked
+	// because too many password hashes were being computed).
 	LoginFailed(reason string)
 	// LockedOut reports that a client's failures started a lockout.
 	LockedOut()
@@ -58,6 +59,7 @@ type LoginObserver interface {
 const (
 	FailureInvalidCredentials = "invalid_credentials"
 	FailureLockedOut          = "locked_out"
+	FailureBusy               = "busy"
 )
 
 type noObserver struct{}

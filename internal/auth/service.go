@@ -63,6 +63,10 @@ type Service struct {
 
 	gen     atomic.Uint64 // bumped after every write that changes grants
 	limiter *limiter
+	gate    *hashGate // bounds the admin password hashes computed at once
+
+	verifyingMu sync.Mutex
+	verifying   map[string]chan struct{} // adminOK key -> closed when its first verification ends
 
 	tokens   *cache[string, *tokenRecord] // registry\x00name -> token (nil: unknown)
 	runs     *cache[string, *runRecord]   // credential id -> run credential (nil: unknown)
@@ -86,6 +90,9 @@ type options struct {
 	limits     limits
 	hashParams argonParams
 	observer   LoginObserver
+	hashSlots  int
+	hashQueue  int
+	hashWait   time.Duration
 }
 
 // WithLogger sets the logger; the default discards. Secrets never reach it.
@@ -195,6 +202,23 @@ func WithPasswordHashCost(memoryKiB uint32, iterations uint32) Option {
 	}
 }
 
+// WithPasswordHashLimit bounds the password hashes (argon2id) computed at
+// once to concurrent, with up to queued logins waiting at most wait for one
+// to finish; further logins are refused with a ThrottledError matching
+// ErrLoginBusy (429 with Retry-After). Defaults: one per core
+// (GOMAXPROCS) but at most 32 MiB of hash memory (1 hash of the default
+// cost), twice that, 1s. Each hash holds the memory cost of
+// WithPasswordHashCost (19 MiB by default).
+func WithPasswordHashLimit(concurrent, queued int, wait time.Duration) Option {
+	return func(o *options) error {
+		if concurrent < 1 || queued < 0 || wait < 0 {
+			return fmt.Errorf("password hash limit %d, %d, %s: %w", concurrent, queued, wait, ErrInvalid)
+		}
+		o.hashSlots, o.hashQueue, o.hashWait = concurrent, queued, wait
+		return nil
+	}
+}
+
 // New returns a Service over the database d. keysDir is the directory of
 // server keys (DIR/keys): the signing and credential-hash keys are read from
 // it, or created there (0600) on first use.
@@ -210,11 +234,16 @@ func New(d *db.DB, keysDir string, opts ...Option) (*Service, error) {
 		cacheTTL:   30 * time.Second,
 		limits:     limits{free: 5, first: time.Second, max: 15 * time.Minute, forget: time.Hour},
 		hashParams: defaultArgon,
+		hashWait:   hashWait,
 	}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
 		}
+	}
+	if o.hashSlots == 0 {
+		o.hashSlots = defaultHashSlots(o.hashParams.memory)
+		o.hashQueue = hashQueueFactor * o.hashSlots
 	}
 	signKey, err := loadKey(keysDir, SigningKeyFile)
 	if err != nil {
@@ -237,11 +266,13 @@ func New(d *db.DB, keysDir string, opts ...Option) (*Service, error) {
 		cacheTTL:   o.cacheTTL,
 		hashParams: o.hashParams,
 		limiter:    newLimiter(o.limits, o.now, o.observer),
+		gate:       newHashGate(o.hashSlots, o.hashQueue, o.hashWait),
 		tokens:     newCache[string, *tokenRecord](4096),
 		runs:       newCache[string, *runRecord](4096),
 		roles:      newCache[string, []RoleAssignment](4096),
 		admin:      newCache[string, *adminRecord](1),
 		adminOK:    newCache[string, struct{}](64),
+		verifying:  make(map[string]chan struct{}),
 	}
 	sum := sha256.Sum256(signKey)
 	s.signKID = hex.EncodeToString(sum[:8])
@@ -289,14 +320,6 @@ func cached[K comparable, V any](s *Service, c *cache[K, V], k K, load func() (V
 	}
 	c.put(k, v, gen, now)
 	return v, nil
-}
-
-func cachedGet[K comparable, V any](s *Service, c *cache[K, V], k K) (V, bool) {
-	return c.get(k, s.gen.Load(), s.now(), s.cacheTTL)
-}
-
-func cachedPut[K comparable, V any](s *Service, c *cache[K, V], k K, v V) {
-	c.put(k, v, s.gen.Load(), s.now())
 }
 
 // equal compares two secret hashes in constant time.
