@@ -17,9 +17,9 @@ import (
 // never all idle at once (a steady pull load) never gets there, and the
 // -wal file grows without bound (747 MB beside a 39 MB database was seen).
 //
-// Every interval it checkpoints PASSIVE. When the WAL has grown past an
-// eighth of its limit, or nothing was written since the previous round and
-// the WAL is fully copied (idle), it checkpoints TRUNCATE: that waits a
+// Every interval it looks at the -wal file (a stat). When the WAL has grown
+// past an eighth of its limit, or nothing was written since the previous
+// round (idle), it checkpoints TRUNCATE: that waits a
 // moment for the readers to move on to the newest snapshot, copies
 // everything, and cuts the file to zero bytes. journal_size_limit (the
 // limit) also trims the file whenever SQLite itself restarts the WAL.
@@ -46,49 +46,48 @@ type checkpointResult struct {
 func (d *DB) checkpointLoop(ctx context.Context) {
 	t := time.NewTicker(d.ckpt.interval)
 	defer t.Stop()
-	last := int64(-1) // WAL frames after the previous round
+	var last walState // the WAL after the previous round
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		frames, err := d.checkpointRound(ctx, last)
+		now, err := d.checkpointRound(ctx, last)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			d.log.Warn("WAL checkpoint failed", "error", err)
-			last = -1
-			continue
+			now = walState{}
 		}
-		last = frames
+		last = now
 	}
 }
 
-// checkpointRound runs one round and returns the WAL's frame count for the
-// next round's idle check.
-func (d *DB) checkpointRound(ctx context.Context, last int64) (int64, error) {
-	size, err := d.walSize()
+// walState is the -wal file's size and modification time.
+type walState struct {
+	size int64
+	mod  time.Time
+}
+
+// checkpointRound runs one round and returns the WAL's state for the next
+// round's idle check. A round that finds nothing to do costs one stat and
+// never takes the write connection: SQLite's own checkpoints (at commit)
+// copy the pages; what it cannot do under a steady read load is start the
+// WAL over, which TRUNCATE does when the WAL is large or idle.
+func (d *DB) checkpointRound(ctx context.Context, last walState) (walState, error) {
+	now, err := d.walState()
 	if err != nil {
-		return 0, err
+		return walState{}, err
 	}
-	if size >= d.ckpt.limit/8 {
-		return 0, d.truncate(ctx, "size", size)
+	switch {
+	case now.size >= d.ckpt.limit/8:
+		return walState{}, d.truncate(ctx, "size", now.size)
+	case now.size > 0 && now == last:
+		return walState{}, d.truncate(ctx, "idle", now.size)
 	}
-	start := time.Now()
-	res, err := d.checkpoint(ctx, "PASSIVE", 0)
-	if err != nil {
-		return 0, err
-	}
-	if res.frames > 0 && res.frames != last {
-		d.log.Debug("WAL checkpoint", "mode", "passive", "frames", res.frames, "copied", res.done,
-			"busy", res.busy, "wal_bytes", size, "duration", time.Since(start))
-	}
-	if res.frames > 0 && res.done == res.frames && res.frames == last {
-		return 0, d.truncate(ctx, "idle", size)
-	}
-	return res.frames, nil
+	return now, nil
 }
 
 // truncateWait is how long a TRUNCATE checkpoint waits for readers to move
@@ -153,12 +152,18 @@ func (d *DB) checkpoint(ctx context.Context, mode string, wait time.Duration) (r
 
 // walSize is the size of the -wal file (0 if there is none).
 func (d *DB) walSize() (int64, error) {
+	w, err := d.walState()
+	return w.size, err
+}
+
+// walState stats the -wal file (zero if there is none).
+func (d *DB) walState() (walState, error) {
 	fi, err := os.Stat(d.path + "-wal")
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
+		return walState{}, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("WAL size: %w", pathless(err))
+		return walState{}, fmt.Errorf("WAL size: %w", pathless(err))
 	}
-	return fi.Size(), nil
+	return walState{size: fi.Size(), mod: fi.ModTime()}, nil
 }
