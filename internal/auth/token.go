@@ -142,8 +142,8 @@ func (s *Service) CreateToken(ctx context.Context, spec TokenSpec) (Token, error
 			return err
 		}
 		if len(spec.Repositories) > 0 {
-			t.ScopeMap = spec.Name + "-scope-map"
-			if _, err := s.createScopeMap(ctx, tx, spec.Registry, t.ScopeMap, "Token "+spec.Name+" scope map", spec.Repositories); err != nil {
+			t.ScopeMap = tokenScopeMap(spec.Name)
+			if _, err := s.createScopeMap(ctx, tx, spec.Registry, t.ScopeMap, tokenScopeMapDescription(spec.Name), spec.Repositories); err != nil {
 				return err
 			}
 		} else if _, err := s.getScopeMap(ctx, tx, spec.Registry, spec.ScopeMap); err != nil {
@@ -398,8 +398,9 @@ func (s *Service) DeletePassword(ctx context.Context, registry, name string, slo
 	return nil
 }
 
-// DeleteToken deletes a token and its passwords. A scope map created for it
-// is kept.
+// DeleteToken deletes a token and its passwords, and the scope map created
+// for it (from its repositories, named <token>-scope-map) unless another
+// token uses that map too.
 func (s *Service) DeleteToken(ctx context.Context, registry, name string) error {
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		t, err := s.getToken(ctx, tx, registry, name)
@@ -408,6 +409,18 @@ func (s *Service) DeleteToken(ctx context.Context, registry, name string) error 
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM principals WHERE id = ?`, t.ID); err != nil {
 			return fmt.Errorf("deleting token %q: %w", name, err)
+		}
+		if t.ScopeMap != tokenScopeMap(name) {
+			return nil
+		}
+		users, err := tokensUsing(ctx, tx, registry, t.ScopeMap)
+		if err != nil || len(users) > 0 {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM scope_maps WHERE registry = ? AND name = ? AND description = ?`,
+			registry, t.ScopeMap, tokenScopeMapDescription(name))
+		if err != nil {
+			return fmt.Errorf("deleting the scope map of token %q: %w", name, err)
 		}
 		return nil
 	})
@@ -489,3 +502,10 @@ func (s *Service) verifyToken(ctx context.Context, registry, name, password stri
 		ref: fmt.Sprintf("%s:%d:%s", rec.id, slot, pw.fingerprint()), expires: pw.expires,
 	}, nil
 }
+
+// tokenScopeMap is the name of the scope map a token created from its
+// repositories gets, and tokenScopeMapDescription its description (which
+// tells it from a map an operator named so).
+func tokenScopeMap(token string) string { return token + "-scope-map" }
+
+func tokenScopeMapDescription(token string) string { return "Token " + token + " scope map" }

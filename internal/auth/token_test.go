@@ -282,3 +282,40 @@ func TestRegistryDeletionCascades(t *testing.T) {
 		t.Fatalf("token of deleted registry: %v", err)
 	}
 }
+
+// TestDeleteTokenDeletesItsScopeMap checks that deleting a token deletes
+// the scope map made from its repositories, but not one another token also
+// uses, nor a map of another name.
+func TestDeleteTokenDeletesItsScopeMap(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newEnv(t).s
+	repos := []RepositoryRule{{Repository: "node", Actions: []string{ContentRead}}}
+	mustToken(t, s, TokenSpec{Registry: "reg1", Name: "reader", Repositories: repos})
+	if err := s.DeleteToken(ctx, "reg1", "reader"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetScopeMap(ctx, "reg1", "reader-scope-map"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the scope map created for a deleted token: %v, want not found", err)
+	}
+	// Shared with another token: kept.
+	mustToken(t, s, TokenSpec{Registry: "reg1", Name: "shared", Repositories: repos})
+	mustToken(t, s, TokenSpec{Registry: "reg1", Name: "second", ScopeMap: "shared-scope-map"})
+	if err := s.DeleteToken(ctx, "reg1", "shared"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetScopeMap(ctx, "reg1", "shared-scope-map"); err != nil {
+		t.Errorf("a scope map another token uses was deleted: %v", err)
+	}
+	// A map of its own choosing stays.
+	if _, err := s.CreateScopeMap(ctx, "reg1", "my-own-map", "", repos); err != nil {
+		t.Fatal(err)
+	}
+	mustToken(t, s, TokenSpec{Registry: "reg1", Name: "map-user", ScopeMap: "my-own-map"})
+	if err := s.DeleteToken(ctx, "reg1", "map-user"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetScopeMap(ctx, "reg1", "my-own-map"); err != nil {
+		t.Errorf("a named scope map was deleted with its token: %v", err)
+	}
+}

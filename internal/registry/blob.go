@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -41,7 +42,7 @@ func (h *handler) getBlob(w http.ResponseWriter, r *http.Request, rt route, _ au
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	f, _, err := h.st.OpenBlob(ctx, h.name, rt.repo, d)
+	f, size, err := h.st.OpenBlob(ctx, h.name, rt.repo, d)
 	if err != nil && streams && isNotFound(err) && r.Header.Get("Range") == "" {
 		return h.streamBlob(w, r, src, rt.repo, d, err)
 	}
@@ -49,12 +50,19 @@ func (h *handler) getBlob(w http.ResponseWriter, r *http.Request, rt route, _ au
 		if err := h.fallbackFor(err, fetch); err != nil {
 			return err
 		}
-		if f, _, err = h.st.OpenBlob(ctx, h.name, rt.repo, d); err != nil {
+		if f, size, err = h.st.OpenBlob(ctx, h.name, rt.repo, d); err != nil {
 			return err
 		}
 	}
 	defer f.Close()
 	setBlobHeaders(w, d)
+	if zeroSuffixRange(r.Header.Get("Range")) {
+		// http.ServeContent answers 206 with no bytes; RFC 9110 makes a
+		// zero-length suffix unsatisfiable.
+		w.Header().Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+		return nil
+	}
 	// ServeContent answers Range requests (206, 416) and copies the file
 	// with sendfile.
 	http.ServeContent(w, r, "", time.Time{}, f)
@@ -129,4 +137,19 @@ func (h *handler) deleteBlob(w http.ResponseWriter, r *http.Request, rt route, _
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
 	return nil
+}
+
+// zeroSuffixRange reports a Range header that asks only for zero-length
+// suffixes ("bytes=-0").
+func zeroSuffixRange(h string) bool {
+	spec, ok := strings.CutPrefix(strings.TrimSpace(h), "bytes=")
+	if !ok || spec == "" {
+		return false
+	}
+	for _, part := range strings.Split(spec, ",") {
+		if strings.TrimSpace(part) != "-0" {
+			return false
+		}
+	}
+	return true
 }

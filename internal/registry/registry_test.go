@@ -230,6 +230,12 @@ func TestBlobUploads(t *testing.T) {
 			t.Fatalf("range: %q %v", r.body, r.Header)
 		}
 		e.expect(t, e.do(t, "GET", "/v2/a/blobs/"+d.String(), nil, "Range", fmt.Sprintf("bytes=%d-", len(content)+10)), http.StatusRequestedRangeNotSatisfiable, "")
+		// A zero-length suffix is unsatisfiable (RFC 9110), not an empty 206.
+		r = e.do(t, "GET", "/v2/a/blobs/"+d.String(), nil, "Range", "bytes=-0")
+		e.expect(t, r, http.StatusRequestedRangeNotSatisfiable, "")
+		if r.Header.Get("Content-Range") != fmt.Sprintf("bytes */%d", len(content)) {
+			t.Fatalf("bytes=-0: Content-Range %q", r.Header.Get("Content-Range"))
+		}
 		r = e.do(t, "HEAD", "/v2/a/blobs/"+d.String(), nil)
 		e.expect(t, r, http.StatusOK, "")
 		if r.ContentLength != int64(len(content)) || len(r.body) != 0 {
