@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"syscall"
 
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/errdefs"
@@ -34,6 +35,9 @@ var errorTable = []struct {
 	status int
 	code   string
 }{
+	// The disk is full: the server's fault, but one the operator must see
+	// (logged at error), and the client may retry once space returns.
+	{syscall.ENOSPC, http.StatusInsufficientStorage, "UNKNOWN"},
 	{store.ErrManifestTooLarge, http.StatusRequestEntityTooLarge, "MANIFEST_INVALID"},
 	{store.ErrManifestBlobUnknown, http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN"},
 	{store.ErrManifestInvalid, http.StatusBadRequest, "MANIFEST_INVALID"},
