@@ -25,6 +25,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gantryhq/gantry/internal/keyfile"
 )
 
 // The local CA's files in the keys directory.
@@ -327,7 +329,7 @@ func (s *SelfSigned) loadCA() error {
 			if err != nil {
 				return err
 			}
-			err = writeNew(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+			err = keyfile.WriteNewPerm(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 			if err != nil && !errors.Is(err, fs.ErrExist) {
 				return fmt.Errorf("creating the local CA key %s: %w", keyPath, err)
 			}
@@ -351,7 +353,7 @@ func (s *SelfSigned) loadCA() error {
 			if err != nil {
 				return err
 			}
-			if err := writeNew(certPath, certPEM, 0o644); err != nil && !errors.Is(err, fs.ErrExist) {
+			if err := keyfile.WriteNewPerm(certPath, certPEM, 0o644); err != nil && !errors.Is(err, fs.ErrExist) {
 				return fmt.Errorf("creating the local CA certificate %s: %w", certPath, err)
 			}
 			s.log.Info("local CA created", "cert", certPath, "sha256", Fingerprint(certPEM))
@@ -426,36 +428,4 @@ func randomSerial() *big.Int {
 		panic(err) // crypto/rand does not fail
 	}
 	return n.Add(n, big.NewInt(1))
-}
-
-// writeNew writes data to path with mode perm, atomically (a synced
-// temporary file in the same directory, hard-linked into place: never
-// half-written), failing with fs.ErrExist if path exists. The directory is
-// created 0700 if needed.
-func writeNew(path string, data []byte, perm fs.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Link(tmp.Name(), path)
 }

@@ -57,7 +57,11 @@ func Load(dir, name string) ([]byte, error) {
 // WriteNew writes data to path with mode 0600, atomically (a synced
 // temporary file hard-linked into place), failing with fs.ErrExist if path
 // already exists.
-func WriteNew(path string, data []byte) error {
+func WriteNew(path string, data []byte) error { return WriteNewPerm(path, data, 0o600) }
+
+// WriteNewPerm is WriteNew with the file mode perm (a public certificate
+// beside its key, say).
+func WriteNewPerm(path string, data []byte, perm fs.FileMode) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -67,7 +71,7 @@ func WriteNew(path string, data []byte) error {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
+	if err := tmp.Chmod(perm); err != nil {
 		tmp.Close()
 		return err
 	}
