@@ -94,7 +94,7 @@ func NewMetrics(opts ...MetricsOption) *Metrics {
 	}, []string{"registry"})
 	m.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gantry_auth_failures_total",
-		Help: "Failed logins counted by the brute-force limiter: invalid_credentials (wrong secret, unknown user) or locked_out (refused during a lockout).",
+		Help: "Failed logins counted by the brute-force limiter: invalid_credentials (wrong secret, unknown user), locked_out (refused during a lockout) or busy (refused because too many password checks were running or queued).",
 	}, []string{"reason"})
 	m.lockouts = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "gantry_auth_lockouts_total",

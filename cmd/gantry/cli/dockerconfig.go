@@ -18,15 +18,21 @@ const credentialHelperSuffix = "gantry"
 // dockerConfigPath is the Docker client's config: $DOCKER_CONFIG/config.json,
 // default ~/.docker/config.json.
 func dockerConfigPath() (string, error) {
-	dir := os.Getenv("DOCKER_CONFIG")
+	return userFile("DOCKER_CONFIG", "the Docker config", os.UserHomeDir, ".docker", "config.json")
+}
+
+// userFile is $env/file, else base()/sub/file (base: the user's home or
+// config directory); what names the file in the error when base fails.
+func userFile(env, what string, base func() (string, error), sub, file string) (string, error) {
+	dir := os.Getenv(env)
 	if dir == "" {
-		home, err := os.UserHomeDir()
+		b, err := base()
 		if err != nil {
-			return "", fmt.Errorf("locating the Docker config (set DOCKER_CONFIG): %w", err)
+			return "", fmt.Errorf("locating %s (set %s): %w", what, env, err)
 		}
-		dir = filepath.Join(home, ".docker")
+		dir = filepath.Join(b, sub)
 	}
-	return filepath.Join(dir, "config.json"), nil
+	return filepath.Join(dir, file), nil
 }
 
 // saveDockerAuth saves user and password for server in the Docker client's

@@ -27,15 +27,7 @@ type savedLogin struct {
 // loginPath is $GANTRY_CONFIG_DIR/login.json, else the user config
 // directory's gantry/login.json.
 func loginPath() (string, error) {
-	dir := os.Getenv("GANTRY_CONFIG_DIR")
-	if dir == "" {
-		base, err := os.UserConfigDir()
-		if err != nil {
-			return "", fmt.Errorf("locating the config directory (set GANTRY_CONFIG_DIR): %w", err)
-		}
-		dir = filepath.Join(base, "gantry")
-	}
-	return filepath.Join(dir, "login.json"), nil
+	return userFile("GANTRY_CONFIG_DIR", "the config directory", os.UserConfigDir, "gantry", "login.json")
 }
 
 func loadLogin() (savedLogin, error) {
