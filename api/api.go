@@ -19,6 +19,9 @@ type Registry struct {
 	CreatedAt     time.Time `json:"creationDate"`
 	// Running reports whether the registry's listener is serving.
 	Running bool `json:"running"`
+	// QuotaBytes is the most the registry may store (the Size of its
+	// usage); omitted when it has no quota.
+	QuotaBytes int64 `json:"quotaBytes,omitempty"`
 }
 
 // CreateRegistryRequest is the body of POST /v1/registries.
@@ -27,6 +30,17 @@ type CreateRegistryRequest struct {
 	// Listen is the host:port the registry serves on, e.g. 127.0.0.1:5001.
 	Listen        string `json:"listen"`
 	AnonymousPull bool   `json:"anonymousPullEnabled"`
+	// QuotaBytes limits what the registry may store; 0 means no quota.
+	QuotaBytes int64 `json:"quotaBytes,omitempty"`
+}
+
+// UpdateRegistryRequest is the body of PATCH /v1/registries/{reg}: the
+// settings to change (nil leaves one as it is).
+type UpdateRegistryRequest struct {
+	AnonymousPull *bool `json:"anonymousPullEnabled,omitempty"`
+	// QuotaBytes sets the quota in bytes; 0 removes it. A quota below what
+	// the registry holds is accepted and refuses further pushes.
+	QuotaBytes *int64 `json:"quotaBytes,omitempty"`
 }
 
 // Repository is one repository of a registry.
@@ -140,7 +154,7 @@ type RepositoryUsage struct {
 type Usage struct {
 	Name         string `json:"name"`
 	CurrentValue int64  `json:"currentValue"`
-	// Limit is the quota; gantry has none, so it is omitted.
+	// Limit is the registry's quota, on "Size" only; omitted without one.
 	Limit *int64 `json:"limit,omitempty"`
 	// Unit is "Bytes" or "Count".
 	Unit string `json:"unit"`

@@ -13,6 +13,12 @@ func (c *Client) CreateRegistry(ctx context.Context, req api.CreateRegistryReque
 	return send[api.Registry](ctx, c, http.MethodPost, "/v1/registries", nil, req)
 }
 
+// UpdateRegistry changes a registry's settings (its anonymous pull and
+// quota); fields left nil stay as they are.
+func (c *Client) UpdateRegistry(ctx context.Context, name string, req api.UpdateRegistryRequest) (*api.Registry, error) {
+	return send[api.Registry](ctx, c, http.MethodPatch, regPath(name, ""), nil, req)
+}
+
 // GetRegistry returns one registry.
 func (c *Client) GetRegistry(ctx context.Context, name string) (*api.Registry, error) {
 	return send[api.Registry](ctx, c, http.MethodGet, regPath(name, ""), nil, nil)

@@ -65,12 +65,20 @@ func (s *Server) registryUsage(w http.ResponseWriter, r *http.Request) error {
 	if err := s.check(r, auth.OpRead, auth.RegistryScope(name)); err != nil {
 		return err
 	}
+	reg, err := s.store.GetRegistry(r.Context(), name)
+	if err != nil {
+		return err
+	}
 	u, err := s.store.RegistryUsage(r.Context(), name)
 	if err != nil {
 		return err
 	}
+	var limit *int64
+	if reg.Quota > 0 {
+		limit = &reg.Quota
+	}
 	out := api.RegistryUsage{Value: []api.Usage{
-		{Name: "Size", CurrentValue: u.Size, Unit: "Bytes"},
+		{Name: "Size", CurrentValue: u.Size, Limit: limit, Unit: "Bytes"},
 		{Name: "Repositories", CurrentValue: u.Repositories, Unit: "Count"},
 		{Name: "Manifests", CurrentValue: u.Manifests, Unit: "Count"},
 	}}

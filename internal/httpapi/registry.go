@@ -18,6 +18,7 @@ func (s *Server) registryRoutes() {
 	s.mux.HandleFunc("GET /v1/registries", s.authed(s.listRegistries))
 	s.mux.HandleFunc("POST /v1/registries", s.authed(s.createRegistry))
 	s.mux.HandleFunc("GET /v1/registries/{reg}", s.authed(s.getRegistry))
+	s.mux.HandleFunc("PATCH /v1/registries/{reg}", s.authed(s.updateRegistry))
 	s.mux.HandleFunc("DELETE /v1/registries/{reg}", s.authed(s.deleteRegistry))
 	s.mux.HandleFunc("GET /v1/registries/{reg}/repositories", s.authed(s.listRepositories))
 	s.mux.HandleFunc("GET /v1/registries/{reg}/repository", s.authed(s.getRepository))
@@ -36,6 +37,7 @@ func (s *Server) toAPIRegistry(r store.Registry) api.Registry {
 		AnonymousPull: r.AnonymousPull,
 		CreatedAt:     r.CreatedAt,
 		Running:       s.regs.Running(r.Name),
+		QuotaBytes:    r.Quota,
 	}
 }
 
@@ -70,8 +72,12 @@ func (s *Server) createRegistry(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	if req.QuotaBytes < 0 {
+		return invalidField("quotaBytes", "must be 0 (no quota) or more")
+	}
 	ctx := r.Context()
-	reg, err := s.store.CreateRegistry(ctx, store.Registry{Name: req.Name, Listen: req.Listen, AnonymousPull: req.AnonymousPull})
+	reg, err := s.store.CreateRegistry(ctx, store.Registry{Name: req.Name, Listen: req.Listen, AnonymousPull: req.AnonymousPull,
+		Quota: req.QuotaBytes})
 	if err != nil {
 		return err
 	}
@@ -104,6 +110,43 @@ func (s *Server) getRegistry(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	return reply(w, http.StatusOK, s.toAPIRegistry(reg))
+}
+
+// updateRegistry changes a registry's anonymous pull and quota: settings of
+// the server's operator, so admin only (an owner must not raise its own
+// quota).
+func (s *Server) updateRegistry(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("reg")
+	if err := s.check(r, auth.OpWrite, "/registries"); err != nil {
+		return err
+	}
+	var req api.UpdateRegistryRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.QuotaBytes != nil && *req.QuotaBytes < 0 {
+		return invalidField("quotaBytes", "must be 0 (no quota) or more")
+	}
+	ctx := r.Context()
+	reg, err := s.store.GetRegistry(ctx, name)
+	if err != nil {
+		return err
+	}
+	if req.AnonymousPull != nil {
+		reg.AnonymousPull = *req.AnonymousPull
+	}
+	if req.QuotaBytes != nil {
+		reg.Quota = *req.QuotaBytes
+	}
+	if reg, err = s.store.UpdateRegistry(ctx, reg); err != nil {
+		return err
+	}
+	if req.AnonymousPull != nil {
+		s.auth.Invalidate()
+	}
+	s.log.InfoContext(ctx, "registry updated", "registry", name, "anonymousPull", reg.AnonymousPull, "quota", reg.Quota,
+		"by", identity(ctx).Name)
 	return reply(w, http.StatusOK, s.toAPIRegistry(reg))
 }
 

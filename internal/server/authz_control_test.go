@@ -81,6 +81,9 @@ const (
 	// Admin only, the path names a registry other than reg1: reg1's tokens
 	// do not authenticate there.
 	ctlAdminOtherRegistry = "UAUUUUUUUUUDDDD"
+	// Admin only, on reg1: a registry setting its owner must not change
+	// (its quota).
+	ctlAdminRegistry = "UADDDDDUUUUDDDD"
 	// OpRead/OpWrite on an object of reg1: the admin and the owner role.
 	ctlRegistryObject = "UADDDDDUUUUDDAD"
 	ctlCatalog        = "UADDDDDUUUUAAAD"
@@ -196,6 +199,10 @@ func controlOps() []ctlOp {
 		{route: "POST /v1/fsck", status: 200, want: ctlAdminTop,
 			prepare: body("/v1/fsck", func() any { return api.FsckRequest{Registry: "reg1"} })},
 		{route: "GET /v1/registries/{reg}", status: 200, want: ctlRegistryObject, prepare: path("/v1/registries/reg1")},
+		{route: "PATCH /v1/registries/{reg}", status: 200, want: ctlAdminRegistry, prepare: func(t *testing.T, w *world) ctlRequest {
+			quota := int64(0)
+			return ctlRequest{path: "/v1/registries/reg1", body: jsonBody(api.UpdateRegistryRequest{QuotaBytes: &quota}), contentType: "application/json"}
+		}},
 		{route: "DELETE /v1/registries/{reg}", status: 204, want: ctlAdminOtherRegistry, prepare: func(t *testing.T, w *world) ctlRequest {
 			name := fresh("oldreg")
 			w.srv.createRegistry(name, false)

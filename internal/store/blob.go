@@ -135,6 +135,10 @@ func (s *Store) PutBlob(ctx context.Context, registry, repo string, d digest.Dig
 	if err := registryExists(ctx, s.rd(), registry); err != nil {
 		return 0, err
 	}
+	r, err := s.limitQuota(ctx, registry, d, 0, r)
+	if err != nil {
+		return 0, err
+	}
 	name := uuid.NewString()
 	tmp := s.uploadPath(name)
 	// GC leaves files of one-shot uploads in flight alone.
@@ -271,6 +275,9 @@ func (s *Store) commitBlob(ctx context.Context, registry, repo string, d digest.
 		if err != nil {
 			return err
 		}
+		if err := s.checkQuotaTx(ctx, tx, registry, d, size, false); err != nil {
+			return err
+		}
 		if err := s.linkTx(ctx, tx, repoID, d, size, now); err != nil {
 			return err
 		}
@@ -344,6 +351,9 @@ func (s *Store) LinkBlob(ctx context.Context, d digest.Digest, from, to RepoRef)
 		}
 		repoID, err := s.ensureRepo(ctx, tx, to.Registry, to.Repository)
 		if err != nil {
+			return err
+		}
+		if err := s.checkQuotaTx(ctx, tx, to.Registry, d, size, false); err != nil {
 			return err
 		}
 		return s.linkTx(ctx, tx, repoID, d, size, formatTime(s.now()))

@@ -36,6 +36,11 @@ var (
 	ErrManifestTooLarge = errdefs.New("manifest too large", errdefs.ErrTooLarge, errdefs.ErrInvalid)
 	// ErrRangeInvalid: an upload chunk does not start where the upload ends.
 	ErrRangeInvalid = errdefs.New("chunk out of order", errdefs.ErrInvalid)
+	// ErrQuotaInvalid: a negative quota.
+	ErrQuotaInvalid = errdefs.New("quota invalid: must be 0 (none) or more bytes", errdefs.ErrInvalid)
+	// ErrQuotaExceeded: a push would take a registry beyond its quota. The
+	// error (a *QuotaError) gives the usage and the quota.
+	ErrQuotaExceeded = errdefs.New("quota exceeded", errdefs.ErrDenied)
 )
 
 // registryNotFound is the error of a registry that does not exist:

@@ -122,6 +122,9 @@ func (s *Store) PutManifest(ctx context.Context, registry, repo string, req PutM
 		if err != nil {
 			return err
 		}
+		if err := s.checkQuotaTx(ctx, tx, registry, d, out.Size, true); err != nil {
+			return err
+		}
 		var id int64
 		err = s.in(tx).QueryRowContext(ctx, `INSERT INTO manifests(repository_id, digest, media_type, artifact_type, subject, size, annotations, body, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(repository_id, digest) DO NOTHING RETURNING id`,

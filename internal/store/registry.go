@@ -16,7 +16,11 @@ type Registry struct {
 	Listen string
 	// AnonymousPull lets unauthenticated callers pull.
 	AnonymousPull bool
-	CreatedAt     time.Time
+	// Quota is the most bytes the registry may hold (Usage.Size); 0 means
+	// no quota. Pushes that would take the registry beyond it are refused
+	// with ErrQuotaExceeded.
+	Quota     int64
+	CreatedAt time.Time
 }
 
 // CreateRegistry creates a registry. Errors wrap ErrNameInvalid,
@@ -24,6 +28,9 @@ type Registry struct {
 func (s *Store) CreateRegistry(ctx context.Context, r Registry) (Registry, error) {
 	if err := ValidRegistry(r.Name); err != nil {
 		return Registry{}, err
+	}
+	if r.Quota < 0 {
+		return Registry{}, fmt.Errorf("quota %d: %w", r.Quota, ErrQuotaInvalid)
 	}
 	r.CreatedAt = s.now().UTC()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -35,8 +42,8 @@ func (s *Store) CreateRegistry(ctx context.Context, r Registry) (Registry, error
 		if err := s.listenFree(ctx, tx, r.Name, r.Listen); err != nil {
 			return err
 		}
-		_, err := s.in(tx).ExecContext(ctx, `INSERT INTO registries(name, listen, anonymous_pull, created_at) VALUES (?, ?, ?, ?)`,
-			r.Name, r.Listen, r.AnonymousPull, formatTime(r.CreatedAt))
+		_, err := s.in(tx).ExecContext(ctx, `INSERT INTO registries(name, listen, anonymous_pull, quota, created_at) VALUES (?, ?, ?, ?, ?)`,
+			r.Name, r.Listen, r.AnonymousPull, r.Quota, formatTime(r.CreatedAt))
 		if err != nil {
 			return fmt.Errorf("creating registry %q: %w", r.Name, err)
 		}
@@ -64,9 +71,14 @@ func (s *Store) listenFree(ctx context.Context, tx *sql.Tx, name, listen string)
 	return fmt.Errorf("%s is used by registry %q: %w", listen, other, ErrListenInUse)
 }
 
-// UpdateRegistry replaces the listen address and anonymous-pull setting of
-// an existing registry and returns the result.
+// UpdateRegistry replaces the listen address, anonymous-pull setting and
+// quota of an existing registry and returns the result. A quota below what
+// the registry holds is accepted: it refuses further pushes until content
+// is deleted and collected.
 func (s *Store) UpdateRegistry(ctx context.Context, r Registry) (Registry, error) {
+	if r.Quota < 0 {
+		return Registry{}, fmt.Errorf("quota %d: %w", r.Quota, ErrQuotaInvalid)
+	}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		if err := registryExists(ctx, s.in(tx), r.Name); err != nil {
 			return err
@@ -74,8 +86,8 @@ func (s *Store) UpdateRegistry(ctx context.Context, r Registry) (Registry, error
 		if err := s.listenFree(ctx, tx, r.Name, r.Listen); err != nil {
 			return err
 		}
-		_, err := s.in(tx).ExecContext(ctx, `UPDATE registries SET listen = ?, anonymous_pull = ? WHERE name = ?`,
-			r.Listen, r.AnonymousPull, r.Name)
+		_, err := s.in(tx).ExecContext(ctx, `UPDATE registries SET listen = ?, anonymous_pull = ?, quota = ? WHERE name = ?`,
+			r.Listen, r.AnonymousPull, r.Quota, r.Name)
 		if err != nil {
 			return fmt.Errorf("updating registry %q: %w", r.Name, err)
 		}
@@ -92,8 +104,8 @@ func (s *Store) UpdateRegistry(ctx context.Context, r Registry) (Registry, error
 func (s *Store) GetRegistry(ctx context.Context, name string) (Registry, error) {
 	var r Registry
 	var created string
-	err := s.rd().QueryRowContext(ctx, `SELECT name, listen, anonymous_pull, created_at FROM registries WHERE name = ?`, name).
-		Scan(&r.Name, &r.Listen, &r.AnonymousPull, &created)
+	err := s.rd().QueryRowContext(ctx, `SELECT name, listen, anonymous_pull, quota, created_at FROM registries WHERE name = ?`, name).
+		Scan(&r.Name, &r.Listen, &r.AnonymousPull, &r.Quota, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Registry{}, registryNotFound(name)
 	}
@@ -106,7 +118,7 @@ func (s *Store) GetRegistry(ctx context.Context, name string) (Registry, error) 
 
 // ListRegistries returns every registry, by name.
 func (s *Store) ListRegistries(ctx context.Context) ([]Registry, error) {
-	rows, err := s.rd().QueryContext(ctx, `SELECT name, listen, anonymous_pull, created_at FROM registries ORDER BY name`)
+	rows, err := s.rd().QueryContext(ctx, `SELECT name, listen, anonymous_pull, quota, created_at FROM registries ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("listing registries: %w", err)
 	}
@@ -115,7 +127,7 @@ func (s *Store) ListRegistries(ctx context.Context) ([]Registry, error) {
 	for rows.Next() {
 		var r Registry
 		var created string
-		if err := rows.Scan(&r.Name, &r.Listen, &r.AnonymousPull, &created); err != nil {
+		if err := rows.Scan(&r.Name, &r.Listen, &r.AnonymousPull, &r.Quota, &created); err != nil {
 			return nil, fmt.Errorf("listing registries: %w", err)
 		}
 		r.CreatedAt = parseTime(created)
@@ -188,6 +200,14 @@ func (s *Store) dropUploadFiles(ids []string) {
 // that this store's writes invalidate, so auth can call it per request (it
 // implements auth.RegistryLookup).
 func (s *Store) AnonymousPull(ctx context.Context, registry string) (bool, error) {
+	r, err := s.cachedRegistry(ctx, registry)
+	return r.AnonymousPull, err
+}
+
+// cachedRegistry returns a registry from the cache of the registries table
+// (the zero Registry if there is none by that name), loading it if a write
+// invalidated it.
+func (s *Store) cachedRegistry(ctx context.Context, registry string) (Registry, error) {
 	m := s.regCache.Load()
 	if m == nil {
 		s.regMu.Lock()
@@ -195,7 +215,7 @@ func (s *Store) AnonymousPull(ctx context.Context, registry string) (bool, error
 		s.regMu.Unlock()
 		regs, err := s.ListRegistries(ctx)
 		if err != nil {
-			return false, err
+			return Registry{}, err
 		}
 		mm := make(map[string]Registry, len(regs))
 		for _, r := range regs {
@@ -209,7 +229,7 @@ func (s *Store) AnonymousPull(ctx context.Context, registry string) (bool, error
 		s.regMu.Unlock()
 		m = &mm
 	}
-	return (*m)[registry].AnonymousPull, nil
+	return (*m)[registry], nil
 }
 
 func (s *Store) invalidateRegistries() {

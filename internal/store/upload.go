@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -53,6 +54,9 @@ func (s *Store) StartUpload(ctx context.Context, registry, repo string, alg dige
 	case digest.SHA256, digest.SHA512:
 	default:
 		return "", fmt.Errorf("digest algorithm %q: %w", alg, ErrDigestInvalid)
+	}
+	if err := s.admitUpload(ctx, registry); err != nil {
+		return "", err
 	}
 	id := uuid.NewString()
 	// Until the session row exists, only this mark keeps GC off the file.
@@ -207,9 +211,19 @@ func (s *Store) appendLocked(ctx context.Context, u *upload, start int64, r io.R
 		f.Close()
 		return fmt.Errorf("seeking upload %q: %w", u.id, err)
 	}
+	r, err = s.limitQuota(ctx, u.registry, "", u.offset, r)
+	if err != nil {
+		f.Close()
+		return err
+	}
 	n, cerr := copyHashed(f, u.h, r)
 	if err := f.Close(); cerr == nil && err != nil {
 		cerr = fmt.Errorf("closing upload %q: %w", u.id, err)
+	}
+	if errors.Is(cerr, ErrQuotaExceeded) || errors.Is(cerr, syscall.ENOSPC) {
+		// The push cannot finish: free its bytes now, not at expiry.
+		s.discardLocked(ctx, u)
+		return cerr
 	}
 	u.offset += n
 	if save || cerr != nil {
@@ -270,6 +284,8 @@ func (s *Store) FinishUpload(ctx context.Context, registry, repo, id string, sta
 		}
 	}
 	if err := s.commitBlob(ctx, registry, repo, d, u.offset, s.uploadPath(u.id), u.id); err != nil {
+		// commitBlob consumed the file: the session cannot be finished.
+		s.discardLocked(ctx, u)
 		return 0, err
 	}
 	u.gone = true

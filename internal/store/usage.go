@@ -5,15 +5,15 @@ import (
 	"fmt"
 )
 
-// Usage is what a registry holds. The store has no quotas: nothing limits
-// these numbers.
+// Usage is what a registry holds.
 type Usage struct {
-	// Size is the bytes of the distinct content the registry's manifests
-	// make up: the manifests themselves and the blobs (configs, layers) they
-	// reference, each digest counted once however many repositories or
-	// manifests share it. Blobs shared with other registries count in each
-	// (they are stored once on disk); blobs no manifest references (uploads
-	// waiting for a manifest, or for GC) do not count.
+	// Size is the bytes of the distinct content the registry stores: its
+	// manifests and every blob readable in its repositories (uploaded,
+	// mounted, imported or cached), each digest counted once however many
+	// repositories or manifests share it. Blobs shared with other registries
+	// count in each (they are stored once on disk). Blobs uploaded but not
+	// (or no longer) referenced by any manifest count until GC removes them.
+	// The registry's quota (Registry.Quota) limits this number.
 	Size int64
 	// Repositories is the number of repositories, as ListRepositories lists
 	// them.
@@ -23,19 +23,20 @@ type Usage struct {
 	Manifests int64
 }
 
-// usageQuery reads the three numbers of a registry in one statement, so
-// they come from one snapshot.
-const usageQuery = `SELECT
-	(SELECT coalesce(sum(size), 0) FROM (
+// sizeQuery is Usage.Size of registry ?1.
+const sizeQuery = `SELECT coalesce(sum(size), 0) FROM (
 		SELECT m.digest, m.size FROM manifests m
 			JOIN repositories r ON r.id = m.repository_id
 			WHERE r.registry = ?1
 		UNION
-		SELECT b.digest, b.size FROM manifest_refs mr
-			JOIN manifests m ON m.id = mr.manifest_id
-			JOIN repositories r ON r.id = m.repository_id
-			JOIN blobs b ON b.digest = mr.digest
-			WHERE r.registry = ?1 AND mr.kind = 0)),
+		SELECT b.digest, b.size FROM repository_blobs rb
+			JOIN repositories r ON r.id = rb.repository_id
+			JOIN blobs b ON b.digest = rb.digest
+			WHERE r.registry = ?1)`
+
+// usageQuery reads the three numbers of a registry in one statement, so
+// they come from one snapshot.
+const usageQuery = `SELECT (` + sizeQuery + `),
 	(SELECT count(*) FROM repositories WHERE registry = ?1),
 	(SELECT count(*) FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.registry = ?1)`
 
@@ -56,9 +57,9 @@ func (s *Store) RegistryUsage(ctx context.Context, registry string) (Usage, erro
 type RepositoryUsage struct {
 	// Name is the repository's name.
 	Name string
-	// Size is the bytes of the distinct content the repository's manifests
-	// make up, counted as Usage.Size counts it for a registry: blobs shared
-	// with other repositories count in each, so the sizes of a registry's
+	// Size is the bytes of the distinct content the repository stores,
+	// counted as Usage.Size counts it for a registry: blobs shared with
+	// other repositories count in each, so the sizes of a registry's
 	// repositories may add up to more than the registry's Size.
 	Size int64
 	// Manifests is the repository's manifest count.
@@ -71,10 +72,9 @@ const repositoryUsageQuery = `SELECT r.name,
 	(SELECT coalesce(sum(size), 0) FROM (
 		SELECT m.digest, m.size FROM manifests m WHERE m.repository_id = r.id
 		UNION
-		SELECT b.digest, b.size FROM manifest_refs mr
-			JOIN manifests m ON m.id = mr.manifest_id
-			JOIN blobs b ON b.digest = mr.digest
-			WHERE m.repository_id = r.id AND mr.kind = 0)),
+		SELECT b.digest, b.size FROM repository_blobs rb
+			JOIN blobs b ON b.digest = rb.digest
+			WHERE rb.repository_id = r.id)),
 	(SELECT count(*) FROM manifests m WHERE m.repository_id = r.id)
 	FROM repositories r WHERE r.registry = ? ORDER BY r.name`
 

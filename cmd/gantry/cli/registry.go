@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os/exec"
 
 	"github.com/spf13/cobra"
@@ -16,12 +17,31 @@ var registryView = tableView{
 	{"ANONYMOUS PULL", "anonymousPullEnabled", nil},
 	{"RUNNING", "running", nil},
 	{"CREATION DATE", "creationDate", nil},
+	{"QUOTA", "quotaBytes", func(v any) string {
+		if n := toInt64(v); n > 0 {
+			return humanBytes(n)
+		}
+		return ""
+	}},
+}
+
+// gib is the unit of --quota-gb: sizes are binary gigabytes, as az acr
+// reports them.
+const gib = 1 << 30
+
+// quotaBytes converts a --quota-gb value to bytes.
+func quotaBytes(gb float64) (int64, error) {
+	if gb < 0 || math.IsNaN(gb) || gb*gib > math.MaxInt64/2 {
+		return 0, usageError("--quota-gb %v: must be 0 (no quota) or a positive number of GiB", gb)
+	}
+	return int64(gb * gib), nil
 }
 
 func newRegistryCmd(o *rootOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "registry", Short: "Manage registries (each is its own login server)"}
 	var name, listen string
 	var anon bool
+	var quotaGB float64
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a registry and start serving it",
@@ -31,7 +51,12 @@ func newRegistryCmd(o *rootOpts) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := c.CreateRegistry(cmd.Context(), api.CreateRegistryRequest{Name: name, Listen: listen, AnonymousPull: anon})
+			quota, err := quotaBytes(quotaGB)
+			if err != nil {
+				return err
+			}
+			r, err := c.CreateRegistry(cmd.Context(), api.CreateRegistryRequest{Name: name, Listen: listen, AnonymousPull: anon,
+				QuotaBytes: quota})
 			if err != nil {
 				return hint(err)
 			}
@@ -41,7 +66,51 @@ func newRegistryCmd(o *rootOpts) *cobra.Command {
 	create.Flags().StringVarP(&name, "name", "n", "", "registry name")
 	create.Flags().StringVar(&listen, "listen", "", "host:port the registry serves on, e.g. 127.0.0.1:5001 (default: a free loopback port)")
 	create.Flags().BoolVar(&anon, "anonymous-pull", false, "let anyone pull without credentials")
+	create.Flags().Float64Var(&quotaGB, "quota-gb", 0, "most the registry may store, in GiB (0: no quota)")
 	_ = create.MarkFlagRequired("name")
+
+	update := &cobra.Command{
+		Use:   "update",
+		Short: "Change a registry's anonymous pull or storage quota (admin only)",
+		Long: `Change a registry's settings; flags not given stay as they are.
+
+--quota-gb N limits what the registry stores (the Size that show-usage
+reports: its manifests and every blob its repositories hold, each counted
+once) to N GiB; 0 removes the quota. A push that would go beyond it is
+refused (DENIED) with the usage and the quota; a quota below the current
+usage is accepted and refuses pushes until content is deleted and collected
+(gantry gc run).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var req api.UpdateRegistryRequest
+			if cmd.Flags().Changed("quota-gb") {
+				q, err := quotaBytes(quotaGB)
+				if err != nil {
+					return err
+				}
+				req.QuotaBytes = &q
+			}
+			if cmd.Flags().Changed("anonymous-pull") {
+				req.AnonymousPull = &anon
+			}
+			if req.QuotaBytes == nil && req.AnonymousPull == nil {
+				return usageError("nothing to update: give --quota-gb or --anonymous-pull")
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			r, err := c.UpdateRegistry(cmd.Context(), name, req)
+			if err != nil {
+				return hint(err)
+			}
+			return o.print(r, registryView)
+		},
+	}
+	update.Flags().StringVarP(&name, "name", "n", "", "registry name")
+	update.Flags().BoolVar(&anon, "anonymous-pull", false, "let anyone pull without credentials (--anonymous-pull=false to stop)")
+	update.Flags().Float64Var(&quotaGB, "quota-gb", 0, "most the registry may store, in GiB (0: no quota)")
+	_ = update.MarkFlagRequired("name")
 
 	show := &cobra.Command{
 		Use:   "show",
@@ -94,7 +163,7 @@ func newRegistryCmd(o *rootOpts) *cobra.Command {
 	del.Flags().StringVarP(&name, "name", "n", "", "registry name")
 	_ = del.MarkFlagRequired("name")
 
-	cmd.AddCommand(create, show, list, del, newRegistryLoginCmd(o), newRegistryShowUsageCmd(o))
+	cmd.AddCommand(create, show, update, list, del, newRegistryLoginCmd(o), newRegistryShowUsageCmd(o))
 	return cmd
 }
 
@@ -199,9 +268,11 @@ func newRegistryShowUsageCmd(o *rootOpts) *cobra.Command {
 		Use:   "show-usage",
 		Short: "Show what a registry holds: size, repositories, manifests (as az acr show-usage)",
 		Long: `Show the registry's usage as az acr show-usage does: Size (bytes of the
-distinct manifests and blobs its manifests make up, each counted once),
-Repositories and Manifests (counts). gantry has no quotas, so there is no
-limit. With --repositories, the answer also lists each repository's size
+distinct manifests and blobs it stores, each counted once),
+Repositories and Manifests (counts). Size counts every blob the
+registry's repositories hold, including uploads no manifest references yet
+(until gc collects them); its limit is the registry's quota (gantry registry
+update --quota-gb), if any. With --repositories, the answer also lists each repository's size
 (counted the same way: a blob shared by several repositories counts in
 each) and manifest count, and the table shows that list. Needs the owner
 role on the registry.`,
