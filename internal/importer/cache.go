@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -29,9 +30,9 @@ const failedRecheck = 30 * time.Second
 const sharedTimeout = 2 * time.Minute
 
 // cacheState is the in-memory state of pull-through caching: manifests
-// fetched but not yet stored (servable at once), fills and blob fetches in
-// flight (one per content, whatever the number of clients), and when each
-// cached tag was last revalidated.
+// fetched but not yet stored (servable at once), fills (running or waiting
+// for a retry) and blob fetches in flight (one per content, whatever the
+// number of clients), and when each cached tag was last revalidated.
 type cacheState struct {
 	mu sync.Mutex
 	// pending holds manifests fetched from upstream whose content is still
@@ -42,7 +43,9 @@ type cacheState struct {
 	pendingTags map[string]digest.Digest // reg/repo/tag
 	// fresh says until when a cached tag is served without revalidation.
 	fresh map[string]time.Time // reg/repo/tag
-	fills map[string]*fillJob  // reg/repo/root digest
+	// fills holds every fill from its start to its end, also while it
+	// waits for a retry, so that pulls of the same content join it.
+	fills map[string]*fillJob // reg/repo/root digest
 	blobs map[string]*blobFlight
 	// manifests deduplicates upstream manifest requests and revalidations.
 	manifests singleflight.Group
@@ -60,12 +63,45 @@ func newCacheState() cacheState {
 
 func cacheKey(registry, repo, ref string) string { return registry + "\x00" + repo + "\x00" + ref }
 
-// fillJob stores one manifest tree fetched from upstream.
+// fillJob stores one manifest tree fetched from upstream: it runs attempts
+// until one stores the tree, the fill is dropped, or the service stops
+// (fills.go records it so that the next start resumes it).
 type fillJob struct {
+	key  string      // reg/repo/root digest
+	root fetched     // the root manifest
+	t    cacheTarget // the rule the fill was started under
+
 	tags    []string // guarded by cacheState.mu
 	created []string // pending keys this job added (guarded by cacheState.mu)
-	done    chan struct{}
-	err     error // after done
+	// waiting is set between attempts (guarded by cacheState.mu): tags
+	// waiting for the fill are then revalidated like cached ones.
+	waiting bool
+	// attempted is closed when the current attempt ends, and replaced when
+	// the next one begins; lastErr is the error of the attempt that ended
+	// (both guarded by cacheState.mu).
+	attempted chan struct{}
+	lastErr   error
+
+	// Used by the job's goroutine alone.
+	attempts int       // attempts begun, as recorded
+	next     time.Time // when the next attempt may begin
+	resumed  bool      // loaded from the database at start
+	recorded bool      // the record exists (or existed)
+}
+
+func newFillJob(t cacheTarget, f fetched, key string) *fillJob {
+	return &fillJob{key: key, root: f, t: t, created: []string{key}, attempted: make(chan struct{})}
+}
+
+// settle ends the current attempt for those waiting on it, with err
+// (caller holds cacheState.mu).
+func (j *fillJob) settle(err error) {
+	j.lastErr = err
+	select {
+	case <-j.attempted:
+	default:
+		close(j.attempted)
+	}
 }
 
 // blobFlight is one upstream fetch of a blob into a repository.
@@ -203,13 +239,24 @@ func (s *Service) tagFromCache(ctx context.Context, t cacheTarget, tag string) (
 	s.cache.mu.Lock()
 	pd, pending := s.cache.pendingTags[key]
 	var pf fetched
+	waiting := false
 	if pending {
-		pf, pending = s.cache.pending[cacheKey(t.registry, t.repo, pd.String())]
+		pk := cacheKey(t.registry, t.repo, pd.String())
+		pf, pending = s.cache.pending[pk]
+		if job := s.cache.fills[pk]; job != nil {
+			waiting = job.waiting
+		}
 	}
 	freshUntil := s.cache.fresh[key]
 	s.cache.mu.Unlock()
 	if pending {
-		return toManifest(pf), true, local, false, nil
+		if !waiting || s.now().Before(freshUntil) {
+			return toManifest(pf), true, local, false, nil
+		}
+		// The fill waits for a retry, maybe for long: its manifest is
+		// revalidated like a cached copy (and served if the upstream is
+		// down).
+		return m, false, toManifest(pf), true, nil
 	}
 	local, err = s.st.GetManifest(ctx, t.registry, t.repo, tag)
 	if err != nil {
@@ -263,11 +310,17 @@ func (s *Service) revalidate(ctx context.Context, t cacheTarget, tag string, loc
 			s.markFresh(key, s.tagTTL)
 			return toManifest(f), nil
 		}
-		// The tag moved to content we already hold: just move it.
+		// The tag moved to content we already hold: just move it (away
+		// from a fill waiting for a retry, which no longer gets it).
 		if m, err := s.st.GetManifest(ctx, t.registry, t.repo, d.String()); err == nil {
 			if err := s.st.TagManifest(ctx, t.registry, t.repo, tag, d, store.Actor{}); err != nil {
 				return store.Manifest{}, err
 			}
+			s.cache.mu.Lock()
+			if pd, ok := s.cache.pendingTags[key]; ok && pd != d {
+				delete(s.cache.pendingTags, key)
+			}
+			s.cache.mu.Unlock()
 			s.markFresh(key, s.tagTTL)
 			return m, nil
 		}
@@ -345,8 +398,8 @@ func (s *Service) fetchManifest(ctx context.Context, t cacheTarget, ref string, 
 }
 
 // startFill stores manifest f's whole tree in the background and points
-// tag (if any) at it when done. A fill of the same manifest already running
-// takes the tag over.
+// tag (if any) at it when done. A fill of the same manifest, running or
+// waiting for a retry, takes the tag over.
 func (s *Service) startFill(t cacheTarget, f fetched, tag string) {
 	fkey := cacheKey(t.registry, t.repo, f.Digest.String())
 	s.cache.mu.Lock()
@@ -354,59 +407,162 @@ func (s *Service) startFill(t cacheTarget, f fetched, tag string) {
 		s.cache.pendingTags[cacheKey(t.registry, t.repo, tag)] = f.Digest
 	}
 	if job, ok := s.cache.fills[fkey]; ok {
-		if tag != "" {
+		if tag != "" && !slices.Contains(job.tags, tag) {
 			job.tags = append(job.tags, tag)
 		}
 		s.cache.mu.Unlock()
 		return
 	}
-	job := &fillJob{done: make(chan struct{}), created: []string{fkey}}
+	job := newFillJob(t, f, fkey)
 	if tag != "" {
 		job.tags = []string{tag}
 	}
 	s.cache.pending[fkey] = f
 	s.cache.fills[fkey] = job
 	s.cache.mu.Unlock()
-	if !s.spawn(func(ctx context.Context) { s.runFill(ctx, t, f, fkey, job) }) {
-		s.endFill(t, f, fkey, job, errNotStarted)
+	if !s.spawn(func(ctx context.Context) { s.runFill(ctx, job) }) {
+		s.endFill(job, errNotStarted)
 	}
 }
 
-func (s *Service) runFill(ctx context.Context, t cacheTarget, f fetched, fkey string, job *fillJob) {
-	ctx, cancel := context.WithTimeout(ctx, s.fillTimeout)
-	defer cancel()
-	start := s.now()
-	err := s.fill(ctx, t, f, job)
-	s.endFill(t, f, fkey, job, err)
-	if err != nil {
-		s.log.ErrorContext(ctx, "cache fill failed", "registry", t.registry, "repository", t.repo, "digest", f.Digest,
-			"rule", t.rule.Name, "err", err)
-		return
+// runFill runs a fill's attempts until one stores the tree, the fill is
+// dropped (a permanent failure, too many attempts), or ctx ends. The first
+// attempt of a pull's fill begins at once; retries and resumed fills wait
+// for their time and for a background slot.
+func (s *Service) runFill(ctx context.Context, job *fillJob) {
+	for {
+		background := job.resumed || job.attempts > 0
+		if background {
+			if err := s.awaitAttempt(ctx, job); err != nil {
+				s.endFill(job, err) // the record stays: the next start resumes it
+				return
+			}
+		}
+		start := s.now()
+		err := s.attemptFill(ctx, job)
+		if background {
+			s.releaseSlot()
+		}
+		if err == nil {
+			s.completeFill(ctx, job, start)
+			return
+		}
+		if !s.failedFill(ctx, job, err) {
+			return
+		}
 	}
-	s.log.InfoContext(ctx, "cached from upstream", "registry", t.registry, "repository", t.repo, "digest", f.Digest,
-		"mediaType", f.MediaType, "upstream", t.rule.source.host+"/"+t.upstream, "duration", s.now().Sub(start))
+}
+
+// attemptFill begins and runs one attempt of a fill: it checks that the
+// rule still covers the repository (after the first attempt), records the
+// attempt, and stores the tree under the fill timeout.
+func (s *Service) attemptFill(ctx context.Context, job *fillJob) error {
+	t := job.t
+	if job.resumed || job.attempts > 0 {
+		cur, ok := s.target(ctx, t.registry, t.repo)
+		if !ok || cur.rule.Name != t.rule.Name {
+			return fmt.Errorf("cache rule %q no longer covers %s/%s: %w", t.rule.Name, t.registry, t.repo, errRuleGone)
+		}
+		t = cur // with its current credential set
+	}
+	job.attempts++
+	s.cache.mu.Lock()
+	tags := slices.Clone(job.tags)
+	job.waiting = false
+	select {
+	case <-job.attempted: // the last attempt's, ended
+		job.attempted = make(chan struct{})
+	default:
+	}
+	s.cache.mu.Unlock()
+	if present, err := s.recordAttempt(ctx, job, tags); s.recordGone(ctx, present, err) {
+		return errNoRecord
+	}
+	actx, cancel := context.WithTimeout(ctx, s.fillTimeout)
+	defer cancel()
+	if err := s.fill(actx, t, job); err != nil {
+		return fmt.Errorf("cache fill of %s/%s@%s from %s/%s: %w", t.registry, t.repo, job.root.Digest, t.rule.source.host, t.upstream, err)
+	}
+	return nil
+}
+
+// completeFill deletes a stored fill's record and ends it.
+func (s *Service) completeFill(ctx context.Context, job *fillJob, start time.Time) {
+	if err := s.deleteFill(ctx, job.t.registry, job.t.repo, job.root.Digest); err != nil {
+		s.log.ErrorContext(ctx, "cache fill stored, its record stays", "err", err)
+	}
+	s.endFill(job, nil)
+	s.log.InfoContext(ctx, "cached from upstream", "registry", job.t.registry, "repository", job.t.repo, "digest", job.root.Digest,
+		"mediaType", job.root.MediaType, "upstream", job.t.rule.source.host+"/"+job.t.upstream, "attempts", job.attempts,
+		"duration", s.now().Sub(start))
+}
+
+// failedFill decides what a failed attempt leads to and reports whether
+// the fill goes on: interrupted by the service stopping (the record stays,
+// not counting the attempt, for the next start), dropped (permanentFill,
+// or maxFillAttempts reached), or retried after fillBackoff.
+func (s *Service) failedFill(ctx context.Context, job *fillJob, err error) bool {
+	log := s.log.With("registry", job.t.registry, "repository", job.t.repo, "digest", job.root.Digest, "rule", job.t.rule.Name)
+	s.cache.mu.Lock()
+	tags := slices.Clone(job.tags)
+	s.cache.mu.Unlock()
+	if ctx.Err() != nil {
+		job.attempts--
+		job.next = s.now()
+		if _, werr := s.recordFailure(ctx, job, tags, fmt.Errorf("interrupted by a stop: %w", err)); werr != nil {
+			log.ErrorContext(ctx, "recording an interrupted cache fill", "err", werr)
+		}
+		log.InfoContext(ctx, "cache fill interrupted by the stop; the next start resumes it")
+		s.endFill(job, err)
+		return false
+	}
+	if permanentFill(err) || job.attempts >= maxFillAttempts {
+		s.dropFill(ctx, job, err)
+		return false
+	}
+	job.next = s.now().Add(s.fillBackoff(job.attempts, err))
+	if present, werr := s.recordFailure(ctx, job, tags, err); s.recordGone(ctx, present, werr) {
+		s.dropFill(ctx, job, errNoRecord)
+		return false
+	}
+	log.WarnContext(ctx, "cache fill failed; retrying", "attempt", job.attempts, "next", job.next, "err", err)
+	s.cache.mu.Lock()
+	job.waiting = true
+	job.settle(err)
+	s.cache.mu.Unlock()
+	return true
+}
+
+// dropFill gives a fill up: its record is deleted and what it kept pending
+// forgotten (the next pull fetches it again).
+func (s *Service) dropFill(ctx context.Context, job *fillJob, err error) {
+	s.log.WarnContext(ctx, "cache fill failed; dropping it", "registry", job.t.registry, "repository", job.t.repo,
+		"digest", job.root.Digest, "rule", job.t.rule.Name, "attempts", job.attempts, "err", err)
+	if derr := s.deleteFill(ctx, job.t.registry, job.t.repo, job.root.Digest); derr != nil {
+		s.log.ErrorContext(ctx, "dropping a cache fill", "err", derr)
+	}
+	s.endFill(job, err)
 }
 
 // endFill forgets a finished fill and what it kept pending (stored now, or
-// to be fetched again by the next pull if it failed).
-func (s *Service) endFill(t cacheTarget, f fetched, fkey string, job *fillJob, err error) {
+// to be fetched again by the next pull, or resumed by the next start).
+func (s *Service) endFill(job *fillJob, err error) {
 	s.cache.mu.Lock()
-	delete(s.cache.fills, fkey)
+	defer s.cache.mu.Unlock()
+	delete(s.cache.fills, job.key)
 	for _, k := range job.created {
 		delete(s.cache.pending, k)
 	}
 	for _, tag := range job.tags {
-		k := cacheKey(t.registry, t.repo, tag)
-		if s.cache.pendingTags[k] == f.Digest {
+		k := cacheKey(job.t.registry, job.t.repo, tag)
+		if s.cache.pendingTags[k] == job.root.Digest {
 			delete(s.cache.pendingTags, k)
 			if err != nil {
 				delete(s.cache.fresh, k)
 			}
 		}
 	}
-	job.err = err
-	s.cache.mu.Unlock()
-	close(job.done)
+	job.settle(err)
 }
 
 // cacheSource reads a cache rule's upstream for a fill, through the
@@ -456,10 +612,12 @@ func (c cacheSource) copyBlob(ctx context.Context, desc ocispec.Descriptor, _ st
 
 func (cacheSource) local() bool { return false }
 
-// fill stores f's tree: every manifest of an index (all platforms, not
-// only the one a client asked for) and every blob they reference, then the
-// tags. Referrers are not pulled through; import them.
-func (s *Service) fill(ctx context.Context, t cacheTarget, f fetched, job *fillJob) error {
+// fill stores the job's tree: every manifest of an index (all platforms,
+// not only the one a client asked for) and every blob they reference, then
+// the tags that still wait for this content. Referrers are not pulled
+// through; import them.
+func (s *Service) fill(ctx context.Context, t cacheTarget, job *fillJob) error {
+	f := job.root
 	src := cacheSource{s: s, t: t, job: job}
 	tr, err := s.walkTree(ctx, src, f.Digest.String(), false)
 	if err != nil {
@@ -489,7 +647,12 @@ func (s *Service) fill(ctx context.Context, t cacheTarget, f fetched, job *fillJ
 		var tags []string
 		if m.Digest == f.Digest {
 			s.cache.mu.Lock()
-			tags = append(tags, job.tags...)
+			for _, tag := range job.tags {
+				// A newer fill may have taken the tag meanwhile.
+				if s.cache.pendingTags[cacheKey(t.registry, t.repo, tag)] == f.Digest {
+					tags = append(tags, tag)
+				}
+			}
 			s.cache.mu.Unlock()
 		}
 		if _, err := s.st.PutManifest(ctx, t.registry, t.repo, store.PutManifestRequest{
@@ -642,7 +805,8 @@ func (s *Service) OpenBlob(ctx context.Context, registry, repo string, d digest.
 
 // FetchManifest implements registry.Fallback for callers that only know
 // that interface: it makes the manifest present in the store, waiting for
-// its fill.
+// the current attempt of its fill (a fill waiting for a retry answers its
+// last error at once).
 func (s *Service) FetchManifest(ctx context.Context, registry, repo, ref string) error {
 	m, ok, err := s.LookupManifest(ctx, registry, repo, ref)
 	if !ok {
@@ -653,13 +817,19 @@ func (s *Service) FetchManifest(ctx context.Context, registry, repo, ref string)
 	}
 	s.cache.mu.Lock()
 	job := s.cache.fills[cacheKey(registry, repo, m.Digest.String())]
+	var attempted chan struct{}
+	if job != nil {
+		attempted = job.attempted
+	}
 	s.cache.mu.Unlock()
 	if job == nil {
 		return nil
 	}
 	select {
-	case <-job.done:
-		return job.err
+	case <-attempted:
+		s.cache.mu.Lock()
+		defer s.cache.mu.Unlock()
+		return job.lastErr
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -681,8 +851,8 @@ func (s *Service) FetchBlob(ctx context.Context, registry, repo string, d digest
 	return notFound(store.ErrBlobUnknown, fl.err)
 }
 
-// WaitFills waits until no cache fill or blob fetch is in flight, or ctx
-// ends.
+// WaitFills waits until no cache fill (running or waiting for a retry) or
+// blob fetch is in flight, or ctx ends.
 func (s *Service) WaitFills(ctx context.Context) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()

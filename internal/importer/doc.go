@@ -86,11 +86,32 @@
 //     only after the store has verified the digest, so a bad upstream
 //     answer reaches clients as a broken transfer, never as content.
 //
+// Fills are durable. Each is recorded in the database (cache_fills,
+// migration 051: the root manifest's media type and body, so that a
+// restart needs no upstream to know what to fetch; the tags to point at it;
+// the rule; attempts, next attempt time, last error) when its first attempt
+// begins, and deleted when it completes. An attempt that fails for a reason
+// that may pass (the upstream unreachable, 5xx, 429, a timeout, the server
+// stopping) is retried without any client pull after a backoff
+// (WithFillRetry: 30 seconds, doubling up to an hour, at least the
+// upstream's Retry-After), for at most 10 attempts; a permanent failure
+// (the upstream answers 404 for a manifest or blob of the tree, the rule or
+// the registry is gone, a limit is exceeded, the egress policy refuses the
+// source) drops the fill with a warning. [Service.Start] resumes the
+// recorded fills (of a server stopped, killed, or waiting for a retry) at
+// their next attempt time; retries and resumed fills run at most four at a
+// time. Meanwhile the fill's manifests are served from memory, pulls of the
+// same content join it, and a tag waiting for it is served its manifest
+// within the TTL, then revalidated like a cached copy (a tag that moved
+// upstream goes to the new content). Deleting the rule or the registry
+// deletes its fills' records.
+//
 // Manifest fetches and tag revalidations are deduplicated the same way.
 // Pushes into covered repositories are refused ([Service.CheckPush],
 // DENIED), and so are imports. Referrers are not pulled through; import
 // them. Deleting a rule keeps what it cached.
 //
 // Background work (fills, blob flights) runs under the context given to
-// [Service.Start] and stops with it; [Service.Wait] waits for it.
+// [Service.Start] and stops with it (a fill cut short so is recorded for
+// the next start, the attempt not counted); [Service.Wait] waits for it.
 package importer

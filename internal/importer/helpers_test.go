@@ -52,6 +52,10 @@ type env struct {
 	admin auth.Identity
 	logs  *testenv.Buffer
 	clock *clock
+	// opts are the importer's options, stop ends its context and waits for
+	// it (restart).
+	opts []Option
+	stop func()
 }
 
 func newEnv(t testing.TB, opts ...Option) *env {
@@ -62,19 +66,43 @@ func newEnv(t testing.TB, opts ...Option) *env {
 	admin := sk.Admin(t, "admin-password")
 	c := &clock{}
 	opts = append([]Option{WithLogger(log), WithClock(c.now), WithSpoolDir(sk.Dir)}, opts...)
-	im := New(sk.DB, sk.Store, sk.Vault, sk.Auth, opts...)
-	sctx, cancel := context.WithCancel(context.Background())
-	if err := im.Start(sctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		im.Wait()
+	e := &env{sk: sk, dir: sk.Dir, db: sk.DB, st: sk.Store, au: sk.Auth, vlt: sk.Vault, logs: logs, clock: c, admin: admin, opts: opts}
+	t.Cleanup(func() { // after the importer stops (cleanups run last first)
 		if t.Failed() {
 			t.Logf("server log:\n%s", logs.String())
 		}
 	})
-	return &env{sk: sk, dir: sk.Dir, db: sk.DB, st: sk.Store, au: sk.Auth, vlt: sk.Vault, im: im, logs: logs, clock: c, admin: admin}
+	e.start(t)
+	return e
+}
+
+// start creates and starts the importer over the env's database and store.
+func (e *env) start(t testing.TB) {
+	t.Helper()
+	im := New(e.sk.DB, e.sk.Store, e.sk.Vault, e.sk.Auth, e.opts...)
+	sctx, cancel := context.WithCancel(context.Background())
+	if err := im.Start(sctx); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	var once sync.Once
+	e.im = im
+	e.stop = func() {
+		once.Do(func() {
+			cancel()
+			im.Wait()
+		})
+	}
+	t.Cleanup(e.stop)
+}
+
+// restart stops the importer as a server shutdown does (its context ends,
+// background work stops) and starts a new one over the same database and
+// store. Registries served before keep the old importer as their fallback.
+func (e *env) restart(t testing.TB) {
+	t.Helper()
+	e.stop()
+	e.start(t)
 }
 
 // registry creates a registry served on 127.0.0.1 (with the importer's

@@ -52,11 +52,14 @@ type Service struct {
 	maxManifest  int64
 	spoolDir     string
 	fillTimeout  time.Duration
-	insecure     map[string]remote.Host
-	egress       *egress.Policy
-	remote       *remote.Client
-	policies     policies
-	metrics      Metrics
+	// fillRetry is the wait after a cache fill's first failed attempt
+	// (WithFillRetry).
+	fillRetry time.Duration
+	insecure  map[string]remote.Host
+	egress    *egress.Policy
+	remote    *remote.Client
+	policies  policies
+	metrics   Metrics
 
 	rulesMu sync.Mutex
 	rules   atomic.Pointer[ruleSnapshot]
@@ -65,6 +68,9 @@ type Service struct {
 	creds   map[string]resolvedCreds // registry/credential-set -> values
 
 	cache cacheState
+	// fillSlots bounds the fill attempts that run in the background
+	// (retries, resumed fills).
+	fillSlots chan struct{}
 
 	jobs    chan func(context.Context)
 	stopped chan struct{}
@@ -105,6 +111,14 @@ func WithSpoolDir(dir string) Option { return func(s *Service) { s.spoolDir = di
 
 // WithFillTimeout bounds a background cache fill (default 1 hour).
 func WithFillTimeout(d time.Duration) Option { return func(s *Service) { s.fillTimeout = d } }
+
+// WithFillRetry sets the wait before the second attempt of a cache fill
+// that failed for a reason that may pass (an upstream outage, 5xx, 429, a
+// timeout, a restart); it doubles with each further attempt up to 120 times
+// d (and is at least the upstream's Retry-After within that bound). The
+// default, also for d <= 0, is DefaultFillRetry: 30 seconds, so at most an
+// hour. Tests use milliseconds.
+func WithFillRetry(d time.Duration) Option { return func(s *Service) { s.fillRetry = d } }
 
 // WithInsecureRegistries lets imports and cache rules reach these login
 // servers (host:port) over plain HTTP. Loopback hosts always may.
@@ -169,10 +183,12 @@ func New(d *db.DB, st *store.Store, secrets Secrets, access Access, opts ...Opti
 		maxManifest:  store.DefaultMaxManifestSize,
 		spoolDir:     os.TempDir(),
 		fillTimeout:  time.Hour,
+		fillRetry:    DefaultFillRetry,
 		insecure:     map[string]remote.Host{},
 		policies:     policies{imports: remote.ImportPolicy, fill: remote.FillPolicy, revalidate: remote.RevalidatePolicy},
 		creds:        map[string]resolvedCreds{},
 		cache:        newCacheState(),
+		fillSlots:    make(chan struct{}, backgroundFills),
 		jobs:         make(chan func(context.Context)),
 		stopped:      make(chan struct{}),
 		metrics:      noMetrics{},
@@ -201,8 +217,9 @@ func New(d *db.DB, st *store.Store, secrets Secrets, access Access, opts ...Opti
 
 var errNotStarted = errors.New("importer not started")
 
-// Start loads the cache rules and runs background cache fills until ctx
-// ends; Wait then waits for them to stop.
+// Start loads the cache rules, resumes the cache fills a previous run left
+// unfinished, and runs background cache fills until ctx ends; Wait then
+// waits for them to stop.
 func (s *Service) Start(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("importer already started")
@@ -211,6 +228,10 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("creating spool directory: %w", err)
 	}
 	if _, err := s.loadRules(ctx); err != nil {
+		return err
+	}
+	fills, err := s.loadFills(ctx)
+	if err != nil {
 		return err
 	}
 	go func() {
@@ -228,6 +249,7 @@ func (s *Service) Start(ctx context.Context) error {
 			}
 		}
 	}()
+	s.resumeFills(ctx, fills)
 	return nil
 }
 
