@@ -2,8 +2,9 @@
 # Runs every gantry test on this machine: installs what the tests need
 # (Debian packages, pinned client tools), starts a private Docker Engine and
 # Podman's Docker-compatible service if they are not running, runs vet, the Go
-# tests (unit and integration, which must not skip here) and the OCI conformance
-# suite against a real `gantry server`, then stops what it started.
+# tests (unit and integration, which must not skip here), the OCI conformance
+# suite against a real `gantry server` and a 2-minute soak, then stops what it
+# started.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -51,4 +52,8 @@ echo "== go test (podman): internal/docker internal/engine" >&2
 DOCKER_HOST="$GANTRY_PODMAN_HOST" go test -count=1 -p 1 -parallel 1 -timeout 30m "$@" ./internal/docker/... ./internal/engine/...
 echo "== OCI conformance against gantry server" >&2
 scripts/conformance-server.sh
+# Two minutes of mixed traffic and abuse with a kill -9 in the middle; fails
+# on anything lost, 5xx, or RSS/WAL/disk beyond their bounds (scripts/soak.sh).
+echo "== soak (2 minutes)" >&2
+scripts/soak.sh --minutes 2
 echo "== all tests passed" >&2

@@ -10,6 +10,10 @@
 // flag --serve ADDR serves an in-process gantry registry (no access control,
 // temporary data) until interrupted, so the benchmark can run before a
 // gantry server is started; --cpuprofile profiles that process.
+//
+// gantry-bench soak (scripts/soak.sh) is the soak test instead: a real
+// gantry server under mixed traffic and abuse, killed and restarted, then
+// checked; see runSoak.
 package main
 
 import (
@@ -61,6 +65,9 @@ func main() {
 }
 
 func mainErr(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) > 0 && args[0] == "soak" {
+		return runSoak(ctx, args[1:], out)
+	}
 	var cfg config
 	fs := flag.NewFlagSet("gantry-bench", flag.ContinueOnError)
 	fs.StringVar(&cfg.gantry, "gantry", "", "base URL of the gantry registry to measure (http://host:port); empty: an in-process registry")

@@ -83,6 +83,10 @@ var categoryCodes = map[error]struct {
 // before what the error is about (a throttled login is 429, not 401).
 var accessFirst = []error{errdefs.ErrTooManyRequests, errdefs.ErrUnauthenticated, errdefs.ErrDenied, errdefs.ErrUnavailable}
 
+// statusClientClosed is the status logged for a request whose client went
+// away before the answer (nginx's 499).
+const statusClientClosed = 499
+
 // classify returns the status and code for err (500 for anything unknown).
 func classify(err error) (int, string) {
 	for _, cat := range accessFirst {
@@ -121,6 +125,12 @@ type errorEntry struct {
 func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error, challenge func() string) {
 	status, code := classify(err)
 	msg := err.Error()
+	if r.Context().Err() != nil && errors.Is(err, r.Context().Err()) {
+		// The client went away (or timed out) while the request ran: no one
+		// reads the answer, and it is not the server's failure. 499, as
+		// proxies log it.
+		status, code = statusClientClosed, "UNKNOWN"
+	}
 	if status >= 500 {
 		h.log.ErrorContext(r.Context(), "request failed", "registry", h.name, "method", r.Method, "path", r.URL.Path, "err", err)
 		msg = http.StatusText(status)
