@@ -34,6 +34,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gantryhq/gantry/internal/wait"
+
 	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/client"
 	"github.com/gantryhq/gantry/internal/config"
@@ -626,7 +628,7 @@ func (d *demo) wait(ctx context.Context, reg, id string) (*api.Run, error) {
 		if r.Status != "Queued" && r.Status != "Running" {
 			return r, nil
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := wait.For(ctx, 100*time.Millisecond); err != nil {
 			return nil, fmt.Errorf("waiting for run %s: %w", id, err)
 		}
 	}
@@ -655,7 +657,7 @@ func (d *demo) waitRun(ctx context.Context, reg, task, trigger string, since tim
 			}
 			return &r, nil
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := wait.For(ctx, 100*time.Millisecond); err != nil {
 			return nil, fmt.Errorf("waiting for a %s run of %s: %w", trigger, task, err)
 		}
 	}
@@ -712,7 +714,7 @@ func (d *demo) expectSite(ctx context.Context, color string, since time.Time, la
 			return nil
 		}
 		last, lastErr = c, err
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := wait.For(ctx, 100*time.Millisecond); err != nil {
 			return fmt.Errorf("site %s did not turn %s (last seen %q, %v): %w", d.site, color, last, lastErr, err)
 		}
 	}
@@ -910,17 +912,6 @@ func git(ctx context.Context, dir string, args ...string) error {
 }
 
 // ---- small helpers ----
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 func short(d string) string {
 	if len(d) > 19 {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gantryhq/gantry/internal/wait"
+
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/plan"
 	"github.com/gantryhq/gantry/internal/remote"
@@ -143,7 +145,7 @@ func New(d *docker.Client, opts ...Option) *Engine {
 		d:       d,
 		log:     slog.New(slog.DiscardHandler),
 		now:     time.Now,
-		wait:    sleep,
+		wait:    wait.For,
 		cliRepo: DefaultCLIImage,
 		azRepo:  DefaultAzImage,
 		aliases: map[string]string{},

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/gantryhq/gantry/internal/wait"
+
 	"github.com/opencontainers/go-digest"
 
 	"github.com/gantryhq/gantry/internal/errdefs"
@@ -268,14 +270,8 @@ func (s *Service) dropRecord(ctx context.Context, r fillRecord, why error) {
 // of the background slots (release with releaseSlot), or returns ctx's
 // error.
 func (s *Service) awaitAttempt(ctx context.Context, job *fillJob) error {
-	if d := job.next.Sub(s.now()); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
+	if err := wait.For(ctx, job.next.Sub(s.now())); err != nil {
+		return err
 	}
 	select {
 	case s.fillSlots <- struct{}{}:

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gantryhq/gantry/internal/wait"
+
 	"github.com/gantryhq/gantry/internal/egress"
 	"github.com/gantryhq/gantry/internal/oci"
 )
@@ -291,7 +293,7 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 					req.URL.Host, w.Round(time.Second), ErrRateLimited)
 			}
 			t.c.log.InfoContext(ctx, "waiting for the registry's rate limit to reset", "host", req.URL.Host, "wait", w.Round(time.Millisecond))
-			if err := sleep(ctx, w); err != nil {
+			if err := wait.For(ctx, w); err != nil {
 				return nil, err
 			}
 		}
@@ -322,7 +324,7 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			d := p.backoff(attempt)
 			t.c.log.DebugContext(ctx, "request to registry failed; retrying", "host", req.URL.Host, "err", err, "wait", d)
-			if err := sleep(ctx, d); err != nil {
+			if err := wait.For(ctx, d); err != nil {
 				return nil, err
 			}
 			continue
@@ -333,21 +335,21 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !retryable(resp.StatusCode) || last {
 			return resp, nil
 		}
-		wait := parseRetryAfter(resp.Header.Get("Retry-After"), t.c.now())
-		if wait > p.MaxRetryAfter {
+		delay := parseRetryAfter(resp.Header.Get("Retry-After"), t.c.now())
+		if delay > p.MaxRetryAfter {
 			return resp, nil
 		}
-		if wait == 0 {
-			wait = p.backoff(attempt)
+		if delay == 0 {
+			delay = p.backoff(attempt)
 		} else {
 			// A little jitter, so clients told the same delay do not come
 			// back in lockstep.
-			wait += p.backoff(0) / 4
+			delay += p.backoff(0) / 4
 		}
 		t.c.log.InfoContext(ctx, "registry asked to retry", "host", req.URL.Host, "status", resp.StatusCode,
-			"path", req.URL.Path, "attempt", attempt+1, "wait", wait.Round(time.Millisecond))
+			"path", req.URL.Path, "attempt", attempt+1, "wait", delay.Round(time.Millisecond))
 		drain(resp)
-		if err := sleep(ctx, wait); err != nil {
+		if err := wait.For(ctx, delay); err != nil {
 			return nil, err
 		}
 	}

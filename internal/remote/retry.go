@@ -1,7 +1,6 @@
 package remote
 
 import (
-	"context"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -54,21 +53,6 @@ func retryable(status int) bool {
 		return true
 	}
 	return false
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // parseRetryAfter reads a Retry-After header: delay seconds or an HTTP date.
