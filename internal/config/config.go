@@ -154,7 +154,7 @@ type Engine struct {
 type Storage struct {
 	// Durability is "safe" (the default): a push is acknowledged only once
 	// the blob file, its directory entry and the metadata commit are on
-	// stable storage (fsync; SQLite synchronous=FULL); or "fast": a process
+	// stable storage (fsync; commits share fsyncs of SQLite's WAL); or "fast": a process
 	// crash still never leaves a partial blob visible or loses a commit,
 	// but an OS crash or power loss may lose the last seconds of
 	// acknowledged pushes (gantry server --durability).

@@ -61,8 +61,10 @@ type DB struct {
 
 	path string // the database file
 	log  *slog.Logger
-	// durable commits with synchronous=FULL (Durable).
+	// durable commits with synchronous=FULL, and Tx with the group flush
+	// (Durable, flush.go).
 	durable bool
+	flush   *flusher
 	ckpt    checkpointConfig
 
 	stop func()         // ends the checkpointer
@@ -72,10 +74,12 @@ type DB struct {
 // Option configures a DB.
 type Option func(*DB)
 
-// Durable makes every committed write transaction durable against an OS
-// crash or power loss before the commit returns (synchronous=FULL). Without
-// it (WAL with synchronous=NORMAL) a commit survives a process crash but
-// the last ones may be lost with the OS.
+// Durable makes every committed write durable against an OS crash or power
+// loss before the commit returns: single statements on W with
+// synchronous=FULL, transactions (Tx) with a group fsync of the WAL that
+// concurrent transactions share (flush.go). Without it (WAL with
+// synchronous=NORMAL) a commit survives a process crash but the last ones
+// may be lost with the OS.
 func Durable(on bool) Option { return func(d *DB) { d.durable = on } }
 
 // WithLogger sets the logger (checkpoint results at debug, failures at
@@ -126,6 +130,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	if err := ensureDir(path); err != nil {
 		return nil, err
 	}
+	d.flush = newFlusher(path)
 	sync := "NORMAL"
 	if d.durable {
 		sync = "FULL"
@@ -212,8 +217,12 @@ func (d *DB) Close() error {
 	return errors.Join(errs...)
 }
 
-// Tx runs fn in a write transaction and commits it if fn returns nil.
+// Tx runs fn in a write transaction and commits it if fn returns nil. With
+// Durable it returns once the commit is on stable storage.
 func (d *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if d.durable {
+		return d.durableTx(ctx, fn)
+	}
 	tx, err := d.W.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", err)

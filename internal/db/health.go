@@ -17,9 +17,13 @@ const readyKey = "ready-check"
 // a restart: it commits a one-row write (the time, in the settings table)
 // through the write pool, and creates and removes a file beside the
 // database, where SQLite creates its -wal and -shm files when it opens it.
-// A read-only file system, a full disk or a locked database fail it.
-// Errors name no path.
+// A read-only file system, a full disk, a locked database or an earlier
+// failed fsync of the WAL (flush.go: durable writes fail until a restart)
+// fail it. Errors name no path.
 func (d *DB) CheckWritable(ctx context.Context) error {
+	if err := d.flush.err(); err != nil {
+		return fmt.Errorf("database: %w", pathless(errors.Unwrap(err)))
+	}
 	if d.path != "" {
 		f, err := os.CreateTemp(filepath.Dir(d.path), ".ready-*")
 		if err != nil {
