@@ -72,9 +72,10 @@ type Service struct {
 	runs     *cache[string, *runRecord]   // credential id -> run credential (nil: unknown)
 	roles    *cache[string, []RoleAssignment]
 	admin    *cache[string, *adminRecord]
-	adminOK  *cache[string, struct{}] // keyed hash of a verified admin password
-	compares atomic.Int64             // secret comparisons made, for tests of timing-safe paths
-	hashes   atomic.Int64             // slow password hashes computed, likewise
+	adminOK  *cache[string, struct{}]  // keyed hash of a verified admin password
+	parsed   *cache[[32]byte, *claims] // sha256 of a verified JWT -> its claims (generation 0)
+	compares atomic.Int64              // secret comparisons made, for tests of timing-safe paths
+	hashes   atomic.Int64              // slow password hashes computed, likewise
 }
 
 // Option configures a Service.
@@ -272,6 +273,7 @@ func New(d *db.DB, keysDir string, opts ...Option) (*Service, error) {
 		roles:      newCache[string, []RoleAssignment](4096),
 		admin:      newCache[string, *adminRecord](1),
 		adminOK:    newCache[string, struct{}](64),
+		parsed:     newCache[[32]byte, *claims](4096),
 		verifying:  make(map[string]chan struct{}),
 	}
 	sum := sha256.Sum256(signKey)

@@ -91,13 +91,14 @@ func registryRoute(r *http.Request) (string, string, bool) {
 }
 
 // control returns the control listener's handler: /healthz and /readyz
-// without authentication, /metrics for the admin, everything else to the
-// control API; all of it wrapped.
+// without authentication, /metrics and the Go profiles (/debug/pprof/) for
+// the admin, everything else to the control API; all of it wrapped.
 func (o *ops) control(api http.Handler, au *auth.Service, d *db.DB, st *store.Store, dc *docker.Client, dataDir string, certs *certSource) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", telemetry.Live())
 	mux.Handle("GET /readyz", telemetry.Ready(o.checks(d, st, dc, dataDir, certs)...))
 	mux.Handle("GET /metrics", o.metrics.AuthorizedHandler(metricsAuthorizer(au)))
+	mux.Handle("GET /debug/pprof/", telemetry.Authorized(metricsAuthorizer(au), telemetry.Profiles()))
 	mux.Handle("/", api)
 	return o.wrap("", mux)
 }

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -98,12 +99,19 @@ func TestMetricsMoveWithRequests(t *testing.T) {
 			t.Fatalf("pulling the blob: %s", r)
 		}
 	}
+	get := map[string]string{"registry": "obs", "route": "/v2/{name}/blobs/{digest}", "method": "GET", "code": "200"}
+	// A request is observed once its handler has returned, which may be
+	// just after the client read the last byte: scrape until the last pull
+	// shows (or the wait ends, and the checks below say what is missing).
 	after := scrapeMetrics(t, srv)
+	for i := 0; i < 100 && metricValue(after, "gantry_http_request_duration_seconds", get)-metricValue(before, "gantry_http_request_duration_seconds", get) < pulls; i++ {
+		time.Sleep(20 * time.Millisecond)
+		after = scrapeMetrics(t, srv)
+	}
 
 	delta := func(name string, labels map[string]string) float64 {
 		return metricValue(after, name, labels) - metricValue(before, name, labels)
 	}
-	get := map[string]string{"registry": "obs", "route": "/v2/{name}/blobs/{digest}", "method": "GET", "code": "200"}
 	if n := delta("gantry_http_request_duration_seconds", get); n != pulls {
 		t.Errorf("blob GET count moved by %v, want %d", n, pulls)
 	}
@@ -143,6 +151,20 @@ func TestMetricsMoveWithRequests(t *testing.T) {
 	req.SetBasicAuth("obs/puller", tokenPass)
 	if r := do(t, httpFrom(freshSource()), req); r.status != http.StatusForbidden {
 		t.Errorf("/metrics as a token: %s, want 403", r)
+	}
+	// The Go profiles: the admin's, like the metrics.
+	if r := do(t, httpFrom(freshSource()), newRequest(t, "GET", srv.url("/debug/pprof/cmdline"), nil)); r.status != http.StatusUnauthorized {
+		t.Errorf("/debug/pprof/cmdline without credentials: %s, want 401", r)
+	}
+	req = newRequest(t, "GET", srv.url("/debug/pprof/cmdline"), nil)
+	req.SetBasicAuth("obs/puller", tokenPass)
+	if r := do(t, httpFrom(freshSource()), req); r.status != http.StatusForbidden {
+		t.Errorf("/debug/pprof/cmdline as a token: %s, want 403", r)
+	}
+	req = newRequest(t, "GET", srv.url("/debug/pprof/goroutine?debug=1"), nil)
+	req.SetBasicAuth("admin", srv.adminPassword)
+	if r := do(t, httpFrom(freshSource()), req); r.status != http.StatusOK || !strings.Contains(string(r.body), "goroutine profile") {
+		t.Errorf("/debug/pprof/goroutine as the admin: %s", r)
 	}
 	req = newRequest(t, "GET", srv.url("/metrics"), nil)
 	req.SetBasicAuth("admin", "wrong-"+testenv.RandomHex(4))

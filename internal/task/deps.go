@@ -2,6 +2,7 @@ package task
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -57,12 +58,11 @@ func (s *Service) Dependents(ctx context.Context, hosts []string, repository, ta
 		args = append(args, h)
 	}
 	args = append(args, repository, tag)
-	q := `SELECT ` + prefixColumns("t.", taskColumns) + `,
-		b.image, b.registry, b.repository, b.tag, b.digest, b.runtime, b.run_id, b.updated_at
-		FROM task_base_images b JOIN tasks t ON t.id = b.task_id
-		WHERE b.registry IN (?` + strings.Repeat(", ?", len(hosts)-1) + `) AND b.repository = ? AND b.tag = ?
-		ORDER BY t.registry, t.name, b.image`
-	rows, err := s.db.R.QueryContext(ctx, q, args...)
+	st, err := s.dependentsStmt(ctx, len(hosts))
+	if err != nil {
+		return nil, fmt.Errorf("finding tasks tracking %s:%s: %w", repository, tag, err)
+	}
+	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return nil, fmt.Errorf("finding tasks tracking %s:%s: %w", repository, tag, err)
 	}
@@ -83,6 +83,28 @@ func (s *Service) Dependents(ctx context.Context, hosts []string, repository, ta
 		out = append(out, d)
 	}
 	return out, rows.Err()
+}
+
+// dependentsStmt returns the Dependents query for n login-server
+// spellings, prepared once on the read pool.
+func (s *Service) dependentsStmt(ctx context.Context, n int) (*sql.Stmt, error) {
+	if st, ok := s.dependents.Load(n); ok {
+		return st.(*sql.Stmt), nil
+	}
+	q := `SELECT ` + prefixColumns("t.", taskColumns) + `,
+		b.image, b.registry, b.repository, b.tag, b.digest, b.runtime, b.run_id, b.updated_at
+		FROM task_base_images b JOIN tasks t ON t.id = b.task_id
+		WHERE b.registry IN (?` + strings.Repeat(", ?", n-1) + `) AND b.repository = ? AND b.tag = ?
+		ORDER BY t.registry, t.name, b.image`
+	st, err := s.db.R.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.dependents.LoadOrStore(n, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
 }
 
 // scanFunc adapts a function to scanTask's scanner.

@@ -86,6 +86,11 @@ type Service struct {
 	logs *logBook
 	pool *worker.Pool
 
+	// dependents holds the prepared Dependents queries, by the number of
+	// login-server spellings (*sql.Stmt): every tag push asks, and
+	// compiling the query cost as much as running it.
+	dependents sync.Map
+
 	mu      sync.Mutex
 	subs    []func(Change)
 	runSubs []func(Run)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -147,13 +148,18 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 // AuthorizedHandler serves the metrics to requests authorize accepts (on
-// the control listener: the admin). An error wrapping
+// the control listener: the admin); see Authorized.
+func (m *Metrics) AuthorizedHandler(authorize func(r *http.Request) error) http.Handler {
+	return Authorized(authorize, m.Handler())
+}
+
+// Authorized serves h to requests authorize accepts: the operator's
+// endpoints on the control listener (metrics, profiles). An error wrapping
 // errdefs.ErrTooManyRequests answers 429, errdefs.ErrUnauthenticated 401,
 // errdefs.ErrDenied 403, anything else 500. The 401 challenge is not Basic,
 // like the control API's, so a browser never prompts for (and keeps) the
 // admin password.
-func (m *Metrics) AuthorizedHandler(authorize func(r *http.Request) error) http.Handler {
-	h := m.Handler()
+func Authorized(authorize func(r *http.Request) error, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := authorize(r); err != nil {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -165,7 +171,7 @@ func (m *Metrics) AuthorizedHandler(authorize func(r *http.Request) error) http.
 				w.Header().Set("WWW-Authenticate", `Gantry realm="gantry"`)
 				http.Error(w, "authentication required", http.StatusUnauthorized)
 			case errors.Is(err, errdefs.ErrDenied):
-				http.Error(w, "the metrics are the admin's", http.StatusForbidden)
+				http.Error(w, "only the admin may read this", http.StatusForbidden)
 			default:
 				http.Error(w, "authorization failed", http.StatusInternalServerError)
 			}
@@ -173,6 +179,19 @@ func (m *Metrics) AuthorizedHandler(authorize func(r *http.Request) error) http.
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// Profiles serves the Go runtime's profiles (net/http/pprof) under
+// /debug/pprof/: CPU, heap, goroutines, blocking, for an operator
+// diagnosing a slow or growing server. Wrap it in Authorized.
+func Profiles() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // observeRequest records one HTTP request.
