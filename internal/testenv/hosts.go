@@ -24,6 +24,7 @@ func Hosts(t testing.TB, names ...string) {
 			t.Fatalf("testenv.Hosts: %q is not a *.gantry.test name", n)
 		}
 	}
+	lockNames(t)
 	tag := "# gantry-test " + RandomHex(8)
 	var add strings.Builder
 	for _, n := range names {
@@ -50,6 +51,32 @@ func Hosts(t testing.TB, names ...string) {
 		}); err != nil {
 			t.Errorf("removing the test's names from %s: %v", HostsFile, err)
 		}
+	})
+}
+
+// namesLock is the file whose flock serialises the tests that map names
+// (Hosts) and make the engine trust a CA (DockerTrust), across the test
+// binaries `go test ./...` runs at once: two such tests at the same time
+// once made the engine's BuildKit reject a registry's certificate in the
+// TLS walkthrough, and rewriting /etc/hosts while a resolver reads it can
+// show the resolver a torn file.
+const namesLock = "/tmp/gantry-test-names.lock"
+
+// lockNames holds namesLock until t ends (its cleanup runs after the
+// cleanups registered later, which undo the test's names).
+func lockNames(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(namesLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("testenv: locking %s: %v", namesLock, err)
+	}
+	t.Cleanup(func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
 	})
 }
 
