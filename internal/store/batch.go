@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"sync"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // batcher implements group commit: concurrent writers queue their
@@ -22,7 +24,7 @@ type batcher struct {
 type batchOp struct {
 	ctx      context.Context
 	fn       func(ctx context.Context, tx *sql.Tx) error
-	onCommit func()
+	onCommit func(*effects)
 	err      error
 	wake     chan bool // true: done; false: lead the next batch
 }
@@ -35,8 +37,10 @@ const maxBatch = 64
 // fn alone. fn must use the context it is given: it outlives the caller's
 // cancellation, because interrupting a statement would roll back the whole
 // shared transaction. onCommit (if not nil) runs after a successful commit,
-// before the next batch starts: onCommit calls follow commit order.
-func (s *Store) batchTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error, onCommit func()) error {
+// before the next batch starts, and records fn's effects: the cache writes
+// and tag events of the batch are applied together, in commit order, then
+// the events are emitted (effects).
+func (s *Store) batchTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error, onCommit func(*effects)) error {
 	b := &s.batch
 	op := &batchOp{ctx: context.WithoutCancel(ctx), fn: fn, onCommit: onCommit, wake: make(chan bool, 1)}
 	b.mu.Lock()
@@ -90,7 +94,12 @@ func containsOp(ops []*batchOp, op *batchOp) bool {
 // own (which is not waiting).
 func (s *Store) runBatch(ops []*batchOp) {
 	ctx := ops[0].ctx
+	var gen uint64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		// Read under the write lock: a writer that commits after this
+		// moves the generation before or after the batch's cache writes,
+		// and either way they cannot leave a stale entry (cache.apply).
+		gen = s.cache.generation()
 		for i, op := range ops {
 			sp := fmt.Sprintf("op%d", i)
 			if _, err := tx.ExecContext(op.ctx, "SAVEPOINT "+sp); err != nil {
@@ -108,13 +117,18 @@ func (s *Store) runBatch(ops []*batchOp) {
 		}
 		return nil
 	})
+	var eff effects
 	for _, op := range ops {
 		if err != nil && op.err == nil {
 			op.err = err
 		}
 		if op.err == nil && op.onCommit != nil {
-			op.onCommit()
+			op.onCommit(&eff)
 		}
+	}
+	if err == nil {
+		s.cache.apply(gen, &eff)
+		s.emit(eff.events)
 	}
 	for _, op := range ops {
 		select {
@@ -122,4 +136,24 @@ func (s *Store) runBatch(ops []*batchOp) {
 		default:
 		}
 	}
+}
+
+// effects are what the operations of a committed batch change besides the
+// database: the cache entries they wrote (in commit order) and the tag
+// events to announce once the cache shows them.
+type effects struct {
+	manifests []repoManifest
+	tags      []repoTags
+	events    []TagEvent
+}
+
+type repoManifest struct {
+	repo int64
+	m    *Manifest
+}
+
+type repoTags struct {
+	repo int64
+	tags []string
+	d    digest.Digest
 }

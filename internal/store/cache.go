@@ -105,21 +105,6 @@ func (c *cache) fillTag(repo int64, tag string, d digest.Digest, gen uint64) {
 	c.tags[tagKey{repo, tag}] = d
 }
 
-// writeTags records tags pointed at d by a committed transaction that
-// started at generation gen.
-func (c *cache) writeTags(repo int64, tags []string, d digest.Digest, gen uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, t := range tags {
-		if gen == c.gen {
-			c.tags[tagKey{repo, t}] = d
-		} else {
-			delete(c.tags, tagKey{repo, t})
-		}
-	}
-	c.gen++
-}
-
 // dropTags forgets tags removed by a committed transaction.
 func (c *cache) dropTags(repo int64, tags []string) {
 	c.mu.Lock()
@@ -137,24 +122,26 @@ func (c *cache) manifest(repo int64, d digest.Digest) (*Manifest, bool) {
 	return m, ok
 }
 
-// putManifest caches m, read (fromWrite false) or written by a committed
-// transaction (fromWrite true) that started at generation gen.
-func (c *cache) putManifest(repo int64, m *Manifest, gen uint64, fromWrite bool) {
-	size := int64(len(m.Body))
+// fillManifest caches m, read from the database by a reader that noted
+// generation gen before its read: unless a writer moved the generation
+// since, m is current.
+func (c *cache) fillManifest(repo int64, m *Manifest, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	k := manifestKey{repo, m.Digest}
-	if fromWrite {
-		defer func() { c.gen++ }()
+	if gen == c.gen {
+		c.storeManifest(repo, m)
 	}
-	if gen != c.gen || c.maxBytes <= 0 || size > c.maxBytes/8 {
-		if fromWrite {
-			c.deleteManifest(k)
-		}
+}
+
+// storeManifest caches m, evicting arbitrary entries (map order is random)
+// until it fits. c.mu is held.
+func (c *cache) storeManifest(repo int64, m *Manifest) {
+	size := int64(len(m.Body))
+	k := manifestKey{repo, m.Digest}
+	c.deleteManifest(k)
+	if c.maxBytes <= 0 || size > c.maxBytes/8 {
 		return
 	}
-	c.deleteManifest(k)
-	// Evict arbitrary entries (map order is random) until the new one fits.
 	for k2 := range c.manifests {
 		if c.bytes+size <= c.maxBytes {
 			break
@@ -163,6 +150,42 @@ func (c *cache) putManifest(repo int64, m *Manifest, gen uint64, fromWrite bool)
 	}
 	c.manifests[k] = m
 	c.bytes += size
+}
+
+// apply records the cache writes of a committed batch whose transaction
+// read generation gen under the write lock, and moves the generation (so
+// that no reader fills a value it read before the commit). If another
+// writer moved the generation since gen, its changes and the batch's may
+// be in either order here, so the batch's entries are dropped instead:
+// never a stale entry, at worst a miss. Within the batch, later writes of
+// a key win, as in the database.
+func (c *cache) apply(gen uint64, eff *effects) {
+	if len(eff.manifests) == 0 && len(eff.tags) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	current := gen == c.gen
+	c.gen++
+	for _, w := range eff.manifests {
+		if current {
+			c.storeManifest(w.repo, w.m)
+		} else {
+			c.deleteManifest(manifestKey{w.repo, w.m.Digest})
+		}
+	}
+	if current && len(c.tags) >= maxCachedKeys {
+		c.tags = map[tagKey]digest.Digest{}
+	}
+	for _, w := range eff.tags {
+		for _, t := range w.tags {
+			if current {
+				c.tags[tagKey{w.repo, t}] = w.d
+			} else {
+				delete(c.tags, tagKey{w.repo, t})
+			}
+		}
+	}
 }
 
 func (c *cache) deleteManifest(k manifestKey) {

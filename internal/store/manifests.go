@@ -111,7 +111,6 @@ func (s *Store) PutManifest(ctx context.Context, registry, repo string, req PutM
 	}
 	var repoID int64
 	var evs []TagEvent
-	gen := s.cache.generation()
 	err = s.batchTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		repoID, evs = 0, nil
 		var err error
@@ -151,13 +150,13 @@ func (s *Store) PutManifest(ctx context.Context, registry, repo string, req PutM
 			}
 		}
 		return nil
-	}, func() {
+	}, func(eff *effects) {
 		cached := out
-		s.cache.putManifest(repoID, &cached, gen, true)
+		eff.manifests = append(eff.manifests, repoManifest{repoID, &cached})
 		if len(tags) > 0 {
-			s.cache.writeTags(repoID, tags, d, gen)
+			eff.tags = append(eff.tags, repoTags{repoID, tags, d})
 		}
-		s.emit(evs)
+		eff.events = append(eff.events, evs...)
 	})
 	if err != nil {
 		return Manifest{}, err
@@ -254,7 +253,7 @@ func (s *Store) GetManifest(ctx context.Context, registry, repo, reference strin
 	}
 	m.Subject, m.CreatedAt = digest.Digest(subject), parseTime(created)
 	cached := m
-	s.cache.putManifest(id, &cached, gen, false)
+	s.cache.fillManifest(id, &cached, gen)
 	return m, nil
 }
 

@@ -148,7 +148,6 @@ func (s *Store) TagManifest(ctx context.Context, registry, repo, tag string, d d
 	}
 	var ev *TagEvent
 	var repoID int64
-	gen := s.cache.generation()
 	return s.batchTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		ev = nil
 		if err := s.in(tx).QueryRowContext(ctx, `SELECT id FROM repositories WHERE registry = ? AND name = ?`, registry, repo).Scan(&repoID); err != nil {
@@ -167,10 +166,10 @@ func (s *Store) TagManifest(ctx context.Context, registry, repo, tag string, d d
 		var err error
 		ev, err = s.setTag(ctx, tx, registry, repo, repoID, tag, d, by, s.now())
 		return err
-	}, func() {
+	}, func(eff *effects) {
 		if ev != nil {
-			s.cache.writeTags(repoID, []string{tag}, d, gen)
-			s.emit([]TagEvent{*ev})
+			eff.tags = append(eff.tags, repoTags{repoID, []string{tag}, d})
+			eff.events = append(eff.events, *ev)
 		}
 	})
 }
