@@ -224,6 +224,14 @@ func (s *Service) Start(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("importer already started")
 	}
+	running := false
+	defer func() {
+		if !running {
+			// Not started after all: spawn refuses work and Wait returns,
+			// instead of both waiting for a loop that never ran.
+			s.started.Store(false)
+		}
+	}()
 	if err := os.MkdirAll(s.spoolDir, 0o700); err != nil {
 		return fmt.Errorf("creating spool directory: %w", err)
 	}
@@ -234,6 +242,7 @@ func (s *Service) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	running = true
 	go func() {
 		defer close(s.stopped)
 		for {
