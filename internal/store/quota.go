@@ -51,9 +51,9 @@ func (s *Store) admitUpload(ctx context.Context, registry string) error {
 	if err != nil || q == 0 {
 		return err
 	}
-	var used int64
-	if err := s.lst().QueryRowContext(ctx, sizeQuery, registry).Scan(&used); err != nil {
-		return fmt.Errorf("reading the usage of registry %q: %w", registry, err)
+	used, err := usedBytes(ctx, s.lst(), registry)
+	if err != nil {
+		return err
 	}
 	if used >= q {
 		return &QuotaError{Registry: registry, Usage: used, Quota: q}
@@ -73,14 +73,23 @@ func (s *Store) checkQuotaTx(ctx context.Context, tx *sql.Tx, registry string, d
 	if held, err := holds(ctx, s.in(tx), registry, d, manifest); err != nil || held {
 		return err
 	}
-	var used int64
-	if err := s.in(tx).QueryRowContext(ctx, sizeQuery, registry).Scan(&used); err != nil {
-		return fmt.Errorf("reading the usage of registry %q: %w", registry, err)
+	used, err := usedBytes(ctx, s.in(tx), registry)
+	if err != nil {
+		return err
 	}
 	if used+size > q {
 		return &QuotaError{Registry: registry, Usage: used, Quota: q, Adding: size}
 	}
 	return nil
+}
+
+// usedBytes reads registry's Usage.Size, the number its quota limits.
+func usedBytes(ctx context.Context, q queryer, registry string) (int64, error) {
+	var used int64
+	if err := q.QueryRowContext(ctx, sizeQuery, registry).Scan(&used); err != nil {
+		return 0, fmt.Errorf("reading the usage of registry %q: %w", registry, err)
+	}
+	return used, nil
 }
 
 // holds reports whether registry already holds blob (or, with manifest,
@@ -118,9 +127,9 @@ func (s *Store) limitQuota(ctx context.Context, registry string, d digest.Digest
 			return r, err
 		}
 	}
-	var used int64
-	if err := s.lst().QueryRowContext(ctx, sizeQuery, registry).Scan(&used); err != nil {
-		return nil, fmt.Errorf("reading the usage of registry %q: %w", registry, err)
+	used, err := usedBytes(ctx, s.lst(), registry)
+	if err != nil {
+		return nil, err
 	}
 	qe := &QuotaError{Registry: registry, Usage: used, Quota: q, CutOff: true}
 	return &quotaReader{r: r, left: max(q-used-offset, 0), err: qe}, nil

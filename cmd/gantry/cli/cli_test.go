@@ -104,19 +104,7 @@ func pushImage(t *testing.T, registry, repo, tag, layer string) string {
 		return resp
 	}
 	digestOf := func(b []byte) string { s := sha256.Sum256(b); return "sha256:" + hex.EncodeToString(s[:]) }
-	blob := func(b []byte) string {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+registry+"/v2/"+repo+"/blobs/uploads/?digest="+digestOf(b), bytes.NewReader(b))
-		req.SetBasicAuth("admin", "cli-test-admin")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("blob upload: %s", resp.Status)
-		}
-		return digestOf(b)
-	}
+	blob := func(b []byte) string { return uploadBlob(t, registry, repo, b) }
 	cfg := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
 	manifest, _ := json.Marshal(map[string]any{
 		"schemaVersion": 2,
