@@ -84,7 +84,6 @@ func (r *run) dockerPull(ctx context.Context, d *plan.DockerCommand, w io.Writer
 	if err := r.pull(ctx, ref, progress); err != nil {
 		return err
 	}
-	r.scope.markReady(ref)
 	fmt.Fprintln(w, qualified(ref))
 	return nil
 }

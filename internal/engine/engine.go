@@ -80,6 +80,8 @@ type Engine struct {
 	azImage  string // built az image tag, once built by this process
 	azID     string // its image ID
 	helper   bool   // the helper image is known to exist
+
+	leases *leases // which live runs rely on which image tags
 }
 
 // Option configures an Engine.
@@ -149,6 +151,7 @@ func New(d *docker.Client, opts ...Option) *Engine {
 		cliRepo: DefaultCLIImage,
 		azRepo:  DefaultAzImage,
 		aliases: map[string]string{},
+		leases:  newLeases(),
 	}
 	for _, o := range opts {
 		o(e)

@@ -138,7 +138,6 @@ func (r *run) prepareCmd(ctx context.Context, s *plan.Step) error {
 		if err != nil {
 			return engineErr(err)
 		}
-		r.scope.markReady(st.image)
 		return r.pin(ctx, st)
 	}
 	if st.image == taskfile.GantryImage || st.image == taskfile.AzImage {
@@ -185,6 +184,9 @@ func (r *run) ensureImage(ctx context.Context, ref string, out io.Writer) error 
 		// would reach any image on the engine.
 		return errNoSuchImage(ref)
 	}
+	// Under the tag's lease lock: a run ending now either sees this run
+	// relying on the tag and hands it over, or has removed it already.
+	defer r.e.leases.lock(ref)()
 	_, ierr := r.d.InspectImage(ctx, ref)
 	local := ierr == nil
 	if ierr != nil && !errors.Is(ierr, docker.ErrNotFound) {
@@ -192,7 +194,7 @@ func (r *run) ensureImage(ctx context.Context, ref string, out io.Writer) error 
 	}
 	refresh := imageOf(ref).Registry != dockerHub
 	if local && !refresh {
-		r.scope.markReady(ref)
+		r.ready(ref)
 		return nil
 	}
 	if err := r.pullKnown(ctx, ref, local, out); err != nil {
@@ -204,7 +206,7 @@ func (r *run) ensureImage(ctx context.Context, ref string, out io.Writer) error 
 		}
 		return engineErr(err)
 	}
-	r.scope.markReady(ref)
+	r.ready(ref)
 	return nil
 }
 
@@ -212,11 +214,23 @@ func (r *run) ensureImage(ctx context.Context, ref string, out io.Writer) error 
 // not on the engine before is recorded as created by the run, so that the
 // run removes it at its end: the engine is left as the run found it.
 func (r *run) pull(ctx context.Context, ref string, out io.Writer) error {
+	defer r.e.leases.lock(ref)()
 	_, err := r.d.InspectImage(ctx, ref)
 	if err != nil && !errors.Is(err, docker.ErrNotFound) {
 		return engineErr(err)
 	}
-	return r.pullKnown(ctx, ref, err == nil, out)
+	if err := r.pullKnown(ctx, ref, err == nil, out); err != nil {
+		return err
+	}
+	r.ready(ref)
+	return nil
+}
+
+// ready records that ref is present for the run, which now relies on it
+// (see leases).
+func (r *run) ready(ref string) {
+	r.scope.markReady(ref)
+	r.e.leases.use(r, ref)
 }
 
 func (r *run) pullKnown(ctx context.Context, ref string, local bool, out io.Writer) error {

@@ -272,6 +272,7 @@ func (r *run) recordCreated(_ context.Context, id string, tags ...string) {
 		return
 	}
 	r.scope.add(id, tags...)
+	r.e.leases.use(r, tags...)
 	r.tags.changed()
 }
 
@@ -297,7 +298,7 @@ func (r *run) teardown(ctx context.Context) error {
 	r.tags.stop()
 	var errs []error
 	det, dirs := r.leftovers.take()
-	created := r.scope.createdTags()
+	created := r.e.leases.end(r)
 	// Containers first (detached ones are still running), then, in
 	// parallel, the tags and the volumes they no longer use.
 	errs = append(errs, removeContainers(ctx, r.d, r.names.label))
@@ -309,7 +310,7 @@ func (r *run) teardown(ctx context.Context) error {
 		}
 	}
 	var g errgroup.Group
-	g.Go(func() error { return untag(ctx, r.d, created) })
+	g.Go(func() error { return r.untagOrHandOver(ctx, created) })
 	g.Go(func() error { return removeVolumes(ctx, r.d, r.names.label) })
 	errs = append(errs, g.Wait())
 	for _, d := range dirs {
@@ -410,6 +411,23 @@ func removeVolumes(ctx context.Context, d *docker.Client, label string) error {
 		})
 	}
 	return g.Wait()
+}
+
+// untagOrHandOver removes the tags the run created, except those another
+// live run relies on: that run inherits them and removes them at its end.
+func (r *run) untagOrHandOver(ctx context.Context, created map[string]string) error {
+	var errs []error
+	for _, tag := range slices.Sorted(maps.Keys(created)) {
+		func() {
+			defer r.e.leases.lock(tag)()
+			if heir, ok := r.e.leases.handOver(r, tag, created[tag]); ok {
+				heir.tags.changed()
+				return
+			}
+			errs = append(errs, untag(ctx, r.d, map[string]string{tag: created[tag]}))
+		}()
+	}
+	return errors.Join(errs...)
 }
 
 // untag removes the tags a run created that still point at the images it
