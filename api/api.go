@@ -22,6 +22,9 @@ type Registry struct {
 	// QuotaBytes is the most the registry may store (the Size of its
 	// usage); omitted when it has no quota.
 	QuotaBytes int64 `json:"quotaBytes,omitempty"`
+	// ScanOnPush and QuarantineSeverity are the registry's scan policy.
+	ScanOnPush         bool   `json:"scanOnPush,omitempty"`
+	QuarantineSeverity string `json:"quarantineSeverity,omitempty"`
 }
 
 // CreateRegistryRequest is the body of POST /v1/registries.
@@ -41,6 +44,12 @@ type UpdateRegistryRequest struct {
 	// QuotaBytes sets the quota in bytes; 0 removes it. A quota below what
 	// the registry holds is accepted and refuses further pushes.
 	QuotaBytes *int64 `json:"quotaBytes,omitempty"`
+	// ScanOnPush scans every pushed image in the background.
+	ScanOnPush *bool `json:"scanOnPush,omitempty"`
+	// QuarantineSeverity (critical, high, medium, low) refuses pulls of
+	// images with a finding at or above it, or not scanned; "none"
+	// removes the quarantine.
+	QuarantineSeverity *string `json:"quarantineSeverity,omitempty"`
 }
 
 // Repository is one repository of a registry.

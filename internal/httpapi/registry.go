@@ -30,8 +30,8 @@ func (s *Server) registryRoutes() {
 	s.mux.HandleFunc("DELETE /v1/registries/{reg}/manifest", s.authed(s.deleteManifest))
 }
 
-func (s *Server) toAPIRegistry(r store.Registry) api.Registry {
-	return api.Registry{
+func (s *Server) toAPIRegistry(ctx context.Context, r store.Registry) api.Registry {
+	out := api.Registry{
 		Name:          r.Name,
 		LoginServer:   s.store.LoginServer(r),
 		AnonymousPull: r.AnonymousPull,
@@ -39,6 +39,12 @@ func (s *Server) toAPIRegistry(r store.Registry) api.Registry {
 		Running:       s.regs.Running(r.Name),
 		QuotaBytes:    r.Quota,
 	}
+	if s.scans != nil {
+		if p, err := s.scans.Policy(ctx, r.Name); err == nil {
+			out.ScanOnPush, out.QuarantineSeverity = p.ScanOnPush, string(p.Quarantine)
+		}
+	}
+	return out
 }
 
 func (s *Server) listRegistries(w http.ResponseWriter, r *http.Request) error {
@@ -51,7 +57,7 @@ func (s *Server) listRegistries(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := make([]api.Registry, 0, len(rs))
 	for _, reg := range rs {
-		out = append(out, s.toAPIRegistry(reg))
+		out = append(out, s.toAPIRegistry(ctx, reg))
 	}
 	return reply(w, http.StatusOK, out)
 }
@@ -98,7 +104,7 @@ func (s *Server) createRegistry(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.refreshTriggers(ctx)
 	s.log.InfoContext(ctx, "registry created", "registry", reg.Name, "listen", reg.Listen, "by", identity(ctx).Name)
-	return reply(w, http.StatusCreated, s.toAPIRegistry(reg))
+	return reply(w, http.StatusCreated, s.toAPIRegistry(ctx, reg))
 }
 
 func (s *Server) getRegistry(w http.ResponseWriter, r *http.Request) error {
@@ -110,7 +116,7 @@ func (s *Server) getRegistry(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return reply(w, http.StatusOK, s.toAPIRegistry(reg))
+	return reply(w, http.StatusOK, s.toAPIRegistry(ctx, reg))
 }
 
 // updateRegistry changes a registry's anonymous pull and quota: settings of
@@ -128,10 +134,41 @@ func (s *Server) updateRegistry(w http.ResponseWriter, r *http.Request) error {
 	if req.QuotaBytes != nil && *req.QuotaBytes < 0 {
 		return invalidField("quotaBytes", "must be 0 (no quota) or more")
 	}
+	var quarantine *vulndb.Severity
+	if q := req.QuarantineSeverity; q != nil {
+		sev := vulndb.Severity("")
+		if *q != "" && *q != "none" {
+			var err error
+			if sev, err = vulndb.ParseSeverity(*q); err != nil || sev == vulndb.SeverityUnknown {
+				return invalidField("quarantineSeverity", "want critical, high, medium, low or none, got %q", *q)
+			}
+		}
+		quarantine = &sev
+	}
+	if (req.ScanOnPush != nil || quarantine != nil) && s.scans == nil {
+		return invalidField("scanOnPush", "this server has no scanner")
+	}
 	ctx := r.Context()
 	reg, err := s.store.GetRegistry(ctx, name)
 	if err != nil {
 		return err
+	}
+	if req.ScanOnPush != nil || quarantine != nil {
+		p, err := s.scans.Policy(ctx, name)
+		if err != nil {
+			return err
+		}
+		if req.ScanOnPush != nil {
+			p.ScanOnPush = *req.ScanOnPush
+		}
+		if quarantine != nil {
+			p.Quarantine = *quarantine
+		}
+		if err := s.scans.SetPolicy(ctx, name, p); err != nil {
+			return err
+		}
+		s.log.InfoContext(ctx, "registry scan policy set", "registry", name, "scanOnPush", p.ScanOnPush,
+			"quarantine", p.Quarantine, "by", identity(ctx).Name)
 	}
 	if req.AnonymousPull != nil {
 		reg.AnonymousPull = *req.AnonymousPull
@@ -147,7 +184,7 @@ func (s *Server) updateRegistry(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.log.InfoContext(ctx, "registry updated", "registry", name, "anonymousPull", reg.AnonymousPull, "quota", reg.Quota,
 		"by", identity(ctx).Name)
-	return reply(w, http.StatusOK, s.toAPIRegistry(reg))
+	return reply(w, http.StatusOK, s.toAPIRegistry(ctx, reg))
 }
 
 func (s *Server) deleteRegistry(w http.ResponseWriter, r *http.Request) error {

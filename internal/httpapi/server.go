@@ -8,8 +8,9 @@
 // The API is not for browsers, and refuses what a browser could be led to
 // send from another site (CSRF): a request that changes state and has a
 // body must declare Content-Type application/json (parameters such as
-// charset allowed), or multipart/form-data for a quick run (POST
-// /v1/registries/{reg}/runs); anything else is answered 415 with code
+// charset allowed), multipart/form-data for a quick run (POST
+// /v1/registries/{reg}/runs), or application/zip for a vulnerability
+// database import (POST /v1/vulndb/import); anything else is answered 415 with code
 // INVALID and field Content-Type, before authentication. A browser cannot
 // send those types to another origin without a CORS preflight, which the
 // API never grants. Requests without a body (DELETE, POST .../cancel) need
@@ -35,6 +36,7 @@ import (
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/buildinfo"
 	"github.com/gantryhq/gantry/internal/errdefs"
+	"github.com/gantryhq/gantry/internal/scan"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/task"
 	"github.com/gantryhq/gantry/internal/trigger"
@@ -64,6 +66,7 @@ type Server struct {
 	tasks    *task.Service
 	triggers Triggers
 	gc       Collector
+	scans    *scan.Service
 	// ca is the local CA's certificate (PEM), nil without one.
 	ca []byte
 }
@@ -153,8 +156,11 @@ func (s *Server) checkBodyType(r *http.Request) error {
 		return nil
 	}
 	want := "application/json"
-	if pattern == quickRunPattern {
+	switch pattern {
+	case quickRunPattern:
 		want = "multipart/form-data"
+	case vulndbImportPattern:
+		want = "application/zip"
 	}
 	ct := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err == nil && mt == want {
@@ -177,6 +183,9 @@ func (s *Server) routes() {
 	s.accessRoutes()
 	s.vaultRoutes()
 	s.gcRoutes()
+	if s.scans != nil {
+		s.scanRoutes()
+	}
 	if s.tasks != nil {
 		s.taskRoutes()
 	}

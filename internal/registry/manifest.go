@@ -40,6 +40,11 @@ func (h *handler) getManifest(w http.ResponseWriter, r *http.Request, rt route, 
 			return err
 		}
 	}
+	if h.gate != nil && r.Method == http.MethodGet {
+		if err := h.gate.AdmitPull(ctx, h.name, rt.repo, m); err != nil {
+			return err
+		}
+	}
 	return writeManifest(w, r, m)
 }
 

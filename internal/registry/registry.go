@@ -73,6 +73,13 @@ type PushGuard interface {
 	CheckPush(ctx context.Context, registry, repo string) error
 }
 
+// PullGate decides whether a manifest may be pulled (a scan quarantine). It
+// is called on every manifest GET (not HEAD) after the manifest is found;
+// an error wrapping errdefs.ErrDenied answers 403 DENIED with its message.
+type PullGate interface {
+	AdmitPull(ctx context.Context, registry, repo string, m store.Manifest) error
+}
+
 // Option configures the handler.
 type Option func(*handler)
 
@@ -93,6 +100,9 @@ func WithFallback(f Fallback) Option { return func(h *handler) { h.fallback = f 
 // WithPushGuard sets the hook that can refuse writes to a repository.
 func WithPushGuard(g PushGuard) Option { return func(h *handler) { h.guard = g } }
 
+// WithPullGate sets the hook that can refuse manifest pulls.
+func WithPullGate(g PullGate) Option { return func(h *handler) { h.gate = g } }
+
 type handler struct {
 	name        string
 	st          *store.Store
@@ -101,6 +111,7 @@ type handler struct {
 	maxManifest int64
 	fallback    Fallback
 	guard       PushGuard
+	gate        PullGate
 }
 
 // New returns the Distribution API handler of registry name.

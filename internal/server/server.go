@@ -27,10 +27,13 @@ import (
 	"github.com/gantryhq/gantry/internal/instance"
 	"github.com/gantryhq/gantry/internal/registry"
 	"github.com/gantryhq/gantry/internal/remote"
+	"github.com/gantryhq/gantry/internal/sbom"
+	"github.com/gantryhq/gantry/internal/scan"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/task"
 	"github.com/gantryhq/gantry/internal/trigger"
 	"github.com/gantryhq/gantry/internal/vault"
+	"github.com/gantryhq/gantry/internal/vulndb"
 )
 
 // Options are the inputs of Run that do not come from the config file.
@@ -187,10 +190,22 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		return err
 	}
 
+	// The scanner: before the registries, whose pulls its quarantine
+	// policy gates; scan on push runs in its background worker.
+	scans := scan.New(database, st,
+		vulndb.New(database, log.With("component", "vulndb")),
+		sbom.New(database, log.With("component", "sbom"), sbom.WithTempDir(filepath.Join(cfg.Data, "spool"))),
+		scan.WithLogger(log.With("component", "scan")),
+		scan.WithRemote(upstream),
+		scan.WithAffectedHook(func(a scan.Affected) { ops.metrics.ScanAffected(a.Registry) }))
+	if err := parts.start(ctx, "scanner", scans); err != nil {
+		return err
+	}
+
 	regLog := log.With("component", "registry")
 	regs := newListeners(regLog, nw, st, certs.Manage, func(r store.Registry, ep auth.Endpoint) http.Handler {
 		v2 := registry.New(r.Name, st, registry.WithLogger(regLog.With("registry", r.Name)), registry.WithAuthorizer(au),
-			registry.WithFallback(imp), registry.WithPushGuard(imp))
+			registry.WithFallback(imp), registry.WithPushGuard(imp), registry.WithPullGate(scans))
 		return nw.proxies.wrap(ops.wrap(r.Name, auth.WithEndpoint(registryMux(v2, au.TokenHandler(r.Name)), ep)))
 	})
 	served := &registryListeners{l: regs, list: st.ListRegistries, log: log, shared: nw.wrap(shared)}
@@ -199,7 +214,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 
 	apiOpts := []httpapi.Option{httpapi.WithLogger(log.With("component", "api")), httpapi.WithImporter(imp), httpapi.WithCA(certs.ca),
-		httpapi.WithCollector(gc)}
+		httpapi.WithCollector(gc), httpapi.WithScans(scans)}
 	ep := engineEndpoint(cfg.Engine)
 	dc, err := docker.New(ep, docker.WithLogger(log.With("component", "docker")))
 	if err != nil {

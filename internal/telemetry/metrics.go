@@ -62,6 +62,7 @@ type Metrics struct {
 	responseBytes *prometheus.CounterVec
 	authFailures  *prometheus.CounterVec
 	lockouts      prometheus.Counter
+	scanAffected  *prometheus.CounterVec
 	gcRuns        prometheus.Counter
 	gcFreed       prometheus.Counter
 	gcSeconds     prometheus.Histogram
@@ -97,6 +98,10 @@ func NewMetrics(opts ...MetricsOption) *Metrics {
 		Name: "gantry_auth_failures_total",
 		Help: "Failed logins counted by the brute-force limiter: invalid_credentials (wrong secret, unknown user), locked_out (refused during a lockout) or busy (refused because too many password checks were running or queued).",
 	}, []string{"reason"})
+	m.scanAffected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gantry_scan_newly_affected_images_total",
+		Help: "Images a rescan after a vulnerability database import found affected by advisories they were not before, by registry.",
+	}, []string{"registry"})
 	m.lockouts = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "gantry_auth_lockouts_total",
 		Help: "Lockouts the brute-force limiter started.",
@@ -130,7 +135,7 @@ func NewMetrics(opts ...MetricsOption) *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.requestBytes, m.responseBytes, m.authFailures, m.lockouts,
+		m.requests, m.requestBytes, m.responseBytes, m.authFailures, m.lockouts, m.scanAffected,
 		m.gcRuns, m.gcFreed, m.gcSeconds, m.triggerDelay, m.importBytes, m.scrapeErrors,
 		&scrapeCollector{m: m},
 	)
@@ -212,6 +217,9 @@ func (m *Metrics) LoginFailed(reason string) { m.authFailures.WithLabelValues(re
 // LockedOut counts a lockout the brute-force limiter started (auth's
 // observer).
 func (m *Metrics) LockedOut() { m.lockouts.Inc() }
+
+// ScanAffected counts an image a rescan found newly affected.
+func (m *Metrics) ScanAffected(registry string) { m.scanAffected.WithLabelValues(registry).Inc() }
 
 // GCRun counts a garbage collection that freed freedBytes in d. The GC
 // calls it once per collection.

@@ -42,6 +42,8 @@ func newRegistryCmd(o *rootOpts) *cobra.Command {
 	var name, listen string
 	var anon bool
 	var quotaGB float64
+	var scanOnPush bool
+	var quarantine string
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a registry and start serving it",
@@ -71,8 +73,14 @@ func newRegistryCmd(o *rootOpts) *cobra.Command {
 
 	update := &cobra.Command{
 		Use:   "update",
-		Short: "Change a registry's anonymous pull or storage quota (admin only)",
+		Short: "Change a registry's anonymous pull, storage quota or scan policy (admin only)",
 		Long: `Change a registry's settings; flags not given stay as they are.
+
+--scan-on-push scans every image pushed to the registry in the background
+(gantry scan show prints the report). --quarantine-severity SEV refuses the
+pull of an image with a finding at or above SEV that is not allowlisted, or
+that has not been scanned (yet), with DENIED and the number of findings;
+task runs pull under the same policy. none lifts the quarantine.
 
 --quota-gb N limits what the registry stores (the Size that show-usage
 reports: its manifests and every blob its repositories hold, each counted
@@ -93,8 +101,19 @@ usage is accepted and refuses pushes until content is deleted and collected
 			if cmd.Flags().Changed("anonymous-pull") {
 				req.AnonymousPull = &anon
 			}
-			if req.QuotaBytes == nil && req.AnonymousPull == nil {
-				return usageError("nothing to update: give --quota-gb or --anonymous-pull")
+			if cmd.Flags().Changed("scan-on-push") {
+				req.ScanOnPush = &scanOnPush
+			}
+			if cmd.Flags().Changed("quarantine-severity") {
+				switch quarantine {
+				case "critical", "high", "medium", "low", "none":
+				default:
+					return usageError("--quarantine-severity %q: want critical, high, medium, low or none", quarantine)
+				}
+				req.QuarantineSeverity = &quarantine
+			}
+			if req.QuotaBytes == nil && req.AnonymousPull == nil && req.ScanOnPush == nil && req.QuarantineSeverity == nil {
+				return usageError("nothing to update: give --quota-gb, --anonymous-pull, --scan-on-push or --quarantine-severity")
 			}
 			c, err := o.client()
 			if err != nil {
@@ -110,6 +129,8 @@ usage is accepted and refuses pushes until content is deleted and collected
 	update.Flags().StringVarP(&name, "name", "n", "", "registry name")
 	update.Flags().BoolVar(&anon, "anonymous-pull", false, "let anyone pull without credentials (--anonymous-pull=false to stop)")
 	update.Flags().Float64Var(&quotaGB, "quota-gb", 0, "most the registry may store, in GiB (0: no quota)")
+	update.Flags().BoolVar(&scanOnPush, "scan-on-push", false, "scan every pushed image in the background (--scan-on-push=false to stop)")
+	update.Flags().StringVar(&quarantine, "quarantine-severity", "", "refuse pulls of images with a finding at or above this severity, or not scanned: critical, high, medium, low, or none to stop")
 	_ = update.MarkFlagRequired("name")
 
 	show := &cobra.Command{

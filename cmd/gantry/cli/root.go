@@ -147,6 +147,8 @@ func newRoot(o *rootOpts) *cobra.Command {
 		newCredentialSetCmd(o),
 		newAzCmd(o),
 		newCredentialHelperCmd(o),
+		newScanCmd(o),
+		newVulnDBCmd(o),
 	)
 	return cmd
 }

@@ -1,0 +1,36 @@
+-- 075: the security-scan gate (internal/scan). One row per scanned manifest
+-- of a registry (an image, each platform image of an index, and the index
+-- itself): its latest report and the packages it was matched with, which a
+-- rescan after a database import matches again without pulling the image.
+CREATE TABLE scan_reports (
+	registry    TEXT NOT NULL REFERENCES registries(name) ON DELETE CASCADE,
+	digest      TEXT NOT NULL,          -- the scanned manifest
+	repository  TEXT NOT NULL,          -- where it was scanned
+	status      TEXT NOT NULL,          -- scanned | unscanned
+	packages    BLOB NOT NULL,          -- JSON: the packages matched (per platform for an index)
+	report      BLOB NOT NULL,          -- JSON: the report as gantry scan prints it
+	generation  INTEGER NOT NULL,       -- the vulnerability database it was last matched with
+	worst       INTEGER NOT NULL,       -- rank of the worst finding not allowlisted (0 none/unknown .. 4 critical)
+	scanned_at  TEXT NOT NULL,
+	PRIMARY KEY (registry, digest)
+) STRICT;
+
+-- Per-registry policy: scan every pushed image, quarantine images with a
+-- finding at or above a severity (or not scanned yet).
+CREATE TABLE scan_policies (
+	registry            TEXT PRIMARY KEY REFERENCES registries(name) ON DELETE CASCADE,
+	scan_on_push        INTEGER NOT NULL DEFAULT 0,
+	quarantine_severity TEXT NOT NULL DEFAULT ''
+) STRICT;
+
+-- Advisories accepted until an expiry: findings of these IDs (or aliases)
+-- neither fail a scan nor quarantine an image. registry '' covers all.
+CREATE TABLE scan_allowlist (
+	registry   TEXT NOT NULL DEFAULT '',
+	id         TEXT NOT NULL,
+	expires    TEXT NOT NULL DEFAULT '',  -- '' never
+	reason     TEXT NOT NULL DEFAULT '',
+	created_by TEXT NOT NULL DEFAULT '',
+	created_at TEXT NOT NULL,
+	PRIMARY KEY (registry, id)
+) STRICT;

@@ -1,0 +1,308 @@
+package httpapi
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/gantryhq/gantry/api"
+	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/egress"
+	"github.com/gantryhq/gantry/internal/errdefs"
+	"github.com/gantryhq/gantry/internal/oci"
+	"github.com/gantryhq/gantry/internal/remote"
+	"github.com/gantryhq/gantry/internal/scan"
+	"github.com/gantryhq/gantry/internal/store"
+)
+
+// WithScans serves the scan and vulnerability database endpoints.
+func WithScans(sc *scan.Service) Option { return func(s *Server) { s.scans = sc } }
+
+// vulndbImportPattern is the route whose body is a zip.
+const vulndbImportPattern = "POST /v1/vulndb/import"
+
+// maxVulnDBUpload bounds a database zip sent to the import route.
+const maxVulnDBUpload = 2 << 30
+
+func (s *Server) scanRoutes() {
+	s.mux.HandleFunc("POST /v1/scans", s.authed(s.scanImage))
+	s.mux.HandleFunc("GET /v1/registries/{reg}/scans", s.authed(s.latestScan))
+	s.mux.HandleFunc("GET /v1/vulndb", s.authed(s.vulndbStats))
+	s.mux.HandleFunc(vulndbImportPattern, s.authed(s.vulndbImport))
+	s.mux.HandleFunc("POST /v1/vulndb/update", s.authed(s.vulndbUpdate))
+	s.mux.HandleFunc("GET /v1/scan-allowlist", s.authed(s.listAllowlist))
+	s.mux.HandleFunc("POST /v1/scan-allowlist", s.authed(s.addAllowlist))
+	s.mux.HandleFunc("DELETE /v1/scan-allowlist/{id}", s.authed(s.removeAllowlist))
+}
+
+// scanImage scans an image: of one of the server's registries (the caller
+// must be able to pull it; the report is stored and attached), or of
+// another registry with the caller's credential (reaching this machine
+// only for the admin, as imports do).
+func (s *Server) scanImage(w http.ResponseWriter, r *http.Request) error {
+	var req api.ScanRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	id := identity(ctx)
+	t, name, ref, err := s.scanTarget(r, req.Image, req.Registry, req.Repository, req.Reference)
+	if err != nil {
+		return err
+	}
+	if t != nil {
+		if err := s.check(r, auth.OpContentRead, auth.RepositoryScope(t.Registry, t.Repository)); err != nil {
+			return err
+		}
+		rep, err := s.scans.Scan(ctx, *t, name, id.RunID)
+		if err != nil {
+			return err
+		}
+		return reply(w, http.StatusOK, rep)
+	}
+	rep, err := s.scans.ScanRemote(ctx, ref, remoteCredential(req.Credential), s.reach(r), id.RunID)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, rep)
+}
+
+// reach is how far a fetch the caller asks for may go: this machine only
+// for the admin.
+func (s *Server) reach(r *http.Request) egress.Reach {
+	if s.check(r, auth.OpWrite, "/registries") == nil {
+		return egress.Local
+	}
+	return egress.External
+}
+
+func remoteCredential(c *api.ScanCredential) remote.Credential {
+	if c == nil {
+		return remote.Credential{}
+	}
+	return remote.Credential{Username: c.Username, Password: c.Password, IdentityToken: c.IdentityToken}
+}
+
+// scanTarget resolves what a request names: an image of one of the
+// server's registries (t set, with the name to print) or another
+// registry's reference.
+func (s *Server) scanTarget(r *http.Request, image, registry, repo, reference string) (t *scan.Target, name string, ref oci.Reference, err error) {
+	ctx := r.Context()
+	if registry != "" {
+		if repo == "" || reference == "" {
+			return nil, "", ref, invalidField("repository", "registry %s: give the repository and a tag or digest", registry)
+		}
+		reg, err := s.store.GetRegistry(ctx, registry)
+		if err != nil {
+			return nil, "", ref, err
+		}
+		t := &scan.Target{Registry: reg.Name, Repository: repo, Reference: reference}
+		return t, s.imageName(reg, repo, reference), ref, nil
+	}
+	if image == "" {
+		return nil, "", ref, invalidField("image", "must be set (or registry, repository and reference)")
+	}
+	ref, err = oci.ParseReference(image)
+	if err != nil {
+		return nil, "", ref, invalidField("image", "%v", err)
+	}
+	if ref.Domain != "" {
+		reg, ok, err := s.store.LocalRegistry(ctx, ref.Domain)
+		if err != nil {
+			return nil, "", ref, err
+		}
+		if ok {
+			reference := cmp.Or(ref.Digest, ref.Tag, "latest")
+			t := &scan.Target{Registry: reg.Name, Repository: ref.Path, Reference: reference}
+			return t, s.imageName(reg, ref.Path, reference), ref, nil
+		}
+	}
+	return nil, "", ref, nil
+}
+
+func (s *Server) imageName(reg store.Registry, repo, reference string) string {
+	sep := ":"
+	if store.IsDigest(reference) {
+		sep = "@"
+	}
+	return s.store.LoginServer(reg) + "/" + repo + sep + reference
+}
+
+// latestScan answers the stored report of an image (gantry scan show).
+func (s *Server) latestScan(w http.ResponseWriter, r *http.Request) error {
+	reg, repo, err := s.repoOp(r, auth.OpContentRead)
+	if err != nil {
+		return err
+	}
+	ref := r.URL.Query().Get("reference")
+	if ref == "" {
+		return invalidField("reference", "must be set (a tag or digest)")
+	}
+	if _, err := s.store.GetRegistry(r.Context(), reg); err != nil {
+		return err
+	}
+	rep, err := s.scans.Latest(r.Context(), scan.Target{Registry: reg, Repository: repo, Reference: ref})
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, rep)
+}
+
+// vulndbStats answers what the vulnerability database holds; any
+// authenticated caller may read it.
+func (s *Server) vulndbStats(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.scans.Database(r.Context())
+	if err != nil {
+		return err
+	}
+	out := api.VulnDB{Advisories: st.Advisories, LastUpdate: st.LastUpdate, Source: st.Source, Generation: st.Generation,
+		Ecosystems: []api.VulnDBEcosystem{}}
+	for _, e := range st.Ecosystems {
+		out.Ecosystems = append(out.Ecosystems, api.VulnDBEcosystem{Ecosystem: e.Ecosystem, Advisories: e.Advisories})
+	}
+	return reply(w, http.StatusOK, out)
+}
+
+// vulndbImport imports the zip of OSV files in the body. Admin only: the
+// database decides what every registry's gate lets through.
+func (s *Server) vulndbImport(w http.ResponseWriter, r *http.Request) error {
+	if err := s.check(r, auth.OpWrite, "/registries"); err != nil {
+		return err
+	}
+	if r.ContentLength > maxVulnDBUpload {
+		return fmt.Errorf("the database zip is %d bytes, over the %d limit: %w", r.ContentLength, int64(maxVulnDBUpload), errdefs.ErrTooLarge)
+	}
+	f, err := os.CreateTemp("", "gantry-vulndb-*.zip")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	n, err := io.Copy(f, io.LimitReader(r.Body, maxVulnDBUpload+1))
+	if err != nil {
+		return invalid("reading the database zip: %v", err)
+	}
+	if n > maxVulnDBUpload {
+		return fmt.Errorf("the database zip is over the %d-byte limit: %w", int64(maxVulnDBUpload), errdefs.ErrTooLarge)
+	}
+	source := cmp.Or(r.URL.Query().Get("source"), "upload")
+	res, err := s.scans.ImportZip(r.Context(), f, n, source)
+	if err != nil {
+		return err
+	}
+	s.log.InfoContext(r.Context(), "vulnerability database imported", "source", source, "files", res.Files,
+		"added", res.Added, "updated", res.Updated, "by", identity(r.Context()).Name)
+	return reply(w, http.StatusOK, toAPIImport(res))
+}
+
+// vulndbUpdate imports the database distributed as an OCI artifact.
+func (s *Server) vulndbUpdate(w http.ResponseWriter, r *http.Request) error {
+	if err := s.check(r, auth.OpWrite, "/registries"); err != nil {
+		return err
+	}
+	var req api.VulnDBUpdateRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	t, _, ref, err := s.scanTarget(r, req.Source, "", "", "")
+	if err != nil {
+		if strings.Contains(err.Error(), "image") {
+			return invalidField("source", "%v", err)
+		}
+		return err
+	}
+	res, err := s.scans.UpdateFrom(r.Context(), ref, t, remoteCredential(req.Credential), egress.Local)
+	if err != nil {
+		return err
+	}
+	s.log.InfoContext(r.Context(), "vulnerability database updated", "source", req.Source, "files", res.Files,
+		"added", res.Added, "updated", res.Updated, "by", identity(r.Context()).Name)
+	return reply(w, http.StatusOK, toAPIImport(res))
+}
+
+func toAPIImport(res scan.ImportResult) api.VulnDBImport {
+	out := api.VulnDBImport{Files: res.Files, Added: res.Added, Updated: res.Updated, Unchanged: res.Unchanged,
+		Ecosystems: res.Ecosystems,
+		Rescan:     api.ScanRescan{Images: res.Rescan.Images, Changed: res.Rescan.Changed, Seconds: res.Rescan.Duration.Seconds()}}
+	for _, i := range res.Ignored {
+		out.Ignored = append(out.Ignored, api.VulnDBIgnored{File: i.File, ID: i.ID, Reason: i.Reason})
+	}
+	for _, a := range res.Rescan.Affected {
+		out.Rescan.Affected = append(out.Rescan.Affected, api.ScanAffected{Registry: a.Registry, Repository: a.Repository,
+			Digest: a.Digest, New: a.New, Quarantined: a.Quarantined})
+	}
+	return out
+}
+
+// allowlistScope is what managing a registry's allowlist (or, for "", the
+// global one: admin only) takes.
+func allowlistScope(registry string) string {
+	if registry == "" {
+		return "/registries"
+	}
+	return auth.RegistryScope(registry)
+}
+
+func (s *Server) listAllowlist(w http.ResponseWriter, r *http.Request) error {
+	reg := r.URL.Query().Get("registry")
+	if reg != "" {
+		if err := s.check(r, auth.OpRead, auth.RegistryScope(reg)); err != nil {
+			return err
+		}
+	}
+	es, err := s.scans.Allowlist(r.Context(), reg)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	out := make([]api.AllowlistEntry, 0, len(es))
+	for _, e := range es {
+		a := api.AllowlistEntry{Registry: e.Registry, ID: e.ID, Reason: e.Reason, CreatedBy: e.CreatedBy, CreatedAt: e.CreatedAt}
+		if !e.Expires.IsZero() {
+			exp := e.Expires
+			a.Expires, a.Expired = &exp, !exp.After(now)
+		}
+		out = append(out, a)
+	}
+	return reply(w, http.StatusOK, out)
+}
+
+func (s *Server) addAllowlist(w http.ResponseWriter, r *http.Request) error {
+	var req api.AllowlistEntry
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := s.check(r, auth.OpWrite, allowlistScope(req.Registry)); err != nil {
+		return err
+	}
+	if req.Registry != "" {
+		if _, err := s.store.GetRegistry(r.Context(), req.Registry); err != nil {
+			return err
+		}
+	}
+	e := scan.AllowEntry{Registry: req.Registry, ID: req.ID, Reason: req.Reason, CreatedBy: identity(r.Context()).Name}
+	if req.Expires != nil {
+		e.Expires = *req.Expires
+	}
+	if err := s.scans.Allow(r.Context(), e); err != nil {
+		return err
+	}
+	s.log.InfoContext(r.Context(), "advisory allowlisted", "id", e.ID, "registry", e.Registry, "expires", e.Expires, "by", e.CreatedBy)
+	req.CreatedBy = e.CreatedBy
+	return reply(w, http.StatusCreated, req)
+}
+
+func (s *Server) removeAllowlist(w http.ResponseWriter, r *http.Request) error {
+	reg := r.URL.Query().Get("registry")
+	if err := s.check(r, auth.OpWrite, allowlistScope(reg)); err != nil {
+		return err
+	}
+	if err := s.scans.Disallow(r.Context(), reg, r.PathValue("id")); err != nil {
+		return err
+	}
+	return reply(w, http.StatusNoContent, nil)
+}
