@@ -12,6 +12,7 @@ import (
 	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/vulndb"
 )
 
 func (s *Server) registryRoutes() {
@@ -57,7 +58,7 @@ func (s *Server) listRegistries(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := make([]api.Registry, 0, len(rs))
 	for _, reg := range rs {
-		out = append(out, s.toAPIRegistry(ctx, reg))
+		out = append(out, s.toAPIRegistry(r.Context(), reg))
 	}
 	return reply(w, http.StatusOK, out)
 }
@@ -116,7 +117,7 @@ func (s *Server) getRegistry(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return reply(w, http.StatusOK, s.toAPIRegistry(ctx, reg))
+	return reply(w, http.StatusOK, s.toAPIRegistry(r.Context(), reg))
 }
 
 // updateRegistry changes a registry's anonymous pull and quota: settings of
