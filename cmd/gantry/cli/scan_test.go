@@ -1,0 +1,307 @@
+package cli
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/api"
+	"github.com/gantryhq/gantry/internal/testenv"
+)
+
+// goVulnDBVersion is the Go vulnerability database the tests and the demo
+// use, fetched through the Go module proxy.
+const goVulnDBVersion = "v0.0.0-20261105234957-e22db6528018"
+
+// goVulnDB returns the directory of the Go vulnerability database's OSV
+// files, fetched through the module proxy (skipped when it cannot be,
+// unless integration tests are required).
+func goVulnDB(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "mod", "download", "-json", "golang.org/x/vulndb@"+goVulnDBVersion).Output()
+	var mod struct{ Dir string }
+	if err == nil {
+		err = json.Unmarshal(out, &mod)
+	}
+	if err != nil || mod.Dir == "" {
+		testenv.Require(t, "the Go vulnerability database (golang.org/x/vulndb) cannot be fetched: %v", err)
+	}
+	return filepath.Join(mod.Dir, "data", "osv")
+}
+
+// tarLayer builds an uncompressed layer of the files.
+func tarLayer(t *testing.T, files map[string][]byte) string {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for name, body := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// vulnerableGoBinary builds a Go program linking golang.org/x/text v0.3.7,
+// which GO-2021-0113 and GO-2022-1059 affect (fixed in v0.3.7 and v0.3.8).
+func vulnerableGoBinary(t *testing.T) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{
+		"go.mod": "module example.com/app\n\ngo 1.21\n\nrequire golang.org/x/text v0.3.7\n",
+		"main.go": `package main
+
+import (
+	"fmt"
+
+	"golang.org/x/text/language"
+)
+
+func main() { fmt.Println(language.English) }
+`,
+	}
+	for n, c := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(args ...string) {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local", "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			testenv.Require(t, "building a Go program with golang.org/x/text v0.3.7: %v\n%s", err, out)
+		}
+	}
+	run("mod", "tidy")
+	run("build", "-trimpath", "-o", "app", ".")
+	b, err := os.ReadFile(filepath.Join(dir, "app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+const alpineRelease = `NAME="Alpine Linux"
+ID=alpine
+VERSION_ID=3.18.4
+PRETTY_NAME="Alpine Linux v3.18"
+`
+
+const apkInstalled = `C:Q1b0PaJvMkVtRj5p0RHoVtPGbmF9c=
+P:musl
+V:1.2.4-r2
+A:x86_64
+S:383152
+I:622592
+T:the musl c library (libc) implementation
+U:https://musl.libc.org/
+L:MIT
+o:musl
+m:Natanael Copa <ncopa@alpinelinux.org>
+t:1695751585
+c:2e4b7b7d6b2d0a1ab4d1c6a5d3e8b1b0b0b0b0b0
+
+C:Q1Vu8eKm1ztLZyH3mkMbOqDLGEMM4=
+P:busybox
+V:1.36.1-r2
+A:x86_64
+S:509868
+I:958464
+T:Size optimized toolbox of many common UNIX utilities
+U:https://busybox.net/
+L:GPL-2.0-only
+o:busybox
+m:Sören Tempel <soeren+alpine@soeren-tempel.net>
+t:1695751585
+c:b7a2bc1c7d4a6c0c8f1c6c7d8b0b0b0b0b0b0b0b
+D:so:libc.musl-x86_64.so.1
+
+`
+
+// alpineAdvisory affects busybox before 1.36.1-r10: a version that string
+// comparison would put after 1.36.1-r2 ("r10" < "r2") is the fix.
+const alpineAdvisory = `{
+  "schema_version": "1.6.0",
+  "id": "ALPINE-TEST-2024-0001",
+  "aliases": ["CVE-2099-0001"],
+  "modified": "2024-05-01T00:00:00Z",
+  "published": "2024-04-01T00:00:00Z",
+  "summary": "busybox: test advisory written by gantry's tests",
+  "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N"}],
+  "affected": [{
+    "package": {"ecosystem": "Alpine:v3.18", "name": "busybox"},
+    "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.36.1-r10"}]}]
+  }]
+}`
+
+// TestScanGate drives the security-scan gate against a real server: an
+// OSV import, a scan of an image with a real Alpine package database and a
+// real Go binary, --fail-on exit codes, the referrers attached, the Go
+// vulnerability database matched by a rescan, quarantine and the
+// allowlist, and an image with no package reported as unscanned.
+func TestScanGate(t *testing.T) {
+	url := startServer(t)
+	useServer(t, url, "admin", "cli-test-admin")
+	addr := freeAddr(t)
+	must(t, "registry", "create", "-n", "contoso", "--listen", addr)
+
+	osv := t.TempDir()
+	if err := os.WriteFile(filepath.Join(osv, "ALPINE-TEST-2024-0001.json"), []byte(alpineAdvisory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must(t, "vulndb", "import", osv)
+	var db api.VulnDB
+	if err := json.Unmarshal([]byte(must(t, "vulndb", "show")), &db); err != nil {
+		t.Fatal(err)
+	}
+	if db.Advisories != 1 || len(db.Ecosystems) != 1 || db.Ecosystems[0].Ecosystem != "Alpine" {
+		t.Fatalf("vulndb show: %+v", db)
+	}
+
+	layer := tarLayer(t, map[string][]byte{
+		"etc/os-release":       []byte(alpineRelease),
+		"lib/apk/db/installed": []byte(apkInstalled),
+		"usr/local/bin/app":    vulnerableGoBinary(t),
+		"usr/share/doc/README": []byte("hello"),
+	})
+	digest := pushImage(t, addr, "app", "v1", layer)
+
+	var rep api.ScanReport
+	if err := json.Unmarshal([]byte(must(t, "scan", "-r", "contoso", "--image", "app:v1")), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Digest != digest || rep.Status != "scanned" || rep.Packages < 4 || rep.OS != "Alpine Linux v3.18" {
+		t.Fatalf("scan: %+v", rep)
+	}
+	if len(rep.Vulnerabilities) != 1 {
+		t.Fatalf("scan found %d vulnerabilities, want the one Alpine advisory: %+v", len(rep.Vulnerabilities), rep.Vulnerabilities)
+	}
+	v := rep.Vulnerabilities[0]
+	if v.ID != "ALPINE-TEST-2024-0001" || v.Package.Name != "busybox" || v.Package.Version != "1.36.1-r2" ||
+		v.Package.Ecosystem != "Alpine:v3.18" || v.FixedVersion != "1.36.1-r10" || v.Severity != "high" ||
+		v.SeveritySource != "cvss_v3" || v.Score != 7.5 || len(v.Aliases) != 1 || v.Aliases[0] != "CVE-2099-0001" {
+		t.Fatalf("finding: %+v", v)
+	}
+	if rep.Summary.High != 1 || rep.Summary.Critical != 0 {
+		t.Fatalf("summary: %+v", rep.Summary)
+	}
+
+	// --fail-on, with the image named by its login server.
+	code, _, errOut := gantry(t, "", "scan", addr+"/app:v1", "--fail-on", "high")
+	if code != 1 || !strings.Contains(errOut, "1 finding at or above high") || !strings.Contains(errOut, "ALPINE-TEST-2024-0001 busybox 1.36.1-r2 (fixed in 1.36.1-r10)") {
+		t.Fatalf("--fail-on high: exit %d\n%s", code, errOut)
+	}
+	if code, _, errOut := gantry(t, "", "scan", addr+"/app:v1", "--fail-on", "critical"); code != 0 {
+		t.Fatalf("--fail-on critical: exit %d\n%s", code, errOut)
+	}
+	if code, out, _ := gantry(t, "", "scan", addr+"/app:v1", "-o", "table"); code != 0 || !strings.Contains(out, "ALPINE-TEST-2024-0001") || !strings.Contains(out, "1 high") {
+		t.Fatalf("-o table: exit %d\n%s", code, out)
+	}
+	if code, out, _ := gantry(t, "", "scan", addr+"/app:v1", "-o", "sarif"); code != 0 || !strings.Contains(out, `"version": "2.1.0"`) || !strings.Contains(out, `"ruleId": "ALPINE-TEST-2024-0001"`) {
+		t.Fatalf("-o sarif: exit %d\n%s", code, out)
+	}
+	if code, _, errOut := gantry(t, "", "scan", "-r", "contoso", "--image", "app:v1", "--fail-on", "severe"); code != 2 || !strings.Contains(errOut, "--fail-on") {
+		t.Fatalf("--fail-on severe: exit %d\n%s", code, errOut)
+	}
+
+	// The SBOM and the report are referrers of the image.
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v2/app/referrers/"+digest, nil)
+	req.SetBasicAuth("admin", "cli-test-admin")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var idx struct {
+		Manifests []struct {
+			ArtifactType string `json:"artifactType"`
+		} `json:"manifests"`
+	}
+	if err := json.Unmarshal(body, &idx); err != nil {
+		t.Fatalf("referrers: %v\n%s", err, body)
+	}
+	types := map[string]int{}
+	for _, m := range idx.Manifests {
+		types[m.ArtifactType]++
+	}
+	if types["application/spdx+json"] != 1 || types["application/vnd.gantry.scan.report.v1+json"] != 1 {
+		t.Fatalf("referrers after two scans: %s", body)
+	}
+
+	// The Go vulnerability database: the rescan finds the Go binary's
+	// golang.org/x/text v0.3.7 affected, without reading the image again.
+	var imp api.VulnDBImport
+	if err := json.Unmarshal([]byte(must(t, "vulndb", "import", goVulnDB(t))), &imp); err != nil {
+		t.Fatal(err)
+	}
+	if imp.Added < 1000 || imp.Rescan.Images < 1 || len(imp.Rescan.Affected) == 0 {
+		t.Fatalf("Go vulndb import: added %d, rescan %+v", imp.Added, imp.Rescan)
+	}
+	if err := json.Unmarshal([]byte(must(t, "scan", "show", "-r", "contoso", "--image", "app:v1")), &rep); err != nil {
+		t.Fatal(err)
+	}
+	var goFinding *api.ScanVulnerability
+	for i, v := range rep.Vulnerabilities {
+		if v.ID == "GO-2022-1059" {
+			goFinding = &rep.Vulnerabilities[i]
+		}
+	}
+	if rep.RescannedAt == nil || goFinding == nil || goFinding.Package.Name != "golang.org/x/text" || goFinding.FixedVersion != "0.3.8" ||
+		goFinding.Package.Ecosystem != "Go" {
+		t.Fatalf("scan show after the rescan: %+v", rep)
+	}
+
+	// Quarantine: pulls of an image with a high finding are refused.
+	must(t, "registry", "update", "-n", "contoso", "--quarantine-severity", "high")
+	pull := func() (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v2/app/manifests/v1", nil)
+		req.SetBasicAuth("admin", "cli-test-admin")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, msg := pull(); code != http.StatusForbidden || !strings.Contains(msg, "DENIED") || !strings.Contains(msg, "quarantined: 1 finding at or above high") ||
+		!strings.Contains(msg, "gantry scan show -r contoso --image app@"+digest) {
+		t.Fatalf("pull of a quarantined image: %d %s", code, msg)
+	}
+	// The allowlist (by alias) lets it through; an expired entry would not.
+	must(t, "scan", "allowlist", "add", "--id", "CVE-2099-0001", "-r", "contoso", "--expires", "720h", "--reason", "test")
+	if code, msg := pull(); code != http.StatusOK {
+		t.Fatalf("pull after allowlisting: %d %s", code, msg)
+	}
+	if out := must(t, "scan", "allowlist", "list", "-o", "table"); !strings.Contains(out, "CVE-2099-0001") {
+		t.Fatalf("allowlist list:\n%s", out)
+	}
+	must(t, "scan", "allowlist", "remove", "--id", "CVE-2099-0001", "-r", "contoso")
+	if code, _ := pull(); code != http.StatusForbidden {
+		t.Fatalf("pull after removing the allowlist entry: %d", code)
+	}
+
+	// An image with nothing identifiable is unscanned, never clean, and
+	// quarantined.
+	pushImage(t, addr, "opaque", "v1", tarLayer(t, map[string][]byte{"data/blob.bin": []byte("no packages here")}))
+	code, out, errOut := gantry(t, "", "scan", "-r", "contoso", "--image", "opaque:v1", "--fail-on", "low")
+	if code != 1 || !strings.Contains(out, `"status": "unscanned"`) || !strings.Contains(errOut, "no package could be identified") {
+		t.Fatalf("scan of an image without packages: exit %d\n%s%s", code, out, errOut)
+	}
+}
