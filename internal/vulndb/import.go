@@ -113,6 +113,9 @@ func (v *DB) ImportZip(ctx context.Context, r io.ReaderAt, size int64, source st
 	if err != nil && !errors.Is(err, zip.ErrInsecurePath) {
 		return ImportResult{}, fmt.Errorf("reading zip %s: %v%.0w", source, err, ErrInvalid)
 	}
+	if len(zr.File) > v.limits.Files {
+		return ImportResult{}, fmt.Errorf("zip %s: %d entries, more than the limit of %d files%.0w", source, len(zr.File), v.limits.Files, ErrTooLarge)
+	}
 	c := v.newCollector()
 	for _, f := range zr.File {
 		if f.FileInfo().IsDir() || !strings.HasSuffix(f.Name, ".json") {
