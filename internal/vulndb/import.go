@@ -59,17 +59,18 @@ func (v *DB) newCollector() *collector {
 	return &collector{v: v, advs: map[string]*advisory{}, res: ImportResult{Ecosystems: map[string]int{}}}
 }
 
-// count counts a file against the limits of the number of files and of
-// total bytes (size, once it is known).
-func (c *collector) count(name string, size int64) error {
-	if size == 0 {
-		c.res.Files++
-		if c.res.Files > c.v.limits.Files {
-			return tooLargef(name, "more than the limit of %d files in one import", c.v.limits.Files)
-		}
-		return nil
+// countFile counts a file against the limit of files per import.
+func (c *collector) countFile(name string) error {
+	c.res.Files++
+	if c.res.Files > c.v.limits.Files {
+		return tooLargef(name, "more than the limit of %d files in one import", c.v.limits.Files)
 	}
-	c.total += size
+	return nil
+}
+
+// countBytes counts a file's size against the limit of total bytes.
+func (c *collector) countBytes(name string, size int) error {
+	c.total += int64(size)
 	if c.total > c.v.limits.TotalSize {
 		return tooLargef(name, "the import exceeds the limit of %d bytes uncompressed", c.v.limits.TotalSize)
 	}
@@ -113,6 +114,9 @@ func (v *DB) ImportZip(ctx context.Context, r io.ReaderAt, size int64, source st
 	if err != nil && !errors.Is(err, zip.ErrInsecurePath) {
 		return ImportResult{}, fmt.Errorf("reading zip %s: %v%.0w", source, err, ErrInvalid)
 	}
+	if len(zr.File) > v.limits.Files {
+		return ImportResult{}, fmt.Errorf("zip %s: %d entries, more than the limit of %d files%.0w", source, len(zr.File), v.limits.Files, ErrTooLarge)
+	}
 	c := v.newCollector()
 	for _, f := range zr.File {
 		if f.FileInfo().IsDir() || !strings.HasSuffix(f.Name, ".json") {
@@ -121,14 +125,14 @@ func (v *DB) ImportZip(ctx context.Context, r io.ReaderAt, size int64, source st
 		if err := ctx.Err(); err != nil {
 			return ImportResult{}, err
 		}
-		if err := c.count(f.Name, 0); err != nil {
+		if err := c.countFile(f.Name); err != nil {
 			return ImportResult{}, err
 		}
 		data, err := v.readZipFile(f)
 		if err != nil {
 			return ImportResult{}, err
 		}
-		if err := c.count(f.Name, int64(len(data))); err != nil {
+		if err := c.countBytes(f.Name, len(data)); err != nil {
 			return ImportResult{}, err
 		}
 		if err := c.add(f.Name, data); err != nil {
@@ -193,10 +197,10 @@ func (v *DB) ImportDir(ctx context.Context, dir, source string) (ImportResult, e
 			c.res.Ignored = append(c.res.Ignored, Ignored{File: name, Reason: skip})
 			return nil
 		}
-		if err := c.count(name, 0); err != nil {
+		if err := c.countFile(name); err != nil {
 			return err
 		}
-		if err := c.count(name, int64(len(data))); err != nil {
+		if err := c.countBytes(name, len(data)); err != nil {
 			return err
 		}
 		return c.add(name, data)

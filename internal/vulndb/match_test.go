@@ -95,6 +95,12 @@ var fixtures = map[string]string{
   "affected": [{"package": {"ecosystem": "Foo", "name": "x"}, "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}]},
                {"package": {"ecosystem": "npm", "name": "mixed"}, "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "2.0.0"}]}]}]
 }`,
+	"ubuntu/UBUNTU-CVE-1.json": `{
+  "id": "UBUNTU-CVE-1", "modified": "2024-01-02T03:04:05Z",
+  "severity": [{"type": "Ubuntu", "score": "medium"}],
+  "affected": [{"package": {"ecosystem": "Ubuntu:22.04:LTS", "name": "zlib"},
+    "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1:1.2.11.dfsg-2ubuntu9.2"}]}]}]
+}`,
 	"README.md": "not OSV",
 }
 
@@ -112,8 +118,8 @@ func TestImportFixtures(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	v, res := importFixtures(t)
-	if res.Files != 14 || res.Added != 13 || res.Updated != 0 || res.Unchanged != 0 {
-		t.Errorf("result %+v, want 14 files, 13 added", res)
+	if res.Files != 15 || res.Added != 14 || res.Updated != 0 || res.Unchanged != 0 {
+		t.Errorf("result %+v, want 15 files, 14 added", res)
 	}
 	var reasons []string
 	for _, ig := range res.Ignored {
@@ -133,7 +139,7 @@ func TestImportFixtures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Advisories != 13 || st.Source != "dir:fixtures" || st.LastUpdate.IsZero() {
+	if st.Advisories != 14 || st.Source != "dir:fixtures" || st.LastUpdate.IsZero() {
 		t.Errorf("stats %+v", st)
 	}
 	if len(st.Ecosystems) == 0 || st.Ecosystems[0] != (vulndb.EcosystemCount{Ecosystem: "Go", Advisories: 4}) {
@@ -198,6 +204,9 @@ func TestMatch(t *testing.T) {
 		{"stdlib fixed", vulndb.Package{"Go", "stdlib", "go1.20.2"}, none},
 		{"stdlib rc", vulndb.Package{"Go", "stdlib", "go1.21rc2"}, []want{{"GO-TEST-STD", "1.21.0-rc.3", vulndb.SeverityUnknown, "none"}}},
 		{"stdlib release after rc", vulndb.Package{"Go", "stdlib", "go1.21"}, none},
+		{"ubuntu release prefix", vulndb.Package{"Ubuntu:22.04", "zlib", "1:1.2.11.dfsg-2ubuntu9"}, []want{{"UBUNTU-CVE-1", "1:1.2.11.dfsg-2ubuntu9.2", vulndb.SeverityMedium, "advisory"}}},
+		{"ubuntu fixed", vulndb.Package{"Ubuntu:22.04", "zlib", "1:1.2.11.dfsg-2ubuntu9.2"}, none},
+		{"ubuntu other release", vulndb.Package{"Ubuntu:20.04", "zlib", "1:1.2.11.dfsg-2ubuntu1"}, none},
 		{"unknown package", vulndb.Package{"npm", "nothing", "1.0.0"}, none},
 		{"unparsable version", vulndb.Package{"PyPI", "requests", "not a version!"}, none},
 	} {
@@ -278,6 +287,9 @@ func TestAdvisory(t *testing.T) {
 	}
 	if a, err := v.Advisory(ctx, "GHSA-npm2"); err != nil || a.Affected[0].Ranges != "versions 1.0.0, 1.0.1" {
 		t.Errorf("GHSA-npm2: %+v, %v", a, err)
+	}
+	if a, err := v.Advisory(ctx, "GO-TEST-WITHDRAWN"); err != nil || a.Withdrawn.IsZero() {
+		t.Errorf("GO-TEST-WITHDRAWN: %+v, %v", a, err)
 	}
 	_, err = v.Advisory(ctx, "CVE-1999-0001")
 	if !errors.Is(err, errdefs.ErrNotFound) || err.Error() != "advisory CVE-1999-0001 not found" {

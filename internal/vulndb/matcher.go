@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -255,7 +256,7 @@ func normalizeName(base, name string) string {
 // its ecosystem use; ok is false for a version that cannot match. Go: the
 // "v" prefix goes, and toolchain tags ("go1.21.3") become SemVer
 // ("1.21.3"); "(devel)" matches nothing.
-func normalizeVersion(base, name, v string) (string, bool) {
+func normalizeVersion(base, v string) (string, bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return "", false
@@ -391,7 +392,7 @@ func (m *Matcher) Match(pkgs []Package) []Finding {
 		if len(entries) == 0 {
 			continue
 		}
-		ver, ok := normalizeVersion(base, p.Name, p.Version)
+		ver, ok := normalizeVersion(base, p.Version)
 		if !ok {
 			continue
 		}
@@ -414,7 +415,7 @@ func (m *Matcher) Match(pkgs []Package) []Finding {
 			}
 			found[e.adv] = len(out)
 			a := e.adv
-			out = append(out, Finding{Package: p, ID: a.id, Aliases: a.aliases, Summary: a.summary, FixedVersion: fixed.raw,
+			out = append(out, Finding{Package: p, ID: a.id, Aliases: slices.Clone(a.aliases), Summary: a.summary, FixedVersion: fixed.raw,
 				Severity: a.severity, Score: a.score, SeveritySource: a.source, Vector: a.vector, Modified: a.modified})
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/osv-scalibr/semantic"
@@ -357,6 +358,25 @@ func checkVersion(typ, eco, v string) error {
 		}
 		return nil
 	}
+	if strings.IndexFunc(v, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return errors.New("contains white space or control characters")
+	}
+	switch ecosystemBase(eco) {
+	case "Alpine", "Alpaquita", "BellSoft Hardened Containers", "Chainguard", "MinimOS", "Wolfi", "Debian", "Ubuntu":
+		// apk and dpkg versions start with a digit (dpkg's after an epoch "N:").
+		rest := v
+		if e, r, ok := strings.Cut(v, ":"); ok && ecosystemBase(eco) != "Alpine" {
+			if e == "" || strings.Trim(e, "0123456789") != "" {
+				return errors.New("epoch is not a number")
+			}
+			rest = r
+		}
+		if rest == "" || rest[0] < '0' || rest[0] > '9' {
+			return errors.New("does not start with a digit")
+		}
+	}
+	// The ordering's parser is lenient (it orders what it can), but
+	// rejects some versions (CRAN, Hackage, Maven).
 	_, err := semantic.Parse(v, eco)
 	return err
 }

@@ -141,6 +141,9 @@ type Advisory struct {
 	Summary   string
 	Modified  time.Time
 	Published time.Time
+	// Withdrawn is when the advisory was withdrawn (zero if it was not);
+	// a withdrawn advisory never matches.
+	Withdrawn time.Time
 	// Severity, Score, SeveritySource and Vector are as in Finding.
 	Severity       Severity
 	Score          float64
@@ -163,12 +166,12 @@ type Affected struct {
 // (a CVE ID, say; the lowest ID if several have it). An unknown ID is an
 // error in ErrNotFound.
 func (v *DB) Advisory(ctx context.Context, id string) (Advisory, error) {
-	const q = `SELECT id, aliases, summary, modified, published, severity, score, severity_source, vector
+	const q = `SELECT id, aliases, summary, modified, published, withdrawn, severity, score, severity_source, vector
 		FROM vuln_advisories WHERE id = ?`
 	var a Advisory
-	var aliases, modified, published, sev string
+	var aliases, modified, published, withdrawn, sev string
 	scan := func(key string) error {
-		return v.d.R.QueryRowContext(ctx, q, key).Scan(&a.ID, &aliases, &a.Summary, &modified, &published, &sev, &a.Score, &a.SeveritySource, &a.Vector)
+		return v.d.R.QueryRowContext(ctx, q, key).Scan(&a.ID, &aliases, &a.Summary, &modified, &published, &withdrawn, &sev, &a.Score, &a.SeveritySource, &a.Vector)
 	}
 	err := scan(id)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -185,7 +188,7 @@ func (v *DB) Advisory(ctx context.Context, id string) (Advisory, error) {
 		return Advisory{}, fmt.Errorf("advisory %s: %w", id, err)
 	}
 	a.Severity = Severity(sev)
-	a.Modified, a.Published = db.ParseTime(modified), db.ParseTime(published)
+	a.Modified, a.Published, a.Withdrawn = db.ParseTime(modified), db.ParseTime(published), db.ParseTime(withdrawn)
 	if err := json.Unmarshal([]byte(aliases), &a.Aliases); err != nil {
 		return Advisory{}, fmt.Errorf("advisory %s: aliases: %w", id, err)
 	}
