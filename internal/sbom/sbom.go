@@ -31,6 +31,9 @@ var (
 	// ErrMediaType: a layer's media type is not one of a layer tar
 	// (errdefs.ErrInvalid).
 	ErrMediaType = errdefs.New("unsupported layer media type", errdefs.ErrInvalid)
+	// ErrDigest: the blob read for a layer does not match its digest or
+	// size (errdefs.ErrInvalid).
+	ErrDigest = errdefs.New("digest mismatch", errdefs.ErrInvalid)
 	// ErrTooLarge: a layer passes the uncompressed size or entry limit, as a
 	// zip bomb does (errdefs.ErrTooLarge).
 	ErrTooLarge = errdefs.New("too large", errdefs.ErrTooLarge)

@@ -596,6 +596,18 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+func TestDigestMismatch(t *testing.T) {
+	t.Parallel()
+	b := newBlobs()
+	l := b.add(tarGz(t, file{name: "app/node_modules/lodash/package.json", body: `{"name": "lodash", "version": "4.17.21"}`}), gzipTar)
+	other := tarGz(t, file{name: "app/node_modules/express/package.json", body: `{"name": "express", "version": "4.18.2"}`})
+	b.data[l.Digest] = other
+	_, err := newExtractor(t).Inventory(context.Background(), []sbom.Layer{l}, b)
+	if !errors.Is(err, sbom.ErrDigest) || !errors.Is(err, errdefs.ErrInvalid) {
+		t.Fatalf("error %v", err)
+	}
+}
+
 func TestEntryLimit(t *testing.T) {
 	t.Parallel()
 	var files []file
