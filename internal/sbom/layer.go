@@ -286,7 +286,14 @@ func (x *Extractor) file(ctx context.Context, rec *layerRecord, tmp, name string
 			name, humanize.IBytes(uint64(hdr.Size)), humanize.IBytes(uint64(x.opts.fileLimit))))
 		return nil
 	}
-	full := filepath.Join(tmp, filepath.FromSlash(name))
+	// Each file gets a root of its own: the extractors see a file system
+	// holding just it, and no earlier file's directories are in its way.
+	root, err := os.MkdirTemp(tmp, "f")
+	if err != nil {
+		return fmt.Errorf("%w: %w", errLocal, err)
+	}
+	defer os.RemoveAll(root)
+	full := filepath.Join(root, filepath.FromSlash(name))
 	if err := os.MkdirAll(filepath.Dir(full), 0o700); err != nil {
 		return fmt.Errorf("%w: %w", errLocal, err)
 	}
@@ -294,19 +301,16 @@ func (x *Extractor) file(ctx context.Context, rec *layerRecord, tmp, name string
 	if err != nil {
 		return fmt.Errorf("%w: %w", errLocal, err)
 	}
-	defer func() {
-		f.Close()
-		os.Remove(full)
-	}()
+	defer f.Close()
 	if _, err := io.Copy(localWriter{f}, tr); err != nil {
 		return err
 	}
-	root := scalibrfs.DirFS(tmp)
+	fsys := scalibrfs.DirFS(root)
 	for _, p := range accept {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return fmt.Errorf("%w: %w", errLocal, err)
 		}
-		in := &filesystem.ScanInput{FS: root, Path: name, Root: tmp, Info: api.info, Reader: f}
+		in := &filesystem.ScanInput{FS: fsys, Path: name, Root: root, Info: api.info, Reader: f}
 		pkgs, err := extract(ctx, p, in)
 		if err != nil {
 			if ctx.Err() != nil {

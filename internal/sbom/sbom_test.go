@@ -685,6 +685,19 @@ func TestSymlinkLoop(t *testing.T) {
 	}
 }
 
+// A file at a path where an earlier entry of the layer had a directory
+// (odd, but a tar may hold it) is extracted all the same.
+func TestFileOverDirectory(t *testing.T) {
+	t.Parallel()
+	b := newBlobs()
+	l := b.add(tarGz(t,
+		file{name: "x/package.json/node_modules/a/package.json", body: `{"name": "a", "version": "1.0.0"}`},
+		file{name: "x/package.json", body: `{"name": "b", "version": "2.0.0"}`},
+	), gzipTar)
+	inv := inventory(t, newExtractor(t), b, l)
+	find(t, inv, "b")
+}
+
 func TestUnscanned(t *testing.T) {
 	t.Parallel()
 	b := newBlobs()
