@@ -127,18 +127,14 @@ func (x *Extractor) cached(ctx context.Context, d digest.Digest) (*layerRecord, 
 	return rec, nil
 }
 
-// store caches the record of layer d, replacing those of other extractor
+// store caches the encoded record of layer d, replacing those of other extractor
 // versions.
-func (x *Extractor) store(ctx context.Context, d digest.Digest, rec *layerRecord) error {
-	data, err := encodeRecord(rec)
-	if err != nil {
-		return err
-	}
+func (x *Extractor) store(ctx context.Context, d digest.Digest, data []byte) error {
 	if _, err := x.db.W.ExecContext(ctx, `DELETE FROM sbom_layers WHERE digest = ? AND version <> ?`,
 		d.String(), cacheVersion); err != nil {
 		return err
 	}
-	_, err = x.db.W.ExecContext(ctx,
+	_, err := x.db.W.ExecContext(ctx,
 		`INSERT INTO sbom_layers(digest, version, data, created_at) VALUES (?, ?, ?, ?)
 		 ON CONFLICT(digest, version) DO UPDATE SET data = excluded.data, created_at = excluded.created_at`,
 		d.String(), cacheVersion, data, db.FormatTime(time.Now()))

@@ -36,34 +36,62 @@ type fileEntry struct {
 	pkgs  []*extractor.Package
 }
 
-// remove deletes what lies at p and, with under, below it.
-func (v *view) remove(p string, at, under bool) {
-	prefix := p + "/"
-	if p == "" {
-		prefix = ""
+// hide deletes from the view what a layer hides of the layers below: the
+// paths it writes a non-directory at or whites out, with everything under
+// them, and everything under its opaque directories. One pass over the
+// view, looking up each path's ancestors: O(view × depth) per layer.
+func (v *view) hide(rec *layerRecord) {
+	gone := make(map[string]bool, len(rec.Others)+len(rec.Whiteouts)+len(rec.Files)+len(rec.Symlinks)+len(rec.OSRelease))
+	for _, set := range [][]string{rec.Others, rec.Whiteouts} {
+		for _, p := range set {
+			gone[p] = true
+		}
 	}
-	del := func(k string) bool { return (at && k == p) || (under && strings.HasPrefix(k, prefix)) }
+	for p := range rec.Files {
+		gone[p] = true
+	}
+	for p := range rec.Symlinks {
+		gone[p] = true
+	}
+	for p := range rec.OSRelease {
+		gone[p] = true
+	}
+	opaque := make(map[string]bool, len(rec.Opaque))
+	for _, p := range rec.Opaque {
+		opaque[p] = true
+	}
+	hidden := func(k string) bool {
+		if gone[k] {
+			return true
+		}
+		for dir := k; dir != ""; {
+			i := strings.LastIndexByte(dir, '/')
+			if i < 0 {
+				dir = ""
+			} else {
+				dir = dir[:i]
+			}
+			if gone[dir] && dir != "" || opaque[dir] {
+				return true
+			}
+		}
+		return false
+	}
 	for k := range v.files {
-		if del(k) {
+		if hidden(k) {
 			delete(v.files, k)
 		}
 	}
 	for k := range v.links {
-		if del(k) {
+		if hidden(k) {
 			delete(v.links, k)
 		}
 	}
 	for k := range v.releases {
-		if del(k) {
+		if hidden(k) {
 			delete(v.releases, k)
 		}
 	}
-}
-
-func (v *view) replace(p string) {
-	delete(v.files, p)
-	delete(v.links, p)
-	delete(v.releases, p)
 }
 
 // compose applies the layers' records in order and fills inv.
@@ -74,25 +102,9 @@ func compose(inv *Inventory, layers []Layer, recs []*layerRecord) {
 		for _, n := range rec.Notes {
 			inv.Notes = append(inv.Notes, fmt.Sprintf("layer %s: %s", d, n))
 		}
-		// Whiteouts and opaque directories hide lower layers only.
-		for _, o := range rec.Opaque {
-			v.remove(o, false, true)
-		}
-		for _, w := range rec.Whiteouts {
-			v.remove(w, true, true)
-		}
-		for _, p := range rec.Others {
-			v.replace(p)
-		}
-		for p := range rec.Symlinks {
-			v.replace(p)
-		}
-		for p := range rec.OSRelease {
-			v.replace(p)
-		}
-		for p := range rec.Files {
-			v.replace(p)
-		}
+		// Whiteouts, opaque directories and the layer's own paths hide
+		// what lies below.
+		v.hide(rec)
 		for p, t := range rec.Symlinks {
 			v.links[p] = t
 		}

@@ -83,7 +83,11 @@ func (x *Extractor) readLayer(ctx context.Context, l Layer, open Opener) (*layer
 		return nil, fmt.Errorf("layer %s: opening: %w", l.Digest, err)
 	}
 	defer rc.Close()
-	src := bufio.NewReaderSize(&sourceReader{ctx: ctx, r: rc}, 64<<10)
+	// The blob is checked against its digest as it is read: the cache is
+	// keyed by the digest, and must not hold what another blob contains.
+	verifier := l.Digest.Verifier()
+	blob := &sourceReader{ctx: ctx, r: io.TeeReader(rc, verifier)}
+	src := bufio.NewReaderSize(blob, 64<<10)
 	if kind == "sniff" {
 		kind = sniff(src)
 	}
@@ -137,6 +141,13 @@ func (x *Extractor) readLayer(ctx context.Context, l Layer, open Opener) (*layer
 	// checked and trailing garbage noticed.
 	if _, err := io.Copy(io.Discard, cr); err != nil {
 		return nil, x.layerError(l, err, entries, last, cr.n)
+	}
+	if _, err := io.Copy(io.Discard, src); err != nil {
+		return nil, x.layerError(l, err, entries, last, cr.n)
+	}
+	if blob.n != l.Size && l.Size > 0 || !verifier.Verified() {
+		return nil, fmt.Errorf("layer %s: %w: the blob read (%d bytes) does not match the layer's digest and size (%d bytes)",
+			l.Digest, ErrDigest, blob.n, l.Size)
 	}
 	sort.Strings(rec.Others)
 	sort.Strings(rec.Whiteouts)
@@ -275,7 +286,14 @@ func (x *Extractor) file(ctx context.Context, rec *layerRecord, tmp, name string
 			name, humanize.IBytes(uint64(hdr.Size)), humanize.IBytes(uint64(x.opts.fileLimit))))
 		return nil
 	}
-	full := filepath.Join(tmp, filepath.FromSlash(name))
+	// Each file gets a root of its own: the extractors see a file system
+	// holding just it, and no earlier file's directories are in its way.
+	root, err := os.MkdirTemp(tmp, "f")
+	if err != nil {
+		return fmt.Errorf("%w: %w", errLocal, err)
+	}
+	defer os.RemoveAll(root)
+	full := filepath.Join(root, filepath.FromSlash(name))
 	if err := os.MkdirAll(filepath.Dir(full), 0o700); err != nil {
 		return fmt.Errorf("%w: %w", errLocal, err)
 	}
@@ -283,19 +301,16 @@ func (x *Extractor) file(ctx context.Context, rec *layerRecord, tmp, name string
 	if err != nil {
 		return fmt.Errorf("%w: %w", errLocal, err)
 	}
-	defer func() {
-		f.Close()
-		os.Remove(full)
-	}()
+	defer f.Close()
 	if _, err := io.Copy(localWriter{f}, tr); err != nil {
 		return err
 	}
-	root := scalibrfs.DirFS(tmp)
+	fsys := scalibrfs.DirFS(root)
 	for _, p := range accept {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return fmt.Errorf("%w: %w", errLocal, err)
 		}
-		in := &filesystem.ScanInput{FS: root, Path: name, Root: tmp, Info: api.info, Reader: f}
+		in := &filesystem.ScanInput{FS: fsys, Path: name, Root: root, Info: api.info, Reader: f}
 		pkgs, err := extract(ctx, p, in)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -343,6 +358,7 @@ func sniff(r *bufio.Reader) string {
 type sourceReader struct {
 	ctx context.Context
 	r   io.Reader
+	n   int64 // bytes read
 }
 
 type sourceError struct{ err error }
@@ -355,6 +371,7 @@ func (s *sourceReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	n, err := s.r.Read(p)
+	s.n += int64(n)
 	if err != nil && err != io.EOF {
 		err = &sourceError{err}
 	}

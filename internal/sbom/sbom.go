@@ -31,6 +31,9 @@ var (
 	// ErrMediaType: a layer's media type is not one of a layer tar
 	// (errdefs.ErrInvalid).
 	ErrMediaType = errdefs.New("unsupported layer media type", errdefs.ErrInvalid)
+	// ErrDigest: the blob read for a layer does not match its digest or
+	// size (errdefs.ErrInvalid).
+	ErrDigest = errdefs.New("digest mismatch", errdefs.ErrInvalid)
 	// ErrTooLarge: a layer passes the uncompressed size or entry limit, as a
 	// zip bomb does (errdefs.ErrTooLarge).
 	ErrTooLarge = errdefs.New("too large", errdefs.ErrTooLarge)
@@ -174,7 +177,18 @@ func (x *Extractor) Inventory(ctx context.Context, layers []Layer, open Opener) 
 				return nil, err
 			}
 			inv.LayersRead++
-			if err := x.store(ctx, l.Digest, rec); err != nil {
+			// The packages go through the cache's encoding even when it is
+			// not written, so that a layer read and the same layer cached
+			// give the same inventory (the encoding normalizes some
+			// metadata, e.g. an npm package's unknown source).
+			data, err := encodeRecord(rec)
+			if err != nil {
+				return nil, fmt.Errorf("layer %s: %w", l.Digest, err)
+			}
+			if rec, err = decodeRecord(data); err != nil {
+				return nil, fmt.Errorf("layer %s: %w", l.Digest, err)
+			}
+			if err := x.store(ctx, l.Digest, data); err != nil {
 				// The inventory is right without the cache; the next scan
 				// reads the layer again.
 				x.log.WarnContext(ctx, "caching a layer's packages", "layer", l.Digest, "err", err)
