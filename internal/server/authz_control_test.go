@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -20,6 +21,7 @@ import (
 	"github.com/gantryhq/gantry/internal/httpapi"
 	"github.com/gantryhq/gantry/internal/importer"
 	"github.com/gantryhq/gantry/internal/instance"
+	"github.com/gantryhq/gantry/internal/scan"
 	"github.com/gantryhq/gantry/internal/task"
 	"github.com/gantryhq/gantry/internal/testenv"
 	"github.com/gantryhq/gantry/internal/trigger"
@@ -101,12 +103,28 @@ const (
 	ctlImport = "UADAADDUUUUADAD"
 	// The git-host webhook authenticates by signature, never by credentials.
 	ctlWebhook = "UUUUUUUUUUUUUUU"
-	ctlNoRoute = "NNNNNNNNNNNNNNN"
+	// Scanning reg1's app:v1, and reading its report: content/read on
+	// app (the wildcard token covers samples/* only). POST /v1/scans
+	// names no registry in its path, so other registries' tokens
+	// authenticate there and are refused.
+	ctlScan     = "UAAAAADUUUDAAAD"
+	ctlScanShow = "UAAAAADUUUUAAAD"
+	ctlNoRoute  = "NNNNNNNNNNNNNNN"
 )
 
 // taskFile is the file of the matrix's tasks (runs fail at once without an
 // engine).
 const taskFile = "version: v1.1.0\nsteps:\n  - cmd: busybox true\n"
+
+// osvZip is a zip of one OSV advisory.
+func osvZip() []byte {
+	var b bytes.Buffer
+	zw := zip.NewWriter(&b)
+	w, _ := zw.Create("osv/TEST-0001.json")
+	_, _ = w.Write([]byte(`{"id": "TEST-0001", "modified": "2024-01-01T00:00:00Z", "affected": [{"package": {"ecosystem": "npm", "name": "left-pad"}, "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.1.0"}]}]}]}`))
+	_ = zw.Close()
+	return b.Bytes()
+}
 
 func jsonBody(v any) []byte {
 	b, err := json.Marshal(v)
@@ -287,6 +305,30 @@ func controlOps() []ctlOp {
 		{route: "DELETE /v1/role-assignments", name: "at /registries/reg1", status: 200, want: ctlRoleAtReg1, prepare: func(t *testing.T, w *world) ctlRequest {
 			_, principal := freshAssignment(t, w)
 			return ctlRequest{path: "/v1/role-assignments?assignee=" + principal + "&scope=" + url.QueryEscape("/registries/reg1")}
+		}},
+
+		// The scan gate. Scanning and reading a report take pull rights on
+		// the repository; the database and the global allowlist are the
+		// admin's; reading them takes any valid credential.
+		{route: "POST /v1/scans", status: 400, want: ctlScan,
+			prepare: body("/v1/scans", func() any { return api.ScanRequest{Registry: "reg1", Repository: "app", Reference: "v1"} })},
+		{route: "GET /v1/registries/{reg}/scans", status: 404, want: ctlScanShow, prepare: path("/v1/registries/reg1/scans?repository=app&reference=v1")},
+		{route: "GET /v1/vulndb", status: 200, want: ctlWhoami, prepare: path("/v1/vulndb")},
+		{route: "POST /v1/vulndb/import", status: 200, want: ctlAdminTop, prepare: func(*testing.T, *world) ctlRequest {
+			return ctlRequest{path: "/v1/vulndb/import", body: osvZip(), contentType: "application/zip"}
+		}},
+		{route: "POST /v1/vulndb/update", status: 404, want: ctlAdminTop, prepare: func(_ *testing.T, w *world) ctlRequest {
+			return ctlRequest{path: "/v1/vulndb/update", body: jsonBody(api.VulnDBUpdateRequest{Source: w.reg1 + "/no-such-db:1"}), contentType: "application/json"}
+		}},
+		{route: "GET /v1/scan-allowlist", status: 200, want: ctlWhoami, prepare: path("/v1/scan-allowlist")},
+		{route: "POST /v1/scan-allowlist", status: 201, want: ctlAdminTop,
+			prepare: body("/v1/scan-allowlist", func() any { return api.AllowlistEntry{ID: fresh("CVE-")} })},
+		{route: "DELETE /v1/scan-allowlist/{id}", status: 204, want: ctlAdminTop, prepare: func(t *testing.T, w *world) ctlRequest {
+			id := fresh("CVE-")
+			if _, err := w.srv.admin().Allow(ctx, api.AllowlistEntry{ID: id}); err != nil {
+				t.Fatal(err)
+			}
+			return ctlRequest{path: "/v1/scan-allowlist/" + id}
 		}},
 
 		// Key vaults.
@@ -532,6 +574,7 @@ func allRoutes(t *testing.T) []string {
 	t.Helper()
 	s := httpapi.New(nil, nil, nil, nil,
 		httpapi.WithTasks(new(task.Service)),
+		httpapi.WithScans(new(scan.Service)),
 		httpapi.WithTriggers(noTriggers{}),
 		httpapi.WithContainers(noContainers{}),
 		httpapi.WithImporter(importer.New(nil, nil, nil, nil)))
