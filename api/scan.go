@@ -168,3 +168,46 @@ type AllowlistEntry struct {
 	CreatedAt time.Time  `json:"createdAt,omitzero"`
 	Expired   bool       `json:"expired,omitempty"`
 }
+
+// ScanImpact is GET /v1/scan-impact?id=ADVISORY: the images an advisory
+// affects and, through the base-image dependency graph, the tasks and
+// application images built on them and the container instances running
+// one of those.
+type ScanImpact struct {
+	ID       string   `json:"id"`
+	Aliases  []string `json:"aliases"`
+	Summary  string   `json:"summary,omitempty"`
+	Severity string   `json:"severity"`
+	// Images are the scanned images the advisory affects.
+	Images []ImpactImage `json:"images"`
+	// Built are the tasks whose last build used an affected image (or an
+	// image built on one) as a base, with the images they pushed.
+	Built []ImpactBuild `json:"built"`
+	// Containers are the container instances running an affected or
+	// built image.
+	Containers []ImpactContainer `json:"containers"`
+}
+
+// ImpactImage is an affected image.
+type ImpactImage struct {
+	Registry   string   `json:"registry"`
+	Repository string   `json:"repository"`
+	Digest     string   `json:"digest"`
+	Tags       []string `json:"tags,omitempty"`
+	Packages   []string `json:"packages"`
+}
+
+// ImpactBuild is a task built on an affected image.
+type ImpactBuild struct {
+	Registry string   `json:"registry"`
+	Task     string   `json:"task"`
+	Base     string   `json:"base"`
+	Run      string   `json:"run"`
+	Images   []string `json:"images"`
+}
+
+// ImpactContainer is a container instance running an affected image.
+type ImpactContainer struct {
+	Name  string `json:"name"`
+	Image string `json:"image"`
+}

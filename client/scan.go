@@ -82,3 +82,8 @@ func (c *Client) Disallow(ctx context.Context, registry, id string) error {
 	}
 	return c.do(ctx, http.MethodDelete, "/v1/scan-allowlist/"+pathEscape(id), q, nil, nil)
 }
+
+// ScanImpact lists what an advisory affects (admin only).
+func (c *Client) ScanImpact(ctx context.Context, id string) (*api.ScanImpact, error) {
+	return send[api.ScanImpact](ctx, c, http.MethodGet, "/v1/scan-impact", url.Values{"id": {id}}, nil)
+}

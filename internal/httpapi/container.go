@@ -33,7 +33,10 @@ var _ Containers = (*instance.Manager)(nil)
 // WithContainers serves the container-instance endpoints (see api.Container)
 // over c. It registers the routes itself, so give it at most once.
 func WithContainers(c Containers) Option {
-	return func(s *Server) { (&containerAPI{s: s, c: c}).routes() }
+	return func(s *Server) {
+		s.containers = c
+		(&containerAPI{s: s, c: c}).routes()
+	}
 }
 
 // containerAPI is the container-instance endpoints.

@@ -37,6 +37,79 @@ func (s *Server) scanRoutes() {
 	s.mux.HandleFunc("GET /v1/scan-allowlist", s.authed(s.listAllowlist))
 	s.mux.HandleFunc("POST /v1/scan-allowlist", s.authed(s.addAllowlist))
 	s.mux.HandleFunc("DELETE /v1/scan-allowlist/{id}", s.authed(s.removeAllowlist))
+	s.mux.HandleFunc("GET /v1/scan-impact", s.authed(s.scanImpact))
+}
+
+// maxImpactDepth bounds how many generations of images built on images
+// the impact follows.
+const maxImpactDepth = 5
+
+// scanImpact answers which images an advisory affects and, through the
+// base-image dependency graph the triggers use, which tasks built images
+// on them (and on those, up to maxImpactDepth generations) and which
+// container instances run one. Admin only: it spans every registry.
+func (s *Server) scanImpact(w http.ResponseWriter, r *http.Request) error {
+	if err := s.check(r, auth.OpWrite, "/registries"); err != nil {
+		return err
+	}
+	id := r.URL.Query().Get("id")
+	if id == "" {
+		return invalidField("id", "must be set (an advisory ID or alias)")
+	}
+	ctx := r.Context()
+	adv, imgs, err := s.scans.Impact(ctx, id)
+	if err != nil {
+		return err
+	}
+	out := api.ScanImpact{ID: adv.ID, Aliases: adv.Aliases, Summary: adv.Summary, Severity: string(adv.Severity),
+		Images: []api.ImpactImage{}, Built: []api.ImpactBuild{}, Containers: []api.ImpactContainer{}}
+	refs := map[string]bool{} // references of affected and built images
+	var queue []string
+	for _, im := range imgs {
+		out.Images = append(out.Images, api.ImpactImage{Registry: im.Registry, Repository: im.Repository, Digest: im.Digest, Packages: im.Packages})
+		refs[im.Digest] = true
+		queue = append(queue, im.Digest)
+	}
+	seen := map[string]bool{}
+	for depth := 0; len(queue) > 0 && depth < maxImpactDepth && s.tasks != nil; depth++ {
+		var next []string
+		for _, d := range queue {
+			if seen[d] {
+				continue
+			}
+			seen[d] = true
+			builds, err := s.tasks.BuiltOnDigest(ctx, d)
+			if err != nil {
+				return err
+			}
+			for _, b := range builds {
+				ib := api.ImpactBuild{Registry: b.Registry, Task: b.Task, Base: b.Base, Run: b.RunID, Images: []string{}}
+				for _, img := range b.Images {
+					ib.Images = append(ib.Images, img.Reference())
+					refs[img.Reference()] = true
+					if img.Digest != "" {
+						refs[img.Digest] = true
+						next = append(next, img.Digest)
+					}
+				}
+				out.Built = append(out.Built, ib)
+			}
+		}
+		queue = next
+	}
+	if s.containers != nil {
+		insts, err := s.containers.List(ctx)
+		if err != nil {
+			return err
+		}
+		for _, in := range insts {
+			_, dg, _ := strings.Cut(in.Image, "@")
+			if refs[in.Image] || dg != "" && refs[dg] {
+				out.Containers = append(out.Containers, api.ImpactContainer{Name: in.Name, Image: in.Image})
+			}
+		}
+	}
+	return reply(w, http.StatusOK, out)
 }
 
 // scanImage scans an image: of one of the server's registries (the caller

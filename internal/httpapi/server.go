@@ -67,6 +67,8 @@ type Server struct {
 	triggers Triggers
 	gc       Collector
 	scans    *scan.Service
+	// containers, when served (WithContainers).
+	containers Containers
 	// ca is the local CA's certificate (PEM), nil without one.
 	ca []byte
 }

@@ -321,6 +321,7 @@ func controlOps() []ctlOp {
 			return ctlRequest{path: "/v1/vulndb/update", body: jsonBody(api.VulnDBUpdateRequest{Source: w.reg1 + "/no-such-db:1"}), contentType: "application/json"}
 		}},
 		{route: "GET /v1/scan-allowlist", status: 200, want: ctlWhoami, prepare: path("/v1/scan-allowlist")},
+		{route: "GET /v1/scan-impact", status: 404, want: ctlAdminTop, prepare: path("/v1/scan-impact?id=NO-SUCH-ADVISORY")},
 		{route: "POST /v1/scan-allowlist", status: 201, want: ctlAdminTop,
 			prepare: body("/v1/scan-allowlist", func() any { return api.AllowlistEntry{ID: fresh("CVE-")} })},
 		{route: "DELETE /v1/scan-allowlist/{id}", status: 204, want: ctlAdminTop, prepare: func(t *testing.T, w *world) ctlRequest {

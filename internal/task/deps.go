@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/gantryhq/gantry/internal/engine"
 )
 
 // This file holds the queries the triggers (internal/trigger) run against
@@ -256,4 +258,43 @@ func (s *Service) SetTimerLastFire(ctx context.Context, taskID, name, schedule s
 	}
 	n, _ := res.RowsAffected()
 	return n == 1, nil
+}
+
+// BuiltOn is a task whose last successful build used a base image (by
+// digest), with the run that built it.
+type BuiltOn struct {
+	Registry, Task string
+	// Base is the base image reference as the task's Dockerfile names it.
+	Base  string
+	RunID string
+	// Images are the images that run pushed.
+	Images []engine.Image
+}
+
+// BuiltOnDigest returns the tasks whose tracked base image (runtime or
+// build time) has manifest digest d: the applications built on it.
+func (s *Service) BuiltOnDigest(ctx context.Context, d string) ([]BuiltOn, error) {
+	rows, err := s.db.L.QueryContext(ctx, `SELECT t.registry, t.name, b.image, b.run_id FROM task_base_images b
+		JOIN tasks t ON t.id = b.task_id WHERE b.digest = ? ORDER BY t.registry, t.name`, d)
+	if err != nil {
+		return nil, fmt.Errorf("finding tasks built on %s: %w", d, err)
+	}
+	var out []BuiltOn
+	for rows.Next() {
+		var b BuiltOn
+		if err := rows.Scan(&b.Registry, &b.Task, &b.Base, &b.RunID); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if r, err := s.GetRun(ctx, out[i].Registry, out[i].RunID); err == nil {
+			out[i].Images = r.OutputImages
+		}
+	}
+	return out, nil
 }

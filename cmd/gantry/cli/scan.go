@@ -100,7 +100,7 @@ SARIF 2.1.0 log.`,
 	cmd.Flags().StringVarP(&req.Registry, "registry", "r", "", "registry of the image (with --image)")
 	cmd.Flags().StringVar(&image, "image", "", "REPO:TAG or REPO@DIGEST in the registry")
 	cmd.Flags().StringVar(&failOn, "fail-on", "", "exit 1 on a finding at or above this severity: critical, high, medium, low")
-	cmd.AddCommand(newScanShowCmd(o), newAllowlistCmd(o))
+	cmd.AddCommand(newScanShowCmd(o), newAllowlistCmd(o), newScanImpactCmd(o))
 	return cmd
 }
 
@@ -394,4 +394,52 @@ func orEmpty[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+var impactView = tableView{
+	{"REGISTRY", "registry", nil},
+	{"REPOSITORY", "repository", nil},
+	{"DIGEST", "digest", nil},
+	{"PACKAGES", "packages", nil},
+}
+
+func newScanImpactCmd(o *rootOpts) *cobra.Command {
+	var id string
+	c := &cobra.Command{
+		Use:   "impact",
+		Short: "List what an advisory affects: images, what was built on them, what runs them (admin only)",
+		Long: `List the scanned images an advisory (by ID or alias, e.g. a CVE ID)
+affects as their latest scan or rescan found, and, through the base-image
+dependency graph that base-image triggers use, every task whose last build
+used one of them (or an image built on one) as a base, with the images it
+pushed, and every container instance running one of those images.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			im, err := c.ScanImpact(cmd.Context(), id)
+			if err != nil {
+				return hint(err)
+			}
+			if o.output != "table" {
+				return o.print(im, nil)
+			}
+			fmt.Fprintf(o.out, "%s (%s) %s\n", im.ID, strings.Join(im.Aliases, ", "), im.Summary)
+			if err := render(o.out, "table", "", im.Images, impactView); err != nil {
+				return err
+			}
+			for _, b := range im.Built {
+				fmt.Fprintf(o.out, "built on it: task %s/%s (run %s, base %s): %s\n", b.Registry, b.Task, b.Run, b.Base, strings.Join(b.Images, ", "))
+			}
+			for _, ci := range im.Containers {
+				fmt.Fprintf(o.out, "running: container %s (%s)\n", ci.Name, ci.Image)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&id, "id", "", "advisory ID or alias")
+	_ = c.MarkFlagRequired("id")
+	return c
 }

@@ -267,6 +267,19 @@ func TestScanGate(t *testing.T) {
 		t.Fatalf("scan show after the rescan: %+v", rep)
 	}
 
+	// The impact of an advisory, asked by its alias.
+	var im api.ScanImpact
+	if err := json.Unmarshal([]byte(must(t, "scan", "impact", "--id", "CVE-2099-0001")), &im); err != nil {
+		t.Fatal(err)
+	}
+	if im.ID != "ALPINE-TEST-2024-0001" || len(im.Images) != 1 || im.Images[0].Digest != digest || im.Images[0].Repository != "app" ||
+		len(im.Images[0].Packages) != 1 || im.Images[0].Packages[0] != "busybox 1.36.1-r2" {
+		t.Fatalf("scan impact: %+v", im)
+	}
+	if code, _, errOut := gantry(t, "", "scan", "impact", "--id", "CVE-0000-0000"); code != 1 || !strings.Contains(errOut, "CVE-0000-0000") {
+		t.Fatalf("impact of an unknown advisory: exit %d\n%s", code, errOut)
+	}
+
 	// Quarantine: pulls of an image with a high finding are refused.
 	must(t, "registry", "update", "-n", "contoso", "--quarantine-severity", "high")
 	pull := func() (int, string) {
