@@ -37,3 +37,8 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker 2>/dev/null; then
 	systemctl stop docker docker.socket >/dev/null 2>&1 || true
 fi
+
+# The Go vulnerability database (OSV JSON), which the scan tests and the demo
+# import: served as the Go module golang.org/x/vulndb through the module proxy.
+GANTRY_VULNDB_VERSION=v0.0.0-20261105234957-e22db6528018
+go mod download golang.org/x/vulndb@"$GANTRY_VULNDB_VERSION" >/dev/null
