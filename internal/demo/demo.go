@@ -14,6 +14,8 @@
 package demo
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -216,6 +218,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		{"Stage 3: gate the base image and build hello-world from the vetted base", d.stage3},
 		{"Stage 4: a Green commit passes the gate and reaches the site", d.stage4},
 		{"Stage 5: a Red commit fails the gate; nothing is promoted, the site stays Green", d.stage5},
+		{"Stage 6: a base update with a known-vulnerable package fails the scan step; nothing is promoted", d.stage6},
 	}
 	for _, s := range stages {
 		d.say("\n== %s", s.name)
@@ -484,9 +487,15 @@ func (d *demo) stage3(ctx context.Context) error {
 	if err := d.credential(ctx, baseArtifacts, "base-import-node", d.urls[publicReg], "registry-"+publicReg); err != nil {
 		return err
 	}
-	if _, err := d.grantVault(ctx, baseArtifacts, "base-import-node"); err != nil {
+	gate, err := d.grantVault(ctx, baseArtifacts, "base-import-node")
+	if err != nil {
 		return err
 	}
+	// The gate's scan step reads the public image with the task's identity.
+	if _, err := d.c.CreateRoleAssignment(ctx, api.CreateRoleAssignmentRequest{Assignee: gate, Role: "acrpull", Scope: "/registries/" + publicReg}); err != nil {
+		return err
+	}
+	d.say("   gantry role assignment create --assignee <base-import-node identity> --scope /registries/%s --role acrpull", publicReg)
 	if err := d.manualRun(ctx, baseArtifacts, "base-import-node"); err != nil {
 		return err
 	}
@@ -597,6 +606,113 @@ func (d *demo) stage5(ctx context.Context) error {
 		return err
 	}
 	return d.tables(ctx)
+}
+
+// zlibAdvisory is the advisory stage 6 imports, in the OSV format of
+// OSV's Alpine export (written by the demo; the real one is
+// ALPINE-CVE-2022-37434).
+const zlibAdvisory = `{
+  "schema_version": "1.6.0",
+  "id": "ALPINE-CVE-2022-37434",
+  "aliases": ["CVE-2022-37434"],
+  "modified": "2022-08-10T00:00:00Z",
+  "published": "2022-08-05T07:15:00Z",
+  "summary": "zlib: heap-based buffer over-read or overflow in inflate via a large gzip header extra field",
+  "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+  "affected": [{
+    "package": {"ecosystem": "Alpine:v3.13", "name": "zlib"},
+    "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.2.12-r2"}]}]
+  }]
+}`
+
+// zlibLine adds zlib 1.2.11-r3 to the base image's apk database, as `apk
+// add zlib=1.2.11-r3` would.
+const zlibLine = `RUN printf 'P:zlib\nV:1.2.11-r3\nA:x86_64\nT:A compression/decompression Library\nL:Zlib\no:zlib\n\n' >> /lib/apk/db/installed`
+
+// stage6 imports an advisory, then commits a base update that passes the
+// functional test but carries the vulnerable zlib: the gate's scan step
+// fails, nothing is promoted, the site stays Green, and the advisory's
+// impact lists the public image.
+func (d *demo) stage6(ctx context.Context) error {
+	var zb bytes.Buffer
+	zw := zip.NewWriter(&zb)
+	w, err := zw.Create("alpine/ALPINE-CVE-2022-37434.json")
+	if err == nil {
+		_, err = w.Write([]byte(zlibAdvisory))
+	}
+	if err == nil {
+		err = zw.Close()
+	}
+	if err != nil {
+		return err
+	}
+	imp, err := d.c.ImportVulnDB(ctx, bytes.NewReader(zb.Bytes()), int64(zb.Len()), "gantry demo: alpine advisories")
+	if err != nil {
+		return err
+	}
+	d.say("   gantry vulndb import alpine/: %d added; rescanned %d stored images", imp.Added, imp.Rescan.Images)
+	promoted, err := d.c.ListTags(ctx, baseArtifacts, "node")
+	if err != nil {
+		return err
+	}
+	since, err := d.commitDockerfile(ctx, func(b []byte) []byte {
+		return append(bytes.TrimRight(b, "\n"), []byte("\n"+zlibLine+"\n")...)
+	}, "Add zlib 1.2.11-r3")
+	if err != nil {
+		return err
+	}
+	if _, err := d.waitRun(ctx, publicReg, "node-public", "Commit", since, "Succeeded"); err != nil {
+		return err
+	}
+	gate, err := d.waitRun(ctx, baseArtifacts, "base-import-node", "Image Update", since, "Failed")
+	if err != nil {
+		return err
+	}
+	d.timings = append(d.timings, timing{"Stage 6 (vulnerable zlib, scan step)", "commit → gate failed", gate.FinishTime.Sub(since)})
+	log, err := d.runLog(ctx, baseArtifacts, gate.RunID)
+	if err != nil {
+		return err
+	}
+	for _, want := range []string{"Validation Complete - No Known Errors", "1 finding at or above high",
+		"ALPINE-CVE-2022-37434 zlib 1.2.11-r3 (fixed in 1.2.12-r2)", "failed to run step ID: scan-base-image: exit status 1"} {
+		if !strings.Contains(log, want) {
+			return fmt.Errorf("run %s's log lacks %q:\n%s", gate.RunID, want, lastLines(log, 20))
+		}
+		d.say("   gantry task logs -r %s --run-id %s: ... %s", baseArtifacts, gate.RunID, want)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(3 * time.Second):
+	}
+	runs, err := d.c.ListRuns(ctx, appReg, client.RunFilter{Task: "hello-world", Top: 5})
+	if err != nil {
+		return err
+	}
+	for _, r := range runs {
+		if r.CreateTime.After(since) {
+			return fmt.Errorf("hello-world run %s (%s) started after the vulnerable update; the scan step should have stopped it", r.RunID, r.Trigger)
+		}
+	}
+	now, err := d.c.ListTags(ctx, baseArtifacts, "node")
+	if err != nil {
+		return err
+	}
+	if tagNames(now) != tagNames(promoted) || digestOf(now, "15-alpine") != digestOf(promoted, "15-alpine") {
+		return fmt.Errorf("%s/node changed after the failed scan: %s", baseArtifacts, tagNames(now))
+	}
+	d.say("   %s/node:15-alpine is unchanged; hello-world was not rebuilt", baseArtifacts)
+	im, err := d.c.ScanImpact(ctx, "CVE-2022-37434")
+	if err != nil {
+		return err
+	}
+	if len(im.Images) == 0 {
+		return fmt.Errorf("gantry scan impact --id CVE-2022-37434 lists no image; want %s's node", publicReg)
+	}
+	for _, i := range im.Images {
+		d.say("   gantry scan impact --id CVE-2022-37434: %s/%s@%s (%s)", i.Registry, i.Repository, short(i.Digest), strings.Join(i.Packages, ", "))
+	}
+	return d.expectSite(ctx, "Green", time.Now(), "")
 }
 
 // manualRun runs a task by hand and waits for it to succeed.
@@ -876,24 +992,31 @@ var colorLine = regexp.MustCompile(`(?m)^ENV BACKGROUND_COLOR .*$`)
 // commitColor sets BACKGROUND_COLOR in base-image-node's Dockerfile,
 // commits and pushes, and returns the time just before the push.
 func (d *demo) commitColor(ctx context.Context, color string) (time.Time, error) {
+	return d.commitDockerfile(ctx, func(b []byte) []byte {
+		return colorLine.ReplaceAll(b, []byte("ENV BACKGROUND_COLOR "+color))
+	}, "Set BACKGROUND_COLOR "+color)
+}
+
+// commitDockerfile edits base-image-node's Dockerfile, commits and pushes
+// it, and returns the time of the push.
+func (d *demo) commitDockerfile(ctx context.Context, edit func([]byte) []byte, msg string) (time.Time, error) {
 	work := filepath.Join(d.git, "work", "base-image-node")
 	p := filepath.Join(work, "Dockerfile")
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return time.Time{}, err
 	}
-	b = colorLine.ReplaceAll(b, []byte("ENV BACKGROUND_COLOR "+color))
-	if err := os.WriteFile(p, b, 0o644); err != nil {
+	if err := os.WriteFile(p, edit(b), 0o644); err != nil {
 		return time.Time{}, err
 	}
-	if err := git(ctx, work, "commit", "-q", "-am", "Set BACKGROUND_COLOR "+color); err != nil {
+	if err := git(ctx, work, "commit", "-q", "-am", msg); err != nil {
 		return time.Time{}, err
 	}
 	since := time.Now()
 	if err := git(ctx, work, "push", "-q", "origin", "main"); err != nil {
 		return time.Time{}, err
 	}
-	d.say("   git commit -am \"Set BACKGROUND_COLOR %s\" && git push   (base-image-node)", color)
+	d.say("   git commit -am \"%s\" && git push   (base-image-node)", msg)
 	return since, nil
 }
 

@@ -2,6 +2,12 @@ package scan
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"runtime"
+	"strconv"
+	"sync"
+
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -11,6 +17,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -146,7 +154,9 @@ func (l *manifestLayer) sbomLayer() sbom.Layer {
 // Rescan matches every stored report's packages against the database as it
 // is now, without reading any image again, and records the new findings.
 // Images that gained findings are logged, passed to the affected hook and
-// returned.
+// returned. Reports are matched on every CPU; only those whose findings
+// changed are written again (in batches), the others get the new
+// generation.
 func (s *Service) Rescan(ctx context.Context) (RescanResult, error) {
 	start := s.now()
 	m, err := s.snapshot(ctx)
@@ -157,86 +167,86 @@ func (s *Service) Rescan(ctx context.Context) (RescanResult, error) {
 	if err != nil {
 		return RescanResult{}, err
 	}
-	rows, err := s.db.L.QueryContext(ctx, `SELECT registry, digest, repository, packages, report FROM scan_reports ORDER BY registry, digest`)
+	allows, err := s.allowlists(ctx)
+	if err != nil {
+		return RescanResult{}, err
+	}
+	now := s.now().UTC()
+	db := Database{Generation: m.Version(), Advisories: st.Advisories, LastUpdate: st.LastUpdate}
+
+	rows, err := s.db.L.QueryContext(ctx, `SELECT registry, digest, repository, packages, fingerprint FROM scan_reports ORDER BY registry, digest`)
 	if err != nil {
 		return RescanResult{}, fmt.Errorf("reading stored reports: %w", err)
 	}
-	type update struct {
-		registry, digest string
-		report           []byte
-		worst            int
-	}
-	var ups []update
-	var res RescanResult
-	allow := map[string]func(string, []string) bool{}
-	now := s.now().UTC()
-	for rows.Next() {
-		var reg, dg, repo string
-		var pj, rj []byte
-		if err := rows.Scan(&reg, &dg, &repo, &pj, &rj); err != nil {
-			rows.Close()
-			return res, err
-		}
-		var groups []group
-		var rep Report
-		if err := json.Unmarshal(pj, &groups); err != nil {
-			s.log.WarnContext(ctx, "rescan: unreadable stored packages", "registry", reg, "digest", dg, "err", err)
-			continue
-		}
-		if err := json.Unmarshal(rj, &rep); err != nil {
-			s.log.WarnContext(ctx, "rescan: unreadable stored report", "registry", reg, "digest", dg, "err", err)
-			continue
-		}
-		allowed, ok := allow[reg]
-		if !ok {
-			if allowed, err = s.allowlist(ctx, reg); err != nil {
-				rows.Close()
-				return res, err
+	jobs := make(chan rescanJob)
+	results := make(chan rescanResult)
+	var g errgroup.Group
+	mm := newMemo(m)
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		g.Go(func() error {
+			for j := range jobs {
+				results <- s.rematch(ctx, j, mm, allows, db, now)
 			}
-			allow[reg] = allowed
+			return nil
+		})
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(jobs)
+		defer rows.Close()
+		for rows.Next() {
+			var j rescanJob
+			if err := rows.Scan(&j.registry, &j.digest, &j.repo, &j.packages, &j.fingerprint); err != nil {
+				readErr <- err
+				return
+			}
+			select {
+			case jobs <- j:
+			case <-ctx.Done():
+				readErr <- ctx.Err()
+				return
+			}
 		}
-		before := ids(rep.Vulnerabilities)
-		notes, scanned := rep.Notes, rep.ScannedAt
-		assemble(&rep, groups, m, allowed)
-		rep.Notes, rep.ScannedAt, rep.RescannedAt = notes, scanned, &now
-		rep.Database = Database{Generation: m.Version(), Advisories: st.Advisories, LastUpdate: st.LastUpdate}
-		after := ids(rep.Vulnerabilities)
+		readErr <- rows.Err()
+	}()
+	go func() { _ = g.Wait(); close(results) }()
+
+	var res RescanResult
+	var batch []rescanResult
+	var werr error
+	for r := range results {
+		if r.err != nil {
+			s.log.WarnContext(ctx, "rescan: unreadable stored report", "registry", r.registry, "digest", r.digest, "err", r.err)
+			continue
+		}
 		res.Images++
-		if !slices.Equal(before, after) {
-			res.Changed++
+		if r.report == nil {
+			continue
 		}
-		if added := missing(after, before); len(added) > 0 {
-			a := Affected{Registry: reg, Repository: repo, Digest: dg, New: added}
-			if p, err := s.Policy(ctx, reg); err == nil && p.Quarantine != "" && rep.Summary.AtOrAbove(p.Quarantine) > 0 {
+		res.Changed++
+		if len(r.added) > 0 {
+			a := Affected{Registry: r.registry, Repository: r.repo, Digest: r.digest, New: r.added}
+			if p, err := s.Policy(ctx, r.registry); err == nil && p.Quarantine != "" && r.summary.AtOrAbove(p.Quarantine) > 0 {
 				a.Quarantined = true
 			}
 			res.Affected = append(res.Affected, a)
 		}
-		b, err := json.Marshal(&rep)
-		if err != nil {
-			rows.Close()
-			return res, err
+		if batch = append(batch, r); len(batch) >= 64 && werr == nil {
+			werr = s.writeRescanned(ctx, batch, m.Version())
+			batch = batch[:0]
 		}
-		ups = append(ups, update{registry: reg, digest: dg, report: b, worst: rep.Summary.Worst()})
 	}
-	if err := rows.Close(); err != nil {
-		return res, err
+	if err := <-readErr; err != nil {
+		return res, fmt.Errorf("reading stored reports: %w", err)
 	}
-	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, `UPDATE scan_reports SET report = ?, worst = ?, generation = ? WHERE registry = ? AND digest = ?`)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		for _, u := range ups {
-			if _, err := st.ExecContext(ctx, u.report, u.worst, m.Version(), u.registry, u.digest); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return res, fmt.Errorf("storing rescanned reports: %w", err)
+	if werr == nil {
+		werr = s.writeRescanned(ctx, batch, m.Version())
+	}
+	if werr == nil {
+		_, werr = s.db.W.ExecContext(ctx, `UPDATE scan_reports SET generation = ? WHERE generation <> ?`, m.Version(), m.Version())
+	}
+	if werr != nil {
+		return res, fmt.Errorf("storing rescanned reports: %w", werr)
 	}
 	res.Duration = s.now().Sub(start)
 	for _, a := range res.Affected {
@@ -249,6 +259,117 @@ func (s *Service) Rescan(ctx context.Context) (RescanResult, error) {
 	s.log.InfoContext(ctx, "rescan done", "images", res.Images, "changed", res.Changed, "affected", len(res.Affected),
 		"generation", m.Version(), "duration", res.Duration)
 	return res, nil
+}
+
+type rescanJob struct {
+	registry, digest, repo string
+	packages               []byte
+	fingerprint            string
+}
+
+type rescanResult struct {
+	registry, digest, repo string
+	err                    error
+	// report is the rewritten report when its findings changed, else nil.
+	report      []byte
+	fingerprint string
+	worst       int
+	summary     Summary
+	added       []string // advisory IDs found that were not before
+}
+
+// rematch matches one stored report's packages again; only when the
+// findings differ from the stored fingerprint is the stored report read
+// and rewritten.
+func (s *Service) rematch(ctx context.Context, j rescanJob, m packageMatcher, allows map[string]func(string, []string) bool,
+	db Database, now time.Time) rescanResult {
+	out := rescanResult{registry: j.registry, digest: j.digest, repo: j.repo}
+	var groups []group
+	if out.err = json.Unmarshal(j.packages, &groups); out.err != nil {
+		return out
+	}
+	allowed := allows[""]
+	if a, ok := allows[j.registry]; ok {
+		allowed = a
+	}
+	var fresh Report
+	assemble(&fresh, groups, m, allowed)
+	fp := fingerprint(fresh.Vulnerabilities)
+	if fp == j.fingerprint {
+		return out
+	}
+	var rj []byte
+	if out.err = s.db.R.QueryRowContext(ctx, `SELECT report FROM scan_reports WHERE registry = ? AND digest = ?`, j.registry, j.digest).Scan(&rj); out.err != nil {
+		return out
+	}
+	var rep Report
+	if out.err = json.Unmarshal(rj, &rep); out.err != nil {
+		return out
+	}
+	beforeIDs := ids(rep.Vulnerabilities)
+	notes, scanned, image, run, read, cached := rep.Notes, rep.ScannedAt, rep.Image, rep.Run, rep.LayersRead, rep.LayersCached
+	rep = fresh
+	rep.Image, rep.Digest, rep.Run, rep.LayersRead, rep.LayersCached = image, j.digest, run, read, cached
+	rep.Notes, rep.ScannedAt, rep.RescannedAt, rep.Database = notes, scanned, &now, db
+	out.fingerprint = fp
+	out.added = missing(ids(rep.Vulnerabilities), beforeIDs)
+	out.summary, out.worst = rep.Summary, rep.Summary.Worst()
+	out.report, out.err = json.Marshal(&rep)
+	return out
+}
+
+// fingerprint identifies a list of findings for change detection: a hash
+// of what each finding says.
+func fingerprint(vs []Vulnerability) string {
+	h := sha256.New()
+	for _, v := range vs {
+		for _, f := range []string{v.ID, v.Package.Ecosystem, v.Package.Name, v.Package.Version, v.Severity, v.FixedVersion, strconv.FormatBool(v.Allowlisted)} {
+			h.Write([]byte(f))
+			h.Write([]byte{0})
+		}
+		h.Write([]byte{'\n'})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// writeRescanned stores a batch of rewritten reports in one transaction.
+func (s *Service) writeRescanned(ctx context.Context, batch []rescanResult, gen int64) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `UPDATE scan_reports SET report = ?, worst = ?, fingerprint = ?, generation = ? WHERE registry = ? AND digest = ?`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, u := range batch {
+			if _, err := st.ExecContext(ctx, u.report, u.worst, u.fingerprint, gen, u.registry, u.digest); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// allowlists returns the allowlist checks in force, per registry ("" the
+// global one alone).
+func (s *Service) allowlists(ctx context.Context) (map[string]func(string, []string) bool, error) {
+	out := map[string]func(string, []string) bool{}
+	regs := []string{""}
+	rs, err := s.store.ListRegistries(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rs {
+		regs = append(regs, r.Name)
+	}
+	for _, r := range regs {
+		if out[r], err = s.allowlist(ctx, r); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // ids lists the distinct advisory IDs of findings, sorted.
@@ -337,4 +458,39 @@ func (s *Service) Stop(context.Context) error {
 	s.stop()
 	s.done.Wait()
 	return nil
+}
+
+// packageMatcher is what assemble matches packages with.
+type packageMatcher interface {
+	Match(pkgs []vulndb.Package) []vulndb.Finding
+}
+
+// memo remembers a matcher's findings per package for one rescan: stored
+// images share most of their packages (their bases), so each distinct
+// package is matched once.
+type memo struct {
+	m  *vulndb.Matcher
+	mu sync.Mutex
+	by map[vulndb.Package][]vulndb.Finding
+}
+
+func newMemo(m *vulndb.Matcher) *memo {
+	return &memo{m: m, by: map[vulndb.Package][]vulndb.Finding{}}
+}
+
+func (c *memo) Match(pkgs []vulndb.Package) []vulndb.Finding {
+	var out []vulndb.Finding
+	for _, p := range pkgs {
+		c.mu.Lock()
+		fs, ok := c.by[p]
+		c.mu.Unlock()
+		if !ok {
+			fs = c.m.Match([]vulndb.Package{p})
+			c.mu.Lock()
+			c.by[p] = fs
+			c.mu.Unlock()
+		}
+		out = append(out, fs...)
+	}
+	return out
 }

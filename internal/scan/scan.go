@@ -334,7 +334,7 @@ func (s *Service) assemble(ctx context.Context, rep *Report, groups []group, reg
 
 // assemble is the matching part of Service.assemble, shared by scans and
 // rescans.
-func assemble(rep *Report, groups []group, m *vulndb.Matcher, allowed func(string, []string) bool) {
+func assemble(rep *Report, groups []group, m packageMatcher, allowed func(string, []string) bool) {
 	rep.Packages, rep.Platforms, rep.Vulnerabilities = 0, nil, nil
 	rep.Status, rep.OS = StatusUnscanned, ""
 	type key struct{ id, eco, name, version string }
@@ -467,13 +467,13 @@ func (s *Service) storeReport(ctx context.Context, registry, repo string, r row)
 	if err != nil {
 		return err
 	}
-	_, err = s.db.W.ExecContext(ctx, `INSERT INTO scan_reports(registry, digest, repository, status, packages, report, generation, worst, scanned_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err = s.db.W.ExecContext(ctx, `INSERT INTO scan_reports(registry, digest, repository, status, packages, report, generation, worst, fingerprint, scanned_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(registry, digest) DO UPDATE SET repository = excluded.repository, status = excluded.status,
 			packages = excluded.packages, report = excluded.report, generation = excluded.generation,
-			worst = excluded.worst, scanned_at = excluded.scanned_at`,
+			worst = excluded.worst, fingerprint = excluded.fingerprint, scanned_at = excluded.scanned_at`,
 		registry, r.digest, repo, r.report.Status, pj, rj, r.report.Database.Generation, r.report.Summary.Worst(),
-		db.FormatTime(r.report.ScannedAt))
+		fingerprint(r.report.Vulnerabilities), db.FormatTime(r.report.ScannedAt))
 	if err != nil {
 		return fmt.Errorf("storing the scan report of %s: %w", r.digest, err)
 	}

@@ -59,8 +59,64 @@ COPY busybox /bin/busybox
 COPY passwd group /etc/
 RUN ["/bin/busybox", "sh", "-c", "/bin/busybox --install -s /bin && mkdir -p -m 1777 /tmp && mkdir -p /usr/local/bin /home/node && chown 1000:1000 /home/node"]
 COPY node npm /usr/local/bin/
+COPY os-release /etc/os-release
+COPY installed /lib/apk/db/installed
 ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin NODE_VERSION=` + NodeVersion + ` YARN_VERSION=1.22.5
 CMD ["node"]
+`
+
+// alpineRelease and apkInstalled make the stand-in what a scanner sees in
+// node:15-alpine: Alpine 3.13 with its apk database (the packages the real
+// image carries, in apk's installed-database format).
+const alpineRelease = `NAME="Alpine Linux"
+ID=alpine
+VERSION_ID=3.13.5
+PRETTY_NAME="Alpine Linux v3.13"
+HOME_URL="https://alpinelinux.org/"
+BUG_REPORT_URL="https://bugs.alpinelinux.org/"
+`
+
+const apkInstalled = `P:musl
+V:1.2.2-r1
+A:x86_64
+S:383189
+I:622592
+T:the musl c library (libc) implementation
+U:https://musl.libc.org/
+L:MIT
+o:musl
+
+P:busybox
+V:1.32.1-r6
+A:x86_64
+S:496867
+I:946176
+T:Size optimized toolbox of many common UNIX utilities
+U:https://busybox.net/
+L:GPL-2.0-only
+o:busybox
+D:so:libc.musl-x86_64.so.1
+
+P:libgcc
+V:10.2.1_pre1-r3
+A:x86_64
+S:43286
+I:114688
+T:GNU C compiler runtime libraries
+U:https://gcc.gnu.org
+L:GPL-2.0-or-later LGPL-2.1-or-later
+o:gcc
+
+P:libstdc++
+V:10.2.1_pre1-r3
+A:x86_64
+S:488474
+I:1675264
+T:GNU C++ standard runtime library
+U:https://gcc.gnu.org
+L:GPL-2.0-or-later LGPL-2.1-or-later
+o:gcc
+
 `
 
 const (
@@ -132,7 +188,7 @@ func NodeImage(ctx context.Context, c *docker.Client, tag string, opts ...Option
 	}
 	files := map[string]string{
 		"Dockerfile": nodeDockerfile, "busybox": string(bin), "passwd": passwd, "group": group,
-		"node": nodeScript, "npm": npmScript,
+		"node": nodeScript, "npm": npmScript, "os-release": alpineRelease, "installed": apkInstalled,
 	}
 	h := sha256.New()
 	for _, k := range slices.Sorted(maps.Keys(files)) {

@@ -5,10 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,37 +14,8 @@ import (
 	"github.com/gantryhq/gantry/internal/vulndb"
 )
 
-// goVulnDBVersion is the version of the Go module golang.org/x/vulndb whose
-// data/osv the tests import: the real Go vulnerability database.
-const goVulnDBVersion = "v0.0.0-20261105234957-e22db6528018"
-
-var goVulnDB = sync.OnceValues(func() (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", "mod", "download", "-json", "golang.org/x/vulndb@"+goVulnDBVersion).Output()
-	var mod struct{ Dir, Error string }
-	if jerr := json.Unmarshal(out, &mod); err == nil && jerr != nil {
-		err = jerr
-	}
-	if err == nil && mod.Error != "" {
-		err = &os.PathError{Op: "go mod download", Path: "golang.org/x/vulndb", Err: os.ErrNotExist}
-	}
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(mod.Dir, "data", "osv"), nil
-})
-
-// goOSVDir returns the data/osv directory of golang.org/x/vulndb in the
-// module cache, downloading the module if needed (see testenv.Require).
-func goOSVDir(t testing.TB) string {
-	t.Helper()
-	dir, err := goVulnDB()
-	if err != nil {
-		testenv.Require(t, "golang.org/x/vulndb@%s cannot be fetched: %v", goVulnDBVersion, err)
-	}
-	return dir
-}
+// goOSVDir returns the data/osv directory of golang.org/x/vulndb.
+func goOSVDir(t testing.TB) string { return testenv.GoVulnDB(t) }
 
 // osvFiles lists the *.json files of dir.
 func osvFiles(t testing.TB, dir string) []string {

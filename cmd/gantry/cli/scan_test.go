@@ -17,26 +17,6 @@ import (
 	"github.com/gantryhq/gantry/internal/testenv"
 )
 
-// goVulnDBVersion is the Go vulnerability database the tests and the demo
-// use, fetched through the Go module proxy.
-const goVulnDBVersion = "v0.0.0-20261105234957-e22db6528018"
-
-// goVulnDB returns the directory of the Go vulnerability database's OSV
-// files, fetched through the module proxy (skipped when it cannot be,
-// unless integration tests are required).
-func goVulnDB(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("go", "mod", "download", "-json", "golang.org/x/vulndb@"+goVulnDBVersion).Output()
-	var mod struct{ Dir string }
-	if err == nil {
-		err = json.Unmarshal(out, &mod)
-	}
-	if err != nil || mod.Dir == "" {
-		testenv.Require(t, "the Go vulnerability database (golang.org/x/vulndb) cannot be fetched: %v", err)
-	}
-	return filepath.Join(mod.Dir, "data", "osv")
-}
-
 // tarLayer builds an uncompressed layer of the files.
 func tarLayer(t *testing.T, files map[string][]byte) string {
 	t.Helper()
@@ -247,7 +227,7 @@ func TestScanGate(t *testing.T) {
 	// The Go vulnerability database: the rescan finds the Go binary's
 	// golang.org/x/text v0.3.7 affected, without reading the image again.
 	var imp api.VulnDBImport
-	if err := json.Unmarshal([]byte(must(t, "vulndb", "import", goVulnDB(t))), &imp); err != nil {
+	if err := json.Unmarshal([]byte(must(t, "vulndb", "import", testenv.GoVulnDB(t))), &imp); err != nil {
 		t.Fatal(err)
 	}
 	if imp.Added < 1000 || imp.Rescan.Images < 1 || len(imp.Rescan.Affected) == 0 {
@@ -310,8 +290,26 @@ func TestScanGate(t *testing.T) {
 		t.Fatalf("pull after removing the allowlist entry: %d", code)
 	}
 
-	// An image with nothing identifiable is unscanned, never clean, and
-	// quarantined.
+	// Scan on push: a pushed image is scanned in the background.
+	must(t, "registry", "update", "-n", "contoso", "--scan-on-push", "--quarantine-severity", "none")
+	pushed := pushImage(t, addr, "pushed", "v1", layer)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code, out, _ := gantry(t, "", "scan", "show", "-r", "contoso", "--image", "pushed:v1")
+		if code == 0 {
+			if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Digest != pushed || len(rep.Vulnerabilities) < 2 {
+				t.Fatalf("scan on push: %v %+v", err, rep)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pushed image was not scanned within 30 s: %s", out)
+		}
+	}
+	if out := must(t, "registry", "show", "-n", "contoso"); !strings.Contains(out, `"scanOnPush": true`) || strings.Contains(out, "quarantineSeverity") {
+		t.Fatalf("registry show after the policy change:\n%s", out)
+	}
+
+	// An image with nothing identifiable is unscanned, never clean.
 	pushImage(t, addr, "opaque", "v1", tarLayer(t, map[string][]byte{"data/blob.bin": []byte("no packages here")}))
 	code, out, errOut := gantry(t, "", "scan", "-r", "contoso", "--image", "opaque:v1", "--fail-on", "low")
 	if code != 1 || !strings.Contains(out, `"status": "unscanned"`) || !strings.Contains(errOut, "no package could be identified") {

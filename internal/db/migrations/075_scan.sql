@@ -11,6 +11,7 @@ CREATE TABLE scan_reports (
 	report      BLOB NOT NULL,          -- JSON: the report as gantry scan prints it
 	generation  INTEGER NOT NULL,       -- the vulnerability database it was last matched with
 	worst       INTEGER NOT NULL,       -- rank of the worst finding not allowlisted (0 none/unknown .. 4 critical)
+	fingerprint TEXT NOT NULL,          -- hash of the findings: a rescan rewrites only reports whose findings changed
 	scanned_at  TEXT NOT NULL,
 	PRIMARY KEY (registry, digest)
 ) STRICT;
