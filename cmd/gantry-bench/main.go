@@ -68,6 +68,9 @@ func mainErr(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "soak" {
 		return runSoak(ctx, args[1:], out)
 	}
+	if len(args) > 0 && args[0] == "scan" {
+		return runScanBench(ctx, args[1:], out)
+	}
 	var cfg config
 	fs := flag.NewFlagSet("gantry-bench", flag.ContinueOnError)
 	fs.StringVar(&cfg.gantry, "gantry", "", "base URL of the gantry registry to measure (http://host:port); empty: an in-process registry")

@@ -630,7 +630,7 @@ const zlibAdvisory = `{
 const zlibLine = `RUN printf 'P:zlib\nV:1.2.11-r3\nA:x86_64\nT:A compression/decompression Library\nL:Zlib\no:zlib\n\n' >> /lib/apk/db/installed`
 
 // stage6 imports an advisory, then commits a base update that passes the
-// functional test but carries the vulnerable zlib: the gate's scan step
+// functional test (Green again) but carries the vulnerable zlib: the gate's scan step
 // fails, nothing is promoted, the site stays Green, and the advisory's
 // impact lists the public image.
 func (d *demo) stage6(ctx context.Context) error {
@@ -656,8 +656,9 @@ func (d *demo) stage6(ctx context.Context) error {
 		return err
 	}
 	since, err := d.commitDockerfile(ctx, func(b []byte) []byte {
+		b = colorLine.ReplaceAll(b, []byte("ENV BACKGROUND_COLOR Green"))
 		return append(bytes.TrimRight(b, "\n"), []byte("\n"+zlibLine+"\n")...)
-	}, "Add zlib 1.2.11-r3")
+	}, "Set BACKGROUND_COLOR Green, add zlib 1.2.11-r3")
 	if err != nil {
 		return err
 	}

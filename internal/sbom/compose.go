@@ -143,6 +143,11 @@ func compose(inv *Inventory, layers []Layer, recs []*layerRecord) {
 			if u := c.PURL(); u != nil {
 				out.PURL = u.String()
 			}
+			if out.Ecosystem == "Go" && out.Name == "go" {
+				// The toolchain a binary was built with: OSV's Go
+				// database calls its standard library "stdlib".
+				out.Name = "stdlib"
+			}
 			all = append(all, found{c, out})
 		}
 	}

@@ -427,7 +427,7 @@ func TestLanguages(t *testing.T) {
 		name, version, typ, ecosystem, purl string
 	}{
 		{"golang.org/x/text", "", "go", "Go", "pkg:golang/golang.org/x/text@"},
-		{"go", "", "go", "Go", "pkg:golang/go@"}, // the standard library, as scalibr names it
+		{"stdlib", "", "go", "Go", "pkg:golang/go@"}, // the standard library: OSV's name (scalibr's is go)
 		{"lodash", "4.17.21", "npm", "npm", "pkg:npm/lodash@4.17.21"},
 		{"requests", "2.31.0", "pypi", "PyPI", "pkg:pypi/requests@2.31.0"},
 		{"org.example:lib", "1.2.3", "maven", "Maven", "pkg:maven/org.example/lib@1.2.3"},
