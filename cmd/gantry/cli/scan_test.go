@@ -153,6 +153,24 @@ func TestScanGate(t *testing.T) {
 		t.Fatalf("vulndb show: %+v", db)
 	}
 
+	// A bad file fails the whole import, naming the file and the field;
+	// the database is unchanged.
+	bad := t.TempDir()
+	for name, body := range map[string]string{
+		"good.json": strings.Replace(alpineAdvisory, "ALPINE-TEST-2024-0001", "ALPINE-TEST-2024-0002", 1),
+		"bad.json":  `{"id": "BAD-1", "modified": 5}`,
+	} {
+		if err := os.WriteFile(filepath.Join(bad, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, _, errOut := gantry(t, "", "vulndb", "import", bad); code != 1 || !strings.Contains(errOut, "bad.json") || !strings.Contains(errOut, "modified") {
+		t.Fatalf("import of a bad file: exit %d\n%s", code, errOut)
+	}
+	if err := json.Unmarshal([]byte(must(t, "vulndb", "show")), &db); err != nil || db.Advisories != 1 {
+		t.Fatalf("vulndb show after a failed import: %+v %v", db, err)
+	}
+
 	layer := tarLayer(t, map[string][]byte{
 		"etc/os-release":       []byte(alpineRelease),
 		"lib/apk/db/installed": []byte(apkInstalled),
