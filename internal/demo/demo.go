@@ -218,7 +218,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		{"Stage 3: gate the base image and build hello-world from the vetted base", d.stage3},
 		{"Stage 4: a Green commit passes the gate and reaches the site", d.stage4},
 		{"Stage 5: a Red commit fails the gate; nothing is promoted, the site stays Green", d.stage5},
-		{"Stage 6: a base update with a known-vulnerable package fails the scan step; nothing is promoted", d.stage6},
+		{"Stage 6: the gate gets a scan step; a base update with a known-vulnerable package fails it, nothing is promoted", d.stage6},
 	}
 	for _, s := range stages {
 		d.say("\n== %s", s.name)
@@ -579,6 +579,18 @@ func (d *demo) stage5(ctx context.Context) error {
 	if !strings.Contains(gate.Error, "validate-base-image") {
 		return fmt.Errorf("run %s failed with %q, want a failure at validate-base-image", gate.RunID, gate.Error)
 	}
+	if err := d.nothingPromoted(ctx, since, promoted, "the Red commit"); err != nil {
+		return err
+	}
+	if err := d.expectSite(ctx, "Green", time.Now(), ""); err != nil {
+		return err
+	}
+	return d.tables(ctx)
+}
+
+// nothingPromoted checks, after a failed gate, that the vetted base's
+// tags are as they were and that hello-world was not rebuilt since.
+func (d *demo) nothingPromoted(ctx context.Context, since time.Time, promoted []api.Tag, what string) error {
 	// Nothing may follow: give a wrongly triggered run time to appear.
 	select {
 	case <-ctx.Done():
@@ -591,7 +603,7 @@ func (d *demo) stage5(ctx context.Context) error {
 	}
 	for _, r := range runs {
 		if r.CreateTime.After(since) {
-			return fmt.Errorf("hello-world run %s (%s) started after the Red commit; the gate should have stopped it", r.RunID, r.Trigger)
+			return fmt.Errorf("hello-world run %s (%s) started after %s; the gate should have stopped it", r.RunID, r.Trigger, what)
 		}
 	}
 	now, err := d.c.ListTags(ctx, baseArtifacts, "node")
@@ -602,10 +614,7 @@ func (d *demo) stage5(ctx context.Context) error {
 		return fmt.Errorf("%s/node changed after the failed gate: %s", baseArtifacts, tagNames(now))
 	}
 	d.say("   %s/node:15-alpine is unchanged; hello-world was not rebuilt", baseArtifacts)
-	if err := d.expectSite(ctx, "Green", time.Now(), ""); err != nil {
-		return err
-	}
-	return d.tables(ctx)
+	return nil
 }
 
 // zlibAdvisory is the advisory stage 6 imports, in the OSV format of
@@ -625,15 +634,56 @@ const zlibAdvisory = `{
   }]
 }`
 
+// scanStep is the step stage 6 adds to the gate's task file, between the
+// functional test and the promotion.
+const scanStep = `  - id: scan-base-image
+    # only continues if the public image has no known vulnerability
+    # of high severity or above (gantry's offline vulnerability database)
+    when: ['validate-base-image']
+    cmd: gantry scan {{.Values.REGISTRY_FROM_URL}}node:15-alpine --fail-on high
+`
+
+// addScanStep inserts scanStep before retag-base-image and makes the
+// promotion wait for it (in the file's line endings: the seed's are CRLF).
+func addScanStep(b []byte) []byte {
+	s := string(b)
+	eol := "\n"
+	if strings.Contains(s, "\r\n") {
+		eol = "\r\n"
+	}
+	i := strings.Index(s, "  - id: retag-base-image"+eol)
+	if i < 0 {
+		return b
+	}
+	rest := strings.Replace(s[i:], "when: ['validate-base-image']", "when: ['scan-base-image']", 1)
+	return []byte(s[:i] + strings.ReplaceAll(scanStep, "\n", eol) + rest)
+}
+
 // zlibLine adds zlib 1.2.11-r3 to the base image's apk database, as `apk
 // add zlib=1.2.11-r3` would.
 const zlibLine = `RUN printf 'P:zlib\nV:1.2.11-r3\nA:x86_64\nT:A compression/decompression Library\nL:Zlib\no:zlib\n\n' >> /lib/apk/db/installed`
 
-// stage6 imports an advisory, then commits a base update that passes the
-// functional test (Green again) but carries the vulnerable zlib: the gate's scan step
+// stage6 adds a scan step to the gate's task file (a commit to its
+// repository, which runs the gate once: the public base, still Red, fails
+// the functional test), imports an advisory, then commits a base update that passes the functional test
+// (Green again) but carries the vulnerable zlib: the gate's scan step
 // fails, nothing is promoted, the site stays Green, and the advisory's
 // impact lists the public image.
 func (d *demo) stage6(ctx context.Context) error {
+	since, err := d.commitFile(ctx, "import-baseimage-node", "acr-task.yaml", addScanStep, "Gate on a security scan")
+	if err != nil {
+		return err
+	}
+	// The commit runs the gate on the public base, which is still Red.
+	run, err := d.waitRun(ctx, baseArtifacts, "base-import-node", "Commit", since, "Failed")
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(run.Error, "validate-base-image") {
+		return fmt.Errorf("run %s of the gate failed with %q, want a failure at validate-base-image (the public base is Red)", run.RunID, run.Error)
+	}
+	d.say("   the public base is still Red: the gate holds it at validate-base-image, before the scan")
+
 	var zb bytes.Buffer
 	zw := zip.NewWriter(&zb)
 	w, err := zw.Create("alpine/ALPINE-CVE-2022-37434.json")
@@ -655,7 +705,7 @@ func (d *demo) stage6(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	since, err := d.commitDockerfile(ctx, func(b []byte) []byte {
+	since, err = d.commitDockerfile(ctx, func(b []byte) []byte {
 		b = colorLine.ReplaceAll(b, []byte("ENV BACKGROUND_COLOR Green"))
 		return append(bytes.TrimRight(b, "\n"), []byte("\n"+zlibLine+"\n")...)
 	}, "Set BACKGROUND_COLOR Green, add zlib 1.2.11-r3")
@@ -681,28 +731,9 @@ func (d *demo) stage6(ctx context.Context) error {
 		}
 		d.say("   gantry task logs -r %s --run-id %s: ... %s", baseArtifacts, gate.RunID, want)
 	}
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(3 * time.Second):
-	}
-	runs, err := d.c.ListRuns(ctx, appReg, client.RunFilter{Task: "hello-world", Top: 5})
-	if err != nil {
+	if err := d.nothingPromoted(ctx, since, promoted, "the vulnerable update"); err != nil {
 		return err
 	}
-	for _, r := range runs {
-		if r.CreateTime.After(since) {
-			return fmt.Errorf("hello-world run %s (%s) started after the vulnerable update; the scan step should have stopped it", r.RunID, r.Trigger)
-		}
-	}
-	now, err := d.c.ListTags(ctx, baseArtifacts, "node")
-	if err != nil {
-		return err
-	}
-	if tagNames(now) != tagNames(promoted) || digestOf(now, "15-alpine") != digestOf(promoted, "15-alpine") {
-		return fmt.Errorf("%s/node changed after the failed scan: %s", baseArtifacts, tagNames(now))
-	}
-	d.say("   %s/node:15-alpine is unchanged; hello-world was not rebuilt", baseArtifacts)
 	im, err := d.c.ScanImpact(ctx, "CVE-2022-37434")
 	if err != nil {
 		return err
@@ -1001,8 +1032,14 @@ func (d *demo) commitColor(ctx context.Context, color string) (time.Time, error)
 // commitDockerfile edits base-image-node's Dockerfile, commits and pushes
 // it, and returns the time of the push.
 func (d *demo) commitDockerfile(ctx context.Context, edit func([]byte) []byte, msg string) (time.Time, error) {
-	work := filepath.Join(d.git, "work", "base-image-node")
-	p := filepath.Join(work, "Dockerfile")
+	return d.commitFile(ctx, "base-image-node", "Dockerfile", edit, msg)
+}
+
+// commitFile edits a file of a sample repository, commits and pushes it,
+// and returns the time of the push.
+func (d *demo) commitFile(ctx context.Context, repo, file string, edit func([]byte) []byte, msg string) (time.Time, error) {
+	work := filepath.Join(d.git, "work", repo)
+	p := filepath.Join(work, file)
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return time.Time{}, err
@@ -1017,7 +1054,7 @@ func (d *demo) commitDockerfile(ctx context.Context, edit func([]byte) []byte, m
 	if err := git(ctx, work, "push", "-q", "origin", "main"); err != nil {
 		return time.Time{}, err
 	}
-	d.say("   git commit -am \"%s\" && git push   (base-image-node)", msg)
+	d.say("   git commit -am \"%s\" && git push   (%s)", msg, repo)
 	return since, nil
 }
 
