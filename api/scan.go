@@ -79,7 +79,10 @@ type ScanPackage struct {
 	Name      string `json:"name"`
 	Version   string `json:"version"`
 	Ecosystem string `json:"ecosystem"`
-	Path      string `json:"path,omitempty"`
+	// Source is the package name the advisory gives, when not Name
+	// (Debian's source package, Alpine's origin).
+	Source string `json:"source,omitempty"`
+	Path   string `json:"path,omitempty"`
 }
 
 // ScanSummary counts findings by severity; allowlisted ones apart.

@@ -143,6 +143,16 @@ func compose(inv *Inventory, layers []Layer, recs []*layerRecord) {
 			if u := c.PURL(); u != nil {
 				out.PURL = u.String()
 			}
+			switch m := c.Metadata.(type) {
+			case *dpkgmeta.Metadata:
+				if m.SourceName != "" && m.SourceName != c.Name {
+					out.Source = m.SourceName
+				}
+			case *apkmeta.Metadata:
+				if m.OriginName != "" && m.OriginName != c.Name {
+					out.Source = m.OriginName
+				}
+			}
 			if out.Ecosystem == "Go" && out.Name == "go" {
 				// The toolchain a binary was built with: OSV's Go
 				// database calls its standard library "stdlib".

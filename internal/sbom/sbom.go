@@ -238,6 +238,10 @@ type Package struct {
 	// Ecosystem is the OSV ecosystem, with the release where it has one:
 	// "Alpine:v3.18", "Debian:12", "Go", "npm", "PyPI", "Maven".
 	Ecosystem string
+	// Source is the name advisories give an OS package when it differs
+	// from Name: Debian's source package (libc6 is glibc's), Alpine's
+	// origin (libgcc is gcc's).
+	Source string
 	// PURL is the package URL.
 	PURL string
 	// Path is the file the package was found in, absolute in the image.

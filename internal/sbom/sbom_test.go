@@ -267,7 +267,7 @@ func TestAlpine(t *testing.T) {
 		t.Errorf("musl: %+v, want %+v", musl, want)
 	}
 	crypto := find(t, inv, "libcrypto3")
-	if crypto.Version != "3.1.4-r0" || !strings.HasPrefix(crypto.PURL, "pkg:apk/alpine/libcrypto3@3.1.4-r0") {
+	if crypto.Version != "3.1.4-r0" || crypto.Source != "openssl" || !strings.HasPrefix(crypto.PURL, "pkg:apk/alpine/libcrypto3@3.1.4-r0") {
 		t.Errorf("libcrypto3: %+v", crypto)
 	}
 	if len(inv.Packages) != 3 || inv.Unscanned() {
@@ -292,12 +292,12 @@ func TestDebian(t *testing.T) {
 		t.Errorf("OS %+v", inv.OS)
 	}
 	ssl := find(t, inv, "libssl3")
-	if ssl.Ecosystem != "Debian:12" || ssl.Version != "3.0.11-1~deb12u2" || ssl.Type != "deb" ||
+	if ssl.Ecosystem != "Debian:12" || ssl.Version != "3.0.11-1~deb12u2" || ssl.Type != "deb" || ssl.Source != "openssl" ||
 		!strings.HasPrefix(ssl.PURL, "pkg:deb/debian/libssl3@3.0.11-1~deb12u2") {
 		t.Errorf("libssl3: %+v", ssl)
 	}
-	if find(t, inv, "base-files").Ecosystem != "Debian:12" {
-		t.Error("base-files not in Debian:12")
+	if bf := find(t, inv, "base-files"); bf.Ecosystem != "Debian:12" || bf.Source != "" {
+		t.Errorf("base-files: %+v", bf)
 	}
 	if has(inv, "tzdata") {
 		t.Error("a package removed (deinstall, config-files) is listed")

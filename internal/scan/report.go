@@ -78,7 +78,10 @@ type Package struct {
 	Name      string `json:"name"`
 	Version   string `json:"version"`
 	Ecosystem string `json:"ecosystem"`
-	Path      string `json:"path,omitempty"`
+	// Source is the package name the advisory gives, when not Name
+	// (Debian's source package, Alpine's origin).
+	Source string `json:"source,omitempty"`
+	Path   string `json:"path,omitempty"`
 }
 
 // Summary counts the findings by severity (allowlisted ones apart).
@@ -150,25 +153,25 @@ func (s *Summary) add(v Vulnerability) {
 	}
 }
 
-// findings turns matches into a report's vulnerabilities, marking the
-// allowlisted ones, sorted worst first.
-func findings(ms []vulndb.Finding, paths map[pkgKey]string, allowed func(id string, aliases []string) bool) []Vulnerability {
+// findings turns matches into a report's vulnerabilities, one per
+// installed package a match stands for (the binary packages of a Debian
+// source package), marking the allowlisted ones, sorted worst first.
+func findings(ms []vulndb.Finding, installed map[pkgKey][]storedPackage, allowed func(id string, aliases []string) bool) []Vulnerability {
 	out := make([]Vulnerability, 0, len(ms))
 	for _, m := range ms {
-		out = append(out, Vulnerability{
-			ID:      m.ID,
-			Aliases: nonNil(m.Aliases),
-			Package: Package{
-				Name: m.Package.Name, Version: m.Package.Version, Ecosystem: m.Package.Ecosystem,
-				Path: paths[pkgKey{m.Package.Ecosystem, m.Package.Name, m.Package.Version}],
-			},
-			FixedVersion:   m.FixedVersion,
-			Severity:       string(m.Severity),
-			SeveritySource: m.SeveritySource,
-			Score:          m.Score,
-			Summary:        m.Summary,
-			Allowlisted:    allowed(m.ID, m.Aliases),
-		})
+		for _, p := range installed[pkgKey{m.Package.Ecosystem, m.Package.Name, m.Package.Version}] {
+			out = append(out, Vulnerability{
+				ID:             m.ID,
+				Aliases:        nonNil(m.Aliases),
+				Package:        Package{Name: p.Name, Version: p.Version, Ecosystem: p.Ecosystem, Source: p.Source, Path: p.Path},
+				FixedVersion:   m.FixedVersion,
+				Severity:       string(m.Severity),
+				SeveritySource: m.SeveritySource,
+				Score:          m.Score,
+				Summary:        m.Summary,
+				Allowlisted:    allowed(m.ID, m.Aliases),
+			})
+		}
 	}
 	sortFindings(out)
 	return out

@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -157,7 +158,12 @@ type storedPackage struct {
 	Name      string `json:"n"`
 	Version   string `json:"v"`
 	Path      string `json:"p,omitempty"`
+	// Source is the name advisories use, when not Name (sbom.Package).
+	Source string `json:"s,omitempty"`
 }
+
+// matchName is the name the package is matched by.
+func (p storedPackage) matchName() string { return cmp.Or(p.Source, p.Name) }
 
 // Scan scans an image of one of the server's registries, stores its report
 // (and one per platform image of an index), and attaches SBOMs and reports
@@ -299,7 +305,7 @@ func groupOf(img image) group {
 	}
 	g.Packages = make([]storedPackage, 0, len(img.inv.Packages))
 	for _, p := range img.inv.Packages {
-		g.Packages = append(g.Packages, storedPackage{Ecosystem: p.Ecosystem, Name: p.Name, Version: p.Version, Path: p.Path})
+		g.Packages = append(g.Packages, storedPackage{Ecosystem: p.Ecosystem, Name: p.Name, Version: p.Version, Path: p.Path, Source: p.Source})
 	}
 	return g
 }
@@ -341,12 +347,15 @@ func assemble(rep *Report, groups []group, m packageMatcher, allowed func(string
 	seen := map[key]int{}
 	for _, g := range groups {
 		pkgs := make([]vulndb.Package, 0, len(g.Packages))
-		paths := map[pkgKey]string{}
+		installed := map[pkgKey][]storedPackage{} // what each package matched stands for
 		for _, p := range g.Packages {
-			pkgs = append(pkgs, vulndb.Package{Ecosystem: p.Ecosystem, Name: p.Name, Version: p.Version})
-			paths[pkgKey{p.Ecosystem, p.Name, p.Version}] = p.Path
+			k := pkgKey{p.Ecosystem, p.matchName(), p.Version}
+			if _, ok := installed[k]; !ok {
+				pkgs = append(pkgs, vulndb.Package{Ecosystem: p.Ecosystem, Name: p.matchName(), Version: p.Version})
+			}
+			installed[k] = append(installed[k], p)
 		}
-		vs := findings(m.Match(pkgs), paths, allowed)
+		vs := findings(m.Match(pkgs), installed, allowed)
 		rep.Packages += len(g.Packages)
 		if g.Status == StatusScanned {
 			rep.Status = StatusScanned

@@ -62,6 +62,17 @@ Architecture: amd64
 Version: 3.0.9-1
 Description: Secure Sockets Layer toolkit - cryptographic utility
 
+Package: libssl3
+Status: install ok installed
+Priority: optional
+Section: libs
+Installed-Size: 6172
+Maintainer: Debian OpenSSL Team <pkg-openssl-devel@alioth-lists.debian.net>
+Architecture: amd64
+Source: openssl
+Version: 3.0.9-1
+Description: Secure Sockets Layer toolkit - shared libraries
+
 `
 
 // debianAdvisory affects openssl before 3.0.11-1~deb12u1: 3.0.9-1 is
@@ -132,14 +143,20 @@ func TestScanIndexAndDatabaseArtifact(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rep.Digest != idx || len(rep.Platforms) != 2 || rep.Platforms[0].Platform != "linux/amd64" || rep.Platforms[1].Platform != "linux/arm64" ||
-		rep.Platforms[1].OS != "Debian GNU/Linux 12 (bookworm)" || len(rep.Vulnerabilities) != 2 {
+		rep.Platforms[1].OS != "Debian GNU/Linux 12 (bookworm)" || len(rep.Vulnerabilities) != 3 {
 		t.Fatalf("index scan: %+v", rep)
 	}
+	// The Debian advisory names the source package, openssl: it affects
+	// the binary packages openssl and libssl3.
 	byID := map[string]api.ScanVulnerability{}
 	for _, v := range rep.Vulnerabilities {
+		byID[v.ID+" "+v.Package.Name] = v
 		byID[v.ID] = v
 	}
-	deb := byID["DEBIAN-TEST-0001"]
+	if lib := byID["DEBIAN-TEST-0001 libssl3"]; lib.Package.Source != "openssl" || lib.Package.Version != "3.0.9-1" {
+		t.Fatalf("libssl3 finding: %+v", lib)
+	}
+	deb := byID["DEBIAN-TEST-0001 openssl"]
 	if deb.Package.Ecosystem != "Debian:12" || deb.Package.Version != "3.0.9-1" || deb.FixedVersion != "3.0.11-1~deb12u1" ||
 		deb.Severity != "medium" || deb.SeveritySource != "advisory" || len(deb.Platforms) != 1 || deb.Platforms[0] != "linux/arm64" {
 		t.Fatalf("Debian finding: %+v", deb)
@@ -151,7 +168,7 @@ func TestScanIndexAndDatabaseArtifact(t *testing.T) {
 	if err := json.Unmarshal([]byte(must(t, "scan", "show", "-r", "contoso", "--image", "multi@"+arm)), &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rep.Digest != arm || len(rep.Vulnerabilities) != 1 || rep.Vulnerabilities[0].ID != "DEBIAN-TEST-0001" {
+	if rep.Digest != arm || len(rep.Vulnerabilities) != 2 || rep.Vulnerabilities[0].ID != "DEBIAN-TEST-0001" {
 		t.Fatalf("report of the arm64 image: %+v", rep)
 	}
 
