@@ -19,6 +19,8 @@ import (
 const (
 	// SPDXArtifactType: the image's SBOM, SPDX 2.3 JSON.
 	SPDXArtifactType = "application/spdx+json"
+	// CycloneDXArtifactType: the same SBOM, CycloneDX 1.6 JSON.
+	CycloneDXArtifactType = "application/vnd.cyclonedx+json"
 	// ReportArtifactType: the vulnerability report (Report as JSON).
 	ReportArtifactType = "application/vnd.gantry.scan.report.v1+json"
 	// annotationScanner marks the referrers gantry attached, which the
@@ -28,14 +30,20 @@ const (
 
 var errNoRows = sql.ErrNoRows
 
-// attach attaches an image's SBOM and report to its manifest.
+// attach attaches an image's SBOM (SPDX and CycloneDX) and report to its
+// manifest.
 func (s *Service) attach(ctx context.Context, t Target, img image, rep *Report) error {
-	doc, err := img.inv.SPDX(rep.Image)
-	if err != nil {
-		return fmt.Errorf("writing the SPDX SBOM: %w", err)
-	}
-	if err := s.replaceReferrer(ctx, t, img.digest, SPDXArtifactType, doc); err != nil {
-		return err
+	for _, f := range []struct {
+		artifactType string
+		encode       func(string) ([]byte, error)
+	}{{SPDXArtifactType, img.inv.SPDX}, {CycloneDXArtifactType, img.inv.CycloneDX}} {
+		doc, err := f.encode(rep.Image)
+		if err != nil {
+			return fmt.Errorf("writing the %s SBOM: %w", f.artifactType, err)
+		}
+		if err := s.replaceReferrer(ctx, t, img.digest, f.artifactType, doc); err != nil {
+			return err
+		}
 	}
 	return s.attachReport(ctx, t, img.digest, rep)
 }

@@ -238,7 +238,7 @@ func TestScanGate(t *testing.T) {
 	for _, m := range idx.Manifests {
 		types[m.ArtifactType]++
 	}
-	if types["application/spdx+json"] != 1 || types["application/vnd.gantry.scan.report.v1+json"] != 1 {
+	if types["application/spdx+json"] != 1 || types["application/vnd.cyclonedx+json"] != 1 || types["application/vnd.gantry.scan.report.v1+json"] != 1 {
 		t.Fatalf("referrers after two scans: %s", body)
 	}
 
