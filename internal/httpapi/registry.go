@@ -203,6 +203,9 @@ func (s *Server) deleteRegistry(w http.ResponseWriter, r *http.Request) error {
 	if err := s.store.DeleteRegistry(ctx, name); err != nil {
 		return err
 	}
+	if s.scans != nil {
+		s.scans.Forget(name)
+	}
 	s.auth.Invalidate()
 	s.refreshTriggers(ctx)
 	s.log.InfoContext(ctx, "registry deleted", "registry", name, "by", identity(ctx).Name)

@@ -46,6 +46,14 @@ func (s *Service) Policy(ctx context.Context, registry string) (Policy, error) {
 	return p, nil
 }
 
+// Forget drops what the service caches of a registry (deleted: its
+// policy rows went with it).
+func (s *Service) Forget(registry string) {
+	s.mu.Lock()
+	delete(s.policies, registry)
+	s.mu.Unlock()
+}
+
 // SetPolicy sets a registry's scan policy.
 func (s *Service) SetPolicy(ctx context.Context, registry string, p Policy) error {
 	on := 0
