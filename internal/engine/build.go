@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -370,17 +371,24 @@ func (r *run) resolveDigest(ctx context.Context, ref string) Image {
 		return img
 	}
 	name := img.Registry + "/" + img.Repository
+	// Podman lists every manifest digest it knows of an image under each of
+	// its names (the one it pulled and the one it stored, say): a single
+	// candidate is the answer, several are settled by the registry.
+	var candidates []string
 	if info, err := r.d.InspectImage(ctx, ref); err == nil {
 		for _, rd := range info.RepoDigests {
 			n, dg, ok := strings.Cut(rd, "@")
 			if !ok {
 				continue
 			}
-			if full, err := oci.Normalize(n); err == nil && strings.TrimSuffix(full, ":latest") == name {
-				img.Digest = dg
-				return img
+			if full, err := oci.Normalize(n); err == nil && strings.TrimSuffix(full, ":latest") == name && !slices.Contains(candidates, dg) {
+				candidates = append(candidates, dg)
 			}
 		}
+	}
+	if len(candidates) == 1 || len(candidates) > 1 && img.Registry == dockerHub {
+		img.Digest = candidates[0]
+		return img
 	}
 	if img.Registry == dockerHub {
 		return img
@@ -391,9 +399,14 @@ func (r *run) resolveDigest(ctx context.Context, ref string) Image {
 	}
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if dg, err := headDigest(hctx, r.e.remote, img, cred); err == nil {
+	dg, err := headDigest(hctx, r.e.remote, img, cred)
+	switch {
+	case err == nil && (len(candidates) == 0 || slices.Contains(candidates, dg)):
 		img.Digest = dg
-	} else {
+	case len(candidates) > 0:
+		// The tag moved since the pull: the engine's first candidate.
+		img.Digest = candidates[0]
+	default:
 		r.e.log.DebugContext(ctx, "resolving a base image digest", "image", ref, "err", err)
 	}
 	return img
