@@ -3,8 +3,6 @@ package vulndb_test
 import (
 	"archive/zip"
 	"bytes"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/gantryhq/gantry/internal/testenv"
@@ -15,23 +13,6 @@ import (
 func newDB(t testing.TB) *vulndb.DB {
 	t.Helper()
 	return vulndb.New(testenv.DB(t, t.TempDir()), nil)
-}
-
-// writeTree writes files (path -> content) under a new temporary
-// directory and returns it.
-func writeTree(t testing.TB, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, body := range files {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
 }
 
 // zipOf returns a zip of files (path -> content), deflated.

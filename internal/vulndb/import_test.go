@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/errdefs"
+	"github.com/gantryhq/gantry/internal/testenv"
 	"github.com/gantryhq/gantry/internal/vulndb"
 )
 
@@ -74,7 +75,7 @@ func TestImportInvalidIsAtomic(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			v := newDB(t)
-			if _, err := v.ImportDir(ctx, writeTree(t, map[string]string{"a.json": goAdvisory("GO-OLD", "2024-01-01T00:00:00Z", "old", "1.0.0", "")}), "first"); err != nil {
+			if _, err := v.ImportDir(ctx, testenv.WriteTree(t, map[string]string{"a.json": goAdvisory("GO-OLD", "2024-01-01T00:00:00Z", "old", "1.0.0", "")}), "first"); err != nil {
 				t.Fatal(err)
 			}
 			before := snapshot(t, v)
@@ -83,7 +84,7 @@ func TestImportInvalidIsAtomic(t *testing.T) {
 				name string
 				run  func() error
 			}{
-				{"dir", func() error { _, err := v.ImportDir(ctx, writeTree(t, files), "second"); return err }},
+				{"dir", func() error { _, err := v.ImportDir(ctx, testenv.WriteTree(t, files), "second"); return err }},
 				{"zip", func() error {
 					z := zipOf(t, files)
 					_, err := v.ImportZip(ctx, bytes.NewReader(z), int64(len(z)), "second")
@@ -111,7 +112,7 @@ func TestImportMergesByModified(t *testing.T) {
 	v := newDB(t)
 	imp := func(files map[string]string) vulndb.ImportResult {
 		t.Helper()
-		res, err := v.ImportDir(ctx, writeTree(t, files), "test")
+		res, err := v.ImportDir(ctx, testenv.WriteTree(t, files), "test")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -260,8 +261,8 @@ func TestImportZipBombs(t *testing.T) {
 
 func TestImportDirSymlinks(t *testing.T) {
 	t.Parallel()
-	outside := writeTree(t, map[string]string{"GO-OUT.json": goAdvisory("GO-OUT", "2024-01-01T00:00:00Z", "out", "1.0.0", "")})
-	dir := writeTree(t, map[string]string{"GO-IN.json": goAdvisory("GO-IN", "2024-01-01T00:00:00Z", "in", "1.0.0", "")})
+	outside := testenv.WriteTree(t, map[string]string{"GO-OUT.json": goAdvisory("GO-OUT", "2024-01-01T00:00:00Z", "out", "1.0.0", "")})
+	dir := testenv.WriteTree(t, map[string]string{"GO-IN.json": goAdvisory("GO-IN", "2024-01-01T00:00:00Z", "in", "1.0.0", "")})
 	for name, target := range map[string]string{
 		"out.json":  filepath.Join(outside, "GO-OUT.json"),
 		"outdir":    outside,

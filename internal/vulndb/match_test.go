@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gantryhq/gantry/internal/errdefs"
+	"github.com/gantryhq/gantry/internal/testenv"
 	"github.com/gantryhq/gantry/internal/vulndb"
 )
 
@@ -107,7 +108,7 @@ var fixtures = map[string]string{
 func importFixtures(t *testing.T) (*vulndb.DB, vulndb.ImportResult) {
 	t.Helper()
 	v := newDB(t)
-	res, err := v.ImportDir(context.Background(), writeTree(t, fixtures), "dir:fixtures")
+	res, err := v.ImportDir(context.Background(), testenv.WriteTree(t, fixtures), "dir:fixtures")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -50,15 +49,11 @@ func TestScanEngineBuiltImage(t *testing.T) {
 	addr := freeAddr(t)
 	must(t, "registry", "create", "-n", "contoso", "--listen", addr)
 
-	osv := t.TempDir()
 	adv := fmt.Sprintf(`{"id": "DEBIAN-TEST-LIBC", "modified": "2024-01-01T00:00:00Z",
 	 "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H"}],
 	 "affected": [{"package": {"ecosystem": "Debian:12", "name": "glibc"},
 	  "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "%s+1"}]}]}]}`, libc)
-	if err := os.WriteFile(filepath.Join(osv, "DEBIAN-TEST-LIBC.json"), []byte(adv), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	must(t, "vulndb", "import", osv)
+	must(t, "vulndb", "import", testenv.WriteTree(t, map[string]string{"DEBIAN-TEST-LIBC.json": adv}))
 	must(t, "vulndb", "import", testenv.GoVulnDB(t))
 
 	local := dockertest.Name(t, "gantry-test/debian-app") + ":1"

@@ -40,8 +40,7 @@ func tarLayer(t *testing.T, files map[string][]byte) string {
 // which GO-2021-0113 and GO-2022-1059 affect (fixed in v0.3.7 and v0.3.8).
 func vulnerableGoBinary(t *testing.T) []byte {
 	t.Helper()
-	dir := t.TempDir()
-	files := map[string]string{
+	dir := testenv.WriteTree(t, map[string]string{
 		"go.mod": "module example.com/app\n\ngo 1.21\n\nrequire golang.org/x/text v0.3.7\n",
 		"main.go": `package main
 
@@ -53,12 +52,7 @@ import (
 
 func main() { fmt.Println(language.English) }
 `,
-	}
-	for n, c := range files {
-		if err := os.WriteFile(filepath.Join(dir, n), []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	run := func(args ...string) {
 		cmd := exec.Command("go", args...)
 		cmd.Dir = dir
@@ -140,11 +134,7 @@ func TestScanGate(t *testing.T) {
 	addr := freeAddr(t)
 	must(t, "registry", "create", "-n", "contoso", "--listen", addr)
 
-	osv := t.TempDir()
-	if err := os.WriteFile(filepath.Join(osv, "ALPINE-TEST-2024-0001.json"), []byte(alpineAdvisory), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	must(t, "vulndb", "import", osv)
+	must(t, "vulndb", "import", testenv.WriteTree(t, map[string]string{"ALPINE-TEST-2024-0001.json": alpineAdvisory}))
 	var db api.VulnDB
 	if err := json.Unmarshal([]byte(must(t, "vulndb", "show")), &db); err != nil {
 		t.Fatal(err)
@@ -155,15 +145,10 @@ func TestScanGate(t *testing.T) {
 
 	// A bad file fails the whole import, naming the file and the field;
 	// the database is unchanged.
-	bad := t.TempDir()
-	for name, body := range map[string]string{
+	bad := testenv.WriteTree(t, map[string]string{
 		"good.json": strings.Replace(alpineAdvisory, "ALPINE-TEST-2024-0001", "ALPINE-TEST-2024-0002", 1),
 		"bad.json":  `{"id": "BAD-1", "modified": 5}`,
-	} {
-		if err := os.WriteFile(filepath.Join(bad, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	if code, _, errOut := gantry(t, "", "vulndb", "import", bad); code != 1 || !strings.Contains(errOut, "bad.json") || !strings.Contains(errOut, "modified") {
 		t.Fatalf("import of a bad file: exit %d\n%s", code, errOut)
 	}
