@@ -214,3 +214,18 @@ type ImpactContainer struct {
 	Name  string `json:"name"`
 	Image string `json:"image"`
 }
+
+// ScanPolicy is a repository's scan policy (GET and PUT
+// /v1/registries/{reg}/scan-policy?repository=REPO): its own, or, with
+// Inherited, its registry's.
+type ScanPolicy struct {
+	Registry   string `json:"registry"`
+	Repository string `json:"repository"`
+	ScanOnPush bool   `json:"scanOnPush"`
+	// QuarantineSeverity is critical, high, medium or low; "" (or "none"
+	// in a request) for no quarantine.
+	QuarantineSeverity string `json:"quarantineSeverity,omitempty"`
+	// Inherited: the repository has no policy of its own and follows its
+	// registry's.
+	Inherited bool `json:"inherited,omitempty"`
+}

@@ -87,3 +87,20 @@ func (c *Client) Disallow(ctx context.Context, registry, id string) error {
 func (c *Client) ScanImpact(ctx context.Context, id string) (*api.ScanImpact, error) {
 	return send[api.ScanImpact](ctx, c, http.MethodGet, "/v1/scan-impact", url.Values{"id": {id}}, nil)
 }
+
+// ScanPolicy returns the scan policy that applies to a repository: its
+// own, or (Inherited) its registry's.
+func (c *Client) ScanPolicy(ctx context.Context, registry, repository string) (*api.ScanPolicy, error) {
+	return send[api.ScanPolicy](ctx, c, http.MethodGet, "/v1/registries/"+pathEscape(registry)+"/scan-policy", url.Values{"repository": {repository}}, nil)
+}
+
+// SetScanPolicy sets a repository's own scan policy (admin only).
+func (c *Client) SetScanPolicy(ctx context.Context, p api.ScanPolicy) (*api.ScanPolicy, error) {
+	return send[api.ScanPolicy](ctx, c, http.MethodPut, "/v1/registries/"+pathEscape(p.Registry)+"/scan-policy", url.Values{"repository": {p.Repository}}, p)
+}
+
+// RemoveScanPolicy removes a repository's own scan policy: its registry's
+// applies again (admin only).
+func (c *Client) RemoveScanPolicy(ctx context.Context, registry, repository string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/registries/"+pathEscape(registry)+"/scan-policy", url.Values{"repository": {repository}}, nil, nil)
+}

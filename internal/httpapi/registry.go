@@ -137,12 +137,9 @@ func (s *Server) updateRegistry(w http.ResponseWriter, r *http.Request) error {
 	}
 	var quarantine *vulndb.Severity
 	if q := req.QuarantineSeverity; q != nil {
-		sev := vulndb.Severity("")
-		if *q != "" && *q != "none" {
-			var err error
-			if sev, err = vulndb.ParseSeverity(*q); err != nil || sev == vulndb.SeverityUnknown {
-				return invalidField("quarantineSeverity", "want critical, high, medium, low or none, got %q", *q)
-			}
+		sev, err := quarantineSeverity(*q)
+		if err != nil {
+			return err
 		}
 		quarantine = &sev
 	}
@@ -165,7 +162,7 @@ func (s *Server) updateRegistry(w http.ResponseWriter, r *http.Request) error {
 		if quarantine != nil {
 			p.Quarantine = *quarantine
 		}
-		if err := s.scans.SetPolicy(ctx, name, p); err != nil {
+		if err := s.scans.SetPolicy(ctx, name, "", p); err != nil {
 			return err
 		}
 		s.log.InfoContext(ctx, "registry scan policy set", "registry", name, "scanOnPush", p.ScanOnPush,

@@ -17,6 +17,7 @@ import (
 	"github.com/gantryhq/gantry/internal/remote"
 	"github.com/gantryhq/gantry/internal/scan"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/vulndb"
 )
 
 // WithScans serves the scan and vulnerability database endpoints.
@@ -38,6 +39,7 @@ func (s *Server) scanRoutes() {
 	s.mux.HandleFunc("POST /v1/scan-allowlist", s.authed(s.addAllowlist))
 	s.mux.HandleFunc("DELETE /v1/scan-allowlist/{id}", s.authed(s.removeAllowlist))
 	s.mux.HandleFunc("GET /v1/scan-impact", s.authed(s.scanImpact))
+	s.scanPolicyRoutes()
 }
 
 // maxImpactDepth bounds how many generations of images built on images
@@ -378,4 +380,94 @@ func (s *Server) removeAllowlist(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return reply(w, http.StatusNoContent, nil)
+}
+
+// scanPolicyRoutes serve repositories' own scan policies (a registry's own
+// is part of PATCH /v1/registries/{reg}). Setting one is the operator's,
+// as the registry's is: admin only.
+func (s *Server) scanPolicyRoutes() {
+	s.mux.HandleFunc("GET /v1/registries/{reg}/scan-policy", s.authed(s.getScanPolicy))
+	s.mux.HandleFunc("PUT /v1/registries/{reg}/scan-policy", s.authed(s.putScanPolicy))
+	s.mux.HandleFunc("DELETE /v1/registries/{reg}/scan-policy", s.authed(s.deleteScanPolicy))
+}
+
+func (s *Server) getScanPolicy(w http.ResponseWriter, r *http.Request) error {
+	reg := r.PathValue("reg")
+	if err := s.check(r, auth.OpRead, auth.RegistryScope(reg)); err != nil {
+		return err
+	}
+	repo, err := repoParam(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.GetRegistry(r.Context(), reg); err != nil {
+		return err
+	}
+	p, own, err := s.scans.RepositoryPolicy(r.Context(), reg, repo)
+	if err != nil {
+		return err
+	}
+	if !own {
+		if p, err = s.scans.Policy(r.Context(), reg); err != nil {
+			return err
+		}
+	}
+	return reply(w, http.StatusOK, api.ScanPolicy{Registry: reg, Repository: repo, ScanOnPush: p.ScanOnPush,
+		QuarantineSeverity: string(p.Quarantine), Inherited: !own})
+}
+
+func (s *Server) putScanPolicy(w http.ResponseWriter, r *http.Request) error {
+	reg := r.PathValue("reg")
+	if err := s.check(r, auth.OpWrite, "/registries"); err != nil {
+		return err
+	}
+	repo, err := repoParam(r)
+	if err != nil {
+		return err
+	}
+	var req api.ScanPolicy
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	sev, err := quarantineSeverity(req.QuarantineSeverity)
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.GetRegistry(r.Context(), reg); err != nil {
+		return err
+	}
+	if err := s.scans.SetPolicy(r.Context(), reg, repo, scan.Policy{ScanOnPush: req.ScanOnPush, Quarantine: sev}); err != nil {
+		return err
+	}
+	s.log.InfoContext(r.Context(), "repository scan policy set", "registry", reg, "repository", repo, "scanOnPush", req.ScanOnPush,
+		"quarantine", sev, "by", identity(r.Context()).Name)
+	return reply(w, http.StatusOK, api.ScanPolicy{Registry: reg, Repository: repo, ScanOnPush: req.ScanOnPush, QuarantineSeverity: string(sev)})
+}
+
+func (s *Server) deleteScanPolicy(w http.ResponseWriter, r *http.Request) error {
+	reg := r.PathValue("reg")
+	if err := s.check(r, auth.OpWrite, "/registries"); err != nil {
+		return err
+	}
+	repo, err := repoParam(r)
+	if err != nil {
+		return err
+	}
+	if err := s.scans.RemovePolicy(r.Context(), reg, repo); err != nil {
+		return err
+	}
+	return reply(w, http.StatusNoContent, nil)
+}
+
+// quarantineSeverity reads a quarantine severity: critical, high, medium,
+// low, or "" / "none" for no quarantine.
+func quarantineSeverity(q string) (vulndb.Severity, error) {
+	if q == "" || q == "none" {
+		return "", nil
+	}
+	sev, err := vulndb.ParseSeverity(q)
+	if err != nil || sev == vulndb.SeverityUnknown {
+		return "", invalidField("quarantineSeverity", "want critical, high, medium, low or none, got %q", q)
+	}
+	return sev, nil
 }

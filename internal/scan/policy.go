@@ -25,25 +25,63 @@ type Policy struct {
 	Quarantine vulndb.Severity
 }
 
-// Policy returns a registry's scan policy.
+// Policy returns a registry's own scan policy (the one its repositories
+// without a policy of their own follow).
 func (s *Service) Policy(ctx context.Context, registry string) (Policy, error) {
-	s.mu.Lock()
-	p, ok := s.policies[registry]
-	s.mu.Unlock()
-	if ok {
+	ps, err := s.policyRows(ctx, registry)
+	return ps[""], err
+}
+
+// PolicyFor returns the policy that applies to a repository: its own, else
+// its registry's.
+func (s *Service) PolicyFor(ctx context.Context, registry, repo string) (Policy, error) {
+	ps, err := s.policyRows(ctx, registry)
+	if err != nil {
+		return Policy{}, err
+	}
+	if p, ok := ps[repo]; ok {
 		return p, nil
 	}
-	var on int
-	var q string
-	err := s.db.R.QueryRowContext(ctx, `SELECT scan_on_push, quarantine_severity FROM scan_policies WHERE registry = ?`, registry).Scan(&on, &q)
-	if err != nil && !errors.Is(err, errNoRows) {
-		return Policy{}, fmt.Errorf("reading the scan policy of %s: %w", registry, err)
-	}
-	p = Policy{ScanOnPush: on != 0, Quarantine: vulndb.Severity(q)}
+	return ps[""], nil
+}
+
+// RepositoryPolicy returns a repository's own policy, if it has one.
+func (s *Service) RepositoryPolicy(ctx context.Context, registry, repo string) (Policy, bool, error) {
+	ps, err := s.policyRows(ctx, registry)
+	p, ok := ps[repo]
+	return p, ok, err
+}
+
+// policyRows returns a registry's policies by repository ("" the
+// registry's own), cached.
+func (s *Service) policyRows(ctx context.Context, registry string) (map[string]Policy, error) {
 	s.mu.Lock()
-	s.policies[registry] = p
+	ps, ok := s.policies[registry]
 	s.mu.Unlock()
-	return p, nil
+	if ok {
+		return ps, nil
+	}
+	rows, err := s.db.R.QueryContext(ctx, `SELECT repository, scan_on_push, quarantine_severity FROM scan_policies WHERE registry = ?`, registry)
+	if err != nil {
+		return nil, fmt.Errorf("reading the scan policies of %s: %w", registry, err)
+	}
+	defer rows.Close()
+	ps = map[string]Policy{}
+	for rows.Next() {
+		var repo, q string
+		var on int
+		if err := rows.Scan(&repo, &on, &q); err != nil {
+			return nil, err
+		}
+		ps[repo] = Policy{ScanOnPush: on != 0, Quarantine: vulndb.Severity(q)}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.policies[registry] = ps
+	s.mu.Unlock()
+	return ps, nil
 }
 
 // Forget drops what the service caches of a registry (deleted: its
@@ -54,24 +92,36 @@ func (s *Service) Forget(registry string) {
 	s.mu.Unlock()
 }
 
-// SetPolicy sets a registry's scan policy.
-func (s *Service) SetPolicy(ctx context.Context, registry string, p Policy) error {
+// SetPolicy sets a registry's own scan policy (repo "") or a repository's.
+func (s *Service) SetPolicy(ctx context.Context, registry, repo string, p Policy) error {
 	on := 0
 	if p.ScanOnPush {
 		on = 1
 	}
-	_, err := s.db.W.ExecContext(ctx, `INSERT INTO scan_policies(registry, scan_on_push, quarantine_severity) VALUES (?, ?, ?)
-		ON CONFLICT(registry) DO UPDATE SET scan_on_push = excluded.scan_on_push, quarantine_severity = excluded.quarantine_severity`,
-		registry, on, string(p.Quarantine))
+	_, err := s.db.W.ExecContext(ctx, `INSERT INTO scan_policies(registry, repository, scan_on_push, quarantine_severity) VALUES (?, ?, ?, ?)
+		ON CONFLICT(registry, repository) DO UPDATE SET scan_on_push = excluded.scan_on_push, quarantine_severity = excluded.quarantine_severity`,
+		registry, repo, on, string(p.Quarantine))
+	s.Forget(registry)
 	if db.IsForeignKeyViolation(err) {
 		return fmt.Errorf("registry %s: %w", registry, store.ErrRegistryUnknown)
 	}
 	if err != nil {
 		return fmt.Errorf("storing the scan policy of %s: %w", registry, err)
 	}
-	s.mu.Lock()
-	s.policies[registry] = p
-	s.mu.Unlock()
+	return nil
+}
+
+// RemovePolicy removes a repository's own policy: its registry's applies
+// again.
+func (s *Service) RemovePolicy(ctx context.Context, registry, repo string) error {
+	res, err := s.db.W.ExecContext(ctx, `DELETE FROM scan_policies WHERE registry = ? AND repository = ? AND repository <> ''`, registry, repo)
+	s.Forget(registry)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("repository %s of registry %s has no scan policy of its own: %w", repo, registry, errdefs.ErrNotFound)
+	}
 	return nil
 }
 
@@ -80,7 +130,7 @@ func (s *Service) SetPolicy(ctx context.Context, registry string, p Policy) erro
 // at or above the policy's severity that is not allowlisted, or not
 // scanned. Artifacts (SBOMs, signatures, reports) pass.
 func (s *Service) AdmitPull(ctx context.Context, registry, repo string, m store.Manifest) error {
-	p, err := s.Policy(ctx, registry)
+	p, err := s.PolicyFor(ctx, registry, repo)
 	if err != nil || p.Quarantine == "" {
 		return err
 	}
@@ -92,8 +142,8 @@ func (s *Service) AdmitPull(ctx context.Context, registry, repo string, m store.
 	show := fmt.Sprintf("gantry scan show -r %s --image %s", registry, ref)
 	rep, err := s.report(ctx, registry, m.Digest)
 	if errors.Is(err, ErrNoReport) {
-		return fmt.Errorf("%s is quarantined: it has not been scanned yet (registry %s quarantines images not scanned or with findings at or above %s; scan it: gantry scan -r %s --image %s): %w",
-			ref, registry, p.Quarantine, registry, ref, ErrQuarantined)
+		return fmt.Errorf("%s is quarantined: it has not been scanned yet (%s quarantines images not scanned or with findings at or above %s; scan it: gantry scan -r %s --image %s): %w",
+			ref, registry+"/"+repo, p.Quarantine, registry, ref, ErrQuarantined)
 	}
 	if err != nil {
 		return err

@@ -226,7 +226,7 @@ func (s *Service) Rescan(ctx context.Context) (RescanResult, error) {
 		res.Changed++
 		if len(r.added) > 0 {
 			a := Affected{Registry: r.registry, Repository: r.repo, Digest: r.digest, New: r.added}
-			if p, err := s.Policy(ctx, r.registry); err == nil && p.Quarantine != "" && r.summary.AtOrAbove(p.Quarantine) > 0 {
+			if p, err := s.PolicyFor(ctx, r.registry, r.repo); err == nil && p.Quarantine != "" && r.summary.AtOrAbove(p.Quarantine) > 0 {
 				a.Quarantined = true
 			}
 			res.Affected = append(res.Affected, a)
@@ -401,7 +401,7 @@ func (s *Service) Start(ctx context.Context) error {
 		if e.New == "" {
 			return
 		}
-		p, err := s.Policy(ctx, e.Registry)
+		p, err := s.PolicyFor(ctx, e.Registry, e.Repository)
 		if err != nil || !p.ScanOnPush {
 			return
 		}

@@ -93,7 +93,7 @@ func TestRescanFindsNewlyAffected(t *testing.T) {
 	}
 
 	// Quarantine follows the rescan; the allowlist (by alias) lifts it.
-	if err := s.SetPolicy(ctx, "contoso", Policy{Quarantine: vulndb.SeverityHigh}); err != nil {
+	if err := s.SetPolicy(ctx, "contoso", "", Policy{Quarantine: vulndb.SeverityHigh}); err != nil {
 		t.Fatal(err)
 	}
 	if rep, _ := s.report(ctx, "contoso", digest.Digest(vuln[0])); rep.Summary.AtOrAbove(vulndb.SeverityHigh) != 1 {

@@ -49,8 +49,8 @@ type Service struct {
 	sem    chan struct{} // scans running at once
 
 	mu       sync.Mutex
-	matcher  *vulndb.Matcher // snapshot of the database, by generation
-	policies map[string]Policy
+	matcher  *vulndb.Matcher              // snapshot of the database, by generation
+	policies map[string]map[string]Policy // registry -> repository ("" the registry's own) -> policy
 
 	onAffected func(Affected) // told about images a rescan found newly affected
 
@@ -84,7 +84,7 @@ func New(d *db.DB, st *store.Store, vulns *vulndb.DB, x *sbom.Extractor, opts ..
 		log:      slog.New(slog.DiscardHandler),
 		now:      time.Now,
 		sem:      make(chan struct{}, 2),
-		policies: map[string]Policy{},
+		policies: map[string]map[string]Policy{},
 		queue:    make(chan Target, 1024),
 		stop:     func() {},
 	}

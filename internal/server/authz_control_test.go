@@ -322,6 +322,17 @@ func controlOps() []ctlOp {
 		}},
 		{route: "GET /v1/scan-allowlist", status: 200, want: ctlWhoami, prepare: path("/v1/scan-allowlist")},
 		{route: "GET /v1/scan-impact", status: 404, want: ctlAdminTop, prepare: path("/v1/scan-impact?id=NO-SUCH-ADVISORY")},
+		{route: "GET /v1/registries/{reg}/scan-policy", status: 200, want: ctlRegistryObject, prepare: path("/v1/registries/reg1/scan-policy?repository=app")},
+		{route: "PUT /v1/registries/{reg}/scan-policy", status: 200, want: ctlAdminRegistry, prepare: func(*testing.T, *world) ctlRequest {
+			return ctlRequest{path: "/v1/registries/reg1/scan-policy?repository=" + fresh("repo-"), body: jsonBody(api.ScanPolicy{ScanOnPush: false}), contentType: "application/json"}
+		}},
+		{route: "DELETE /v1/registries/{reg}/scan-policy", status: 204, want: ctlAdminRegistry, prepare: func(t *testing.T, w *world) ctlRequest {
+			repo := fresh("repo-")
+			if _, err := w.srv.admin().SetScanPolicy(ctx, api.ScanPolicy{Registry: "reg1", Repository: repo}); err != nil {
+				t.Fatal(err)
+			}
+			return ctlRequest{path: "/v1/registries/reg1/scan-policy?repository=" + repo}
+		}},
 		{route: "POST /v1/scan-allowlist", status: 201, want: ctlAdminTop,
 			prepare: body("/v1/scan-allowlist", func() any { return api.AllowlistEntry{ID: fresh("CVE-")} })},
 		{route: "DELETE /v1/scan-allowlist/{id}", status: 204, want: ctlAdminTop, prepare: func(t *testing.T, w *world) ctlRequest {

@@ -100,7 +100,7 @@ SARIF 2.1.0 log.`,
 	cmd.Flags().StringVarP(&req.Registry, "registry", "r", "", "registry of the image (with --image)")
 	cmd.Flags().StringVar(&image, "image", "", "REPO:TAG or REPO@DIGEST in the registry")
 	cmd.Flags().StringVar(&failOn, "fail-on", "", "exit 1 on a finding at or above this severity: critical, high, medium, low")
-	cmd.AddCommand(newScanShowCmd(o), newAllowlistCmd(o), newScanImpactCmd(o))
+	cmd.AddCommand(newScanShowCmd(o), newAllowlistCmd(o), newScanImpactCmd(o), newScanPolicyCmd(o))
 	return cmd
 }
 
@@ -442,4 +442,63 @@ pushed, and every container instance running one of those images.`,
 	c.Flags().StringVar(&id, "id", "", "advisory ID or alias")
 	_ = c.MarkFlagRequired("id")
 	return c
+}
+
+var scanPolicyView = tableView{
+	{"REGISTRY", "registry", nil},
+	{"REPOSITORY", "repository", nil},
+	{"SCAN ON PUSH", "scanOnPush", nil},
+	{"QUARANTINE", "quarantineSeverity", nil},
+	{"INHERITED", "inherited", nil},
+}
+
+func newScanPolicyCmd(o *rootOpts) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "A repository's own scan policy (a registry's: gantry registry update)",
+		Long: `A repository can have a scan policy of its own, which replaces its
+registry's there (gantry registry update --scan-on-push --quarantine-severity
+sets the registry's). Setting and removing one is admin only.`,
+	}
+	var reg, repo, quarantine string
+	var onPush bool
+	set := &cobra.Command{
+		Use:   "set",
+		Short: "Set a repository's own scan policy",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch quarantine {
+			case "", "critical", "high", "medium", "low", "none":
+			default:
+				return usageError("--quarantine-severity %q: want critical, high, medium, low or none", quarantine)
+			}
+			p := api.ScanPolicy{Registry: reg, Repository: repo, ScanOnPush: onPush, QuarantineSeverity: quarantine}
+			return o.call(func(c *client.Client) (any, error) { return c.SetScanPolicy(cmd.Context(), p) }, scanPolicyView)
+		},
+	}
+	set.Flags().BoolVar(&onPush, "scan-on-push", false, "scan every image pushed to the repository")
+	set.Flags().StringVar(&quarantine, "quarantine-severity", "", "refuse pulls of images with a finding at or above this severity, or not scanned: critical, high, medium, low, none")
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Show the scan policy that applies to a repository",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.call(func(c *client.Client) (any, error) { return c.ScanPolicy(cmd.Context(), reg, repo) }, scanPolicyView)
+		},
+	}
+	remove := &cobra.Command{
+		Use:   "remove",
+		Short: "Remove a repository's own scan policy (its registry's applies again)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.call(func(c *client.Client) (any, error) { return nil, c.RemoveScanPolicy(cmd.Context(), reg, repo) }, nil)
+		},
+	}
+	for _, c := range []*cobra.Command{set, show, remove} {
+		gantryRegistry.add(c, &reg)
+		c.Flags().StringVar(&repo, "repository", "", "repository")
+		_ = c.MarkFlagRequired("repository")
+	}
+	cmd.AddCommand(set, show, remove)
+	return cmd
 }

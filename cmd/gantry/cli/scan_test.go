@@ -293,6 +293,27 @@ func TestScanGate(t *testing.T) {
 		t.Fatalf("pull after removing the allowlist entry: %d", code)
 	}
 
+	// A repository's own policy replaces its registry's there.
+	must(t, "registry", "update", "-n", "contoso", "--quarantine-severity", "none")
+	if code, msg := pull(); code != http.StatusOK {
+		t.Fatalf("pull without quarantine: %d %s", code, msg)
+	}
+	must(t, "scan", "policy", "set", "-r", "contoso", "--repository", "app", "--quarantine-severity", "high")
+	if code, msg := pull(); code != http.StatusForbidden || !strings.Contains(msg, "quarantined") {
+		t.Fatalf("pull under the repository's policy: %d %s", code, msg)
+	}
+	var pol api.ScanPolicy
+	if err := json.Unmarshal([]byte(must(t, "scan", "policy", "show", "-r", "contoso", "--repository", "other")), &pol); err != nil || !pol.Inherited || pol.QuarantineSeverity != "" {
+		t.Fatalf("policy of a repository without one: %+v %v", pol, err)
+	}
+	must(t, "scan", "policy", "remove", "-r", "contoso", "--repository", "app")
+	if code, msg := pull(); code != http.StatusOK {
+		t.Fatalf("pull after removing the repository's policy: %d %s", code, msg)
+	}
+	if code, _, errOut := gantry(t, "", "scan", "policy", "remove", "-r", "contoso", "--repository", "app"); code != 1 || !strings.Contains(errOut, "no scan policy of its own") {
+		t.Fatalf("removing a policy twice: exit %d\n%s", code, errOut)
+	}
+
 	// Scan on push: a pushed image is scanned in the background.
 	must(t, "registry", "update", "-n", "contoso", "--scan-on-push", "--quarantine-severity", "none")
 	pushed := pushImage(t, addr, "pushed", "v1", layer)

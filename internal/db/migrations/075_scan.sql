@@ -16,12 +16,15 @@ CREATE TABLE scan_reports (
 	PRIMARY KEY (registry, digest)
 ) STRICT;
 
--- Per-registry policy: scan every pushed image, quarantine images with a
--- finding at or above a severity (or not scanned yet).
+-- Policies: scan every pushed image, quarantine images with a finding at
+-- or above a severity (or not scanned yet). repository '' is the
+-- registry's policy; a repository's own row replaces it there.
 CREATE TABLE scan_policies (
-	registry            TEXT PRIMARY KEY REFERENCES registries(name) ON DELETE CASCADE,
+	registry            TEXT NOT NULL REFERENCES registries(name) ON DELETE CASCADE,
+	repository          TEXT NOT NULL DEFAULT '',
 	scan_on_push        INTEGER NOT NULL DEFAULT 0,
-	quarantine_severity TEXT NOT NULL DEFAULT ''
+	quarantine_severity TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (registry, repository)
 ) STRICT;
 
 -- Advisories accepted until an expiry: findings of these IDs (or aliases)
