@@ -148,6 +148,27 @@ func newEnv(t testing.TB, registries []string, opts ...engine.Option) *env {
 	}
 	e.engine = engine.New(d, opts...)
 	// Runs remove what they pull; this catches what a failing test leaves.
+	// Tags already on the engine under these hosts are another process's:
+	// a test of another package had this port before (and its runs'
+	// tags, or a container instance's image, may still be there).
+	ours := func(tag string) bool {
+		for _, host := range e.hosts {
+			if strings.HasPrefix(tag, host+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	before := map[string]bool{}
+	if list, err := d.ListImages(context.Background(), docker.ListImagesOptions{}); err == nil {
+		for _, im := range list {
+			for _, tag := range im.RepoTags {
+				if ours(tag) {
+					before[tag] = true
+				}
+			}
+		}
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -159,7 +180,7 @@ func newEnv(t testing.TB, registries []string, opts ...engine.Option) *env {
 		for _, im := range list {
 			for _, tag := range im.RepoTags {
 				for _, host := range e.hosts {
-					if strings.HasPrefix(tag, host+"/") {
+					if strings.HasPrefix(tag, host+"/") && !before[tag] {
 						t.Errorf("image tag %s left on the engine", tag)
 						_ = d.RemoveImage(ctx, tag, false)
 					}
