@@ -550,42 +550,54 @@ func (d *demo) stage4(ctx context.Context) error {
 // stage5 commits Red: the gate fails at validate-base-image, nothing is
 // promoted and the site stays Green.
 func (d *demo) stage5(ctx context.Context) error {
-	promoted, err := d.c.ListTags(ctx, baseArtifacts, "node")
+	gate, err := d.gateStops(ctx, func() (time.Time, error) { return d.commitColor(ctx, "Red") },
+		"Stage 5 (Red, stopped by the gate)", "the Red commit",
+		"ERROR: Invalid Color: Red", "failed to run step ID: validate-base-image: exit status 1")
 	if err != nil {
 		return err
-	}
-	since, err := d.commitColor(ctx, "Red")
-	if err != nil {
-		return err
-	}
-	if _, err := d.waitRun(ctx, publicReg, "node-public", "Commit", since, "Succeeded"); err != nil {
-		return err
-	}
-	gate, err := d.waitRun(ctx, baseArtifacts, "base-import-node", "Image Update", since, "Failed")
-	if err != nil {
-		return err
-	}
-	d.timings = append(d.timings, timing{"Stage 5 (Red, stopped by the gate)", "commit → gate failed", gate.FinishTime.Sub(since)})
-	log, err := d.runLog(ctx, baseArtifacts, gate.RunID)
-	if err != nil {
-		return err
-	}
-	for _, want := range []string{"ERROR: Invalid Color: Red", "failed to run step ID: validate-base-image: exit status 1"} {
-		if !strings.Contains(log, want) {
-			return fmt.Errorf("run %s's log lacks %q", gate.RunID, want)
-		}
-		d.say("   gantry task logs -r %s --run-id %s: ... %s", baseArtifacts, gate.RunID, want)
 	}
 	if !strings.Contains(gate.Error, "validate-base-image") {
 		return fmt.Errorf("run %s failed with %q, want a failure at validate-base-image", gate.RunID, gate.Error)
-	}
-	if err := d.nothingPromoted(ctx, since, promoted, "the Red commit"); err != nil {
-		return err
 	}
 	if err := d.expectSite(ctx, "Green", time.Now(), ""); err != nil {
 		return err
 	}
 	return d.tables(ctx)
+}
+
+// gateStops makes a base update (commit) and follows it: node-public
+// builds it, the gate's Image Update run fails with every line of wants in
+// its log (stage names the figure of the summary), and nothing is
+// promoted or rebuilt (what names the update in errors). It returns the
+// failed gate run.
+func (d *demo) gateStops(ctx context.Context, commit func() (time.Time, error), stage, what string, wants ...string) (*api.Run, error) {
+	promoted, err := d.c.ListTags(ctx, baseArtifacts, "node")
+	if err != nil {
+		return nil, err
+	}
+	since, err := commit()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := d.waitRun(ctx, publicReg, "node-public", "Commit", since, "Succeeded"); err != nil {
+		return nil, err
+	}
+	gate, err := d.waitRun(ctx, baseArtifacts, "base-import-node", "Image Update", since, "Failed")
+	if err != nil {
+		return nil, err
+	}
+	d.timings = append(d.timings, timing{stage, "commit → gate failed", gate.FinishTime.Sub(since)})
+	log, err := d.runLog(ctx, baseArtifacts, gate.RunID)
+	if err != nil {
+		return nil, err
+	}
+	for _, want := range wants {
+		if !strings.Contains(log, want) {
+			return nil, fmt.Errorf("run %s's log lacks %q:\n%s", gate.RunID, want, lastLines(log, 20))
+		}
+		d.say("   gantry task logs -r %s --run-id %s: ... %s", baseArtifacts, gate.RunID, want)
+	}
+	return gate, d.nothingPromoted(ctx, since, promoted, what)
 }
 
 // nothingPromoted checks, after a failed gate, that the vetted base's
@@ -701,37 +713,15 @@ func (d *demo) stage6(ctx context.Context) error {
 		return err
 	}
 	d.say("   gantry vulndb import alpine/: %d added; rescanned %d stored images", imp.Added, imp.Rescan.Images)
-	promoted, err := d.c.ListTags(ctx, baseArtifacts, "node")
+	_, err = d.gateStops(ctx, func() (time.Time, error) {
+		return d.commitDockerfile(ctx, func(b []byte) []byte {
+			b = colorLine.ReplaceAll(b, []byte("ENV BACKGROUND_COLOR Green"))
+			return append(bytes.TrimRight(b, "\n"), []byte("\n"+zlibLine+"\n")...)
+		}, "Set BACKGROUND_COLOR Green, add zlib 1.2.11-r3")
+	}, "Stage 6 (vulnerable zlib, scan step)", "the vulnerable update",
+		"Validation Complete - No Known Errors", "1 finding at or above high",
+		"ALPINE-CVE-2022-37434 zlib 1.2.11-r3 (fixed in 1.2.12-r2)", "failed to run step ID: scan-base-image: exit status 1")
 	if err != nil {
-		return err
-	}
-	since, err = d.commitDockerfile(ctx, func(b []byte) []byte {
-		b = colorLine.ReplaceAll(b, []byte("ENV BACKGROUND_COLOR Green"))
-		return append(bytes.TrimRight(b, "\n"), []byte("\n"+zlibLine+"\n")...)
-	}, "Set BACKGROUND_COLOR Green, add zlib 1.2.11-r3")
-	if err != nil {
-		return err
-	}
-	if _, err := d.waitRun(ctx, publicReg, "node-public", "Commit", since, "Succeeded"); err != nil {
-		return err
-	}
-	gate, err := d.waitRun(ctx, baseArtifacts, "base-import-node", "Image Update", since, "Failed")
-	if err != nil {
-		return err
-	}
-	d.timings = append(d.timings, timing{"Stage 6 (vulnerable zlib, scan step)", "commit → gate failed", gate.FinishTime.Sub(since)})
-	log, err := d.runLog(ctx, baseArtifacts, gate.RunID)
-	if err != nil {
-		return err
-	}
-	for _, want := range []string{"Validation Complete - No Known Errors", "1 finding at or above high",
-		"ALPINE-CVE-2022-37434 zlib 1.2.11-r3 (fixed in 1.2.12-r2)", "failed to run step ID: scan-base-image: exit status 1"} {
-		if !strings.Contains(log, want) {
-			return fmt.Errorf("run %s's log lacks %q:\n%s", gate.RunID, want, lastLines(log, 20))
-		}
-		d.say("   gantry task logs -r %s --run-id %s: ... %s", baseArtifacts, gate.RunID, want)
-	}
-	if err := d.nothingPromoted(ctx, since, promoted, "the vulnerable update"); err != nil {
 		return err
 	}
 	im, err := d.c.ScanImpact(ctx, "CVE-2022-37434")
