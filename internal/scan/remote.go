@@ -64,7 +64,7 @@ func (s *Service) ScanRemote(ctx context.Context, ref oci.Reference, cred remote
 	}
 	defer s.release()
 	r := cmp.Or(ref.Digest, ref.Tag, "latest")
-	rep, _, _, err := s.scan(ctx, src, ref.String(), r)
+	rep, _, _, err := s.scan(ctx, src, ref.String(), r, "")
 	if err != nil {
 		return nil, fmt.Errorf("scanning %s: %w", ref, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -175,7 +176,7 @@ func (s *Service) Scan(ctx context.Context, t Target, image, run string) (*Repor
 	}
 	defer s.release()
 	src := storeSource{st: s.store, registry: t.Registry, rep: t.Repository}
-	rep, imgs, groups, err := s.scan(ctx, src, image, t.Reference)
+	rep, imgs, groups, err := s.scan(ctx, src, image, t.Reference, t.Registry)
 	if err != nil {
 		return nil, err
 	}
@@ -200,8 +201,9 @@ func (s *Service) acquire(ctx context.Context) error {
 func (s *Service) release() { <-s.sem }
 
 // scan reads the image ref from src, per platform, and matches its
-// packages.
-func (s *Service) scan(ctx context.Context, src source, name, ref string) (*Report, []image, []group, error) {
+// packages; registry is the one whose allowlist applies ("" the global
+// one only).
+func (s *Service) scan(ctx context.Context, src source, name, ref, registry string) (*Report, []image, []group, error) {
 	mt, body, d, err := src.manifest(ctx, ref)
 	if err != nil {
 		return nil, nil, nil, err
@@ -256,7 +258,7 @@ func (s *Service) scan(ctx context.Context, src source, name, ref string) (*Repo
 			rep.Notes = append(rep.Notes, n)
 		}
 	}
-	if err := s.assemble(ctx, rep, groups, ""); err != nil {
+	if err := s.assemble(ctx, rep, groups, registry); err != nil {
 		return nil, nil, nil, err
 	}
 	return rep, imgs, groups, nil
@@ -423,20 +425,13 @@ func (s *Service) snapshot(ctx context.Context) (*vulndb.Matcher, error) {
 func (s *Service) save(ctx context.Context, t Target, rep *Report, imgs []image, groups []group) error {
 	rows := []row{{digest: rep.Digest, report: rep, groups: groups}}
 	if len(imgs) > 1 || imgs[0].platform != "" {
-		for i, img := range imgs {
-			sub := *rep
-			sub.Image = rep.Image + "@" + img.digest.String()
-			sub.Digest = img.digest.String()
-			sub.Notes = nil
-			if err := s.assemble(ctx, &sub, []group{{Digest: groups[i].Digest, Status: groups[i].Status, OS: groups[i].OS, Packages: groups[i].Packages}}, t.Registry); err != nil {
-				return err
-			}
-			rows = append(rows, row{digest: sub.Digest, report: &sub, groups: groups[i : i+1]})
+		// An index: each platform image (rep.Platforms, in imgs' order)
+		// has a report of its own.
+		for i, p := range rep.Platforms {
+			g := groups[i]
+			g.Platform = "" // stored as an image of its own: a rescan keeps its report's shape
+			rows = append(rows, row{digest: p.Digest, report: platformReport(rep, p), groups: []group{g}})
 		}
-	}
-	// The allowlist of the registry applies to what is stored and shown.
-	if err := s.assemble(ctx, rep, groups, t.Registry); err != nil {
-		return err
 	}
 	for _, r := range rows {
 		if err := s.storeReport(ctx, t.Registry, t.Repository, r); err != nil {
@@ -459,6 +454,23 @@ func (s *Service) save(ctx context.Context, t Target, rep *Report, imgs []image,
 		}
 	}
 	return nil
+}
+
+// platformReport is the report of one platform image of an index, taken
+// from the index's report.
+func platformReport(rep *Report, p Platform) *Report {
+	sub := *rep
+	sub.Image = rep.Image + "@" + p.Digest
+	sub.Digest, sub.Status, sub.OS, sub.Packages, sub.Summary = p.Digest, p.Status, p.OS, p.Packages, p.Summary
+	sub.Platforms, sub.Notes = nil, nil
+	sub.Vulnerabilities = []Vulnerability{}
+	for _, v := range rep.Vulnerabilities {
+		if slices.Contains(v.Platforms, p.Platform) {
+			v.Platforms = nil
+			sub.Vulnerabilities = append(sub.Vulnerabilities, v)
+		}
+	}
+	return &sub
 }
 
 type row struct {
