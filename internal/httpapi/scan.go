@@ -191,9 +191,8 @@ func (s *Server) scanTarget(r *http.Request, image, registry, repo, reference st
 			return nil, "", ref, err
 		}
 		if ok {
-			reference := cmp.Or(ref.Digest, ref.Tag, "latest")
-			t := &scan.Target{Registry: reg.Name, Repository: ref.Path, Reference: reference}
-			return t, s.imageName(reg, ref.Path, reference), ref, nil
+			t := &scan.Target{Registry: reg.Name, Repository: ref.Path, Reference: ref.Ref()}
+			return t, s.imageName(reg, ref.Path, ref.Ref()), ref, nil
 		}
 	}
 	return nil, "", ref, nil

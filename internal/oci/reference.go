@@ -184,6 +184,18 @@ func (r Reference) Normalize() Reference {
 	return r
 }
 
+// Ref is what a registry is asked for a manifest by: the digest, else the
+// tag, else "latest".
+func (r Reference) Ref() string {
+	switch {
+	case r.Digest != "":
+		return r.Digest
+	case r.Tag != "":
+		return r.Tag
+	}
+	return "latest"
+}
+
 // Name returns domain/path (or just path when there is no domain).
 func (r Reference) Name() string {
 	if r.Domain == "" {

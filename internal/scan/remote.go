@@ -1,7 +1,6 @@
 package scan
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -63,8 +62,7 @@ func (s *Service) ScanRemote(ctx context.Context, ref oci.Reference, cred remote
 		return nil, err
 	}
 	defer s.release()
-	r := cmp.Or(ref.Digest, ref.Tag, "latest")
-	rep, _, _, err := s.scan(ctx, src, ref.String(), r, "")
+	rep, _, _, err := s.scan(ctx, src, ref.String(), ref.Ref(), "")
 	if err != nil {
 		return nil, fmt.Errorf("scanning %s: %w", ref, err)
 	}

@@ -81,10 +81,7 @@ const maxDatabaseArtifact = 2 << 30
 // through the registry client from another one.
 func (s *Service) UpdateFrom(ctx context.Context, ref oci.Reference, local *Target, cred remote.Credential, reach egress.Reach) (ImportResult, error) {
 	var src source
-	r := ref.Tag
-	if ref.Digest != "" {
-		r = ref.Digest
-	}
+	r := ref.Ref()
 	if local != nil {
 		src = storeSource{st: s.store, registry: local.Registry, rep: local.Repository}
 		r = local.Reference
