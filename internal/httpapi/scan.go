@@ -181,12 +181,19 @@ func (s *Server) scanTarget(r *http.Request, image, registry, repo, reference st
 	if image == "" {
 		return nil, "", ref, invalidField("image", "must be set (or registry, repository and reference)")
 	}
+	return s.imageTarget(r, "image", image)
+}
+
+// imageTarget resolves an image reference, given in the request's field:
+// an image of one of the server's registries (t set, with the name to
+// print) or another registry's.
+func (s *Server) imageTarget(r *http.Request, field, image string) (t *scan.Target, name string, ref oci.Reference, err error) {
 	ref, err = oci.ParseReference(image)
 	if err != nil {
-		return nil, "", ref, invalidField("image", "%v", err)
+		return nil, "", ref, invalidField(field, "%v", err)
 	}
 	if ref.Domain != "" {
-		reg, ok, err := s.store.LocalRegistry(ctx, ref.Domain)
+		reg, ok, err := s.store.LocalRegistry(r.Context(), ref.Domain)
 		if err != nil {
 			return nil, "", ref, err
 		}
@@ -282,11 +289,11 @@ func (s *Server) vulndbUpdate(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	t, _, ref, err := s.scanTarget(r, req.Source, "", "", "")
+	if req.Source == "" {
+		return invalidField("source", "must be set (REGISTRY/REPO:TAG of the database artifact)")
+	}
+	t, _, ref, err := s.imageTarget(r, "source", req.Source)
 	if err != nil {
-		if strings.Contains(err.Error(), "image") {
-			return invalidField("source", "%v", err)
-		}
 		return err
 	}
 	res, err := s.scans.UpdateFrom(r.Context(), ref, t, remoteCredential(req.Credential), egress.Local)
