@@ -3,19 +3,18 @@ package scan
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
-	"runtime"
-	"strconv"
-	"sync"
-
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"

@@ -540,24 +540,6 @@ func (s *Service) report(ctx context.Context, registry string, d digest.Digest) 
 	return &rep, nil
 }
 
-// FailOn reports whether rep has findings (not allowlisted) at or above
-// sev, and how many.
-func FailOn(rep *Report, sev vulndb.Severity) (int, bool) {
-	n := rep.Summary.AtOrAbove(sev)
-	return n, n > 0
-}
-
-// Worst returns the first n findings that are not allowlisted, worst first.
-func Worst(rep *Report, n int) []Vulnerability {
-	var out []Vulnerability
-	for _, v := range rep.Vulnerabilities {
-		if !v.Allowlisted && len(out) < n {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
 // DatabaseInfo is what the vulnerability database holds.
 type DatabaseInfo struct {
 	vulndb.Stats
