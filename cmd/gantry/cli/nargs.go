@@ -21,10 +21,11 @@ var nargsFlags = map[string]bool{
 }
 
 // optionalValueFlags may be given alone or with a value in the next word,
-// as az's `--use-identity [system]`; pflag only takes `--flag=value` for
-// such flags, so Execute joins them.
+// as az's `--use-identity [system]` and `--scan-on-push [true|false]`;
+// pflag only takes `--flag=value` for such flags, so Execute joins them.
 var optionalValueFlags = map[string]bool{
 	"--use-identity": true,
+	"--scan-on-push": true,
 }
 
 // joinNargs rewrites `--flag a b c` (up to the next token starting with

@@ -19,6 +19,8 @@ func TestJoinNargs(t *testing.T) {
 		{[]string{"task", "credential", "add", "--use-identity", "[system]", "-o", "none"},
 			[]string{"task", "credential", "add", "--use-identity=[system]", "-o", "none"}},
 		{[]string{"--use-identity", "-o", "none"}, []string{"--use-identity", "-o", "none"}},
+		{[]string{"registry", "update", "-n", "r", "--scan-on-push", "false"}, []string{"registry", "update", "-n", "r", "--scan-on-push=false"}},
+		{[]string{"registry", "update", "-n", "r", "--scan-on-push", "--quarantine-severity", "high"}, []string{"registry", "update", "-n", "r", "--scan-on-push", "--quarantine-severity", "high"}},
 		{[]string{"run", "--", "--repository", "x"}, []string{"run", "--", "--repository", "x"}},
 	}
 	for _, tt := range tests {

@@ -129,7 +129,7 @@ usage is accepted and refuses pushes until content is deleted and collected
 	update.Flags().StringVarP(&name, "name", "n", "", "registry name")
 	update.Flags().BoolVar(&anon, "anonymous-pull", false, "let anyone pull without credentials (--anonymous-pull=false to stop)")
 	update.Flags().Float64Var(&quotaGB, "quota-gb", 0, "most the registry may store, in GiB (0: no quota)")
-	update.Flags().BoolVar(&scanOnPush, "scan-on-push", false, "scan every pushed image in the background (--scan-on-push=false to stop)")
+	update.Flags().BoolVar(&scanOnPush, "scan-on-push", false, "scan every pushed image in the background: --scan-on-push [true], --scan-on-push false to stop")
 	update.Flags().StringVar(&quarantine, "quarantine-severity", "", "refuse pulls of images with a finding at or above this severity, or not scanned: critical, high, medium, low, or none to stop")
 	_ = update.MarkFlagRequired("name")
 

@@ -315,7 +315,7 @@ func TestScanGate(t *testing.T) {
 	}
 
 	// Scan on push: a pushed image is scanned in the background.
-	must(t, "registry", "update", "-n", "contoso", "--scan-on-push", "--quarantine-severity", "none")
+	must(t, "registry", "update", "-n", "contoso", "--scan-on-push", "true", "--quarantine-severity", "none")
 	pushed := pushImage(t, addr, "pushed", "v1", layer)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		code, out, _ := gantry(t, "", "scan", "show", "-r", "contoso", "--image", "pushed:v1")
@@ -331,6 +331,9 @@ func TestScanGate(t *testing.T) {
 	}
 	if out := must(t, "registry", "show", "-n", "contoso"); !strings.Contains(out, `"scanOnPush": true`) || strings.Contains(out, "quarantineSeverity") {
 		t.Fatalf("registry show after the policy change:\n%s", out)
+	}
+	if out := must(t, "registry", "update", "-n", "contoso", "--scan-on-push", "false"); strings.Contains(out, `"scanOnPush"`) {
+		t.Fatalf("registry update --scan-on-push false:\n%s", out)
 	}
 
 	// An image with nothing identifiable is unscanned, never clean.
