@@ -111,7 +111,7 @@ func TestRenderTimeBudget(t *testing.T) {
 		{"nested range", "steps:\n  - cmd: {{ range until 100000 }}{{ range until 100000 }}{{ end }}{{ end }}\n", "steps[0]: template: at <range until 100000>"},
 		{"range over an integer", "steps:\n  - cmd: {{ range 1000000000000 }}{{ end }}\n", "steps[0]: template: at <range 1000000000000>"},
 		{"range over a variable", "steps:\n  - cmd: {{ $l := until 100000 }}{{ range $l }}{{ range $l }}{{ end }}{{ end }}\n", "steps[0]: template: at <range $l>"},
-		{"recursion", "{{ define \"r\" }}{{ if lt (len .) 40 }}{{ template \"r\" (append . 1) }}{{ template \"r\" (append . 1) }}{{ end }}{{ end }}steps:\n  - cmd: {{ template \"r\" list }}\n", "acr-task.yaml:1:"},
+		{"recursion", "{{ define \"r\" }}{{ if lt . 40 }}{{ template \"r\" (add . 1) }}{{ template \"r\" (add . 1) }}{{ end }}{{ end }}steps:\n  - cmd: {{ template \"r\" 0 }}\n", "acr-task.yaml:1:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
