@@ -24,7 +24,7 @@
 # root/ (images, containers, volumes), run/ and runc/ (per-boot state), its config
 # files (containers.conf, storage.conf, home/.config/containers/ registries.conf,
 # policy.json and registries.d/), podman.log, events.log and the socket podman.sock;
-# nothing in /etc/containers is read or written. See docs/podman-notes.md.
+# nothing in /etc/containers is read or written. See docs/engines.md (Podman: running it).
 set -euo pipefail
 
 # ---------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ short-name-mode = "permissive"
 
 # gantry registries listen on 127.0.0.1:<port> over plain HTTP. A prefix without
 # a port matches every port of that host in podman 4.3 (containers/image 5.23),
-# which its source calls unintended; see docs/podman-notes.md.
+# which its source calls unintended; see docs/engines.md (Podman: plain-HTTP registries on 127.0.0.1).
 [[registry]]
 location = "127.0.0.1"
 insecure = true

@@ -3,8 +3,6 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,6 +103,7 @@ func TestSeedHelloWorld(t *testing.T) {
 		"--query", "identity.principalId", "-o", "tsv")
 	ok("keyvault", "set-policy", "-n", "acr-task-credentials", "--object-id", principal, "--secret-permissions", "get")
 	ok("role", "assignment", "create", "--assignee", principal, "--scope", "/containers", "--role", "owner")
+	removeRegistryImagesOnCleanup(t, dc, srv, "contoso")
 	t.Cleanup(func() { gantryCLI("container", "delete", "-n", "hello-world-aci") })
 
 	for _, want := range []string{`msg="container engine"`, "api=1.41", "builder=BuildKit"} {
@@ -128,20 +127,7 @@ func TestSeedHelloWorld(t *testing.T) {
 	}
 
 	url := ok("container", "show", "-n", "hello-world-aci", "--query", "ipAddress.url", "-o", "tsv")
-	var page string
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if page = string(b); strings.Contains(page, "DeepSkyBlue") {
-				break
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if !strings.Contains(page, "background-color:DeepSkyBlue;") {
+	if page, ok := waitForPage(url, "background-color:DeepSkyBlue;"); !ok {
 		t.Errorf("the site at %s answers %q", url, page)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/gantryhq/gantry/api"
+	"github.com/gantryhq/gantry/client"
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/docker/dockertest"
 	"github.com/gantryhq/gantry/internal/testenv"
@@ -231,6 +233,108 @@ steps:
 		for _, secret := range []string{pubPassword, basePassword} {
 			if strings.Contains(out+errOut, secret) {
 				t.Errorf("the run log shows a token password")
+			}
+		}
+	})
+}
+
+// TestTutorialCommandsAsWritten runs the Azure CLI commands of the seeds'
+// tutorial as written, with gantry in place of az
+// (testdata/tutorial/consume-public-content.sh: gantry group create, gantry
+// acr create --resource-group --sku, gantry acr task create|credential add|
+// run|update|logs, gantry keyvault set-policy --resource-group, a role
+// assignment on $(gantry group show --query id), ...), against a real server
+// and engine with the samples byte for byte. The site hello-world deploys
+// then answers, built from the vetted base.
+func TestTutorialCommandsAsWritten(t *testing.T) {
+	dc := dockertest.Engine(t)
+	dockertest.Sweep(t, dc)
+	bin := staticGantry(t)
+	srv := startServer(t, serverOptions{engine: os.Getenv("DOCKER_HOST"), gantryBinary: bin})
+	cliAsAdmin(t, srv)
+	removeRegistryImagesOnCleanup(t, dc, srv, "contoso") // last: the images the container instance ran
+	t.Cleanup(func() { gantryCLI("container", "delete", "-n", "hello-world-aci") })
+
+	script, err := filepath.Abs(filepath.Join("..", "..", "testdata", "tutorial", "consume-public-content.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	samples, err := filepath.Abs(filepath.Join("..", "..", "testdata", "fixtures", "seed-samples"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", script)
+	cmd.Dir = t.TempDir() // the tutorial's unquoted [system] and [0] must match no file
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"), "SAMPLES="+samples)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	runErr := cmd.Run()
+	if hub, err := srv.admin().GetRegistry(context.Background(), "dockerhub"); err == nil {
+		dockertest.RemoveImageOnCleanup(t, dc, hub.LoginServer+"/node:15-alpine")
+	}
+	if runErr != nil {
+		t.Fatalf("the tutorial's commands: %v\n%s\nserver log:\n%s", runErr, out.String(), srv.log)
+	}
+	for _, want := range []string{
+		"Step ID: build-hello-world marked as successful", // gantry acr task run -r $REGISTRY -n hello-world
+		"Step ID: deploy-aci marked as successful",
+		"Step ID: validate-base-image marked as successful", // the gate of base-import-node
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	// hello-world now builds FROM the base-artifacts registry, and its site
+	// answers.
+	adm := srv.admin()
+	runs, err := adm.ListRuns(context.Background(), "contoso", client.RunFilter{Task: "hello-world"})
+	if err != nil || len(runs) < 2 {
+		t.Fatalf("hello-world runs: %d, %v", len(runs), err)
+	}
+	vetted := srv.loginServer("contosobaseartifacts")
+	if b := runs[0].BaseImages; len(b) == 0 || b[0].Registry != vetted || b[0].Repository != "node" {
+		t.Errorf("the last hello-world run built from %+v, want %s/node", b, vetted)
+	}
+	url := gantryOK(t, "container", "show", "--resource-group", "hello-world-aci-rg", "--name", "hello-world-aci",
+		"--query", "ipAddress.url", "--out", "tsv")
+	if page, ok := waitForPage(url, "background-color:DeepSkyBlue;"); !ok {
+		t.Errorf("the site at %s answers %q", url, page)
+	}
+}
+
+// waitForPage fetches url until its body contains want, for up to 30 s, and
+// returns the last body it got and whether it did.
+func waitForPage(url, want string) (string, bool) {
+	var page string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		resp, err := http.Get(url)
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if page = string(b); strings.Contains(page, want) {
+			return page, true
+		}
+	}
+	return page, false
+}
+
+// removeRegistryImagesOnCleanup removes, in t's cleanup, the engine's images
+// of srv's registry reg (such as those a container instance ran).
+func removeRegistryImagesOnCleanup(t *testing.T, dc *docker.Client, srv *testServer, reg string) {
+	t.Cleanup(func() {
+		r, err := srv.admin().GetRegistry(context.Background(), reg)
+		if err != nil {
+			return
+		}
+		imgs, _ := dc.ListImages(context.Background(), docker.ListImagesOptions{Reference: r.LoginServer + "/*"})
+		for _, img := range imgs {
+			for _, tag := range img.RepoTags {
+				_ = dc.RemoveImage(context.Background(), tag, true)
 			}
 		}
 	})

@@ -9,11 +9,13 @@ import (
 	"github.com/gantryhq/gantry/api"
 )
 
-func newRepositoryCmd(o *rootOpts) *cobra.Command {
+// newRepositoryCmd is `gantry repository ...`; rf is the flag that names the
+// registry (-r, or az acr's -n).
+func newRepositoryCmd(o *rootOpts, rf registryFlag) *cobra.Command {
 	cmd := &cobra.Command{Use: "repository", Short: "Inspect and delete repositories, tags and manifests"}
 	var registry, repo, image string
 	var top int
-	regFlag := func(c *cobra.Command) { gantryRegistry.add(c, &registry) }
+	regFlag := func(c *cobra.Command) { rf.add(c, &registry) }
 
 	history := &cobra.Command{
 		Use:   "show-tag-history",
@@ -104,7 +106,7 @@ func newRepositoryCmd(o *rootOpts) *cobra.Command {
 	untag.Flags().StringVar(&image, "image", "", "repository:tag")
 	_ = untag.MarkFlagRequired("image")
 
-	cmd.AddCommand(newRepositoryListCmd(o, gantryRegistry), newRepositoryShowTagsCmd(o, gantryRegistry),
+	cmd.AddCommand(newRepositoryListCmd(o, rf), newRepositoryShowTagsCmd(o, rf),
 		history, showManifests, del, untag)
 	return cmd
 }
