@@ -12,6 +12,9 @@ import "time"
 
 // Registry is one registry: its own login server and repositories.
 type Registry struct {
+	// ID is the registry's scope, "/registries/NAME": what role
+	// assignments on the whole registry name (as az acr show's id).
+	ID   string `json:"id"`
 	Name string `json:"name"`
 	// LoginServer is the host:port clients push to and pull from.
 	LoginServer   string    `json:"loginServer"`

@@ -33,6 +33,7 @@ func (s *Server) registryRoutes() {
 
 func (s *Server) toAPIRegistry(ctx context.Context, r store.Registry) api.Registry {
 	out := api.Registry{
+		ID:            auth.RegistryScope(r.Name),
 		Name:          r.Name,
 		LoginServer:   s.store.LoginServer(r),
 		AnonymousPull: r.AnonymousPull,
