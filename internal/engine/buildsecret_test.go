@@ -108,3 +108,46 @@ steps:
 	}
 	e.noLeftovers(t, "contoso", j.RunID)
 }
+
+// TestBuilderChoice: a build step says in the run log which builder ran,
+// once: the classic builder when the step's env has DOCKER_BUILDKIT=0 (on
+// any engine), and otherwise BuildKit where the engine offers it, or the
+// classic builder with the reason where it does not (Podman).
+func TestBuilderChoice(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, []string{"contoso"})
+	bb := busybox(t, e.d)
+	ws := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ws, "Dockerfile"), []byte("ARG BASE\nFROM ${BASE}\nRUN echo built > /built\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := `version: v1.1.0
+steps:
+  - id: classic
+    build: -t {{.Run.Registry}}/builder-choice:classic-{{.Run.ID}} --build-arg BASE=` + bb + ` .
+    env: [DOCKER_BUILDKIT=0]
+  - id: chosen
+    build: -t {{.Run.Registry}}/builder-choice:chosen-{{.Run.ID}} --build-arg BASE=` + bb + ` .
+`
+	j, log := e.job("contoso", file, ws, nil)
+	if _, err := e.execute(j); err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	for _, suffix := range []string{"classic-", "chosen-"} {
+		ref := e.hosts["contoso"] + "/builder-choice:" + suffix + j.RunID
+		t.Cleanup(func() { _ = e.d.RemoveImage(context.Background(), ref, true) })
+	}
+	chosen := `Step ID: chosen: building with BuildKit on `
+	if dockertest.IsPodman(e.d) {
+		chosen = `Step ID: chosen: building with the classic builder: `
+	}
+	out := log.String()
+	for _, want := range []string{`Step ID: classic: building with the classic builder of `, `(DOCKER_BUILDKIT=0)`, chosen} {
+		if strings.Count(out, want) != 1 {
+			t.Errorf("the run log has %q %d times, want once:\n%s", want, strings.Count(out, want), out)
+		}
+	}
+	if dockertest.IsPodman(e.d) && !strings.Contains(out, "offers no BuildKit") {
+		t.Errorf("the run log does not say why the classic builder ran:\n%s", out)
+	}
+}

@@ -3,6 +3,9 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -132,42 +135,74 @@ func TestSeedHelloWorld(t *testing.T) {
 	}
 }
 
-// TestEngineUnreachable: a server whose container engine does not answer
-// starts all the same, says so in its log, and serves its registries; a
-// run ends with status Error and a message naming the address it tried.
+// TestEngineUnreachable: a server whose container engine does not answer,
+// or answers with an API older than gantry supports (an engine of API 1.39
+// at most, as Docker 18.09), starts all the same, says so in its log, and
+// serves its registries; a run ends with status Error and a message naming
+// the address it tried (and, for the old engine, its API version).
 func TestEngineUnreachable(t *testing.T) {
 	t.Parallel()
 	sock := filepath.Join(t.TempDir(), "no-engine.sock")
-	srv := startServer(t, serverOptions{engine: "unix://" + sock})
-	if !strings.Contains(srv.log.String(), "container engine not available") || !strings.Contains(srv.log.String(), sock) {
-		t.Errorf("the server log does not say the engine is unavailable:\n%s", srv.log)
-	}
-	host := srv.createRegistry("solo1", false)
-	oci := newOCIClient(t, host, "admin", srv.adminPassword)
-	pushTinyImage(t, oci, "app", "v1")
+	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("API-Version", "1.39")
+		switch strings.TrimPrefix(r.URL.Path, "/v1.39") {
+		case "/_ping":
+			io.WriteString(w, "OK")
+		case "/version":
+			io.WriteString(w, `{"Version":"18.09.9","ApiVersion":"1.39","MinAPIVersion":"1.12","Os":"linux","Arch":"amd64"}`)
+		default:
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `{"message":"client version is too new. Maximum supported API version is 1.39"}`)
+		}
+	}))
+	t.Cleanup(old.Close)
+	oldHost := "tcp://" + strings.TrimPrefix(old.URL, "http://")
+	for _, tc := range []struct {
+		name, engine, log string
+		errs              []string
+	}{
+		{"unreachable", "unix://" + sock, sock, []string{"unix://" + sock + " is unreachable"}},
+		{"too old", oldHost, oldHost, []string{oldHost, "1.39"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t, serverOptions{engine: tc.engine})
+			if !strings.Contains(srv.log.String(), "container engine not available") || !strings.Contains(srv.log.String(), tc.log) {
+				t.Errorf("the server log does not say the engine is unavailable:\n%s", srv.log)
+			}
+			host := srv.createRegistry("solo1", false)
+			oci := newOCIClient(t, host, "admin", srv.adminPassword)
+			pushTinyImage(t, oci, "app", "v1")
 
-	adm := srv.admin()
-	ctx := context.Background()
-	if _, err := adm.CreateTask(ctx, "solo1", api.CreateTaskRequest{Name: "no-engine", File: "acr-task.yaml",
-		FileContent: []byte("version: v1.1.0\nsteps:\n  - cmd: busybox true\n")}); err != nil {
-		t.Fatal(err)
-	}
-	run, err := adm.RunTask(ctx, "solo1", "no-engine", api.RunTaskRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for run.Status == "Queued" || run.Status == "Running" {
-		if time.Now().After(deadline) {
-			t.Fatalf("run %s still %s", run.RunID, run.Status)
-		}
-		time.Sleep(100 * time.Millisecond)
-		if run, err = adm.GetRun(ctx, "solo1", run.RunID); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if run.Status != "Error" || !strings.Contains(run.Error, "unix://"+sock+" is unreachable") {
-		t.Errorf("run = %s %q, want Error naming the engine", run.Status, run.Error)
+			adm := srv.admin()
+			ctx := context.Background()
+			if _, err := adm.CreateTask(ctx, "solo1", api.CreateTaskRequest{Name: "no-engine", File: "acr-task.yaml",
+				FileContent: []byte("version: v1.1.0\nsteps:\n  - cmd: busybox true\n")}); err != nil {
+				t.Fatal(err)
+			}
+			run, err := adm.RunTask(ctx, "solo1", "no-engine", api.RunTaskRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for run.Status == "Queued" || run.Status == "Running" {
+				if time.Now().After(deadline) {
+					t.Fatalf("run %s still %s", run.RunID, run.Status)
+				}
+				time.Sleep(100 * time.Millisecond)
+				if run, err = adm.GetRun(ctx, "solo1", run.RunID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if run.Status != "Error" {
+				t.Errorf("run = %s %q, want Error", run.Status, run.Error)
+			}
+			for _, want := range tc.errs {
+				if !strings.Contains(run.Error, want) {
+					t.Errorf("run error %q lacks %q", run.Error, want)
+				}
+			}
+		})
 	}
 }
 
