@@ -151,3 +151,43 @@ steps:
 		t.Errorf("the run log does not say why the classic builder ran:\n%s", out)
 	}
 }
+
+// TestBuildPullsPrivateBase: a build with --pull FROM a registry that
+// refuses anonymous pulls resolves the base with the run's registry login
+// (BuildKit asks through the build session's auth provider; the classic
+// builder through the engine's pull), and the run records the base's
+// digest.
+func TestBuildPullsPrivateBase(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, []string{"contoso"})
+	ctx := context.Background()
+	base := e.hosts["contoso"] + "/private-base:" + randomID()
+	if err := e.d.TagImage(ctx, busybox(t, e.d), base); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.d.RemoveImage(context.Background(), base, true) })
+	if _, err := e.d.PushImage(ctx, base, e.dockerAuth("contoso"), nil); err != nil {
+		t.Fatal(err)
+	}
+	ws := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ws, "Dockerfile"), []byte("FROM "+base+"\nRUN echo built > /built\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := `version: v1.1.0
+steps:
+  - id: build
+    build: --pull -t {{.Run.Registry}}/pulled-base:{{.Run.ID}} .
+`
+	j, log := e.job("contoso", file, ws, nil)
+	res, err := e.execute(j)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	t.Cleanup(func() { _ = e.d.RemoveImage(context.Background(), e.hosts["contoso"]+"/pulled-base:"+j.RunID, true) })
+	if d := res.Dependencies; len(d) != 1 || d[0].Runtime.Reference() != base || d[0].Runtime.Digest == "" {
+		t.Errorf("dependencies = %+v, want %s with its digest", d, base)
+	}
+	if !strings.Contains(log.String(), "Step ID: build marked as successful") {
+		t.Errorf("log:\n%s", log)
+	}
+}
