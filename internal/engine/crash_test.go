@@ -67,8 +67,8 @@ volumes:
 	label := LabelRun + "=crashreg/" + runID
 	cs, _ := d.ListContainers(ctx, docker.ListContainersOptions{All: true, Labels: []string{label}})
 	vs, _ := d.ListVolumes(ctx, label)
-	if len(cs) != 2 || len(vs) != 3 {
-		t.Fatalf("before the crash: %d containers, %d volumes; want 2 (setup, service) and 3", len(cs), len(vs))
+	if len(cs) != 2 || len(vs) != 4 {
+		t.Fatalf("before the crash: %d containers, %d volumes; want 2 (setup, service) and 4 (workspace, two homes, secret)", len(cs), len(vs))
 	}
 
 	// The server crashed; the restarted one cleans up.

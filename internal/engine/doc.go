@@ -17,8 +17,10 @@
 //     with ErrInvalidTask and its file:line:column: field: message problems,
 //     in the error and in the log; nothing is created on the engine.
 //  2. Sets the run up: volumes for /workspace (filled from Job.Workspace),
-//     for /acb/home (HOME of every step, with .docker/config.json holding the
-//     run's logins) and for each secret volume (the decoded files, mounted
+//     for /acb/home (HOME of the steps, with .docker/config.json holding the
+//     run's logins; the gantry and az alias steps get their own, so that a
+//     control-API credential they save there reaches no other step) and for
+//     each secret volume (the decoded files, mounted
 //     read-only), filled through one archive copied into a setup container
 //     that mounts them and is never started; every login is verified against
 //     its registry as docker login does (refused: the run fails; registry
@@ -150,6 +152,7 @@
 //
 //	gantry_<run>_workspace        volume at /workspace (.Run.SharedVolume)
 //	gantry_<run>_home             volume at /acb/home
+//	gantry_<run>_clihome          volume at /acb/home of the alias steps
 //	gantry_<run>_secret<i>_<name> secret volumes
 //	gantry_<run>_setup            the setup container (never started); its own
 //	                              file /gantry-images lists the image tags the

@@ -6,7 +6,8 @@ type names struct {
 	label     string            // LabelRun value
 	prefix    string            // container name prefix: gantry_<registry>_<run>_
 	workspace string            // the /workspace volume
-	home      string            // the HOME volume
+	home      string            // the HOME volume of the steps
+	cliHome   string            // the HOME volume of the gantry and az alias steps
 	secrets   map[string]string // plan volume name -> engine volume (set up by run.setup)
 }
 

@@ -277,13 +277,17 @@ func (r *run) containerConfig(s *plan.Step, st *stepState) (docker.ContainerConf
 	if s.Network == "none" {
 		network = "none"
 	}
+	home := r.names.home
+	if st.cli {
+		home = r.names.cliHome
+	}
 	host := docker.HostConfig{
 		NetworkMode: network,
 		Privileged:  s.Privileged,
 		AutoRemove:  !s.Keep,
 		Mounts: []docker.Mount{
 			{Type: "volume", Source: r.names.workspace, Target: plan.Workspace},
-			{Type: "volume", Source: r.names.home, Target: HomeDir},
+			{Type: "volume", Source: home, Target: HomeDir},
 		},
 	}
 	if s.CPUs != "" {

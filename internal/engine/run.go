@@ -25,6 +25,8 @@ import (
 // Paths in the setup container (see run.setup).
 const (
 	setupSecrets = "/gantry/secrets/"
+	// setupCLIHome is where the alias steps' HOME volume is mounted.
+	setupCLIHome = "/gantry/clihome"
 	// imagesFile lists the image tags the run created, "<tag> <image ID>"
 	// per line, in the setup container's own file system: what Cleanup
 	// reads after a crash.
@@ -76,6 +78,7 @@ func newRun(e *Engine, job Job, lg *runLog) *run {
 			prefix:    "gantry_" + safe + "_",
 			workspace: "gantry_" + safe + "_workspace",
 			home:      "gantry_" + safe + "_home",
+			cliHome:   "gantry_" + safe + "_clihome",
 			secrets:   map[string]string{},
 		},
 		logins:  newLogins(job.Credentials),
@@ -103,7 +106,7 @@ func (r *run) env(s *plan.Step, cli bool) []string {
 // home volume's .docker/config.json with the run's logins, and the secret
 // volumes' files. It also verifies the logins.
 func (r *run) setup(ctx context.Context) error {
-	vols := []string{r.names.workspace, r.names.home}
+	vols := []string{r.names.workspace, r.names.home, r.names.cliHome}
 	for i, v := range r.plan.Volumes {
 		name := fmt.Sprintf("%ssecret%d_%s", r.names.prefix, i, strings.Trim(nameRE.ReplaceAllString(v.Name, "_"), "_"))
 		r.names.secrets[v.Name] = name
@@ -126,6 +129,7 @@ func (r *run) setup(ctx context.Context) error {
 	mounts := []docker.Mount{
 		{Type: "volume", Source: r.names.workspace, Target: plan.Workspace},
 		{Type: "volume", Source: r.names.home, Target: HomeDir},
+		{Type: "volume", Source: r.names.cliHome, Target: setupCLIHome},
 	}
 	for i, v := range r.plan.Volumes {
 		mounts = append(mounts, docker.Mount{Type: "volume", Source: r.names.secrets[v.Name], Target: fmt.Sprintf("%s%d", setupSecrets, i)})
@@ -153,11 +157,16 @@ func (r *run) setup(ctx context.Context) error {
 			return setupErr(ctx, fmt.Errorf("copying the context: %w", err))
 		}
 	}
-	if err := r.copyFiles(ctx, HomeDir, []tarFile{
-		{name: ".docker/", mode: 0o700},
-		{name: ".docker/config.json", mode: 0o600, data: config},
-	}); err != nil {
-		return setupErr(ctx, fmt.Errorf("copying the configuration: %w", err))
+	// The alias steps get a HOME of their own with the same logins: what
+	// they save there (az acr login, gantry login: the run's control-API
+	// credential) never reaches the other steps.
+	for _, home := range []string{HomeDir, setupCLIHome} {
+		if err := r.copyFiles(ctx, home, []tarFile{
+			{name: ".docker/", mode: 0o700},
+			{name: ".docker/config.json", mode: 0o600, data: config},
+		}); err != nil {
+			return setupErr(ctx, fmt.Errorf("copying the configuration: %w", err))
+		}
 	}
 	for i, v := range r.plan.Volumes {
 		var files []tarFile

@@ -250,7 +250,10 @@ auth=$(tr -d ' \n' < $HOME/.docker/config.json | sed 's/.*"auth":"\([^"]*\)".*/\
 echo "token-in-env=${GANTRY_TOKEN:-none}"
 if wget -q -O - --header "Authorization: Basic $auth" http://` + srv.addr + `/v1/whoami; then echo CONTROL-API-ACCEPTED; else echo CONTROL-API-REFUSED; fi
 `
+	// az acr login saves the alias step's credential (the run's control-API
+	// token) in its Docker config; the probe after it must not find it.
 	file := "version: v1.1.0\nsteps:\n" +
+		"  - id: azlogin\n    cmd: az acr login -n {{.Run.Registry}}\n" +
 		"  - id: probe\n    cmd: " + base + " sh /workspace/probe.sh\n" +
 		"  - id: build\n    build: -t {{.Run.Registry}}/probe:{{.Run.ID}} .\n" +
 		"  - push: ['{{.Run.Registry}}/probe:{{.Run.ID}}']\n" +
@@ -259,6 +262,9 @@ if wget -q -O - --header "Authorization: Basic $auth" http://` + srv.addr + `/v1
 	out, code := quickRun(t, "creds", dir)
 	if code != 0 {
 		t.Fatalf("run: exit %d\n%s", code, out)
+	}
+	if !strings.Contains(out, "azlogin | Login Succeeded") {
+		t.Errorf("az acr login did not save the login:\n%s", out)
 	}
 	if !strings.Contains(out, "CONTROL-API-REFUSED") || strings.Contains(out, "CONTROL-API-ACCEPTED") {
 		t.Errorf("the Docker config's credential works on the control API:\n%s", out)
