@@ -22,6 +22,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gantryhq/gantry/internal/errdefs"
@@ -91,6 +92,11 @@ type Result struct {
 	// Buildtime lists the other origin images of the stages up to the target, without
 	// duplicates and without Runtime, in file order.
 	Buildtime []string
+	// Reads lists the images (not stages) that COPY --from=IMAGE and
+	// RUN --mount=from=IMAGE read, in canonical form, without duplicates, in
+	// file order: the builder fetches them as it does bases, but they are
+	// not dependencies of the image (base-image triggers do not follow them).
+	Reads []string
 }
 
 // Option configures Scan.
@@ -153,6 +159,15 @@ type scanner struct {
 	args      map[string]string // global ARG values usable in FROM
 	auto      map[string]string // automatic platform ARGs
 	stages    []Stage
+	reads     []read // COPY --from and RUN --mount from= sources, in file order
+}
+
+// read is the source of a COPY --from or a RUN --mount from=: a stage (by
+// name or index) or an image, told apart when the scan ends.
+type read struct {
+	line int
+	raw  string // as written
+	from string // after substitution of the global ARGs
 }
 
 func (s *scanner) platformArgs(prefix, platform string) {
@@ -255,12 +270,51 @@ func (s *scanner) instructions() error {
 				return err
 			}
 		case "RUN", "COPY", "ADD":
+			s.sources(start+1, strings.ToUpper(keyword), rest)
 			if err := s.heredocs(start+1, rest); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// sources records what a COPY --from=X or a RUN --mount=...,from=X,...
+// reads. The instruction's flags come before its arguments.
+func (s *scanner) sources(line int, keyword, args string) {
+	for _, w := range words(args) {
+		if !strings.HasPrefix(w, "--") {
+			return
+		}
+		name, value, _ := strings.Cut(w[2:], "=")
+		switch {
+		case keyword == "COPY" && strings.EqualFold(name, "from"):
+			s.addRead(line, value)
+		case keyword == "RUN" && strings.EqualFold(name, "mount"):
+			for _, kv := range strings.Split(unquote(value), ",") {
+				if k, v, ok := strings.Cut(kv, "="); ok && strings.EqualFold(strings.TrimSpace(k), "from") {
+					s.addRead(line, v)
+				}
+			}
+		}
+	}
+}
+
+func (s *scanner) addRead(line int, raw string) {
+	raw = unquote(raw)
+	from, err := expand(raw, s.escape, s.lookup)
+	if err != nil {
+		from = raw
+	}
+	s.reads = append(s.reads, read{line: line, raw: raw, from: from})
+}
+
+// unquote drops one pair of surrounding quotes.
+func unquote(v string) string {
+	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+		return v[1 : len(v)-1]
+	}
+	return v
 }
 
 // heredocs skips the bodies of the heredocs an instruction opens.
@@ -434,5 +488,29 @@ func (s *scanner) result(target string) (*Result, error) {
 			r.Buildtime = append(r.Buildtime, st.Ref)
 		}
 	}
+	for _, rd := range s.reads {
+		if s.isStage(rd.from) {
+			continue
+		}
+		if rd.from == "" {
+			return nil, &Error{Line: rd.line, Msg: fmt.Sprintf("--from=%s is empty after ARG substitution (only global ARGs, declared before the first FROM, name the image a build reads)", rd.raw)}
+		}
+		ref, err := oci.Normalize(rd.from)
+		if err != nil {
+			return nil, &Error{Line: rd.line, Msg: fmt.Sprintf("--from=%s: %v", rd.raw, err), Err: err}
+		}
+		if !slices.Contains(r.Reads, ref) {
+			r.Reads = append(r.Reads, ref)
+		}
+	}
 	return r, nil
+}
+
+// isStage reports whether a --from value names a stage: by its name, or by
+// its index.
+func (s *scanner) isStage(from string) bool {
+	if n, err := strconv.Atoi(from); err == nil {
+		return n >= 0 && n < len(s.stages)
+	}
+	return slices.ContainsFunc(s.stages, func(st Stage) bool { return st.Name != "" && st.Name == strings.ToLower(from) })
 }

@@ -347,3 +347,40 @@ func FuzzScan(f *testing.F) {
 		}
 	})
 }
+
+// TestScanReads: COPY --from and RUN --mount from= name stages (by name or
+// index) or images; the images are listed in Reads, canonical and once, and
+// are not dependencies.
+func TestScanReads(t *testing.T) {
+	src := `ARG TOOLS=registry.example/tools:1
+FROM alpine:3.19 AS build
+COPY --from=0 /a /a
+RUN --mount=type=cache,target=/c --mount=type=bind,from=build,target=/b true
+COPY --link --from=busybox:1.36 /bin/busybox /bin/
+FROM scratch
+COPY --from=build /out /
+COPY --from=${TOOLS} /tool /tool
+RUN --mount=type=bind,from="ghcr.io/x/y@sha256:` + strings.Repeat("a", 64) + `",target=/y true
+COPY --from=busybox:1.36 /x /x
+COPY --chown=1:1 a b
+`
+	res, err := Scan([]byte(src), nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"docker.io/library/busybox:1.36", "registry.example/tools:1", "ghcr.io/x/y@sha256:" + strings.Repeat("a", 64)}
+	if !slices.Equal(res.Reads, want) {
+		t.Errorf("Reads = %q, want %q", res.Reads, want)
+	}
+	if res.Runtime != "" || !slices.Equal(res.Buildtime, []string{"docker.io/library/alpine:3.19"}) {
+		t.Errorf("dependencies = %q, %q", res.Runtime, res.Buildtime)
+	}
+	for _, bad := range []struct{ src, want string }{
+		{"FROM alpine\nARG X\nCOPY --from=$X /a /a\n", "Dockerfile line 3: --from=$X is empty after ARG substitution"},
+		{"FROM alpine\nCOPY --from=UPPER:Case /a /a\n", "Dockerfile line 2: --from=UPPER:Case:"},
+	} {
+		if _, err := Scan([]byte(bad.src), nil, ""); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%q: err = %v, want %q", bad.src, err, bad.want)
+		}
+	}
+}

@@ -79,27 +79,35 @@ func (r *run) prepareBuild(ctx context.Context, s *plan.Step, b *plan.Build, rep
 		r.log.Printf("Scanning for dependencies...")
 	}
 	deps, err := dockerfile.Scan(data, b.BuildArgMap(), b.Target, opts...)
-	switch {
-	case err != nil && report:
-		r.log.Printf("Failed to scan dependencies: %v", err)
-	case err == nil:
-		in.deps = deps
+	if err != nil {
+		// Every image a build reads is checked against the run's rights
+		// first; a Dockerfile that cannot be read for them is not built.
 		if report {
-			r.log.Printf("Successfully scanned dependencies")
+			r.log.Printf("Failed to scan dependencies: %v", err)
 		}
+		return fmt.Errorf("dockerfile %s: the images it builds from cannot be checked: %w", df, err)
+	}
+	in.deps = deps
+	if report {
+		r.log.Printf("Successfully scanned dependencies")
 	}
 	r.steps.state(s.ID).build = in
-	if in.deps == nil || b.Pull {
-		return nil
-	}
 	out := r.log.output(s.ID)
 	defer out.Close()
-	for _, base := range bases(in.deps) {
-		if imageOf(base).Registry == dockerHub {
-			continue // the builder pulls it when it is missing
+	for _, img := range append(bases(in.deps), in.deps.Reads...) {
+		if imageOf(img).Registry == dockerHub {
+			// The builder uses the engine's copy or pulls it; a copy
+			// another live run built or tagged under this name is its own.
+			if r.e.leases.authoredByOther(r, img) {
+				return fmt.Errorf("image %s: the engine's copy was built or tagged by another run, not pulled from Docker Hub; it is not used for this one", img)
+			}
+			continue
 		}
-		if err := r.ensureImage(ctx, base, out); err != nil {
-			return fmt.Errorf("base image %s: %w", base, err)
+		if b.Pull {
+			continue // the builder pulls it, with the run's logins
+		}
+		if err := r.ensureImage(ctx, img, out); err != nil {
+			return fmt.Errorf("image %s: %w", img, err)
 		}
 	}
 	return nil
@@ -304,6 +312,7 @@ func (r *run) build(ctx context.Context, s *plan.Step, b *plan.Build, record boo
 		return attemptResult{exitCode: -1}, engineErr(err)
 	}
 	r.recordCreated(ctx, res.ImageID, b.Tags...)
+	r.e.leases.author(r, b.Tags...)
 	if record {
 		r.recordDependencies(ctx, s, b, in.deps)
 	}

@@ -113,6 +113,7 @@ func (r *run) dockerTag(ctx context.Context, d *plan.DockerCommand) error {
 		return err
 	}
 	r.recordCreated(ctx, img.ID, dst)
+	r.e.leases.author(r, dst)
 	return nil
 }
 

@@ -8,9 +8,10 @@ import "sync"
 // that ends does not remove a tag it created while another run relies on
 // it; it hands the tag over, and the last run to rely on it removes it.
 type leases struct {
-	mu    sync.Mutex
-	users map[string]map[*run]struct{} // qualified tag -> runs relying on it
-	locks map[string]*tagLock          // qualified tag -> its lock, while held or awaited
+	mu      sync.Mutex
+	users   map[string]map[*run]struct{} // qualified tag -> runs relying on it
+	locks   map[string]*tagLock          // qualified tag -> its lock, while held or awaited
+	authors map[string]*run              // Docker Hub tag -> the live run that built or tagged it
 }
 
 type tagLock struct {
@@ -19,7 +20,7 @@ type tagLock struct {
 }
 
 func newLeases() *leases {
-	return &leases{users: map[string]map[*run]struct{}{}, locks: map[string]*tagLock{}}
+	return &leases{users: map[string]map[*run]struct{}{}, locks: map[string]*tagLock{}, authors: map[string]*run{}}
 }
 
 // lock serialises the decisions about one tag: a run checking for it and
@@ -77,11 +78,39 @@ func (l *leases) handOver(r *run, tag, id string) (*run, bool) {
 	return nil, false
 }
 
+// author records that r built or tagged the Docker Hub tags: content of
+// its own under names other runs would take for Docker Hub's. (A tag of
+// another registry is always pulled again with the run's own login before
+// use, so it needs no such record.)
+func (l *leases) author(r *run, tags ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, t := range tags {
+		if imageOf(t).Registry == dockerHub {
+			l.authors[qualified(t)] = r
+		}
+	}
+}
+
+// authoredByOther reports whether another live run built or tagged the
+// Docker Hub tag: r must not take it for Docker Hub's image.
+func (l *leases) authoredByOther(r *run, tag string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a, ok := l.authors[qualified(tag)]
+	return ok && a != r
+}
+
 // end drops every reliance of r, whose teardown starts, and returns the
 // tags it created by then: a tag handed over later goes to another run.
 func (l *leases) end(r *run) map[string]string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	for k, a := range l.authors {
+		if a == r {
+			delete(l.authors, k)
+		}
+	}
 	for k, u := range l.users {
 		delete(u, r)
 		if len(u) == 0 {

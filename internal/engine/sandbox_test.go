@@ -195,3 +195,63 @@ steps:
 		t.Errorf("the engine-only login is in the step's Docker config:\n%s", out)
 	}
 }
+
+// TestImagesScopedReads: what a build reads besides its bases — COPY
+// --from=IMAGE and RUN --mount=from=IMAGE — is checked as bases are: an
+// image of a registry the run has no login for is not taken from the
+// engine. And a Docker Hub name that another live run built or tagged (the
+// engine did not have it) is that run's own: another run may neither run
+// it nor build from it, as it would take it for Docker Hub's image.
+func TestImagesScopedReads(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, []string{"contoso", "fabrikam"})
+	bb := busybox(t, e.d)
+	other := e.hosts["fabrikam"] + "/private:" + randomID()
+	if err := e.d.TagImage(t.Context(), bb, other); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.d.RemoveImage(context.Background(), other, false) })
+	without := func(j engine.Job, host string) engine.Job {
+		var creds []engine.Credential
+		for _, c := range j.Credentials {
+			if c.Registry != host {
+				creds = append(creds, c)
+			}
+		}
+		j.Credentials = creds
+		return j
+	}
+	for name, df := range map[string]string{
+		"copy":  "FROM " + bb + "\nCOPY --from=" + other + " /bin/busybox /stolen\n",
+		"mount": "FROM " + bb + "\nRUN --mount=type=bind,from=" + other + ",target=/o cp /o/bin/busybox /stolen\n",
+	} {
+		j, log := e.job("contoso", "version: v1.1.0\nsteps:\n  - build: -t {{.Run.Registry}}/reads:{{.Run.ID}} .\n",
+			testenv.WriteTree(t, map[string]string{"Dockerfile": df}), nil)
+		_, err := e.execute(without(j, e.hosts["fabrikam"]))
+		if err == nil || !strings.Contains(err.Error(), "image "+other) || !strings.Contains(err.Error(), "the engine's copy is not used") {
+			t.Errorf("%s: err = %v\n%s", name, err, log)
+		}
+	}
+
+	// Run A tags its own image with a Docker Hub name the engine lacks and
+	// stays alive; run B must not take that tag for Docker Hub's.
+	poison := "poison-" + randomID() + ":1"
+	a, alog := e.job("contoso", "version: v1.1.0\nsteps:\n  - cmd: docker tag "+bb+" "+poison+"\n  - cmd: "+bb+" sleep 20\n", "", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { _, err := e.engine.Execute(ctx, a); done <- err }()
+	if !alog.waitFor("acb_step_1", 30*time.Second) {
+		t.Fatalf("run A did not tag:\n%s", alog)
+	}
+	b, blog := e.job("contoso", "version: v1.1.0\nsteps:\n  - id: run-it\n    ignoreErrors: true\n    cmd: "+poison+" echo ran-poison\n"+
+		"  - id: build-it\n    build: -t {{.Run.Registry}}/poisoned:{{.Run.ID}} .\n",
+		testenv.WriteTree(t, map[string]string{"Dockerfile": "FROM " + poison + "\n"}), nil)
+	_, err := e.execute(b)
+	cancel()
+	<-done
+	if err == nil || !strings.Contains(err.Error(), "built or tagged by another run") || strings.Contains(blog.String(), "ran-poison") {
+		t.Errorf("run B: err = %v\n%s", err, blog)
+	}
+	checkLines(t, blog.String(), `.*run-it.*built or tagged by another run.*`)
+}
