@@ -14,7 +14,8 @@ func PrivilegedHint(registry string) string {
 
 // Escalations checks the steps that ask for more than a step gets by
 // default (docs/security.md): privileged: true, network: host, and a build
-// with --network host. When there are any, it returns a *taskfile.Error
+// with --network other than none (host, default, container:ID, a named
+// network: each escapes the server's engine.buildNetwork). When there are any, it returns a *taskfile.Error
 // with one problem per request, at its position, each ending with allow, a
 // hint that names the setting that would allow it.
 func (p *Plan) Escalations(allow string) error {
@@ -33,8 +34,10 @@ func (p *Plan) Escalations(allow string) error {
 		if s.Network == "host" {
 			add(i, "network", "step %s: network: host asks for the host's network namespace explicitly", s.ID)
 		}
-		if s.Build != nil && s.Build.Network == "host" {
-			add(i, "build", "step %s: --network host asks for the host's network namespace explicitly", s.ID)
+		if s.Build != nil && s.Build.Network != "" && s.Build.Network != "none" {
+			// default is the builder's own network (not the server's
+			// engine.buildNetwork), container:ID another container's.
+			add(i, "build", "step %s: --network %s asks for a network namespace for RUN other than the server's (engine.buildNetwork); only --network none is open to every build", s.ID, s.Build.Network)
 		}
 	}
 	return taskfile.NewError(p.File, problems)

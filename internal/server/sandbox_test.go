@@ -202,7 +202,9 @@ func TestSandboxPrivilegedRefused(t *testing.T) {
 	file := "version: v1.1.0\nsteps:\n" +
 		"  - id: priv\n    cmd: " + base + " grep CapEff /proc/self/status\n    privileged: true\n" +
 		"  - id: hostnet\n    cmd: " + base + " echo ran-hostnet\n    network: host\n" +
-		"  - id: build\n    build: --network host -t x:1 .\n"
+		"  - id: build\n    build: --network host -t x:1 .\n" +
+		"  - id: build-default\n    build: --network default -t x:1 .\n" +
+		"  - id: build-peer\n    build: --network container:peer -t x:1 .\n"
 	dir := writeFiles(t, map[string]string{"acr-task.yaml": file, "Dockerfile": "FROM " + base + "\n"})
 	out, code := quickRun(t, "plain", dir)
 	if code == 0 {
@@ -212,6 +214,8 @@ func TestSandboxPrivilegedRefused(t *testing.T) {
 		"acr-task.yaml:5:17: steps[0].privileged: step priv: privileged: true",
 		"steps[1].network: step hostnet: network: host",
 		"steps[2].build: step build: --network host",
+		"steps[3].build: step build-default: --network default",
+		"steps[4].build: step build-peer: --network container:peer",
 		"gantry server --allow-privileged-steps plain",
 	} {
 		if !strings.Contains(out, want) {

@@ -73,6 +73,22 @@ func TestCreateRefusesEscalations(t *testing.T) {
 	if _, err := e.svc.GetTask(ctx, "contoso", "privileged"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("the refused task exists: %v", err)
 	}
+	// A host network for a step, or a network other than none for a
+	// build's RUN, likewise.
+	for name, file := range map[string]string{
+		"hostnet":       "version: v1.1.0\nsteps:\n  - cmd: busybox true\n    network: host\n",
+		"build-default": "version: v1.1.0\nsteps:\n  - build: --network default -t x:1 .\n",
+		"build-peer":    "version: v1.1.0\nsteps:\n  - build: --network container:peer -t x:1 .\n",
+	} {
+		_, err := e.svc.CreateTask(ctx, CreateRequest{Registry: "contoso", Name: name, File: "acr-task.yaml", FileContent: []byte(file)})
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "gantry server --allow-privileged-steps contoso") ||
+			!strings.Contains(err.Error(), "acr-task.yaml:") {
+			t.Errorf("create %s: %v, want the setting and the position named", name, err)
+		}
+		if _, err := e.svc.GetTask(ctx, "contoso", name); !errors.Is(err, ErrNotFound) {
+			t.Errorf("the refused task %s exists: %v", name, err)
+		}
+	}
 	// A file that needs its run to render is checked when it runs.
 	later := []byte("version: v1.1.0\nsteps:\n  - cmd: busybox true\n    privileged: {{ required \"x\" .Values.x }}\n")
 	if _, err := e.svc.CreateTask(ctx, CreateRequest{Registry: "contoso", Name: "rendered-later", File: "acr-task.yaml", FileContent: later}); err != nil {
