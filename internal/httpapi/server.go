@@ -12,12 +12,15 @@
 // /v1/registries/{reg}/runs), or application/zip for a vulnerability
 // database import (POST /v1/vulndb/import); anything else is answered 415 with code
 // INVALID and field Content-Type, before authentication. A browser cannot
-// send those types to another origin without a CORS preflight, which the
-// API never grants. Requests without a body (DELETE, POST .../cancel) need
-// no Content-Type. Git-host webhooks, authenticated by their signature,
-// take any type. A 401 carries the challenge `Gantry realm="gantry"`, never
+// send application/json or application/zip to another origin without a
+// CORS preflight, which the API never grants. multipart/form-data it can
+// send from a plain form, so what stops a forged quick run is the
+// credential: a 401 carries the challenge `Gantry realm="gantry"`, never
 // Basic, so a browser neither prompts for a password nor keeps one to send
-// along with forged requests.
+// along with forged requests, and a bearer token is only ever set by a
+// script (which cross-origin again needs the preflight). Requests without a
+// body (DELETE, POST .../cancel) need no Content-Type. Git-host webhooks,
+// authenticated by their signature, take any type.
 package httpapi
 
 import (

@@ -22,7 +22,7 @@ import (
 // Not parallel: the command line reads its credentials from the
 // environment.
 func TestControlAPIRefusesCrossSiteBodies(t *testing.T) {
-	srv := startServer(t, serverOptions{})
+	srv, _ := startEngineServer(t, serverOptions{})
 	reg := srv.createRegistry("reg1", false)
 	state := newStateReader(t, srv.cfg.Data)
 	before := state.read(t)

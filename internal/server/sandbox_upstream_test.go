@@ -123,7 +123,7 @@ func wantRefused(t *testing.T, label string, err error, reason string) {
 // link-local or metadata addresses, even for the admin.
 func TestUpstreamNeverTheControlAPI(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, serverOptions{})
+	srv, _ := startEngineServer(t, serverOptions{})
 	srv.createRegistry("reg1", false)
 	adm := srv.admin()
 	port := srv.addr[strings.LastIndex(srv.addr, ":")+1:]
@@ -151,7 +151,7 @@ func TestUpstreamNeverTheControlAPI(t *testing.T) {
 // there gets nothing, not even its credentials); the admin can.
 func TestUpstreamLoopbackNeedsAdmin(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, serverOptions{})
+	srv, _ := startEngineServer(t, serverOptions{})
 	srv.createRegistry("reg1", false)
 	adm := srv.admin()
 	tok, err := adm.CreateToken(context.Background(), "reg1", api.CreateTokenRequest{Name: "app-pusher",
@@ -184,7 +184,7 @@ func TestUpstreamLoopbackNeedsAdmin(t *testing.T) {
 // gets the credentials; the other port does not.
 func TestUpstreamRedirectDropsAuthorization(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, serverOptions{})
+	srv, _ := startEngineServer(t, serverOptions{})
 	srv.createRegistry("reg1", false)
 	up := newRecorder("up-user", "up-s3cret-password")
 	blobs := newRecorder("", "")
@@ -221,7 +221,7 @@ func TestUpstreamLists(t *testing.T) {
 	t.Parallel()
 	denied := startRecorder(t, "", "")
 	allowed := startRecorder(t, "", "")
-	srv := startServer(t, serverOptions{security: config.Security{
+	srv, _ := startEngineServer(t, serverOptions{security: config.Security{
 		UpstreamAllow: []string{"localhost", "registry.example.com"},
 		UpstreamDeny:  []string{denied.host},
 	}})
