@@ -16,9 +16,10 @@ import (
 
 // TestStepConfinement: a step keeps only the short capability list (no
 // NET_RAW: no packet sockets on the host network), runs with
-// no-new-privileges, and still works as root and as another user; the
-// gantry-built alias images run with a read-only root. On every engine the
-// tests run against (dockerd and Podman).
+// no-new-privileges, and still works as root and as another user; network:
+// none gives a step loopback only. On every engine the tests run against
+// (dockerd and Podman). (The alias steps' read-only root and own HOME:
+// TestAliasStepsConfined.)
 func TestStepConfinement(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, []string{"contoso"})
@@ -32,6 +33,9 @@ steps:
   - id: as-user
     user: "1000"
     cmd: `+bb+` sh -c 'id -u; touch /workspace/user-file 2>&1 || echo cannot-write-workspace'
+  - id: nonet
+    network: none
+    cmd: `+bb+` sh -c 'echo "step-interfaces=$(tail -n +3 /proc/net/dev | sed "s/:.*//" | tr -d " " | sort | tr "\n" ,)"'
   - id: build
     build: --build-arg BUST={{.Run.ID}} -t {{.Run.Registry}}/netcheck:1 .
 `, testenv.WriteTree(t, map[string]string{"Dockerfile": "FROM " + bb + "\nARG BUST\n" +
@@ -50,7 +54,7 @@ steps:
 	if caps != want {
 		t.Errorf("CapEff = %s, want %x (the step capabilities only)", m[1], want)
 	}
-	checkLines(t, out, `status \| NoNewPrivs:\s+1`, `root-writes \| ok`, `as-user \| 1000`)
+	checkLines(t, out, `status \| NoNewPrivs:\s+1`, `root-writes \| ok`, `as-user \| 1000`, `nonet \| step-interfaces=lo,`)
 	// RUN has a network namespace of its own, with loopback only; Podman
 	// 4.3's Docker API runs RUN on the host network whatever the build asks
 	// (docs/engines.md).

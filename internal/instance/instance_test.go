@@ -197,6 +197,12 @@ func TestCreateReplaceUnchanged(t *testing.T) {
 	}
 	url := in.URL()
 	mustFetch(t, url, "v1 hello")
+	// The container is confined: no raw sockets on the host network, no
+	// new privileges (docs/security.md).
+	if conf := string(dockertest.CLI(t, "inspect", "-f", "{{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}}", in.ContainerID)); !strings.Contains(conf, "NET_RAW") ||
+		!strings.Contains(conf, "no-new-privileges") {
+		t.Errorf("the instance's container runs with %s", conf)
+	}
 
 	// Replace with a new image and env while a client polls the front.
 	p := startPoller(url)
