@@ -395,8 +395,15 @@ func TestSandboxContexts(t *testing.T) {
 	}
 	keys := filepath.Join(srv.cfg.Data, "keys")
 	other := t.TempDir()
+	app := filepath.Join(root, "app")
+	if err := os.Mkdir(app, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(app, "acr-task.yaml"), []byte("version: v1.1.0\nsteps:\n  - cmd: gantry version -o none\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	out, errOut, code := gantryCLI("task", "run", "-r", "ctx", "-n", "owner-task",
-		"--set", "keys="+keys, "--set", "root="+root, "--set", "other="+other)
+		"--set", "keys="+keys, "--set", "root="+app, "--set", "other="+other)
 	out += errOut
 	if code != 0 {
 		t.Fatalf("owner-task: exit %d\n%s", code, out)
@@ -414,6 +421,18 @@ func TestSandboxContexts(t *testing.T) {
 	}
 	if _, err := adm.GetTask(ctx, "ctx", "rooted"); err != nil {
 		t.Errorf("the task under the context root was not created: %v", err)
+	}
+	// The check is made again when a run starts: the folder, replaced by a
+	// link to the keys, is refused.
+	if err := os.RemoveAll(app); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(keys, app); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = gantryCLI("task", "run", "-r", "ctx", "-n", "rooted")
+	if code == 0 || !strings.Contains(out+errOut, "data directory") {
+		t.Errorf("a run of the task whose context now leads to the keys: exit %d\n%s%s", code, out, errOut)
 	}
 
 	// The admin may name any folder but the data directory.
