@@ -82,12 +82,19 @@ type Network struct {
 	// to an unspecified address (0.0.0.0 or [::]).
 	ExternalURL string `yaml:"externalURL"`
 	// TrustedProxies are the addresses (IPs or CIDR prefixes) whose
-	// X-Forwarded-For and X-Forwarded-Proto headers are believed
-	// (--trusted-proxy, repeatable); others' are ignored.
+	// X-Forwarded-For header is believed as the client's address (access
+	// log, brute-force limiter; --trusted-proxy, repeatable); others' is
+	// ignored. The scheme and host clients use come from ExternalURL, never
+	// from forwarded headers.
 	TrustedProxies []string `yaml:"trustedProxies"`
 	// MetricsListen, when set, serves /metrics without authentication on
 	// this separate address (--metrics-listen).
 	MetricsListen string `yaml:"metricsListen"`
+	// MetricsTokenFile names a file holding a bearer token (16 characters
+	// or more) that, besides the admin, may read /metrics and the profiles
+	// on the control listener: a Prometheus scrape config's
+	// authorization.credentials_file (--metrics-token-file).
+	MetricsTokenFile string `yaml:"metricsTokenFile"`
 	// BodyTimeout is how long a request body may go without sending a byte
 	// before the request is cut (--body-timeout; default 60s, 0: never). It
 	// bounds the wait for a stalled or abandoned client, not the length of

@@ -1,11 +1,15 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -32,6 +36,22 @@ type ops struct {
 	metrics *telemetry.Metrics
 	runs    runCounts
 	tp      *sdktrace.TracerProvider // nil without tracing
+	// scrapeToken, when set, is a bearer token that may read /metrics
+	// (network.metricsTokenFile).
+	scrapeToken []byte
+}
+
+// readScrapeToken reads the bearer token of network.metricsTokenFile.
+func readScrapeToken(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("network.metricsTokenFile (--metrics-token-file): %w", err)
+	}
+	tok := bytes.TrimSpace(b)
+	if len(tok) < 16 || bytes.ContainsAny(tok, " \t\r\n") {
+		return nil, fmt.Errorf("network.metricsTokenFile (--metrics-token-file): %s: want one token of 16 characters or more, without blanks", path)
+	}
+	return tok, nil
 }
 
 // newOps builds the metrics over the store (blob usage) and, with tracing,
@@ -97,18 +117,25 @@ func (o *ops) control(api http.Handler, au *auth.Service, d *db.DB, st *store.St
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", telemetry.Live())
 	mux.Handle("GET /readyz", telemetry.Ready(o.checks(d, st, dc, dataDir, certs)...))
-	mux.Handle("GET /metrics", o.metrics.AuthorizedHandler(metricsAuthorizer(au)))
-	mux.Handle("GET /debug/pprof/", telemetry.Authorized(metricsAuthorizer(au), telemetry.Profiles()))
+	mux.Handle("GET /metrics", o.metrics.AuthorizedHandler(metricsAuthorizer(au, o.scrapeToken)))
+	mux.Handle("GET /debug/pprof/", telemetry.Authorized(metricsAuthorizer(au, o.scrapeToken), telemetry.Profiles()))
 	mux.Handle("/", api)
 	return o.wrap("", mux)
 }
 
 // metricsAuthorizer admits the callers of the control API who may read
-// "/metrics": the admin (HTTP Basic), or a control-API credential whose
-// principal holds the owner role at "/". Failed logins count for the
-// brute-force limiter as on the API.
-func metricsAuthorizer(au *auth.Service) func(*http.Request) error {
+// "/metrics": the admin (HTTP Basic), a control-API credential whose
+// principal holds the owner role at "/", or the scrape token (bearer) when
+// one is configured. Failed logins count for the brute-force limiter as on
+// the API.
+func metricsAuthorizer(au *auth.Service, scrapeToken []byte) func(*http.Request) error {
 	return func(r *http.Request) error {
+		if len(scrapeToken) > 0 {
+			if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok &&
+				subtle.ConstantTimeCompare([]byte(tok), scrapeToken) == 1 {
+				return nil
+			}
+		}
 		id, err := au.Authenticate(r, "")
 		if err != nil {
 			return err

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -18,6 +20,8 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/gantryhq/gantry/api"
+	"github.com/gantryhq/gantry/internal/config"
+	"github.com/gantryhq/gantry/internal/server"
 	"github.com/gantryhq/gantry/internal/telemetry"
 	"github.com/gantryhq/gantry/internal/testenv"
 )
@@ -353,5 +357,56 @@ func TestReadyzReadOnlyData(t *testing.T) {
 	umount()
 	if r := ready(); r.status != http.StatusOK {
 		t.Errorf("/readyz once writable again: %s", r)
+	}
+}
+
+// TestMetricsScrapeToken: with network.metricsTokenFile, Prometheus'
+// bearer token reads /metrics on the control listener (a wrong one is
+// 401), and --metrics-listen serves the same families without
+// authentication on its own address; a token file that is missing or too
+// short stops the server at start, naming the setting.
+func TestMetricsScrapeToken(t *testing.T) {
+	t.Parallel()
+	token := "scrape-" + testenv.RandomHex(12)
+	file := filepath.Join(t.TempDir(), "metrics-token")
+	if err := os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := freeAddr(t)
+	srv := startServer(t, serverOptions{network: config.Network{MetricsTokenFile: file, MetricsListen: metricsAddr}})
+	for _, tc := range []struct {
+		bearer string
+		want   int
+	}{{token, http.StatusOK}, {"wrong-" + token, http.StatusUnauthorized}} {
+		req := newRequest(t, "GET", srv.url("/metrics"), nil)
+		req.Header.Set("Authorization", "Bearer "+tc.bearer)
+		r := do(t, httpFrom(freshSource()), req)
+		if r.status != tc.want || (tc.want == http.StatusOK && !strings.Contains(string(r.body), "gantry_run_queue_depth")) {
+			t.Errorf("/metrics with bearer %.10s…: %s, want %d", tc.bearer, r, tc.want)
+		}
+	}
+	r := do(t, httpFrom(freshSource()), newRequest(t, "GET", "http://"+metricsAddr+"/metrics", nil))
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), "gantry_run_queue_depth") {
+		t.Errorf("--metrics-listen without credentials: %s", r)
+	}
+	if strings.Contains(srv.log.String(), token) {
+		t.Error("the server log shows the scrape token")
+	}
+
+	short := filepath.Join(t.TempDir(), "short")
+	if err := os.WriteFile(short, []byte("abc"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		filepath.Join(t.TempDir(), "missing"): "no such file",
+		short:                                 "want one token of 16 characters or more",
+	} {
+		cfg := config.Default()
+		cfg.Data, cfg.Listen = t.TempDir(), "127.0.0.1:0"
+		cfg.Network.MetricsTokenFile = path
+		err := server.Run(t.Context(), cfg, server.Options{})
+		if err == nil || !strings.Contains(err.Error(), "network.metricsTokenFile (--metrics-token-file)") || !strings.Contains(err.Error(), want) {
+			t.Errorf("token file %s: err = %v", path, err)
+		}
 	}
 }

@@ -141,6 +141,12 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	if path := cfg.Network.MetricsTokenFile; path != "" {
+		if ops.scrapeToken, err = readScrapeToken(path); err != nil {
+			ops.shutdown()
+			return err
+		}
+	}
 	defer ops.shutdown()
 	au, err := auth.New(database, keys, auth.WithLogger(log.With("component", "auth")), auth.WithRegistryLookup(st),
 		auth.WithObserver(ops.metrics))

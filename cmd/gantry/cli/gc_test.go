@@ -139,14 +139,14 @@ func TestServerGCFlags(t *testing.T) {
 	var up config.Upstream
 	var nw config.Network
 	st := config.Storage{GCInterval: 5 * time.Minute, UploadTTL: 2 * time.Hour}
-	cfg, err := loadServerConfig(cmd, "", t.TempDir(), "127.0.0.1:0", sec, up, nw, st)
+	cfg, err := loadServerConfig(cmd, "", t.TempDir(), "127.0.0.1:0", sec, up, nw, st, config.Log{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Storage.GCInterval != 5*time.Minute || cfg.Storage.GCGrace != 0 || cfg.Storage.UploadTTL != 2*time.Hour {
 		t.Fatalf("storage = %+v", cfg.Storage)
 	}
-	def, err := loadServerConfig(newServerCmd(&rootOpts{}), "", t.TempDir(), "127.0.0.1:0", sec, up, nw, config.Storage{})
+	def, err := loadServerConfig(newServerCmd(&rootOpts{}), "", t.TempDir(), "127.0.0.1:0", sec, up, nw, config.Storage{}, config.Log{})
 	if err != nil || def.Storage.GCInterval != time.Hour || def.Storage.GCGrace != time.Hour || def.Storage.UploadTTL != 24*time.Hour {
 		t.Fatalf("defaults = %+v %v", def.Storage, err)
 	}

@@ -21,6 +21,7 @@ func newServerCmd(o *rootOpts) *cobra.Command {
 	var up config.Upstream
 	var nw config.Network
 	var st config.Storage
+	var lg config.Log
 	var tlsMode string
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -33,7 +34,7 @@ func newServerCmd(o *rootOpts) *cobra.Command {
 				return usageError("--tls %q: want self-signed or off (or give --tls-cert and --tls-key, or --acme-email)", tlsMode)
 			}
 			nw.TLS.SelfSigned = tlsMode == "self-signed"
-			cfg, err := loadServerConfig(cmd, file, data, listen, sec, up, nw, st)
+			cfg, err := loadServerConfig(cmd, file, data, listen, sec, up, nw, st, lg)
 			if err != nil {
 				return err
 			}
@@ -68,6 +69,9 @@ func newServerCmd(o *rootOpts) *cobra.Command {
 	cmd.Flags().StringVar(&nw.ExternalURL, "external-url", "", "public URL of the control API behind a TLS-terminating proxy, e.g. https://gantry.example.com")
 	cmd.Flags().StringArrayVar(&nw.TrustedProxies, "trusted-proxy", nil, "proxy address (IP or CIDR) whose X-Forwarded-* headers are believed (repeatable)")
 	cmd.Flags().StringVar(&nw.MetricsListen, "metrics-listen", "", "serve /metrics without authentication on this separate address")
+	cmd.Flags().StringVar(&nw.MetricsTokenFile, "metrics-token-file", "", "file holding a bearer token that may read /metrics besides the admin (Prometheus' credentials_file)")
+	cmd.Flags().StringVar(&lg.Format, "log-format", "", "server log format: text (default) or json")
+	cmd.Flags().StringVar(&lg.Level, "log-level", "", "server log level: debug, info (default), warn or error")
 	cmd.Flags().StringVar(&st.Durability, "durability", "", "safe (default): acknowledge a push once it is on stable storage (fsync); fast: skip the fsyncs (an OS crash may lose the last seconds of pushes)")
 	cmd.Flags().DurationVar(&st.GCInterval, "gc-interval", 0, "how often garbage collection runs; 0 disables the scheduled runs (default 1h, or the config file's)")
 	cmd.Flags().DurationVar(&st.GCGrace, "gc-grace", 0, "keep blobs nothing references for this long after their last upload, link or check (default 1h)")
@@ -78,7 +82,7 @@ func newServerCmd(o *rootOpts) *cobra.Command {
 
 // loadServerConfig applies, in order: defaults, the file, GANTRY_* env
 // overrides, then flags; and validates the result.
-func loadServerConfig(cmd *cobra.Command, file, data, listen string, sec config.Security, up config.Upstream, nw config.Network, st config.Storage) (config.Config, error) {
+func loadServerConfig(cmd *cobra.Command, file, data, listen string, sec config.Security, up config.Upstream, nw config.Network, st config.Storage, lg config.Log) (config.Config, error) {
 	cfg := config.Default()
 	if file != "" {
 		if err := cfg.LoadFile(file); err != nil {
@@ -111,6 +115,9 @@ func loadServerConfig(cmd *cobra.Command, file, data, listen string, sec config.
 		"external-url":           func() { cfg.Network.ExternalURL = nw.ExternalURL },
 		"trusted-proxy":          func() { cfg.Network.TrustedProxies = nw.TrustedProxies },
 		"metrics-listen":         func() { cfg.Network.MetricsListen = nw.MetricsListen },
+		"metrics-token-file":     func() { cfg.Network.MetricsTokenFile = nw.MetricsTokenFile },
+		"log-format":             func() { cfg.Log.Format = lg.Format },
+		"log-level":              func() { cfg.Log.Level = lg.Level },
 		"durability":             func() { cfg.Storage.Durability = st.Durability },
 		"gc-interval":            func() { cfg.Storage.GCInterval = st.GCInterval },
 		"gc-grace":               func() { cfg.Storage.GCGrace = st.GCGrace },
