@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -32,7 +33,9 @@ type limitServer struct {
 	manifests map[string][]byte
 }
 
-func startLimit() (*limitServer, error) {
+// startLimit starts the limit server, over TLS with tc when it is not nil
+// (files are then served through the TLS connection: no sendfile).
+func startLimit(tc *tls.Config) (*limitServer, error) {
 	dir, err := os.MkdirTemp("", "gantry-bench-limit-")
 	if err != nil {
 		return nil, err
@@ -43,6 +46,10 @@ func startLimit() (*limitServer, error) {
 		return nil, err
 	}
 	s := &limitServer{dir: dir, url: "http://" + l.Addr().String(), manifests: map[string][]byte{}}
+	if tc != nil {
+		l = tls.NewListener(l, tc)
+		s.url = "https://" + l.Addr().String()
+	}
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := s.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {

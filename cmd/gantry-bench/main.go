@@ -137,22 +137,15 @@ func mainErr(ctx context.Context, args []string, out io.Writer) error {
 		defer p.close()
 		gantryURL = p.url
 	}
+	var tlsServer *inProcess
 	if cfg.tls {
 		p, err := serveInProcessTLS(ctx, "127.0.0.1:0", true)
 		if err != nil {
 			return err
 		}
 		defer p.close()
-		c := newClient(cfg, "", "")
-		tr := c.Transport.(*authTransport).base.(*http.Transport)
-		tr.TLSClientConfig = &tls.Config{RootCAs: p.roots}
-		// HTTP/1.1, a connection per concurrent client, as the plain
-		// HTTP target: --http2 multiplexes them over one connection.
-		tr.ForceAttemptHTTP2 = cfg.http2
-		if !cfg.http2 {
-			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
-		}
-		targets = append(targets, &target{name: "gantry-tls", base: p.url, client: c})
+		tlsServer = p
+		targets = append(targets, &target{name: "gantry-tls", base: p.url, client: newTLSClient(cfg, p)})
 	}
 	targets = append(targets, &target{name: "gantry", base: gantryURL, client: newClient(cfg, cfg.username, cfg.password)})
 	if cfg.distribution && !cfg.tls {
@@ -168,12 +161,22 @@ func mainErr(ctx context.Context, args []string, out io.Writer) error {
 	}
 
 	if cfg.limit {
-		p, err := startLimit()
+		p, err := startLimit(nil)
 		if err != nil {
 			return err
 		}
 		defer p.close()
 		targets = append(targets, &target{name: "limit", base: p.url, client: newClient(cfg, "", "")})
+	}
+	if cfg.limit && tlsServer != nil {
+		// The machine's limit over TLS: the same minimal server, the same
+		// certificate and client settings as gantry-tls.
+		p, err := startLimit(tlsServer.tlsConfig)
+		if err != nil {
+			return err
+		}
+		defer p.close()
+		targets = append(targets, &target{name: "limit-tls", base: p.url, client: newTLSClient(cfg, tlsServer)})
 	}
 
 	all := make([]results, len(targets))
@@ -191,6 +194,20 @@ func mainErr(ctx context.Context, args []string, out io.Writer) error {
 	}
 	report(out, cfg, targets, all)
 	return nil
+}
+
+// newTLSClient is newClient trusting p's certificate: HTTP/1.1, a
+// connection per concurrent client, as the plain HTTP targets; --http2
+// multiplexes them over one connection.
+func newTLSClient(cfg config, p *inProcess) *http.Client {
+	c := newClient(cfg, "", "")
+	tr := c.Transport.(*authTransport).base.(*http.Transport)
+	tr.TLSClientConfig = &tls.Config{RootCAs: p.roots}
+	tr.ForceAttemptHTTP2 = cfg.http2
+	if !cfg.http2 {
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	return c
 }
 
 func newClient(cfg config, user, pass string) *http.Client {
@@ -211,7 +228,7 @@ func report(out io.Writer, cfg config, targets []*target, all []results) {
 	for _, t := range targets {
 		header += t.name + "\t"
 	}
-	if len(targets) >= 2 && targets[1].name != "limit" {
+	if len(targets) >= 2 && !isLimit(targets[1]) {
 		header += "ratio\t"
 	}
 	fmt.Fprintln(tw, header)
@@ -229,15 +246,29 @@ func report(out io.Writer, cfg config, targets []*target, all []results) {
 		for _, r := range all {
 			line += fmt.Sprintf("%.0f\t", row.get(r))
 		}
-		if len(all) >= 2 && targets[1].name != "limit" && row.get(all[1]) > 0 {
+		if len(all) >= 2 && !isLimit(targets[1]) && row.get(all[1]) > 0 {
 			line += fmt.Sprintf("%.2fx\t", row.get(all[0])/row.get(all[1]))
 		}
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
-	if last := len(all) - 1; last > 0 && targets[last].name == "limit" {
-		l := all[last]
-		fmt.Fprintf(out, "\n%s as a fraction of this machine's limit: blob push %.0f%%, blob pull %.0f%%\n",
-			targets[0].name, 100*all[0].BlobPush/l.BlobPush, 100*all[0].BlobPull/l.BlobPull)
+	fmt.Fprintln(out)
+	for i, t := range targets {
+		switch {
+		case t.name == "limit" && i > 0:
+			fraction(out, targets[0].name, "this machine's limit", all[0], all[i])
+			if targets[0].name == "gantry-tls" && targets[1].name == "gantry" {
+				fraction(out, "gantry", "this machine's limit", all[1], all[i])
+			}
+		case t.name == "limit-tls" && i > 0:
+			fraction(out, targets[0].name, "this machine's limit over TLS", all[0], all[i])
+		}
 	}
+}
+
+func isLimit(t *target) bool { return strings.HasPrefix(t.name, "limit") }
+
+// fraction prints a target's blob figures as a fraction of a limit's.
+func fraction(out io.Writer, name, limit string, r, l results) {
+	fmt.Fprintf(out, "%s as a fraction of %s: blob push %.0f%%, blob pull %.0f%%\n", name, limit, 100*r.BlobPush/l.BlobPush, 100*r.BlobPull/l.BlobPull)
 }

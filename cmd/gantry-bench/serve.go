@@ -29,6 +29,9 @@ type inProcess struct {
 	url string
 	// roots trusts the server's certificate (over TLS).
 	roots *x509.CertPool
+	// tlsConfig is the listener's (over TLS): the limit server over TLS
+	// serves the same certificate.
+	tlsConfig *tls.Config
 }
 
 func serveInProcess(ctx context.Context, addr string) (*inProcess, error) {
@@ -75,7 +78,8 @@ func serveInProcessTLS(ctx context.Context, addr string, overTLS bool) (*inProce
 		}
 		p.roots = x509.NewCertPool()
 		p.roots.AppendCertsFromPEM(ca.CAPEM())
-		l = tls.NewListener(l, certs.TLSConfig(ca))
+		p.tlsConfig = certs.TLSConfig(ca)
+		l = tls.NewListener(l, p.tlsConfig)
 		p.url = "https://" + l.Addr().String()
 	}
 	go func() {
