@@ -73,7 +73,7 @@ func TestSeedHelloWorld(t *testing.T) {
 		t.Fatal(err)
 	}
 	var files bytes.Buffer
-	if err := docker.TarFiles(&files, map[string]string{"Dockerfile": "FROM " + node + "\nENV NODE_VERSION 15-alpine\nENV BACKGROUND_COLOR DeepSkyBlue\n"}); err != nil {
+	if err := docker.TarFiles(&files, map[string]string{"Dockerfile": "FROM " + node + "\nLABEL " + dockertest.Label + "-build=" + dockertest.LabelValue(t) + "\nENV NODE_VERSION 15-alpine\nENV BACKGROUND_COLOR DeepSkyBlue\n"}); err != nil {
 		t.Fatal(err)
 	}
 	base := public + "/node:15-alpine"

@@ -21,10 +21,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -221,6 +223,7 @@ func build(t testing.TB, c *docker.Client, tag string, files map[string]string, 
 	var out bytes.Buffer
 	if cleanup {
 		RemoveBuildOnCleanup(t, c, &out, tag)
+		files = ownChain(files, LabelValue(t))
 	}
 	var id string
 	var err error
@@ -245,6 +248,24 @@ func build(t testing.TB, c *docker.Client, tag string, files map[string]string, 
 		t.Fatalf("building %s: %v\n%s", tag, err, out.String())
 	}
 	return id
+}
+
+// ownChain returns files with a LABEL naming the test right after the
+// Dockerfile's first FROM, so that the test's build steps are its own: two
+// tests building the same instructions on the same base would otherwise
+// share the cached step images, and one removing its build at its end
+// (RemoveBuildOnCleanup) deletes a step image the other's build is using
+// ("failed to get digest ...: no such file or directory").
+func ownChain(files map[string]string, test string) map[string]string {
+	lines := strings.Split(files["Dockerfile"], "\n")
+	for i, l := range lines {
+		if f := strings.Fields(l); len(f) > 0 && strings.EqualFold(f[0], "FROM") {
+			out := maps.Clone(files)
+			out["Dockerfile"] = strings.Join(slices.Insert(lines, i+1, "LABEL "+Label+"-build="+strconv.Quote(test)), "\n")
+			return out
+		}
+	}
+	return files
 }
 
 // busybox image content. /etc/passwd knows root, nobody and user (1000), so
