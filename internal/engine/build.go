@@ -292,7 +292,7 @@ func (r *run) build(ctx context.Context, s *plan.Step, b *plan.Build, record boo
 		}
 	}
 	builder := r.chooseBuilder(ctx, s, b)
-	res, err := r.d.Build(ctx, docker.BuildSource{Dir: in.dir, Dockerfile: in.dfHost}, docker.BuildOptions{
+	opts := docker.BuildOptions{
 		Tags:        b.Tags,
 		BuildArgs:   args,
 		Target:      b.Target,
@@ -304,7 +304,18 @@ func (r *run) build(ctx context.Context, s *plan.Step, b *plan.Build, record boo
 		AuthConfigs: r.logins.authConfigs(),
 		Secrets:     secrets,
 		Builder:     builder,
-	}, out)
+	}
+	res, err := r.d.Build(ctx, docker.BuildSource{Dir: in.dir, Dockerfile: in.dfHost}, opts, out)
+	if err != nil && ctx.Err() == nil && builder == docker.BuilderBuildKit && len(secrets) == 0 &&
+		strings.Contains(err.Error(), "x509: certificate signed by unknown authority") {
+		// dockerd's BuildKit reads the registry CAs of /etc/docker/certs.d
+		// when dockerd starts; the engine's pulls read them at each
+		// connection. A registry whose CA was added since is reached by
+		// the classic builder (a build with secrets needs BuildKit).
+		r.log.Printf("Step ID: %s: BuildKit does not trust a registry's certificate (dockerd's BuildKit reads /etc/docker/certs.d when dockerd starts); building with the classic builder", s.ID)
+		opts.Builder = docker.BuilderClassic
+		res, err = r.d.Build(ctx, docker.BuildSource{Dir: in.dir, Dockerfile: in.dfHost}, opts, out)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return attemptResult{exitCode: -1}, ctx.Err()
