@@ -223,7 +223,9 @@ func build(t testing.TB, c *docker.Client, tag string, files map[string]string, 
 	var out bytes.Buffer
 	if cleanup {
 		RemoveBuildOnCleanup(t, c, &out, tag)
-		files = ownChain(files, LabelValue(t))
+		if !IsPodman(c) { // Podman labels its intermediate images too: listing by label would find them
+			files = ownChain(files, LabelValue(t))
+		}
 	}
 	var id string
 	var err error
