@@ -15,12 +15,12 @@ import (
 
 func TestACME(t *testing.T) {
 	t.Parallel()
-	p := testenv.StartPebble(t)
+	p := testenv.StartPebble(t, testenv.ValidateChallenges())
 	var logs testenv.Buffer
 	storage := filepath.Join(t.TempDir(), "acme")
 	a, err := NewACME(storage, "ops@gantry.test",
 		WithDirectory(p.Directory), WithRootCAs(p.Trust),
-		WithChallengeListener("127.0.0.1", testenv.FreePort(t), testenv.FreePort(t)),
+		WithChallengeListener("127.0.0.1", p.HTTPPort, p.TLSPort),
 		WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	if err != nil {
 		t.Fatal(err)

@@ -13,11 +13,14 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // Pebble is a Pebble ACME server (github.com/letsencrypt/pebble, from
-// .tools/bin) of a test's own on 127.0.0.1, validating every challenge
-// without checking it (no DNS, no dial back).
+// .tools/bin) of a test's own on 127.0.0.1. By default it takes every
+// challenge as passed without checking it (no DNS, no dial back); with
+// ValidateChallenges it checks them.
 type Pebble struct {
 	// Directory is the ACME directory URL.
 	Directory string
@@ -25,7 +28,53 @@ type Pebble struct {
 	CAFile string
 	// Trust is CAFile as a pool.
 	Trust *x509.CertPool
-	mgmt  string
+	// HTTPPort and TLSPort are where Pebble dials back on 127.0.0.1 to
+	// check HTTP-01 and TLS-ALPN-01 challenges (with ValidateChallenges).
+	HTTPPort, TLSPort int
+	mgmt              string
+}
+
+// PebbleOption configures StartPebble.
+type PebbleOption func(*pebbleOptions)
+
+type pebbleOptions struct{ validate bool }
+
+// ValidateChallenges makes Pebble check every challenge, as a real CA
+// does: it resolves the names through a DNS server of the test's own,
+// which answers 127.0.0.1 for every name, and dials back to HTTPPort
+// (HTTP-01) and TLSPort (TLS-ALPN-01), where the ACME client under test
+// must answer.
+func ValidateChallenges() PebbleOption { return func(o *pebbleOptions) { o.validate = true } }
+
+// startDNS serves DNS over UDP and TCP on one 127.0.0.1 port until t ends:
+// an A record of 127.0.0.1 for every name, nothing else (no CAA: issuance
+// is allowed).
+func startDNS(t testing.TB) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		pc.Close()
+		t.Fatal(err)
+	}
+	handler := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		for _, qq := range q.Question {
+			if qq.Qtype == dns.TypeA {
+				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: qq.Name, Rrtype: dns.TypeA, Class: dns.ClassINET}, A: net.IPv4(127, 0, 0, 1)})
+			}
+		}
+		_ = w.WriteMsg(m)
+	})
+	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: handler}, {Listener: ln, Handler: handler}} {
+		go func() { _ = srv.ActivateAndServe() }()
+		t.Cleanup(func() { _ = srv.Shutdown() })
+	}
+	return pc.LocalAddr().String()
 }
 
 // FreePort returns a TCP port free on 127.0.0.1 now.
@@ -41,8 +90,13 @@ func FreePort(t testing.TB) int {
 
 // StartPebble runs Pebble on free 127.0.0.1 ports until t ends (the
 // missing-tool rule applies: Tool).
-func StartPebble(t testing.TB) *Pebble {
+func StartPebble(t testing.TB, opts ...PebbleOption) *Pebble {
 	t.Helper()
+	var o pebbleOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	httpPort, tlsPort := FreePort(t), FreePort(t)
 	bin := Tool(t, "pebble")
 	dir := t.TempDir()
 	ca := NewCA(t)
@@ -58,8 +112,8 @@ func StartPebble(t testing.TB) *Pebble {
 		"managementListenAddress":        mgmt,
 		"certificate":                    filepath.Join(dir, "cert.pem"),
 		"privateKey":                     filepath.Join(dir, "key.pem"),
-		"httpPort":                       FreePort(t),
-		"tlsPort":                        FreePort(t),
+		"httpPort":                       httpPort,
+		"tlsPort":                        tlsPort,
 		"ocspResponderURL":               "",
 		"externalAccountBindingRequired": false,
 		"retryAfter":                     map[string]int{"authz": 1, "order": 1},
@@ -71,13 +125,19 @@ func StartPebble(t testing.TB) *Pebble {
 		t.Fatal(err)
 	}
 	var out Buffer
-	cmd := exec.Command(bin, "-config", cfgFile, "-dnsserver", "127.0.0.1:"+strconv.Itoa(FreePort(t)))
-	cmd.Env = append(os.Environ(),
-		"PEBBLE_VA_ALWAYS_VALID=1", // no challenge is checked: no DNS, no dial back
+	dnsServer := "127.0.0.1:" + strconv.Itoa(FreePort(t)) // nobody: never asked
+	env := append(os.Environ(),
 		"PEBBLE_VA_NOSLEEP=1",
 		"PEBBLE_WFE_NONCEREJECT=0", // no random badNonce
 		"PEBBLE_AUTHZREUSE=0",      // every order asks for its challenges anew
 	)
+	if o.validate {
+		dnsServer = startDNS(t)
+	} else {
+		env = append(env, "PEBBLE_VA_ALWAYS_VALID=1") // no challenge is checked: no DNS, no dial back
+	}
+	cmd := exec.Command(bin, "-config", cfgFile, "-dnsserver", dnsServer)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -91,7 +151,7 @@ func StartPebble(t testing.TB) *Pebble {
 	})
 	trust := x509.NewCertPool()
 	trust.AppendCertsFromPEM(ca.PEM())
-	p := &Pebble{Directory: "https://" + listen + "/dir", CAFile: caFile, Trust: trust, mgmt: "https://" + mgmt}
+	p := &Pebble{Directory: "https://" + listen + "/dir", CAFile: caFile, Trust: trust, HTTPPort: httpPort, TLSPort: tlsPort, mgmt: "https://" + mgmt}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		resp, err := p.client().Get(p.Directory)
