@@ -98,8 +98,8 @@ func (r *run) prepareBuild(ctx context.Context, s *plan.Step, b *plan.Build, rep
 		if imageOf(img).Registry == dockerHub {
 			// The builder uses the engine's copy or pulls it; a copy
 			// another live run built or tagged under this name is its own.
-			if r.e.leases.authoredByOther(r, img) {
-				return fmt.Errorf("image %s: the engine's copy was built or tagged by another run, not pulled from Docker Hub; it is not used for this one", img)
+			if err := r.e.leases.checkAuthor(r, img); err != nil {
+				return err
 			}
 			continue
 		}

@@ -1,6 +1,9 @@
 package engine
 
-import "sync"
+import (
+	"fmt"
+	"sync"
+)
 
 // leases tracks which live runs rely on which image tags. Two runs on one
 // engine share its tags: a gate run that builds FROM a base image another
@@ -92,13 +95,15 @@ func (l *leases) author(r *run, tags ...string) {
 	}
 }
 
-// authoredByOther reports whether another live run built or tagged the
-// Docker Hub tag: r must not take it for Docker Hub's image.
-func (l *leases) authoredByOther(r *run, tag string) bool {
+// checkAuthor refuses a Docker Hub tag that another live run built or
+// tagged: r must not take it for Docker Hub's image.
+func (l *leases) checkAuthor(r *run, tag string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	a, ok := l.authors[qualified(tag)]
-	return ok && a != r
+	if a, ok := l.authors[qualified(tag)]; ok && a != r {
+		return fmt.Errorf("image %s: the engine's copy was built or tagged by another run, not pulled from Docker Hub; it is not used for this one", tag)
+	}
+	return nil
 }
 
 // end drops every reliance of r, whose teardown starts, and returns the

@@ -194,8 +194,8 @@ func (r *run) ensureImage(ctx context.Context, ref string, out io.Writer) error 
 	}
 	refresh := imageOf(ref).Registry != dockerHub
 	if local && !refresh {
-		if r.e.leases.authoredByOther(r, ref) {
-			return fmt.Errorf("image %s: the engine's copy was built or tagged by another run, not pulled from Docker Hub; it is not used for this one", ref)
+		if err := r.e.leases.checkAuthor(r, ref); err != nil {
+			return err
 		}
 		r.ready(ref)
 		return nil
