@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -137,14 +138,7 @@ steps:
     cmd: docker images
 `, "", nil)
 	// fabrikam's credential is not the run's: drop it.
-	var creds []engine.Credential
-	for _, c := range j.Credentials {
-		if c.Registry != e.hosts["fabrikam"] {
-			creds = append(creds, c)
-		}
-	}
-	j.Credentials = creds
-	if _, err := e.execute(j); err != nil {
+	if _, err := e.execute(withoutLogin(j, e.hosts["fabrikam"])); err != nil {
 		t.Fatalf("%v\n%s", err, log)
 	}
 	out := log.String()
@@ -215,23 +209,13 @@ func TestImagesScopedReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.d.RemoveImage(context.Background(), other, false) })
-	without := func(j engine.Job, host string) engine.Job {
-		var creds []engine.Credential
-		for _, c := range j.Credentials {
-			if c.Registry != host {
-				creds = append(creds, c)
-			}
-		}
-		j.Credentials = creds
-		return j
-	}
 	for name, df := range map[string]string{
 		"copy":  "FROM " + bb + "\nCOPY --from=" + other + " /bin/busybox /stolen\n",
 		"mount": "FROM " + bb + "\nRUN --mount=type=bind,from=" + other + ",target=/o cp /o/bin/busybox /stolen\n",
 	} {
 		j, log := e.job("contoso", "version: v1.1.0\nsteps:\n  - build: -t {{.Run.Registry}}/reads:{{.Run.ID}} .\n",
 			testenv.WriteTree(t, map[string]string{"Dockerfile": df}), nil)
-		_, err := e.execute(without(j, e.hosts["fabrikam"]))
+		_, err := e.execute(withoutLogin(j, e.hosts["fabrikam"]))
 		if err == nil || !strings.Contains(err.Error(), "image "+other) || !strings.Contains(err.Error(), "the engine's copy is not used") {
 			t.Errorf("%s: err = %v\n%s", name, err, log)
 		}
@@ -258,4 +242,11 @@ func TestImagesScopedReads(t *testing.T) {
 		t.Errorf("run B: err = %v\n%s", err, blog)
 	}
 	checkLines(t, blog.String(), `.*run-it.*built or tagged by another run.*`)
+}
+
+// withoutLogin is j without its login for the registry host: a run of
+// another registry, which has no right to it.
+func withoutLogin(j engine.Job, host string) engine.Job {
+	j.Credentials = slices.DeleteFunc(slices.Clone(j.Credentials), func(c engine.Credential) bool { return c.Registry == host })
+	return j
 }
