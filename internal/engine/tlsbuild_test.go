@@ -2,13 +2,7 @@ package engine_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
@@ -25,9 +19,10 @@ import (
 // TestBuildFromRegistryTrustedSinceStart: a registry whose CA the engine
 // was given after dockerd started (/etc/docker/certs.d/HOST:PORT, as gantry
 // demo --tls and the TLS tests do) is trusted by dockerd's pulls, which
-// read the directory at each connection, but not by dockerd's BuildKit,
-// which reads it when dockerd starts. A build that must ask that registry
-// (--pull) then falls back to the classic builder, saying why, and builds.
+// read the directory at each connection (the test pulls from it), but not
+// by dockerd's BuildKit, which reads it when dockerd starts. A build that
+// must ask that registry (--pull) then falls back to the classic builder,
+// saying why, and builds.
 func TestBuildFromRegistryTrustedSinceStart(t *testing.T) {
 	e := newEnv(t, []string{"publictls", "contoso"})
 	if dockertest.IsPodman(e.d) {
@@ -37,22 +32,10 @@ func TestBuildFromRegistryTrustedSinceStart(t *testing.T) {
 	name := "tlsbuild-" + testenv.RandomHex(4) + ".gantry.test"
 	testenv.Hosts(t, name)
 	ca := testenv.NewCA(t)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, ca.Cert, &key.PublicKey, ca.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The TLS front of the anonymous-pull registry publictls.
 	backend, _ := url.Parse("http://" + e.hosts["publictls"])
 	front := httptest.NewUnstartedServer(httputil.NewSingleHostReverseProxy(backend))
-	front.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der, ca.Cert.Raw}, PrivateKey: key}}}
+	front.TLS = &tls.Config{Certificates: []tls.Certificate{ca.IssueFor(t, name)}}
 	front.StartTLS()
 	t.Cleanup(front.Close)
 	host := name + ":" + strings.Split(front.Listener.Addr().String(), ":")[1]
@@ -67,16 +50,26 @@ func TestBuildFromRegistryTrustedSinceStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	from := host + "/" + strings.SplitN(base, "/", 2)[1]
+	t.Cleanup(func() { _ = e.d.RemoveImage(context.Background(), from, true) })
+	// dockerd's pulls trust the registry. dockerd (a Go program) sees a
+	// new /etc/hosts entry within five seconds (the Go resolver's cache of
+	// the file): until then the name does not resolve.
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		if err = e.d.PullImage(t.Context(), from, nil, nil); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("dockerd pulling %s: %v", from, err)
+	}
 	ws := t.TempDir()
 	if err := os.WriteFile(filepath.Join(ws, "Dockerfile"), []byte("FROM "+from+"\nRUN echo built\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	j, log := e.job("contoso", "version: v1.1.0\nsteps:\n  - id: build\n    build: --pull -t {{.Run.Registry}}/tlsbuild:{{.Run.ID}} .\n", ws, nil)
 	_, err = e.execute(j)
-	t.Cleanup(func() {
-		_ = e.d.RemoveImage(context.Background(), e.hosts["contoso"]+"/tlsbuild:"+j.RunID, true)
-		_ = e.d.RemoveImage(context.Background(), from, true)
-	})
+	t.Cleanup(func() { _ = e.d.RemoveImage(context.Background(), e.hosts["contoso"]+"/tlsbuild:"+j.RunID, true) })
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log)
 	}

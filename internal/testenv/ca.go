@@ -56,6 +56,17 @@ func (ca *CA) PEM() []byte {
 // dir/key.pem.
 func (ca *CA) Issue(t testing.TB, cn string, usage x509.ExtKeyUsage, dir string) tls.Certificate {
 	t.Helper()
+	return ca.issue(t, cn, nil, usage, dir)
+}
+
+// IssueFor signs a server certificate for the DNS name (and 127.0.0.1).
+func (ca *CA) IssueFor(t testing.TB, name string) tls.Certificate {
+	t.Helper()
+	return ca.issue(t, name, []string{name}, x509.ExtKeyUsageServerAuth, "")
+}
+
+func (ca *CA) issue(t testing.TB, cn string, dnsNames []string, usage x509.ExtKeyUsage, dir string) tls.Certificate {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +75,7 @@ func (ca *CA) Issue(t testing.TB, cn string, usage x509.ExtKeyUsage, dir string)
 		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: dnsNames,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
 	if err != nil {
