@@ -138,7 +138,7 @@ func TestDistributionPeer(t *testing.T) {
 		}
 	}()
 	cfg := config{blobSize: 64*1024 + suffixLen, blobCount: 4, pullRounds: 1, concurrency: 2, duration: 200 * time.Millisecond, manifestMax: 50}
-	res, err := run(ctx, &target{name: "distribution", base: "http://" + p.addr, client: newClient(cfg, "", "")}, cfg)
+	res, err := run(ctx, &target{name: "distribution", base: p.URL(), client: newClient(cfg, "", "")}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,7 +157,7 @@ func mainErr(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 		defer p.stop()
-		targets = append(targets, &target{name: "distribution", base: "http://" + p.addr, client: newClient(cfg, "", "")})
+		targets = append(targets, &target{name: "distribution", base: p.URL(), client: newClient(cfg, "", "")})
 	}
 
 	if cfg.limit {

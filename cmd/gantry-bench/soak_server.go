@@ -18,6 +18,7 @@ import (
 
 	"github.com/gantryhq/gantry/api"
 	"github.com/gantryhq/gantry/client"
+	"github.com/gantryhq/gantry/internal/peer"
 )
 
 // soakServer is the gantry server a soak drives: a real `gantry server`
@@ -42,7 +43,7 @@ func newSoakServer(cfg soakConfig) (*soakServer, error) {
 		return nil, fmt.Errorf("--gantry-bin: %w", err)
 	}
 	cfg.bin = bin
-	listen, err := freePort()
+	listen, err := peer.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +140,7 @@ func (s *soakServer) stop() {
 // createRegistry creates a registry on a free loopback port and returns
 // its base URL.
 func (s *soakServer) createRegistry(ctx context.Context, name string) (string, error) {
-	addr, err := freePort()
+	addr, err := peer.FreeAddr()
 	if err != nil {
 		return "", err
 	}

@@ -229,17 +229,27 @@ func (s *Service) catalogGrant(ctx context.Context, sess session, registry strin
 	case KindAdmin:
 		return true, nil
 	case KindRun, KindIdentity:
-		if sess.kind == KindRun && sess.registry == registry {
+		return s.ownOrRole(ctx, sess, registry, func(sc scope, _ RoleAssignment) bool {
+			return sc.kind == scopeRegistry
+		})
+	}
+	return false, nil
+}
+
+// ownOrRole reports whether a run or identity session reaches registry: a
+// run in its own registry, or a role of the principal on a scope of the
+// registry that match accepts.
+func (s *Service) ownOrRole(ctx context.Context, sess session, registry string, match func(scope, RoleAssignment) bool) (bool, error) {
+	if sess.kind == KindRun && sess.registry == registry {
+		return true, nil
+	}
+	roles, err := s.rolesOf(ctx, sess.principal)
+	if err != nil {
+		return false, err
+	}
+	for _, a := range roles {
+		if sc, err := parseScope(a.Scope); err == nil && sc.registry == registry && match(sc, a) {
 			return true, nil
-		}
-		roles, err := s.rolesOf(ctx, sess.principal)
-		if err != nil {
-			return false, err
-		}
-		for _, a := range roles {
-			if sc, err := parseScope(a.Scope); err == nil && sc.kind == scopeRegistry && sc.registry == registry {
-				return true, nil
-			}
 		}
 	}
 	return false, nil

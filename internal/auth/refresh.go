@@ -72,20 +72,9 @@ func (s *Service) anyPull(ctx context.Context, sess session, registry string) (b
 		}
 		return false, nil
 	case KindRun, KindIdentity:
-		if sess.kind == KindRun && sess.registry == registry {
-			return true, nil
-		}
-		roles, err := s.rolesOf(ctx, sess.principal)
-		if err != nil {
-			return false, err
-		}
-		for _, a := range roles {
-			sc, err := parseScope(a.Scope)
-			if err == nil && (sc.kind == scopeRegistry || sc.kind == scopeRepository) && sc.registry == registry &&
-				a.Role.actions()&(aContentRead|aMetadataRead) != 0 {
-				return true, nil
-			}
-		}
+		return s.ownOrRole(ctx, sess, registry, func(sc scope, a RoleAssignment) bool {
+			return (sc.kind == scopeRegistry || sc.kind == scopeRepository) && a.Role.actions()&(aContentRead|aMetadataRead) != 0
+		})
 	}
 	return false, nil
 }

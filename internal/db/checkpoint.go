@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"time"
+
+	"github.com/gantryhq/gantry/internal/errdefs"
 )
 
 // The checkpointer keeps the WAL small. SQLite checkpoints on its own after
@@ -163,7 +165,7 @@ func (d *DB) walState() (walState, error) {
 		return walState{}, nil
 	}
 	if err != nil {
-		return walState{}, fmt.Errorf("WAL size: %w", pathless(err))
+		return walState{}, fmt.Errorf("WAL size: %w", errdefs.Pathless(err))
 	}
 	return walState{size: fi.Size(), mod: fi.ModTime()}, nil
 }

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/gantryhq/gantry/internal/errdefs"
 )
 
 // readyKey is the settings row CheckWritable rewrites.
@@ -22,17 +23,17 @@ const readyKey = "ready-check"
 // fail it. Errors name no path.
 func (d *DB) CheckWritable(ctx context.Context) error {
 	if err := d.flush.err(); err != nil {
-		return fmt.Errorf("database: %w", pathless(errors.Unwrap(err)))
+		return fmt.Errorf("database: %w", errdefs.Pathless(errors.Unwrap(err)))
 	}
 	if d.path != "" {
 		f, err := os.CreateTemp(filepath.Dir(d.path), ".ready-*")
 		if err != nil {
-			return fmt.Errorf("database directory not writable: %w", pathless(err))
+			return fmt.Errorf("database directory not writable: %w", errdefs.Pathless(err))
 		}
 		name := f.Name()
 		f.Close()
 		if err := os.Remove(name); err != nil {
-			return fmt.Errorf("database directory: %w", pathless(err))
+			return fmt.Errorf("database directory: %w", errdefs.Pathless(err))
 		}
 	}
 	_, err := d.W.ExecContext(ctx, `INSERT INTO settings(key, value) VALUES (?, ?)
@@ -41,13 +42,4 @@ func (d *DB) CheckWritable(ctx context.Context) error {
 		return fmt.Errorf("database write: %w", err)
 	}
 	return nil
-}
-
-// pathless returns the cause of a path error without the path.
-func pathless(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

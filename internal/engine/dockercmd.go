@@ -73,19 +73,27 @@ func (r *run) dockerCommand(ctx context.Context, s *plan.Step) (attemptResult, e
 }
 
 func (r *run) dockerPull(ctx context.Context, d *plan.DockerCommand, w io.Writer) error {
-	if v, ok := d.Flag("--all-tags"); ok && v == "true" {
-		return errors.New("docker pull --all-tags is not supported")
-	}
-	ref := d.Operands[0]
-	var progress io.Writer = w
-	if v, ok := d.Flag("--quiet"); ok && v == "true" {
-		progress = nil
+	ref, progress, err := transfer(d, w)
+	if err != nil {
+		return err
 	}
 	if err := r.pull(ctx, ref, progress); err != nil {
 		return err
 	}
 	fmt.Fprintln(w, qualified(ref))
 	return nil
+}
+
+// transfer reads a docker pull or push: the image, and where its progress
+// goes (nowhere with --quiet). --all-tags is not supported.
+func transfer(d *plan.DockerCommand, w io.Writer) (string, io.Writer, error) {
+	if d.Bool("--all-tags") {
+		return "", nil, fmt.Errorf("docker %s --all-tags is not supported", d.Subcommand)
+	}
+	if d.Bool("--quiet") {
+		w = nil
+	}
+	return d.Operands[0], w, nil
 }
 
 // qualified is the reference as the docker CLI prints it after a pull.
@@ -118,13 +126,9 @@ func (r *run) dockerTag(ctx context.Context, d *plan.DockerCommand) error {
 }
 
 func (r *run) dockerPush(ctx context.Context, d *plan.DockerCommand, w io.Writer) error {
-	if v, ok := d.Flag("--all-tags"); ok && v == "true" {
-		return errors.New("docker push --all-tags is not supported")
-	}
-	ref := d.Operands[0]
-	var progress io.Writer = w
-	if v, ok := d.Flag("--quiet"); ok && v == "true" {
-		progress = nil
+	ref, progress, err := transfer(d, w)
+	if err != nil {
+		return err
 	}
 	if !r.scope.sees(ref) || imageOf(ref).Registry == dockerHub && !r.scope.owns(ref) {
 		//lint:ignore ST1005 the docker CLI's wording, which scripts match
@@ -145,8 +149,7 @@ func (r *run) dockerImages(ctx context.Context, d *plan.DockerCommand, w io.Writ
 	if len(d.Operands) > 0 {
 		opts.Reference = d.Operands[0]
 	}
-	flag := func(name string) bool { v, ok := d.Flag(name); return ok && v == "true" }
-	opts.All = flag("--all")
+	opts.All = d.Bool("--all")
 	for _, f := range d.Flags {
 		if f.Name != "--filter" {
 			continue
@@ -173,7 +176,7 @@ func (r *run) dockerImages(ctx context.Context, d *plan.DockerCommand, w io.Writ
 	now := r.e.now()
 	for _, im := range list {
 		id := im.ID
-		if !flag("--no-trunc") {
+		if !d.Bool("--no-trunc") {
 			id = strings.TrimPrefix(id, "sha256:")[:min(12, len(strings.TrimPrefix(id, "sha256:")))]
 		}
 		created := time.Unix(im.Created, 0)
@@ -196,7 +199,7 @@ func (r *run) dockerImages(ctx context.Context, d *plan.DockerCommand, w io.Writ
 			rows = append(rows, b)
 		}
 	}
-	if flag("--quiet") {
+	if d.Bool("--quiet") {
 		seen := map[string]bool{}
 		for _, rw := range rows {
 			if !seen[rw.ID] {
@@ -210,7 +213,7 @@ func (r *run) dockerImages(ctx context.Context, d *plan.DockerCommand, w io.Writ
 		return formatEach(w, "docker images", strings.TrimPrefix(f, "table "), nil, rows)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	if flag("--digests") {
+	if d.Bool("--digests") {
 		fmt.Fprintln(tw, "REPOSITORY\tTAG\tDIGEST\tIMAGE ID\tCREATED\tSIZE")
 		for _, rw := range rows {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", rw.Repository, rw.Tag, rw.Digest, rw.ID, rw.CreatedSince, rw.Size)
@@ -319,10 +322,7 @@ func (r *run) dockerInspect(ctx context.Context, d *plan.DockerCommand, w io.Wri
 }
 
 func (r *run) dockerRmi(ctx context.Context, d *plan.DockerCommand, w io.Writer) error {
-	force := false
-	if v, ok := d.Flag("--force"); ok && v == "true" {
-		force = true
-	}
+	force := d.Bool("--force")
 	for _, ref := range d.Operands {
 		if !r.scope.owns(ref) {
 			// Only what the run created: other images are shared.

@@ -6,7 +6,10 @@
 // back into the same categories), the OCI API in internal/registry.
 package errdefs
 
-import "errors"
+import (
+	"errors"
+	"io/fs"
+)
 
 // The categories.
 var (
@@ -60,3 +63,14 @@ type sentinel struct {
 
 func (e *sentinel) Error() string   { return e.msg }
 func (e *sentinel) Unwrap() []error { return e.categories }
+
+// Pathless returns the cause of a path error without its path, for
+// messages that must not show where the server keeps its files; any
+// other error is returned as it is.
+func Pathless(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/api"
-	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/store"
 )
 
@@ -61,14 +60,11 @@ func (s *Server) registryToken(w http.ResponseWriter, r *http.Request) error {
 // (as GET /v1/registries/{reg}); with ?repositories=true, also what each
 // repository holds.
 func (s *Server) registryUsage(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("reg")
-	if err := s.check(r, auth.OpRead, auth.RegistryScope(name)); err != nil {
-		return err
-	}
-	reg, err := s.store.GetRegistry(r.Context(), name)
+	reg, err := s.readRegistry(r)
 	if err != nil {
 		return err
 	}
+	name := r.PathValue("reg")
 	u, err := s.store.RegistryUsage(r.Context(), name)
 	if err != nil {
 		return err

@@ -110,15 +110,21 @@ func (s *Server) createRegistry(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getRegistry(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("reg")
-	if err := s.check(r, auth.OpRead, auth.RegistryScope(name)); err != nil {
-		return err
-	}
-	reg, err := s.store.GetRegistry(r.Context(), name)
+	reg, err := s.readRegistry(r)
 	if err != nil {
 		return err
 	}
 	return reply(w, http.StatusOK, s.toAPIRegistry(r.Context(), reg))
+}
+
+// readRegistry returns the registry the request's path names, once the
+// caller may read it.
+func (s *Server) readRegistry(r *http.Request) (store.Registry, error) {
+	name := r.PathValue("reg")
+	if err := s.check(r, auth.OpRead, auth.RegistryScope(name)); err != nil {
+		return store.Registry{}, err
+	}
+	return s.store.GetRegistry(r.Context(), name)
 }
 
 // updateRegistry changes a registry's anonymous pull and quota: settings of

@@ -399,10 +399,7 @@ func (s *Server) scanPolicyRoutes() {
 
 func (s *Server) getScanPolicy(w http.ResponseWriter, r *http.Request) error {
 	reg := r.PathValue("reg")
-	if err := s.check(r, auth.OpRead, auth.RegistryScope(reg)); err != nil {
-		return err
-	}
-	repo, err := repoParam(r)
+	repo, err := s.policyTarget(r, auth.OpRead, auth.RegistryScope(reg))
 	if err != nil {
 		return err
 	}
@@ -424,10 +421,7 @@ func (s *Server) getScanPolicy(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) putScanPolicy(w http.ResponseWriter, r *http.Request) error {
 	reg := r.PathValue("reg")
-	if err := s.check(r, auth.OpWrite, "/registries"); err != nil {
-		return err
-	}
-	repo, err := repoParam(r)
+	repo, err := s.policyTarget(r, auth.OpWrite, "/registries")
 	if err != nil {
 		return err
 	}
@@ -452,10 +446,7 @@ func (s *Server) putScanPolicy(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) deleteScanPolicy(w http.ResponseWriter, r *http.Request) error {
 	reg := r.PathValue("reg")
-	if err := s.check(r, auth.OpWrite, "/registries"); err != nil {
-		return err
-	}
-	repo, err := repoParam(r)
+	repo, err := s.policyTarget(r, auth.OpWrite, "/registries")
 	if err != nil {
 		return err
 	}
@@ -463,6 +454,15 @@ func (s *Server) deleteScanPolicy(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	return reply(w, http.StatusNoContent, nil)
+}
+
+// policyTarget returns the repository a scan-policy request names ("" for
+// the registry's own policy), once the caller may op on scope.
+func (s *Server) policyTarget(r *http.Request, op auth.Operation, scope string) (string, error) {
+	if err := s.check(r, op, scope); err != nil {
+		return "", err
+	}
+	return repoParam(r)
 }
 
 // quarantineSeverity reads a quarantine severity: critical, high, medium,

@@ -42,6 +42,12 @@ func (d *DockerCommand) Flag(name string) (string, bool) {
 	return "", false
 }
 
+// Bool reports whether a boolean flag was given as true.
+func (d *DockerCommand) Bool(name string) bool {
+	v, ok := d.Flag(name)
+	return ok && v == "true"
+}
+
 // dockerSubcommand describes one supported subcommand.
 type dockerSubcommand struct {
 	flags       []flagSpec

@@ -2,11 +2,11 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/gantryhq/gantry/internal/errdefs"
 )
 
 // Totals returns the bytes of every stored blob (each once, however many
@@ -28,26 +28,17 @@ func (s *Store) CheckWritable(context.Context) error {
 	for _, dir := range []string{"uploads", "blobs"} {
 		// blobs/ appears with the first blob stored.
 		if err := os.MkdirAll(filepath.Join(s.root, dir), 0o755); err != nil {
-			return fmt.Errorf("%s/ not writable: %w", dir, pathless(err))
+			return fmt.Errorf("%s/ not writable: %w", dir, errdefs.Pathless(err))
 		}
 		f, err := os.CreateTemp(filepath.Join(s.root, dir), ".ready-*")
 		if err != nil {
-			return fmt.Errorf("%s/ not writable: %w", dir, pathless(err))
+			return fmt.Errorf("%s/ not writable: %w", dir, errdefs.Pathless(err))
 		}
 		name := f.Name()
 		f.Close()
 		if err := os.Remove(name); err != nil {
-			return fmt.Errorf("%s/: %w", dir, pathless(err))
+			return fmt.Errorf("%s/: %w", dir, errdefs.Pathless(err))
 		}
 	}
 	return nil
-}
-
-// pathless returns the cause of a path error without the path.
-func pathless(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

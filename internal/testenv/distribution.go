@@ -3,15 +3,15 @@ package testenv
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gantryhq/gantry/internal/peer"
+	"github.com/gantryhq/gantry/internal/wait"
 )
 
 // Distribution is a docker-registry (CNCF Distribution 2.x, Debian's
@@ -46,7 +46,7 @@ func StartDistribution(t testing.TB, auth bool) *Distribution {
 	}
 	dir := t.TempDir()
 	r := &Distribution{}
-	authYAML := ""
+	o := peer.Options{Bin: bin, Dir: dir, LogLevel: "warn"}
 	if auth {
 		htpasswd, err := exec.LookPath("htpasswd")
 		if err != nil {
@@ -57,81 +57,34 @@ func StartDistribution(t testing.TB, auth bool) *Distribution {
 		if err != nil {
 			t.Fatalf("htpasswd: %v", err)
 		}
-		file := filepath.Join(dir, "htpasswd")
-		if err := os.WriteFile(file, out, 0o600); err != nil {
+		o.Htpasswd = filepath.Join(dir, "htpasswd")
+		if err := os.WriteFile(o.Htpasswd, out, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		authYAML = fmt.Sprintf("auth:\n  htpasswd:\n    realm: gantry-test\n    path: %s\n", file)
 	}
 
-	// The free port is found by binding and releasing it; another process
-	// can take it in between, so a registry that exits at once is retried.
+	// The free port can be taken by another process before the registry
+	// binds it, so a registry that does not start is retried.
 	var lastLog string
 	for attempt := 0; attempt < 3; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		cfg := filepath.Join(dir, "config.yml")
-		yaml := fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-  secret: %s
-%s`, filepath.Join(dir, "data"), addr, RandomHex(8), authYAML)
-		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-			t.Fatal(err)
-		}
 		var logBuf Buffer
-		cmd := exec.Command(bin, "serve", cfg)
-		cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
-		cmd.Env = distributionEnv()
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting docker-registry: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		r.stop = func() {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if WaitHTTP("http://"+addr+"/v2/", exited, 15*time.Second) {
+		o.Output = &logBuf
+		p, err := peer.Start(context.Background(), o)
+		if err == nil {
+			r.stop = p.Stop
 			t.Cleanup(func() {
 				r.Stop()
 				if t.Failed() {
 					t.Logf("docker-registry log:\n%s", logBuf.String())
 				}
 			})
-			r.Host = addr
+			r.Host = p.Addr
 			return r
 		}
-		r.stop()
-		lastLog = logBuf.String()
+		lastLog = fmt.Sprintf("%v\n%s", err, logBuf.String())
 	}
-	t.Fatalf("docker-registry did not start:\n%s", lastLog)
+	t.Fatalf("docker-registry did not start: %s", lastLog)
 	return nil
-}
-
-// distributionEnv is the environment of the registry without REGISTRY_*
-// variables, which would override its configuration file.
-func distributionEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "REGISTRY_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // WaitHTTP waits until GET url answers 200 or 401, for at most timeout,
@@ -140,23 +93,5 @@ func distributionEnv() []string {
 func WaitHTTP(url string, exited <-chan struct{}, timeout time.Duration) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	client := &http.Client{Timeout: time.Second}
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
-				return true
-			}
-		}
-		select {
-		case <-exited:
-			return false
-		case <-ctx.Done():
-			return false
-		case <-tick.C:
-		}
-	}
+	return wait.HTTP(ctx, url, exited) == nil
 }

@@ -54,25 +54,22 @@ func New(d *db.DB, log *slog.Logger) *DB {
 // the default.
 func (v *DB) SetLimits(l Limits) {
 	d := DefaultLimits
-	if l.FileSize > 0 {
-		d.FileSize = l.FileSize
+	v.limits = Limits{
+		FileSize:  positiveOr(l.FileSize, d.FileSize),
+		TotalSize: positiveOr(l.TotalSize, d.TotalSize),
+		Files:     positiveOr(l.Files, d.Files),
+		Entries:   positiveOr(l.Entries, d.Entries),
+		String:    positiveOr(l.String, d.String),
+		Summary:   positiveOr(l.Summary, d.Summary),
 	}
-	if l.TotalSize > 0 {
-		d.TotalSize = l.TotalSize
+}
+
+// positiveOr returns v when it is positive, and def otherwise.
+func positiveOr[T int | int64](v, def T) T {
+	if v > 0 {
+		return v
 	}
-	if l.Files > 0 {
-		d.Files = l.Files
-	}
-	if l.Entries > 0 {
-		d.Entries = l.Entries
-	}
-	if l.String > 0 {
-		d.String = l.String
-	}
-	if l.Summary > 0 {
-		d.Summary = l.Summary
-	}
-	v.limits = d
+	return def
 }
 
 // Stats describes the database.

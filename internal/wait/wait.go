@@ -5,6 +5,9 @@ package wait
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net/http"
 	"time"
 )
 
@@ -21,5 +24,34 @@ func For(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	case <-t.C:
 		return nil
+	}
+}
+
+// HTTP polls GET url every 50 ms until it answers 200 or 401 (a registry's
+// /v2/ with or without authentication), and returns nil then. It gives up
+// with an error when ctx ends or when exited (the server's process; may be
+// nil) is closed first.
+func HTTP(ctx context.Context, url string, exited <-chan struct{}) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	client := &http.Client{Timeout: time.Second}
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
+				return nil
+			}
+		}
+		select {
+		case <-exited:
+			return errors.New("the server exited")
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not answer: %w", url, ctx.Err())
+		case <-tick.C:
+		}
 	}
 }

@@ -3,6 +3,10 @@ package wait_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,5 +28,40 @@ func TestFor(t *testing.T) {
 	}
 	if err := wait.For(context.Background(), -time.Second); err != nil {
 		t.Fatalf("a negative wait: %v", err)
+	}
+}
+
+// TestHTTP waits for a real loopback server: past its 503s to its 401,
+// and gives up when the server's process exits or the context ends.
+func TestHTTP(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if calls.Add(1) < 3 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := wait.HTTP(ctx, srv.URL, nil); err != nil || calls.Load() != 3 {
+		t.Fatalf("wait.HTTP = %v after %d requests, want nil after 3", err, calls.Load())
+	}
+
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+	exited := make(chan struct{})
+	close(exited)
+	if err := wait.HTTP(ctx, down.URL, exited); err == nil || !strings.Contains(err.Error(), "exited") {
+		t.Fatalf("an exited server: %v", err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancelShort()
+	if err := wait.HTTP(short, down.URL, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a server that never answers: %v", err)
 	}
 }
