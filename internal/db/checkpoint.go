@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/errdefs"
+	"github.com/gantryhq/gantry/internal/wait"
 )
 
 // The checkpointer keeps the WAL small. SQLite checkpoints on its own after
@@ -46,15 +47,8 @@ type checkpointResult struct {
 }
 
 func (d *DB) checkpointLoop(ctx context.Context) {
-	t := time.NewTicker(d.ckpt.interval)
-	defer t.Stop()
 	var last walState // the WAL after the previous round
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	wait.Every(ctx, d.ckpt.interval, func(ctx context.Context) {
 		now, err := d.checkpointRound(ctx, last)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -64,7 +58,7 @@ func (d *DB) checkpointLoop(ctx context.Context) {
 			now = walState{}
 		}
 		last = now
-	}
+	})
 }
 
 // walState is the -wal file's size and modification time.

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // TestFlushWaitsForAnFsyncBegunAfterIt: a flush called while an fsync is
@@ -108,21 +110,12 @@ func TestDurableTx(t *testing.T) {
 	}
 
 	const n = 40
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
+	var g errgroup.Group
 	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs <- d.Tx(ctx, insert)
-		}()
+		g.Go(func() error { return d.Tx(ctx, insert) })
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
 	}
 	var rows int
 	if err := d.R.QueryRowContext(ctx, `SELECT count(*) FROM t`).Scan(&rows); err != nil || rows != n+1 {

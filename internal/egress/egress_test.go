@@ -119,11 +119,7 @@ func TestCheckURL(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			u, err := url.Parse(tc.url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = tc.p.CheckURL(u, tc.reach)
+			err := tc.p.CheckURL(mustParse(t, tc.url), tc.reach)
 			if tc.reason == "" {
 				if err != nil {
 					t.Fatalf("CheckURL(%s, %s) = %v, want allowed", tc.url, tc.reach, err)
@@ -151,8 +147,7 @@ func TestMessages(t *testing.T) {
 		"https://other.example.com/v2/":   "upstream other.example.com:443 is not in --upstream-allow (refused)",
 		"http://localhost:7000/v2/x/tags": "upstream localhost:7000 (address 127.0.0.1:7000) is the gantry control API (refused)",
 	} {
-		u, _ := url.Parse(raw)
-		if err := p.CheckURL(u, Local); err == nil || err.Error() != want {
+		if err := p.CheckURL(mustParse(t, raw), Local); err == nil || err.Error() != want {
 			t.Errorf("CheckURL(%s) = %v, want %q", raw, err, want)
 		}
 	}
@@ -286,8 +281,7 @@ func TestOrigin(t *testing.T) {
 		{"https://r.example/v2/", "https://R.example:443/x"},
 		{"http://127.0.0.1/", "http://127.0.0.1:80/"},
 	} {
-		a, _ := url.Parse(tc.a)
-		b, _ := url.Parse(tc.b)
+		a, b := mustParse(t, tc.a), mustParse(t, tc.b)
 		if origin(a) != origin(b) {
 			t.Errorf("%s and %s: different origins %s, %s", tc.a, tc.b, origin(a), origin(b))
 		}
@@ -297,8 +291,7 @@ func TestOrigin(t *testing.T) {
 		{"http://127.0.0.1:5000/", "http://127.0.0.1:5001/"},
 		{"https://r.example/", "https://s.r.example/"},
 	} {
-		a, _ := url.Parse(tc.a)
-		b, _ := url.Parse(tc.b)
+		a, b := mustParse(t, tc.a), mustParse(t, tc.b)
 		if origin(a) == origin(b) {
 			t.Errorf("%s and %s: same origin %s", tc.a, tc.b, origin(a))
 		}
@@ -312,6 +305,16 @@ func newPolicy(t *testing.T, opts ...Option) *Policy {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// mustParse parses the URL raw.
+func mustParse(t *testing.T, raw string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
 
 func isRefused(err error, reason string) bool {

@@ -34,26 +34,11 @@ func (r *run) dockerCommand(ctx context.Context, s *plan.Step) (attemptResult, e
 	}
 	r.log.Printf("Launching container with name: %s", s.ID)
 	var err error
-	switch d.Subcommand {
-	case "build":
+	if d.Subcommand == "build" {
 		_, err = r.build(ctx, s, d.Build, false)
-	case "pull":
-		err = r.dockerPull(ctx, d, w)
-	case "tag":
-		err = r.dockerTag(ctx, d)
-	case "push":
-		err = r.dockerPush(ctx, d, w)
-	case "images":
-		err = r.dockerImages(ctx, d, w)
-	case "inspect":
-		err = r.dockerInspect(ctx, d, w)
-	case "rmi":
-		err = r.dockerRmi(ctx, d, w)
-	case "login":
-		err = r.dockerLogin(ctx, d, w)
-	case "logout":
-		err = r.dockerLogout(ctx, d, w)
-	default:
+	} else if do, ok := dockerRuns[d.Subcommand]; ok {
+		err = do(r, ctx, d, w)
+	} else {
 		err = fmt.Errorf("docker %s is not supported", d.Subcommand)
 	}
 	switch {
@@ -70,6 +55,19 @@ func (r *run) dockerCommand(ctx context.Context, s *plan.Step) (attemptResult, e
 		fmt.Fprintf(ew, "Error response from daemon: %s\n", msg)
 	}
 	return attemptResult{exitCode: 1, output: msg}, &exitError{code: 1}
+}
+
+// dockerRuns run the docker subcommands other than build; what a command
+// prints goes to its writer.
+var dockerRuns = map[string]func(*run, context.Context, *plan.DockerCommand, io.Writer) error{
+	"pull":    (*run).dockerPull,
+	"tag":     (*run).dockerTag,
+	"push":    (*run).dockerPush,
+	"images":  (*run).dockerImages,
+	"inspect": (*run).dockerInspect,
+	"rmi":     (*run).dockerRmi,
+	"login":   (*run).dockerLogin,
+	"logout":  (*run).dockerLogout,
 }
 
 func (r *run) dockerPull(ctx context.Context, d *plan.DockerCommand, w io.Writer) error {
@@ -105,7 +103,7 @@ func qualified(ref string) string {
 	return img.Reference()
 }
 
-func (r *run) dockerTag(ctx context.Context, d *plan.DockerCommand) error {
+func (r *run) dockerTag(ctx context.Context, d *plan.DockerCommand, _ io.Writer) error {
 	src, dst := d.Operands[0], d.Operands[1]
 	if !r.scope.sees(src) {
 		return errNoSuchImage(src)

@@ -12,12 +12,12 @@ import (
 	"net/url"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/testenv"
@@ -157,21 +157,12 @@ func TestCacheSingleflight(t *testing.T) {
 	amd := img.manifests[0]
 	am := parse(t, amd)
 	const clients = 8
-	var wg sync.WaitGroup
-	errs := make(chan error, clients)
+	var g errgroup.Group
 	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs <- pullImage(host, "big", "v1", img, amd, am.Blobs())
-		}()
+		g.Go(func() error { return pullImage(host, "big", "v1", img, amd, am.Blobs()) })
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/remote"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // waitFor polls cond until it holds, failing the test after timeout.
@@ -68,6 +69,18 @@ func (e *env) checkFilled(t testing.TB, reg, repo, tag string, img *content) {
 	}
 }
 
+// pullThroughCache starts an env whose registry contoso caches px's
+// library/app as app, retrying failed fills after retry, and pulls app:v1
+// (img) through it, which starts a fill.
+func pullThroughCache(t testing.TB, img *content, up *testenv.Distribution, px *proxy, retry time.Duration) *env {
+	t.Helper()
+	e := newEnv(t, WithFillRetry(retry))
+	host := e.registry(t, "contoso", nil)
+	e.cacheSetup(t, "contoso", up, px.Host, "app-rule", px.Host+"/library/app", "app")
+	pullTag(t, host, "app", "v1", img)
+	return e
+}
+
 // TestCacheFillRetriesAfterOutage: the upstream answers 503 to every blob
 // request; the fill of a pulled index fails (twice), is retried with
 // backoff, and once the upstream is back completes without any further
@@ -85,11 +98,7 @@ func TestCacheFillRetriesAfterOutage(t *testing.T) {
 		}
 		return false
 	})
-	e := newEnv(t, WithFillRetry(50*time.Millisecond))
-	host := e.registry(t, "contoso", nil)
-	e.cacheSetup(t, "contoso", up, px.Host, "app-rule", px.Host+"/library/app", "app")
-
-	pullTag(t, host, "app", "v1", img)
+	e := pullThroughCache(t, img, up, px, 50*time.Millisecond)
 	waitFor(t, 30*time.Second, "two failed fill attempts", func() bool {
 		return strings.Count(e.logs.String(), "cache fill failed") >= 2
 	})
@@ -119,11 +128,7 @@ func TestCacheFillResumesAfterRestart(t *testing.T) {
 		}
 		return false
 	})
-	e := newEnv(t, WithFillRetry(50*time.Millisecond))
-	host := e.registry(t, "contoso", nil)
-	e.cacheSetup(t, "contoso", up, px.Host, "app-rule", px.Host+"/library/app", "app")
-
-	pullTag(t, host, "app", "v1", img)
+	e := pullThroughCache(t, img, up, px, 50*time.Millisecond)
 	waitFor(t, 30*time.Second, "blob requests upstream", func() bool { return px.total("/blobs/") > 0 })
 	e.restart(t)
 	close(gate)
@@ -163,11 +168,7 @@ func TestCacheFillDroppedWhenUpstreamForgets(t *testing.T) {
 		return true
 	})
 	const retry = 20 * time.Millisecond
-	e := newEnv(t, WithFillRetry(retry))
-	host := e.registry(t, "contoso", nil)
-	e.cacheSetup(t, "contoso", up, px.Host, "app-rule", px.Host+"/library/app", "app")
-
-	pullTag(t, host, "app", "v1", img)
+	e := pullThroughCache(t, img, up, px, retry)
 	waitFor(t, 30*time.Second, "a failed fill attempt", func() bool { return strings.Contains(e.logs.String(), "cache fill failed") })
 	gone.Store(true)
 	waitFor(t, 30*time.Second, "the fill dropped", func() bool { return strings.Contains(e.logs.String(), "dropping it") })
@@ -205,11 +206,7 @@ func TestCacheFillDroppedWithItsRule(t *testing.T) {
 		return false
 	})
 	const retry = 200 * time.Millisecond
-	e := newEnv(t, WithFillRetry(retry))
-	host := e.registry(t, "contoso", nil)
-	e.cacheSetup(t, "contoso", up, px.Host, "app-rule", px.Host+"/library/app", "app")
-
-	pullTag(t, host, "app", "v1", img)
+	e := pullThroughCache(t, img, up, px, retry)
 	waitFor(t, 30*time.Second, "a failed fill attempt", func() bool { return strings.Contains(e.logs.String(), "retrying") })
 	if err := e.im.DeleteCacheRule(context.Background(), "contoso", "app-rule"); err != nil {
 		t.Fatal(err)

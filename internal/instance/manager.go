@@ -12,6 +12,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/db"
 	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/wait"
 )
 
 // Engine is what the manager needs of the container engine;
@@ -310,25 +311,21 @@ func (m *Manager) Stop(ctx context.Context) error {
 
 func (m *Manager) loop(ctx context.Context) {
 	defer m.bg.Done()
-	t := time.NewTicker(m.o.resync)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	wait.Every(ctx, m.o.resync, m.resyncAll)
+}
+
+// resyncAll brings every container instance back to its definition.
+func (m *Manager) resyncAll(ctx context.Context) {
+	names, err := m.names(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			m.log.ErrorContext(ctx, "container instance resync", logKeyErr, err)
 		}
-		names, err := m.names(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				m.log.ErrorContext(ctx, "container instance resync", logKeyErr, err)
-			}
-			continue
-		}
-		for _, name := range names {
-			if err := m.resync(ctx, name); err != nil && ctx.Err() == nil {
-				m.log.WarnContext(ctx, "container instance resync", logKeyInstance, name, logKeyErr, err)
-			}
+		return
+	}
+	for _, name := range names {
+		if err := m.resync(ctx, name); err != nil && ctx.Err() == nil {
+			m.log.WarnContext(ctx, "container instance resync", logKeyInstance, name, logKeyErr, err)
 		}
 	}
 }

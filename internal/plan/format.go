@@ -14,26 +14,20 @@ func (p *Plan) String() string {
 	w := &textWriter{secrets: p.secrets}
 	w.line(0, "version", p.Version)
 	w.list(0, "notices", p.Notices)
-	if len(p.Networks) > 0 {
-		w.key(0, "networks")
-	}
-	for _, n := range p.Networks {
+	section(w, "networks", p.Networks, func(n Network) {
 		w.item(0, "name", n.Name)
 		w.line(1, "driver", n.Driver)
 		w.flag(1, "ipv6", n.IPv6)
 		w.flag(1, "skipCreation", n.SkipCreation)
 		w.flag(1, "isDefault", n.IsDefault)
-	}
-	if len(p.Volumes) > 0 {
-		w.key(0, "volumes")
-		for _, v := range p.Volumes {
-			w.item(0, "name", v.Name)
-			w.key(1, "files")
-			for _, f := range v.Files {
-				w.raw(2, f.Name, w.q(string(f.Data)))
-			}
+	})
+	section(w, "volumes", p.Volumes, func(v Volume) {
+		w.item(0, "name", v.Name)
+		w.key(1, "files")
+		for _, f := range v.Files {
+			w.raw(2, f.Name, w.q(string(f.Data)))
 		}
-	}
+	})
 	w.key(0, "steps")
 	for _, s := range p.Steps {
 		w.item(0, "id", s.ID)
@@ -147,6 +141,18 @@ func (w *textWriter) build(depth int, b *Build) {
 	w.flag(d, "noBuildKit", b.NoBuildKit)
 	w.flag(d, "cache", b.Cache)
 	w.line(d, "cacheRef", b.CacheRef)
+}
+
+// section writes key at the top level and then each of items with write, or
+// nothing when there are no items.
+func section[T any](w *textWriter, key string, items []T, write func(T)) {
+	if len(items) == 0 {
+		return
+	}
+	w.key(0, key)
+	for _, it := range items {
+		write(it)
+	}
 }
 
 type textWriter struct {

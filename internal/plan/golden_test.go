@@ -137,33 +137,25 @@ func renderPlan(t *testing.T, input string) string {
 	return p.String()
 }
 
+// setRun sets the field k of r to v, parsing v as RFC 3339 for Date.
 func setRun(t *testing.T, r *taskfile.Run, k, v string) {
-	switch k {
-	case "ID":
-		r.ID = v
-	case "Registry":
-		r.Registry = v
-	case "RegistryName":
-		r.RegistryName = v
-	case "Date":
+	t.Helper()
+	if k == "Date" {
 		d, err := time.Parse(time.RFC3339, v)
 		if err != nil {
 			t.Fatal(err)
 		}
 		r.Date = d
-	case "OS":
-		r.OS = v
-	case "Architecture":
-		r.Architecture = v
-	case "Commit":
-		r.Commit = v
-	case "Branch":
-		r.Branch = v
-	case "TaskName":
-		r.TaskName = v
-	case "SharedVolume":
-		r.SharedVolume = v
-	default:
+		return
+	}
+	fields := map[string]*string{
+		"ID": &r.ID, "Registry": &r.Registry, "RegistryName": &r.RegistryName,
+		"OS": &r.OS, "Architecture": &r.Architecture, "Commit": &r.Commit,
+		"Branch": &r.Branch, "TaskName": &r.TaskName, "SharedVolume": &r.SharedVolume,
+	}
+	f, ok := fields[k]
+	if !ok {
 		t.Fatalf("unknown run field %q", k)
 	}
+	*f = v
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -51,12 +52,40 @@ func build(src string, set ...string) error {
 
 func lines(s ...string) string { return strings.Join(s, "\n") + "\n" }
 
-var invalidFiles = []struct {
+// invalidFile is a bad task file, the --set values it is rendered with and the
+// exact error it must produce.
+type invalidFile struct {
 	name string
 	src  string
 	set  []string
 	want string
-}{
+}
+
+// oneStep is the case of a task file whose only step is "kind: value" and whose
+// problem, msg, is located at the start of value.
+func oneStep(name, kind, value, msg string) invalidFile {
+	step := "  - " + kind + ": "
+	return invalidFile{
+		name: name,
+		src:  lines("steps:", step+value),
+		want: fmt.Sprintf("acr-task.yaml:2:%d: steps[0].%s: %s", len(step)+1, kind, msg),
+	}
+}
+
+// The explanations that end several messages.
+const (
+	noShell    = "(ACR runs cmd through the runner's sh -c; gantry starts the container directly)"
+	quoteIt    = "quote it, or run the command line inside the container with bash -c '...' or sh -c '...'"
+	dockerCmds = "(supported subcommands: build, images, inspect, login, logout, pull, push, rmi, tag)"
+	pushKeys   = "(push steps accept only id, push, when, env, ignoreErrors, startDelay, timeout)"
+)
+
+// unquoted is the message for the shell operator op left unquoted in a cmd string.
+func unquoted(op string) string {
+	return "unquoted shell operator " + strconv.Quote(op) + " is not supported " + noShell + ": " + quoteIt
+}
+
+var invalidFiles = []invalidFile{
 	// YAML and file structure.
 	{name: "yaml syntax", src: lines("version: v1.1.0", "steps:", "  - cmd alpine", "    id: x"), want: "acr-task.yaml:4: YAML syntax error: mapping values are not allowed in this context"},
 	{name: "tab indentation", src: lines("version: v1.1.0", "steps:", "\t- cmd: alpine"), want: "acr-task.yaml:3: YAML syntax error: found character that cannot start any token"},
@@ -81,9 +110,9 @@ var invalidFiles = []struct {
 	// Step types.
 	{name: "two step types", src: lines("steps:", "  - cmd: alpine", "    build: ."), want: "acr-task.yaml:2:5: steps[0]: a step must have only one of cmd, build or push (found cmd and build)"},
 	{name: "no step type", src: lines("steps:", "  - id: nothing"), want: "acr-task.yaml:2:5: steps[0]: a step needs one of cmd, build or push"},
-	{name: "empty cmd", src: lines("steps:", "  - cmd: \"\""), want: "acr-task.yaml:2:10: steps[0].cmd: is empty"},
-	{name: "push scalar", src: lines("steps:", "  - push: 127.0.0.1:5001/app:1"), want: "acr-task.yaml:2:11: steps[0].push: must be a list, e.g. push: [\"127.0.0.1:5001/app:1\"]"},
-	{name: "push-only properties", src: lines("steps:", "  - push: [127.0.0.1:5001/app:1]", "    retries: 2", "    network: host"), want: "acr-task.yaml: 2 problems:\n  acr-task.yaml:3:5: steps[0]: retries is not allowed on a push step (push steps accept only id, push, when, env, ignoreErrors, startDelay, timeout)\n  acr-task.yaml:4:5: steps[0]: network is not allowed on a push step (push steps accept only id, push, when, env, ignoreErrors, startDelay, timeout)"},
+	oneStep("empty cmd", "cmd", "\"\"", "is empty"),
+	oneStep("push scalar", "push", "127.0.0.1:5001/app:1", "must be a list, e.g. push: [\"127.0.0.1:5001/app:1\"]"),
+	{name: "push-only properties", src: lines("steps:", "  - push: [127.0.0.1:5001/app:1]", "    retries: 2", "    network: host"), want: "acr-task.yaml: 2 problems:\n  acr-task.yaml:3:5: steps[0]: retries is not allowed on a push step " + pushKeys + "\n  acr-task.yaml:4:5: steps[0]: network is not allowed on a push step " + pushKeys},
 	// when.
 	{name: "when unknown", src: lines("version: v1.1.0", "steps:", "  - id: build-ap", "    build: -t app .", "  - id: test", "    cmd: alpine", "  - id: deploy", "    when: [build-app]", "    cmd: alpine"), want: "acr-task.yaml:8:12: steps[2].when: \"build-app\" is not defined before this step (when may only name earlier steps); did you mean \"build-ap\"?"},
 	{name: "when later", src: lines("steps:", "  - id: a", "    when: [b]", "    cmd: alpine", "  - id: b", "    cmd: alpine"), want: "acr-task.yaml:3:12: steps[0].when: \"b\" is defined after this step, by steps[1] at line 5 (when may only name earlier steps)"},
@@ -102,7 +131,7 @@ var invalidFiles = []struct {
 	{name: "timeout float", src: lines("steps:", "  - cmd: alpine", "    timeout: 1.5"), want: "acr-task.yaml:3:14: steps[0].timeout: must be a whole number, not 1.5"},
 	{name: "negative retries and repeat", src: lines("steps:", "  - cmd: alpine", "    retries: -1", "    repeat: -2", "    startDelay: -3"), want: "acr-task.yaml: 3 problems:\n  acr-task.yaml:3:14: steps[0].retries: must be >= 0, not -1\n  acr-task.yaml:4:13: steps[0].repeat: must be >= 0, not -2\n  acr-task.yaml:5:17: steps[0].startDelay: must be >= 0, not -3"},
 	{name: "bad boolean", src: lines("steps:", "  - cmd: alpine", "    detach: sometimes"), want: "acr-task.yaml:3:13: steps[0].detach: must be true or false, not \"sometimes\""},
-	{name: "list for a string", src: lines("steps:", "  - cmd: [alpine, echo]"), want: "acr-task.yaml:2:10: steps[0].cmd: must be a string, not a list"},
+	oneStep("list for a string", "cmd", "[alpine, echo]", "must be a string, not a list"),
 	{name: "cache value", src: lines("steps:", "  - build: -t a .", "    cache: always"), want: "acr-task.yaml:3:12: steps[0].cache: \"always\" is not valid (use enabled or disabled)"},
 	{name: "both download retry spellings", src: lines("steps:", "  - cmd: alpine", "    downloadRetries: 1", "    cmdDownloadRetries: 2"), want: "acr-task.yaml:4:5: steps[0]: use only one of downloadRetries and cmdDownloadRetries"},
 	// env.
@@ -125,51 +154,48 @@ var invalidFiles = []struct {
 	{name: "env function disabled", src: lines("steps:", "  - cmd: alpine echo {{ env \"HOME\" }}"), want: "acr-task.yaml:2:24: template: at <env \"HOME\">: error calling env: env is disabled: task templates cannot read the server's environment (use --set values or secrets)"},
 	{name: "template in a comment is ignored but not elsewhere", src: lines("# {{ broken", "steps:", "  - cmd: alpine echo {{ .Run.ID }", ""), want: "acr-task.yaml:3: template: unexpected \"}\" in operand"},
 	// Several problems at once.
-	{name: "several problems", src: lines("version: v1.1.0", "steps:", "  - id: a", "    cmd: alpine", "    retries: -1", "  - id: a", "    when: [c]", "    push: [x]", "    retries: 1"), want: "acr-task.yaml: 4 problems:\n  acr-task.yaml:5:14: steps[0].retries: must be >= 0, not -1\n  acr-task.yaml:6:9: steps[1].id: duplicate step id \"a\" (also used by steps[0] at line 3)\n  acr-task.yaml:7:12: steps[1].when: \"c\" is not defined before this step (when may only name earlier steps); did you mean \"a\"?\n  acr-task.yaml:9:5: steps[1]: retries is not allowed on a push step (push steps accept only id, push, when, env, ignoreErrors, startDelay, timeout)"},
+	{name: "several problems", src: lines("version: v1.1.0", "steps:", "  - id: a", "    cmd: alpine", "    retries: -1", "  - id: a", "    when: [c]", "    push: [x]", "    retries: 1"), want: "acr-task.yaml: 4 problems:\n  acr-task.yaml:5:14: steps[0].retries: must be >= 0, not -1\n  acr-task.yaml:6:9: steps[1].id: duplicate step id \"a\" (also used by steps[0] at line 3)\n  acr-task.yaml:7:12: steps[1].when: \"c\" is not defined before this step (when may only name earlier steps); did you mean \"a\"?\n  acr-task.yaml:9:5: steps[1]: retries is not allowed on a push step " + pushKeys},
 	// Plan: cmd strings.
-	{name: "pipe", src: lines("steps:", "  - cmd: alpine echo hi | grep h"), want: "acr-task.yaml:2:10: steps[0].cmd: unquoted shell operator \"|\" is not supported (ACR runs cmd through the runner's sh -c; gantry starts the container directly): quote it, or run the command line inside the container with bash -c '...' or sh -c '...'"},
-	{name: "and-and", src: lines("steps:", "  - cmd: alpine true && alpine false"), want: "acr-task.yaml:2:10: steps[0].cmd: unquoted shell operator \"&&\" is not supported (ACR runs cmd through the runner's sh -c; gantry starts the container directly): quote it, or run the command line inside the container with bash -c '...' or sh -c '...'"},
-	{name: "semicolon", src: lines("steps:", "  - cmd: alpine true; echo"), want: "acr-task.yaml:2:10: steps[0].cmd: unquoted shell operator \";\" is not supported (ACR runs cmd through the runner's sh -c; gantry starts the container directly): quote it, or run the command line inside the container with bash -c '...' or sh -c '...'"},
-	{name: "newline in a literal block", src: lines("steps:", "  - cmd: |", "      alpine echo one", "      alpine echo two"), want: "acr-task.yaml:2:10: steps[0].cmd: unquoted shell operator \"newline\" is not supported (ACR runs cmd through the runner's sh -c; gantry starts the container directly): quote it, or run the command line inside the container with bash -c '...' or sh -c '...'"},
-	{name: "redirect to a file", src: lines("steps:", "  - cmd: alpine cat /etc/os-release > /workspace/os"), want: "acr-task.yaml:2:10: steps[0].cmd: redirection to a file \"> /workspace/os\" is not supported (ACR runs cmd through the runner's sh -c; gantry starts the container directly): write the file inside the container with bash -c '... > /workspace/file' (only > /dev/null is honoured)"},
-	{name: "command substitution", src: lines("steps:", "  - cmd: alpine echo $(date)"), want: "acr-task.yaml:2:10: steps[0].cmd: command substitution $(...) is not supported (ACR runs cmd through the runner's sh -c; gantry starts the container directly): single-quote it, or run it inside the container with bash -c '...'"},
-	{name: "backquotes", src: lines("steps:", "  - cmd: alpine echo `date`"), want: "acr-task.yaml:2:10: steps[0].cmd: command substitution `...` is not supported (ACR runs cmd through the runner's sh -c; gantry starts the container directly): single-quote it, or run it inside the container with bash -c '...'"},
-	{name: "variable", src: lines("steps:", "  - cmd: alpine echo \"$HOME\""), want: "acr-task.yaml:2:10: steps[0].cmd: variable expansion \"$HOME\" is not supported (ACR runs cmd through the runner's sh -c; gantry starts the container directly): single-quote it to pass it literally, or use bash -c '...' to expand it inside the container"},
-	{name: "unterminated quote", src: lines("steps:", "  - cmd: alpine echo 'oops"), want: "acr-task.yaml:2:10: steps[0].cmd: has an unterminated single quote"},
-	{name: "background", src: lines("steps:", "  - cmd: alpine sleep 10 &"), want: "acr-task.yaml:2:10: steps[0].cmd: unquoted shell operator \"&\" is not supported (ACR runs cmd through the runner's sh -c; gantry starts the container directly): quote it, or run the command line inside the container with bash -c '...' or sh -c '...'"},
-	{name: "pipe with a secret", src: lines("version: v1.1.0", "secrets:", "  - id: password", "    keyvault: https://v/secrets/p", "steps:", "  - cmd: bash echo '{{.Secrets.password}}' | docker login --username u --password-stdin $Registry"), want: "acr-task.yaml:6:10: steps[0].cmd: unquoted shell operator is not supported (ACR runs cmd through the runner's sh -c; gantry starts the container directly): quote it, or run the command line inside the container with bash -c '...' or sh -c '...'"},
-	{name: "invalid image", src: lines("steps:", "  - cmd: MyImage:latest run"), want: "acr-task.yaml:2:10: steps[0].cmd: the first word must be the image to run: invalid image reference: \"MyImage:latest\": repository name must be lowercase"},
-	{name: "docker run", src: lines("steps:", "  - cmd: docker run --rm alpine"), want: "acr-task.yaml:2:10: steps[0].cmd: docker run is not supported as an engine command: run the image directly with cmd: <image> [args] (supported subcommands: build, images, inspect, login, logout, pull, push, rmi, tag)"},
-	{name: "docker unknown subcommand", src: lines("steps:", "  - cmd: docker system prune -f"), want: "acr-task.yaml:2:10: steps[0].cmd: docker system is not supported (supported subcommands: build, images, inspect, login, logout, pull, push, rmi, tag)"},
-	{name: "docker global option", src: lines("steps:", "  - cmd: docker --config /x pull alpine"), want: "acr-task.yaml:2:10: steps[0].cmd: docker global options such as \"--config\" are not supported (supported subcommands: build, images, inspect, login, logout, pull, push, rmi, tag)"},
-	{name: "docker pull without image", src: lines("steps:", "  - cmd: docker pull"), want: "acr-task.yaml:2:10: steps[0].cmd: docker pull takes IMAGE, got 0 argument(s)"},
-	{name: "docker tag one operand", src: lines("steps:", "  - cmd: docker tag a"), want: "acr-task.yaml:2:10: steps[0].cmd: docker tag takes SOURCE TARGET, got 1 argument(s)"},
-	{name: "docker unknown flag", src: lines("steps:", "  - cmd: docker push --force a"), want: "acr-task.yaml:2:10: steps[0].cmd: unknown flag \"--force\" for docker push"},
-	{name: "docker bad reference", src: lines("steps:", "  - cmd: docker pull Alpine"), want: "acr-task.yaml:2:10: steps[0].cmd: docker pull: invalid image reference: \"Alpine\": repository name must be lowercase"},
-	{name: "docker login stdin", src: lines("steps:", "  - cmd: docker login -u x --password-stdin r.io"), want: "acr-task.yaml:2:10: steps[0].cmd: docker login --password-stdin is not supported (a cmd step has no stdin): use -p, or register the registry's credentials with gantry task credential add"},
+	oneStep("pipe", "cmd", "alpine echo hi | grep h", unquoted("|")),
+	oneStep("and-and", "cmd", "alpine true && alpine false", unquoted("&&")),
+	oneStep("semicolon", "cmd", "alpine true; echo", unquoted(";")),
+	{name: "newline in a literal block", src: lines("steps:", "  - cmd: |", "      alpine echo one", "      alpine echo two"), want: "acr-task.yaml:2:10: steps[0].cmd: " + unquoted("newline")},
+	oneStep("redirect to a file", "cmd", "alpine cat /etc/os-release > /workspace/os", "redirection to a file \"> /workspace/os\" is not supported "+noShell+": write the file inside the container with bash -c '... > /workspace/file' (only > /dev/null is honoured)"),
+	oneStep("command substitution", "cmd", "alpine echo $(date)", "command substitution $(...) is not supported "+noShell+": single-quote it, or run it inside the container with bash -c '...'"),
+	oneStep("backquotes", "cmd", "alpine echo `date`", "command substitution `...` is not supported "+noShell+": single-quote it, or run it inside the container with bash -c '...'"),
+	oneStep("variable", "cmd", "alpine echo \"$HOME\"", "variable expansion \"$HOME\" is not supported "+noShell+": single-quote it to pass it literally, or use bash -c '...' to expand it inside the container"),
+	oneStep("unterminated quote", "cmd", "alpine echo 'oops", "has an unterminated single quote"),
+	oneStep("background", "cmd", "alpine sleep 10 &", unquoted("&")),
+	{name: "pipe with a secret", src: lines("version: v1.1.0", "secrets:", "  - id: password", "    keyvault: https://v/secrets/p", "steps:", "  - cmd: bash echo '{{.Secrets.password}}' | docker login --username u --password-stdin $Registry"), want: "acr-task.yaml:6:10: steps[0].cmd: unquoted shell operator is not supported " + noShell + ": " + quoteIt},
+	oneStep("invalid image", "cmd", "MyImage:latest run", "the first word must be the image to run: invalid image reference: \"MyImage:latest\": repository name must be lowercase"),
+	oneStep("docker run", "cmd", "docker run --rm alpine", "docker run is not supported as an engine command: run the image directly with cmd: <image> [args] "+dockerCmds),
+	oneStep("docker unknown subcommand", "cmd", "docker system prune -f", "docker system is not supported "+dockerCmds),
+	oneStep("docker global option", "cmd", "docker --config /x pull alpine", "docker global options such as \"--config\" are not supported "+dockerCmds),
+	oneStep("docker pull without image", "cmd", "docker pull", "docker pull takes IMAGE, got 0 argument(s)"),
+	oneStep("docker tag one operand", "cmd", "docker tag a", "docker tag takes SOURCE TARGET, got 1 argument(s)"),
+	oneStep("docker unknown flag", "cmd", "docker push --force a", "unknown flag \"--force\" for docker push"),
+	oneStep("docker bad reference", "cmd", "docker pull Alpine", "docker pull: invalid image reference: \"Alpine\": repository name must be lowercase"),
+	oneStep("docker login stdin", "cmd", "docker login -u x --password-stdin r.io", "docker login --password-stdin is not supported (a cmd step has no stdin): use -p, or register the registry's credentials with gantry task credential add"),
 	{name: "docker with entryPoint", src: lines("steps:", "  - cmd: docker images", "    entryPoint: sh"), want: "acr-task.yaml:3:17: steps[0].entryPoint: cannot be used with docker images, which the engine performs itself"},
 	// Plan: build strings.
-	{name: "build without context", src: lines("steps:", "  - build: -t app -f Dockerfile"), want: "acr-task.yaml:2:12: steps[0].build: docker build needs a build context, e.g. '.'"},
-	{name: "build with two contexts", src: lines("steps:", "  - build: -t app . other"), want: "acr-task.yaml:2:12: steps[0].build: docker build takes one build context, found 2: [\".\" \"other\"]"},
-	{name: "build flag without value", src: lines("steps:", "  - build: . -t"), want: "acr-task.yaml:2:12: steps[0].build: flag -t of docker build needs a value"},
+	oneStep("build without context", "build", "-t app -f Dockerfile", "docker build needs a build context, e.g. '.'"),
+	oneStep("build with two contexts", "build", "-t app . other", "docker build takes one build context, found 2: [\".\" \"other\"]"),
+	oneStep("build flag without value", "build", ". -t", "flag -t of docker build needs a value"),
 	// Build secrets (--secret): fed only from the task file's secrets.
-	{name: "build secret without secrets list", src: lines("steps:", "  - build: -t a --secret id=npmrc ."), want: "acr-task.yaml:2:12: steps[0].build: --secret id=npmrc: the task file declares no secrets; add one with id: npmrc and its keyvault URI under secrets:"},
+	oneStep("build secret without secrets list", "build", "-t a --secret id=npmrc .", "--secret id=npmrc: the task file declares no secrets; add one with id: npmrc and its keyvault URI under secrets:"),
 	{name: "build secret not declared", src: lines("secrets:", "  - id: token", "    keyvault: https://v.vault.azure.net/secrets/t", "steps:", "  - build: -t a --secret id=npmrc,src=nope ."), want: "acr-task.yaml:5:12: steps[0].build: --secret id=npmrc: no secret \"nope\" in the task file's secrets (declared: token)"},
-	{name: "build secret malformed", src: lines("steps:", "  - build: -t a --secret npmrc ."), want: "acr-task.yaml:2:12: steps[0].build: --secret \"npmrc\": \"npmrc\" is not key=value; want id=ID[,src=SECRET_ID]"},
-	{name: "build secret without id", src: lines("steps:", "  - build: -t a --secret src=token ."), want: "acr-task.yaml:2:12: steps[0].build: --secret \"src=token\": missing id=ID"},
-	{name: "build secret from env", src: lines("steps:", "  - build: -t a --secret id=x,env=TOKEN ."), want: "acr-task.yaml:2:12: steps[0].build: --secret \"id=x,env=TOKEN\": build secrets come from the task file's secrets, not the environment; want id=ID[,src=SECRET_ID]"},
-	{name: "build secret unknown key", src: lines("steps:", "  - build: -t a --secret id=x,required=true ."), want: "acr-task.yaml:2:12: steps[0].build: --secret \"id=x,required=true\": unknown key \"required\"; want id=ID[,src=SECRET_ID]"},
+	oneStep("build secret malformed", "build", "-t a --secret npmrc .", "--secret \"npmrc\": \"npmrc\" is not key=value; want id=ID[,src=SECRET_ID]"),
+	oneStep("build secret without id", "build", "-t a --secret src=token .", "--secret \"src=token\": missing id=ID"),
+	oneStep("build secret from env", "build", "-t a --secret id=x,env=TOKEN .", "--secret \"id=x,env=TOKEN\": build secrets come from the task file's secrets, not the environment; want id=ID[,src=SECRET_ID]"),
+	oneStep("build secret unknown key", "build", "-t a --secret id=x,required=true .", "--secret \"id=x,required=true\": unknown key \"required\"; want id=ID[,src=SECRET_ID]"),
 	{name: "build secret twice", src: lines("secrets:", "  - id: x", "    keyvault: https://v.vault.azure.net/secrets/t", "steps:", "  - build: -t a --secret id=x --secret id=x ."), want: "acr-task.yaml:5:12: steps[0].build: --secret id=x is given twice"},
-	{name: "docker build secret not declared", src: lines("steps:", "  - cmd: docker build -t a --secret id=npmrc ."), want: "acr-task.yaml:2:10: steps[0].cmd: --secret id=npmrc: the task file declares no secrets; add one with id: npmrc and its keyvault URI under secrets:"},
-	{name: "build unknown flag", src: lines("steps:", "  - build: --frobnicate -t app ."), want: "acr-task.yaml:2:12: steps[0].build: unknown flag \"--frobnicate\" for docker build"},
-	{name: "build rejected flag", src: lines("steps:", "  - build: --iidfile /tmp/id -t app ."), want: "acr-task.yaml:2:12: steps[0].build: docker build flag --iidfile is not supported: it writes a file on the runner"},
-	{name: "build bad tag", src: lines("steps:", "  - build: -t App:1 ."), want: "acr-task.yaml:2:12: steps[0].build: tag: invalid image reference: \"App:1\": repository name must be lowercase"},
-	{name: "build from stdin", src: lines("steps:", "  - build: -t app -"), want: "acr-task.yaml:2:12: steps[0].build: a build context from stdin (-) is not supported"},
-	{name: "build with a pipe", src: lines("steps:", "  - build: -t app . | tee log"), want: "acr-task.yaml:2:12: steps[0].build: unquoted shell operator \"|\" is not supported (ACR runs cmd through the runner's sh -c; gantry starts the container directly): quote it, or run the command line inside the container with bash -c '...' or sh -c '...'"},
-	{name: "build arg without name", src: lines("steps:", "  - build: --build-arg =1 -t app ."), want: "acr-task.yaml:2:12: steps[0].build: --build-arg \"=1\" needs a name (NAME=value or NAME)"},
+	oneStep("docker build secret not declared", "cmd", "docker build -t a --secret id=npmrc .", "--secret id=npmrc: the task file declares no secrets; add one with id: npmrc and its keyvault URI under secrets:"),
+	oneStep("build unknown flag", "build", "--frobnicate -t app .", "unknown flag \"--frobnicate\" for docker build"),
+	oneStep("build rejected flag", "build", "--iidfile /tmp/id -t app .", "docker build flag --iidfile is not supported: it writes a file on the runner"),
+	oneStep("build bad tag", "build", "-t App:1 .", "tag: invalid image reference: \"App:1\": repository name must be lowercase"),
+	oneStep("build from stdin", "build", "-t app -", "a build context from stdin (-) is not supported"),
+	oneStep("build with a pipe", "build", "-t app . | tee log", unquoted("|")),
+	oneStep("build arg without name", "build", "--build-arg =1 -t app .", "--build-arg \"=1\" needs a name (NAME=value or NAME)"),
 	// Plan: push.
 	{name: "push bad reference", src: lines("steps:", "  - push: [127.0.0.1:5001/App:1, 'a b']"), want: "acr-task.yaml: 2 problems:\n  acr-task.yaml:2:12: steps[0].push[0]: invalid image reference: \"127.0.0.1:5001/App:1\": repository name must be lowercase\n  acr-task.yaml:2:34: steps[0].push[1]: invalid image reference: \"a b\": invalid repository name component \"a b\""},
 }
-
-// Keep fmt imported for debugging output in failures.
-var _ = fmt.Sprint

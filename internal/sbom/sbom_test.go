@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,6 +112,34 @@ func inventory(t testing.TB, x *sbom.Extractor, b *blobs, layers ...sbom.Layer) 
 	return inv
 }
 
+// layer adds a gzipped tar of the files to b.
+func (b *blobs) layer(t testing.TB, files ...file) sbom.Layer {
+	t.Helper()
+	return b.add(tarGz(t, files...), gzipTar)
+}
+
+// scanLayer reads one layer of the files with a new extractor.
+func scanLayer(t testing.TB, files ...file) (*sbom.Inventory, sbom.Layer) {
+	t.Helper()
+	b := newBlobs()
+	l := b.layer(t, files...)
+	return inventory(t, newExtractor(t), b, l), l
+}
+
+// alpine returns the release and package database of an Alpine image,
+// then extra.
+func alpine(extra ...file) []file {
+	return append([]file{
+		{name: "etc/os-release", body: alpineRelease},
+		{name: "lib/apk/db/installed", body: apkInstalled},
+	}, extra...)
+}
+
+// npm is the package.json of an npm package in dir/node_modules.
+func npm(dir, name, version string) file {
+	return file{name: dir + "/node_modules/" + name + "/package.json", body: `{"name": "` + name + `", "version": "` + version + `"}`}
+}
+
 // find returns the package named name, failing the test when there is not
 // exactly one.
 func find(t testing.TB, inv *sbom.Inventory, name string) sbom.Package {
@@ -136,126 +165,22 @@ func has(inv *sbom.Inventory, name string) bool {
 	return false
 }
 
-const alpineRelease = `NAME="Alpine Linux"
-ID=alpine
-VERSION_ID=3.18.4
-PRETTY_NAME="Alpine Linux v3.18"
-HOME_URL="https://alpinelinux.org/"
-BUG_REPORT_URL="https://gitlab.alpinelinux.org/alpine/aports/-/issues"
-`
-
-const apkInstalled = `C:Q1Y7QEawTTp/D1aOBy8k8YqMQdmNs=
-P:musl
-V:1.2.4-r2
-A:x86_64
-S:383152
-I:622592
-T:the musl c library (libc) implementation
-U:https://musl.libc.org/
-L:MIT
-o:musl
-m:Timo Teräs <timo.teras@iki.fi>
-t:1696861960
-c:83b858f83b658bd34eca5d8ad4d145f673ae7e5e
-p:so:libc.musl-x86_64.so.1=1
-F:lib
-R:ld-musl-x86_64.so.1
-a:0:0:755
-Z:Q1ROh3b8JdIw0s0vWe2OiyIi6y/lE=
-
-C:Q1ZO+3QwUe/lqjX1rBbpbyaLi8mdA=
-P:busybox
-V:1.36.1-r5
-A:x86_64
-S:507831
-I:962560
-T:Size optimized toolbox of many common UNIX utilities
-U:https://busybox.net/
-L:GPL-2.0-only
-o:busybox
-m:Sören Tempel <soeren+alpine@soeren-tempel.net>
-t:1696862043
-c:6d6df2b8d2e69a1c4ec4c7d4cfbeb2d5b9a9bf4e
-D:so:libc.musl-x86_64.so.1
-F:bin
-R:busybox
-
-C:Q1qKcZ+j23xssAXmgQhkOO8dHnbWw=
-P:libcrypto3
-V:3.1.4-r0
-A:x86_64
-S:1707405
-I:4452352
-T:Crypto library from openssl
-U:https://www.openssl.org/
-L:Apache-2.0
-o:openssl
-m:Ariadne Conill <ariadne@dereferenced.org>
-t:1698336424
-c:df4ee7a53da38a5f4b5bd0e6c2e4fd1e3a4bfa7b
-D:so:libc.musl-x86_64.so.1
-`
-
-const debianRelease = `PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
-NAME="Debian GNU/Linux"
-VERSION_ID="12"
-VERSION="12 (bookworm)"
-VERSION_CODENAME=bookworm
-ID=debian
-HOME_URL="https://www.debian.org/"
-`
-
-const dpkgStatus = `Package: base-files
-Essential: yes
-Status: install ok installed
-Priority: required
-Section: admin
-Installed-Size: 341
-Maintainer: Santiago Vila <sanvila@debian.org>
-Architecture: amd64
-Multi-Arch: foreign
-Version: 12.4+deb12u5
-Replaces: base, dpkg (<= 1.15.0), miscutils
-Provides: base
-Conffiles:
- /etc/debian_version 3dd8de5a2e6c7ba3e7bf4e7a5fa1b5b1
-Description: Debian base system miscellaneous files
- This package contains the basic filesystem hierarchy of a Debian system.
-
-Package: libssl3
-Status: install ok installed
-Priority: optional
-Section: libs
-Installed-Size: 6172
-Maintainer: Debian OpenSSL Team <pkg-openssl-devel@alioth-lists.debian.net>
-Architecture: amd64
-Multi-Arch: same
-Source: openssl
-Version: 3.0.11-1~deb12u2
-Depends: libc6 (>= 2.34)
-Description: Secure Sockets Layer toolkit - shared libraries
- This package is part of the OpenSSL project's implementation.
-
-Package: tzdata
-Status: deinstall ok config-files
-Priority: required
-Section: localization
-Installed-Size: 3000
-Maintainer: GNU Libc Maintainers <debian-glibc@lists.debian.org>
-Architecture: all
-Version: 2024a-0+deb12u1
-Description: time zone and daylight-saving time data
-`
+// The fixtures: the release and package database of an Alpine 3.18 and a
+// Debian 12 image.
+var (
+	//go:embed testdata/alpine-os-release
+	alpineRelease string
+	//go:embed testdata/apk-installed
+	apkInstalled string
+	//go:embed testdata/debian-os-release
+	debianRelease string
+	//go:embed testdata/dpkg-status
+	dpkgStatus string
+)
 
 func TestAlpine(t *testing.T) {
 	t.Parallel()
-	b := newBlobs()
-	l := b.add(tarGz(t,
-		file{name: "etc/os-release", body: alpineRelease},
-		file{name: "lib/apk/db/installed", body: apkInstalled},
-		file{name: "bin/busybox", body: "\x7fELF not really", mode: 0o755},
-	), gzipTar)
-	inv := inventory(t, newExtractor(t), b, l)
+	inv, l := scanLayer(t, alpine(file{name: "bin/busybox", body: "\x7fELF not really", mode: 0o755})...)
 	if inv.OS.ID != "alpine" || inv.OS.VersionID != "3.18.4" || inv.OS.PrettyName != "Alpine Linux v3.18" {
 		t.Errorf("OS %+v", inv.OS)
 	}
@@ -280,14 +205,12 @@ func TestAlpine(t *testing.T) {
 
 func TestDebian(t *testing.T) {
 	t.Parallel()
-	b := newBlobs()
 	// As in debian:12: /etc/os-release links to ../usr/lib/os-release.
-	l := b.add(tarGz(t,
+	inv, _ := scanLayer(t,
 		file{name: "usr/lib/os-release", body: debianRelease},
 		file{name: "etc/os-release", link: "../usr/lib/os-release"},
 		file{name: "var/lib/dpkg/status", body: dpkgStatus},
-	), gzipTar)
-	inv := inventory(t, newExtractor(t), b, l)
+	)
 	if inv.OS.ID != "debian" || inv.OS.VersionID != "12" || inv.OS.VersionCodename != "bookworm" {
 		t.Errorf("OS %+v", inv.OS)
 	}
@@ -331,12 +254,10 @@ func TestRPM(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			b := newBlobs()
-			l := b.add(tarGz(t,
+			inv, _ := scanLayer(t,
 				file{name: "etc/os-release", body: c.release},
 				file{name: "var/lib/rpm/rpmdb.sqlite", body: string(db)},
-			), gzipTar)
-			inv := inventory(t, newExtractor(t), b, l)
+			)
 			alt := find(t, inv, "alternatives")
 			if alt.Version != "1.20-2.el9" || alt.Type != "rpm" || alt.Ecosystem != c.ecosystem {
 				t.Errorf("alternatives: %+v, want ecosystem %q", alt, c.ecosystem)
@@ -414,13 +335,13 @@ func jar(t testing.TB) []byte {
 func TestLanguages(t *testing.T) {
 	t.Parallel()
 	b := newBlobs()
-	l := b.add(tarGz(t,
+	l := b.layer(t,
 		file{name: "usr/local/bin/hello", body: string(goBinary(t)), mode: 0o755},
 		file{name: "app/node_modules/lodash/package.json", body: `{"name": "lodash", "version": "4.17.21", "license": "MIT"}`},
 		file{name: "usr/lib/python3.11/site-packages/requests-2.31.0.dist-info/METADATA",
 			body: "Metadata-Version: 2.1\nName: requests\nVersion: 2.31.0\nSummary: Python HTTP for Humans.\n"},
 		file{name: "opt/app/lib-1.2.3.jar", body: string(jar(t))},
-	), gzipTar)
+	)
 	x := newExtractor(t)
 	inv := inventory(t, x, b, l)
 	for _, c := range []struct {
@@ -461,24 +382,22 @@ func TestLanguages(t *testing.T) {
 func TestLayering(t *testing.T) {
 	t.Parallel()
 	b := newBlobs()
-	base := b.add(tarGz(t,
-		file{name: "etc/os-release", body: alpineRelease},
-		file{name: "lib/apk/db/installed", body: apkInstalled},
-		file{name: "app/node_modules/lodash/package.json", body: `{"name": "lodash", "version": "4.17.20"}`},
-		file{name: "srv/node_modules/left-pad/package.json", body: `{"name": "left-pad", "version": "1.3.0"}`},
-		file{name: "opt/node_modules/debug/package.json", body: `{"name": "debug", "version": "4.3.4"}`},
-	), gzipTar)
+	base := b.layer(t, alpine(
+		npm("app", "lodash", "4.17.20"),
+		npm("srv", "left-pad", "1.3.0"),
+		npm("opt", "debug", "4.3.4"),
+	)...)
 	onlyMusl := apkInstalled[:strings.Index(apkInstalled, "\n\n")+1]
-	top := b.add(tarGz(t,
+	top := b.layer(t,
 		// The apk database replaced: only musl is left.
 		file{name: "lib/apk/db/installed", body: onlyMusl},
 		// lodash deleted by a whiteout, srv made opaque, a new package there.
 		file{name: "app/node_modules/.wh.lodash"},
 		file{name: "srv/.wh..wh..opq"},
-		file{name: "srv/node_modules/express/package.json", body: `{"name": "express", "version": "4.18.2"}`},
+		npm("srv", "express", "4.18.2"),
 		// debug's package.json replaced by a file no extractor wants.
 		file{name: "opt/node_modules/debug", link: "/dev/null"},
-	), gzipTar)
+	)
 	inv := inventory(t, newExtractor(t), b, base, top)
 	for _, gone := range []string{"busybox", "libcrypto3", "lodash", "left-pad", "debug"} {
 		if has(inv, gone) {
@@ -499,12 +418,9 @@ func TestLayering(t *testing.T) {
 func TestCacheSharedBase(t *testing.T) {
 	t.Parallel()
 	b := newBlobs()
-	base := b.add(tarGz(t,
-		file{name: "etc/os-release", body: alpineRelease},
-		file{name: "lib/apk/db/installed", body: apkInstalled},
-	), gzipTar)
-	app1 := b.add(tarGz(t, file{name: "app/node_modules/lodash/package.json", body: `{"name": "lodash", "version": "4.17.21"}`}), gzipTar)
-	app2 := b.add(tarGz(t, file{name: "app/node_modules/express/package.json", body: `{"name": "express", "version": "4.18.2"}`}), gzipTar)
+	base := b.layer(t, alpine()...)
+	app1 := b.layer(t, npm("app", "lodash", "4.17.21"))
+	app2 := b.layer(t, npm("app", "express", "4.18.2"))
 	x := newExtractor(t)
 	first := inventory(t, x, b, base, app1)
 	if first.LayersRead != 2 || first.LayersCached != 0 {
@@ -551,7 +467,7 @@ func zeros(t testing.TB, n int64) []byte {
 
 func TestBadInput(t *testing.T) {
 	t.Parallel()
-	good := tarGz(t, file{name: "etc/os-release", body: alpineRelease}, file{name: "lib/apk/db/installed", body: apkInstalled})
+	good := tarGz(t, alpine()...)
 	corrupt := bytes.Clone(good)
 	corrupt[len(corrupt)/2] ^= 0xff
 	corrupt[len(corrupt)/2+1] ^= 0xff
@@ -599,8 +515,8 @@ func TestBadInput(t *testing.T) {
 func TestDigestMismatch(t *testing.T) {
 	t.Parallel()
 	b := newBlobs()
-	l := b.add(tarGz(t, file{name: "app/node_modules/lodash/package.json", body: `{"name": "lodash", "version": "4.17.21"}`}), gzipTar)
-	other := tarGz(t, file{name: "app/node_modules/express/package.json", body: `{"name": "express", "version": "4.18.2"}`})
+	l := b.layer(t, npm("app", "lodash", "4.17.21"))
+	other := tarGz(t, npm("app", "express", "4.18.2"))
 	b.data[l.Digest] = other
 	_, err := newExtractor(t).Inventory(context.Background(), []sbom.Layer{l}, b)
 	if !errors.Is(err, sbom.ErrDigest) || !errors.Is(err, errdefs.ErrInvalid) {
@@ -615,7 +531,7 @@ func TestEntryLimit(t *testing.T) {
 		files = append(files, file{name: fmt.Sprintf("f%d", i), body: "x"})
 	}
 	b := newBlobs()
-	l := b.add(tarGz(t, files...), gzipTar)
+	l := b.layer(t, files...)
 	_, err := newExtractor(t, sbom.WithEntryLimit(10)).Inventory(context.Background(), []sbom.Layer{l}, b)
 	if !errors.Is(err, errdefs.ErrTooLarge) || !strings.Contains(err.Error(), "more than 10 entries") {
 		t.Fatalf("error %v", err)
@@ -659,13 +575,13 @@ func TestCancel(t *testing.T) {
 func TestSymlinkLoop(t *testing.T) {
 	t.Parallel()
 	b := newBlobs()
-	l := b.add(tarGz(t,
+	l := b.layer(t,
 		file{name: "etc/os-release", link: "os-release.d/current"},
 		file{name: "etc/os-release.d", link: "/etc/loop"},
 		file{name: "etc/loop", link: "/etc/os-release.d"},
 		file{name: "usr/lib/os-release", link: "../../etc/os-release"},
 		file{name: "lib/apk/db/installed", body: apkInstalled},
-	), gzipTar)
+	)
 	done := make(chan *sbom.Inventory)
 	go func() { done <- inventory(t, newExtractor(t), b, l) }()
 	select {
@@ -689,24 +605,20 @@ func TestSymlinkLoop(t *testing.T) {
 // (odd, but a tar may hold it) is extracted all the same.
 func TestFileOverDirectory(t *testing.T) {
 	t.Parallel()
-	b := newBlobs()
-	l := b.add(tarGz(t,
+	inv, _ := scanLayer(t,
 		file{name: "x/package.json/node_modules/a/package.json", body: `{"name": "a", "version": "1.0.0"}`},
 		file{name: "x/package.json", body: `{"name": "b", "version": "2.0.0"}`},
-	), gzipTar)
-	inv := inventory(t, newExtractor(t), b, l)
+	)
 	find(t, inv, "b")
 }
 
 func TestUnscanned(t *testing.T) {
 	t.Parallel()
-	b := newBlobs()
-	l := b.add(tarGz(t,
+	inv, _ := scanLayer(t,
 		file{name: "bin/busybox", body: "\x7fELF\x02\x01\x01" + strings.Repeat("\x00", 200), mode: 0o755},
 		file{name: "bin/sh", link: "busybox"},
 		file{name: "etc/passwd", body: "root:x:0:0:root:/root:/bin/sh\n"},
-	), gzipTar)
-	inv := inventory(t, newExtractor(t), b, l)
+	)
 	if !inv.Unscanned() || len(inv.Packages) != 0 {
 		t.Errorf("unscanned %v, packages %+v", inv.Unscanned(), inv.Packages)
 	}
@@ -715,10 +627,10 @@ func TestUnscanned(t *testing.T) {
 func TestFileLimit(t *testing.T) {
 	t.Parallel()
 	b := newBlobs()
-	l := b.add(tarGz(t,
+	l := b.layer(t,
 		file{name: "usr/bin/big", body: strings.Repeat("x", 4096), mode: 0o755},
-		file{name: "app/node_modules/lodash/package.json", body: `{"name": "lodash", "version": "4.17.21"}`},
-	), gzipTar)
+		npm("app", "lodash", "4.17.21"),
+	)
 	inv := inventory(t, newExtractor(t, sbom.WithFileLimit(1024)), b, l)
 	want := "layer " + l.Digest.String() + ": /usr/bin/big skipped: 4.0 KiB is over the 1.0 KiB file limit"
 	if !strings.Contains(strings.Join(inv.Notes, "\n"), want) {
@@ -729,13 +641,7 @@ func TestFileLimit(t *testing.T) {
 
 func TestDocuments(t *testing.T) {
 	t.Parallel()
-	b := newBlobs()
-	l := b.add(tarGz(t,
-		file{name: "etc/os-release", body: alpineRelease},
-		file{name: "lib/apk/db/installed", body: apkInstalled},
-		file{name: "app/node_modules/lodash/package.json", body: `{"name": "lodash", "version": "4.17.21"}`},
-	), gzipTar)
-	inv := inventory(t, newExtractor(t), b, l)
+	inv, _ := scanLayer(t, alpine(npm("app", "lodash", "4.17.21"))...)
 	const ref = "registry.example/team/app:1.0"
 
 	doc, err := inv.SPDX(ref)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/wait"
 )
 
 // gcMetrics is where each pass is counted (telemetry.Metrics).
@@ -50,18 +51,11 @@ func (c *collector) Start(ctx context.Context) error {
 	}
 	go func() {
 		defer close(c.done)
-		t := time.NewTicker(c.interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if _, err := c.GC(ctx, store.GCOptions{}); err != nil && ctx.Err() == nil {
-					c.log.Error("garbage collection failed", "err", err)
-				}
+		wait.Every(ctx, c.interval, func(ctx context.Context) {
+			if _, err := c.GC(ctx, store.GCOptions{}); err != nil && ctx.Err() == nil {
+				c.log.Error("garbage collection failed", "err", err)
 			}
-		}
+		})
 	}()
 	return nil
 }

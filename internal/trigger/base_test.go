@@ -22,6 +22,9 @@ const (
 	appHost    = "127.0.0.1:15003"
 )
 
+// admin pushes the base images.
+var admin = store.Actor{Principal: "admin"}
+
 func baseEnv(t testing.TB) *env {
 	t.Helper()
 	e := newEnv(t, t.TempDir(), envConfig{})
@@ -31,20 +34,52 @@ func baseEnv(t testing.TB) *env {
 	return e
 }
 
+// built is a task of the tests and the base images its builds use.
+type built struct {
+	registry, name string
+	runtime        string   // the base of the last stage
+	buildtime      []string // the bases of the other stages
+	mod            func(*task.CreateRequest)
+}
+
+// track creates the tasks, starts the task workers and runs each task once, so
+// that the triggers track the tasks' bases. It returns the function that stops
+// the workers.
+func (e *env) track(t *testing.T, tasks ...built) (stopWorkers func()) {
+	t.Helper()
+	for _, b := range tasks {
+		e.createTask(t, b.registry, b.name, b.mod)
+		e.exec.set(b.name, e.builds(b.runtime, b.buildtime, nil))
+	}
+	stopWorkers = e.startTasks(t)
+	for _, b := range tasks {
+		e.runNow(t, b.registry, b.name)
+	}
+	return stopWorkers
+}
+
+// helloWorld tracks the task contoso/hello-world, whose builds use the base
+// image from.
+func (e *env) helloWorld(t *testing.T, from string) (stopWorkers func()) {
+	t.Helper()
+	return e.track(t, built{registry: "contoso", name: "hello-world", runtime: from})
+}
+
+// allBases makes a task trigger on updates of any of its base images, not only
+// of the runtime one.
+func allBases(r *task.CreateRequest) { r.BaseImageTriggerType = task.BaseImageAll }
+
 func TestBaseImageTriggerQueuesDependent(t *testing.T) {
 	t.Parallel()
 	e := baseEnv(t)
 	ctx := context.Background()
-	admin := store.Actor{Principal: "admin-principal"}
-	d1 := pushBody(t, e.Store, "publicregistry", "node", admin, "v1", "15-alpine")
-	e.createTask(t, "contoso", "hello-world", nil)
+	by := store.Actor{Principal: "admin-principal"}
+	d1 := pushBody(t, e.Store, "publicregistry", "node", by, "v1", "15-alpine")
 	// The FROM line names the registry as localhost; it listens on 127.0.0.1.
-	e.exec.set("hello-world", e.builds("localhost:15001/node:15-alpine", nil, nil))
-	e.startTasks(t)
-	e.runNow(t, "contoso", "hello-world")
+	e.helloWorld(t, "localhost:15001/node:15-alpine")
 	s, _ := e.startTrigger(t, WithDebounce(5*time.Millisecond))
 
-	d2 := pushBody(t, e.Store, "publicregistry", "node", admin, "v2", "15-alpine")
+	d2 := pushBody(t, e.Store, "publicregistry", "node", by, "v2", "15-alpine")
 	runs := e.waitRuns(t, "contoso", "hello-world", task.TriggerImageUpdate, 1)
 	c := runs[0].Cause.ImageUpdate
 	if c == nil || c.Image != "localhost:15001/node:15-alpine" || c.OldDigest != d1.String() || c.NewDigest != d2.String() ||
@@ -55,14 +90,14 @@ func TestBaseImageTriggerQueuesDependent(t *testing.T) {
 
 	// The same digest again (untag, then push the same manifest): the tag
 	// moves back to what the task built from, which triggers nothing.
-	if err := e.Store.Untag(ctx, "publicregistry", "node", "15-alpine", admin); err != nil {
+	if err := e.Store.Untag(ctx, "publicregistry", "node", "15-alpine", by); err != nil {
 		t.Fatal(err)
 	}
-	if d := pushBody(t, e.Store, "publicregistry", "node", admin, "v2", "15-alpine"); d != d2 {
+	if d := pushBody(t, e.Store, "publicregistry", "node", by, "v2", "15-alpine"); d != d2 {
 		t.Fatalf("re-push digest %s, want %s", d, d2)
 	}
 	// A push of another tag of the repository is not tracked.
-	push(t, e.Store, "publicregistry", "node", admin, "16-alpine")
+	push(t, e.Store, "publicregistry", "node", by, "16-alpine")
 	settle(t, s)
 	if got := e.runs(t, "contoso", "hello-world", task.TriggerImageUpdate); len(got) != 1 {
 		t.Fatalf("%d Image Update runs after unchanged pushes, want 1", len(got))
@@ -85,12 +120,8 @@ func TestBaseImageTriggerQueuesDependent(t *testing.T) {
 func TestBaseImageBurstCoalesced(t *testing.T) {
 	t.Parallel()
 	e := baseEnv(t)
-	admin := store.Actor{Principal: "admin"}
 	push(t, e.Store, "publicregistry", "node", admin, "15-alpine")
-	e.createTask(t, "contoso", "hello-world", nil)
-	e.exec.set("hello-world", e.builds(publicHost+"/node:15-alpine", nil, nil))
-	stopWorkers := e.startTasks(t)
-	e.runNow(t, "contoso", "hello-world")
+	stopWorkers := e.helloWorld(t, publicHost+"/node:15-alpine")
 	stopWorkers() // runs now stay Queued
 	s, _ := e.startTrigger(t, WithDebounce(time.Second))
 
@@ -126,13 +157,10 @@ func TestBaseImageBurstCoalesced(t *testing.T) {
 func TestBaseImageTagsMovedTogetherOneRun(t *testing.T) {
 	t.Parallel()
 	e := baseEnv(t)
-	admin := store.Actor{Principal: "admin"}
 	push(t, e.Store, "publicregistry", "node", admin, "15-alpine", "15")
 	push(t, e.Store, "publicregistry", "builder", admin, "1")
-	e.createTask(t, "contoso", "multi-base", func(r *task.CreateRequest) { r.BaseImageTriggerType = task.BaseImageAll })
-	e.exec.set("multi-base", e.builds(publicHost+"/node:15-alpine", []string{publicHost + "/node:15", publicHost + "/builder:1"}, nil))
-	e.startTasks(t)
-	e.runNow(t, "contoso", "multi-base")
+	e.track(t, built{registry: "contoso", name: "multi-base", mod: allBases,
+		runtime: publicHost + "/node:15-alpine", buildtime: []string{publicHost + "/node:15", publicHost + "/builder:1"}})
 	s, _ := e.startTrigger(t, WithDebounce(time.Second))
 
 	// One push moving two tracked tags, and a second push right after.
@@ -157,17 +185,12 @@ func TestBaseImageTagsMovedTogetherOneRun(t *testing.T) {
 func TestBaseImageRuntimeVersusAll(t *testing.T) {
 	t.Parallel()
 	e := baseEnv(t)
-	admin := store.Actor{Principal: "admin"}
 	push(t, e.Store, "publicregistry", "node", admin, "15-alpine")
 	push(t, e.Store, "publicregistry", "builder", admin, "1")
-	e.createTask(t, "contoso", "runtime-only", nil)
-	e.createTask(t, "contoso", "all-stages", func(r *task.CreateRequest) { r.BaseImageTriggerType = task.BaseImageAll })
-	for _, name := range []string{"runtime-only", "all-stages"} {
-		e.exec.set(name, e.builds(publicHost+"/node:15-alpine", []string{publicHost + "/builder:1"}, nil))
-	}
-	e.startTasks(t)
-	e.runNow(t, "contoso", "runtime-only")
-	e.runNow(t, "contoso", "all-stages")
+	node, builder := publicHost+"/node:15-alpine", []string{publicHost + "/builder:1"}
+	e.track(t,
+		built{registry: "contoso", name: "runtime-only", runtime: node, buildtime: builder},
+		built{registry: "contoso", name: "all-stages", runtime: node, buildtime: builder, mod: allBases})
 	s, _ := e.startTrigger(t, WithDebounce(0))
 
 	push(t, e.Store, "publicregistry", "builder", admin, "1")
@@ -195,7 +218,6 @@ func TestBaseImageDisabledNeverFires(t *testing.T) {
 	t.Parallel()
 	e := baseEnv(t)
 	ctx := context.Background()
-	admin := store.Actor{Principal: "admin"}
 	push(t, e.Store, "publicregistry", "node", admin, "15-alpine")
 	for _, name := range []string{"disabled-task", "trigger-off", "control"} {
 		e.createTask(t, "contoso", name, nil)
@@ -249,21 +271,16 @@ func TestBaseImageChainAndNoSelfTrigger(t *testing.T) {
 	t.Parallel()
 	e := baseEnv(t)
 	ctx := context.Background()
-	admin := store.Actor{Principal: "admin"}
 	push(t, e.Store, "publicregistry", "node", admin, "15-alpine")
 	push(t, e.Store, "baseartifacts", "node", admin, "15-alpine")
 	// node-public builds FROM its own output (a self loop), base-import
 	// promotes the public base, hello-world builds on the promoted one.
-	e.createTask(t, "publicregistry", "node-public", nil)
-	e.createTask(t, "baseartifacts", "base-import", nil)
-	e.createTask(t, "contoso", "hello-world", nil)
-	e.exec.set("node-public", e.builds(publicHost+"/node:15-alpine", nil, nil))
-	e.exec.set("base-import", e.builds(publicHost+"/node:15-alpine", nil, nil))
-	e.exec.set("hello-world", e.builds(baseHost+"/node:15-alpine", nil, nil))
-	e.startTasks(t)
-	for _, tk := range [][2]string{{"publicregistry", "node-public"}, {"baseartifacts", "base-import"}, {"contoso", "hello-world"}} {
-		e.runNow(t, tk[0], tk[1])
+	tasks := []built{
+		{registry: "publicregistry", name: "node-public", runtime: publicHost + "/node:15-alpine"},
+		{registry: "baseartifacts", name: "base-import", runtime: publicHost + "/node:15-alpine"},
+		{registry: "contoso", name: "hello-world", runtime: baseHost + "/node:15-alpine"},
 	}
+	e.track(t, tasks...)
 	// From now on the first two push what they build.
 	e.exec.set("node-public", e.builds(publicHost+"/node:15-alpine", nil, pushAs(e, "publicregistry", "node", "15-alpine")))
 	e.exec.set("base-import", e.builds(publicHost+"/node:15-alpine", nil, pushAs(e, "baseartifacts", "node", "15-alpine")))
@@ -274,8 +291,8 @@ func TestBaseImageChainAndNoSelfTrigger(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitRuns(t, "contoso", "hello-world", task.TriggerImageUpdate, 1)
-	for _, tk := range [][2]string{{"publicregistry", "node-public"}, {"baseartifacts", "base-import"}, {"contoso", "hello-world"}} {
-		e.waitFinished(t, tk[0], tk[1])
+	for _, b := range tasks {
+		e.waitFinished(t, b.registry, b.name)
 	}
 	settle(t, s)
 	if runs := e.runs(t, "publicregistry", "node-public", task.TriggerImageUpdate); len(runs) != 0 {
@@ -319,16 +336,11 @@ func chainIDs(rs []*task.Run) []string {
 func TestBaseImageNoTriggerLoop(t *testing.T) {
 	t.Parallel()
 	e := baseEnv(t)
-	admin := store.Actor{Principal: "admin"}
 	push(t, e.Store, "contoso", "x", admin, "1")
 	push(t, e.Store, "contoso", "y", admin, "1")
-	e.createTask(t, "contoso", "loop-a", nil)
-	e.createTask(t, "contoso", "loop-b", nil)
-	e.exec.set("loop-a", e.builds(appHost+"/x:1", nil, nil))
-	e.exec.set("loop-b", e.builds(appHost+"/y:1", nil, nil))
-	e.startTasks(t)
-	e.runNow(t, "contoso", "loop-a")
-	e.runNow(t, "contoso", "loop-b")
+	e.track(t,
+		built{registry: "contoso", name: "loop-a", runtime: appHost + "/x:1"},
+		built{registry: "contoso", name: "loop-b", runtime: appHost + "/y:1"})
 	// a builds y FROM x, b builds x FROM y.
 	e.exec.set("loop-a", e.builds(appHost+"/x:1", nil, pushAs(e, "contoso", "y", "1")))
 	e.exec.set("loop-b", e.builds(appHost+"/y:1", nil, pushAs(e, "contoso", "x", "1")))
@@ -351,12 +363,8 @@ func TestBaseImageNoTriggerLoop(t *testing.T) {
 func TestBaseImageCatchUpAfterRestart(t *testing.T) {
 	t.Parallel()
 	e := baseEnv(t)
-	admin := store.Actor{Principal: "admin"}
 	push(t, e.Store, "publicregistry", "node", admin, "15-alpine")
-	e.createTask(t, "contoso", "hello-world", nil)
-	e.exec.set("hello-world", e.builds(publicHost+"/node:15-alpine", nil, nil))
-	e.startTasks(t)
-	e.runNow(t, "contoso", "hello-world")
+	e.helloWorld(t, publicHost+"/node:15-alpine")
 	_, stop := e.startTrigger(t)
 	stop()
 
@@ -385,11 +393,10 @@ func TestBaseImageCatchUpAfterRestart(t *testing.T) {
 func TestBaseImageMovedDuringRunCaughtAfter(t *testing.T) {
 	t.Parallel()
 	e := baseEnv(t)
-	admin := store.Actor{Principal: "admin"}
 	push(t, e.Store, "publicregistry", "node", admin, "15-alpine")
 	push(t, e.Store, "publicregistry", "builder", admin, "1")
 	e.createTask(t, "publicregistry", "upstream", nil)
-	e.createTask(t, "contoso", "hello-world", func(r *task.CreateRequest) { r.BaseImageTriggerType = task.BaseImageAll })
+	e.createTask(t, "contoso", "hello-world", allBases)
 	build := e.builds(publicHost+"/node:15-alpine", []string{publicHost + "/builder:1"}, nil)
 	e.exec.set("hello-world", build)
 	e.startTasks(t)
@@ -441,12 +448,8 @@ func TestBaseImageMovedDuringRunCaughtAfter(t *testing.T) {
 func TestBaseImageMovedBackWithinWindow(t *testing.T) {
 	t.Parallel()
 	e := baseEnv(t)
-	admin := store.Actor{Principal: "admin"}
 	pushBody(t, e.Store, "publicregistry", "node", admin, "good", "15-alpine")
-	e.createTask(t, "contoso", "hello-world", nil)
-	e.exec.set("hello-world", e.builds(publicHost+"/node:15-alpine", nil, nil))
-	e.startTasks(t)
-	e.runNow(t, "contoso", "hello-world")
+	e.helloWorld(t, publicHost+"/node:15-alpine")
 	s, _ := e.startTrigger(t, WithDebounce(time.Second))
 
 	// A bad push rolled back at once: the task is where it was.

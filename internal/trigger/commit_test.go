@@ -26,9 +26,11 @@ type commitEnv struct {
 	names map[string]string // task ID -> name
 }
 
-func newCommitEnv(t *testing.T, dir string, clock *fakeClock) *commitEnv {
+// newCommitEnv returns a commitEnv whose clock starts at t0.
+func newCommitEnv(t *testing.T) *commitEnv {
 	t.Helper()
-	e := newEnv(t, dir, envConfig{now: clock.Now})
+	clock := newFakeClock(t0)
+	e := newEnv(t, t.TempDir(), envConfig{now: clock.Now})
 	e.registry(t, "contoso", appHost)
 	return &commitEnv{env: e, clock: clock, polls: make(chan poll, 100), names: map[string]string{}}
 }
@@ -72,8 +74,7 @@ func (c *commitEnv) waitPolls(t *testing.T, names ...string) {
 
 func TestCommitPoll(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock(t0)
-	c := newCommitEnv(t, t.TempDir(), clock)
+	c := newCommitEnv(t)
 	ctx := context.Background()
 	repo, h1 := gitRepo(t)
 	off, disabled := false, task.StatusDisabled
@@ -85,14 +86,14 @@ func TestCommitPoll(t *testing.T) {
 
 	// The first poll records the head: no run.
 	c.waitPolls(t, "base-image-node", "default-branch")
-	clock.Advance(3 * time.Second)
+	c.clock.Advance(3 * time.Second)
 	c.waitPolls(t, "base-image-node", "default-branch")
 	if runs := c.runs(t, "contoso", "", task.TriggerCommit); len(runs) != 0 {
 		t.Fatalf("%d runs without a new commit", len(runs))
 	}
 
 	h2 := commit(t, repo, "second")
-	clock.Advance(3 * time.Second)
+	c.clock.Advance(3 * time.Second)
 	c.waitPolls(t, "base-image-node", "default-branch")
 	runs := c.runs(t, "contoso", "base-image-node", task.TriggerCommit)
 	if len(runs) != 1 {
@@ -106,7 +107,7 @@ func TestCommitPoll(t *testing.T) {
 		t.Fatalf("default-branch runs = %d", len(runs))
 	}
 	// No new commit, no new run.
-	clock.Advance(3 * time.Second)
+	c.clock.Advance(3 * time.Second)
 	c.waitPolls(t, "base-image-node", "default-branch")
 	if runs := c.runs(t, "contoso", "", task.TriggerCommit); len(runs) != 2 {
 		t.Fatalf("%d runs, want 2", len(runs))
@@ -124,14 +125,14 @@ func TestCommitPoll(t *testing.T) {
 	}
 	waitWatchers(t, s, 1)
 	h3 := commit(t, repo, "third")
-	clock.Advance(3 * time.Second)
+	c.clock.Advance(3 * time.Second)
 	c.waitPolls(t, "default-branch")
 	on := true
 	if _, err := c.tasks.UpdateTask(ctx, "contoso", "base-image-node", task.UpdateRequest{CommitTrigger: &on}); err != nil {
 		t.Fatal(err)
 	}
 	c.waitPolls(t, "base-image-node")
-	clock.Advance(3 * time.Second)
+	c.clock.Advance(3 * time.Second)
 	c.waitPolls(t, "base-image-node", "default-branch")
 	if runs := c.runs(t, "contoso", "base-image-node", task.TriggerCommit); len(runs) != 1 {
 		t.Fatalf("base-image-node ran %d times, want 1 (the commit %s came while the trigger was off)", len(runs), h3[:7])
@@ -166,9 +167,7 @@ func waitWatchers(t *testing.T, s *Service, n int) {
 
 func TestCommitCatchUpAfterRestart(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock(t0)
-	dir := t.TempDir()
-	c := newCommitEnv(t, dir, clock)
+	c := newCommitEnv(t)
 	repo, h1 := gitRepo(t)
 	c.gitTask(t, "base-image-node", repo+"#main", nil)
 	_, stop := c.start(t)
@@ -179,7 +178,7 @@ func TestCommitCatchUpAfterRestart(t *testing.T) {
 	h2 := commit(t, repo, "while down")
 	commit(t, repo, "also while down")
 	h4 := commit(t, repo, "and this")
-	clock.Advance(time.Hour)
+	c.clock.Advance(time.Hour)
 	_, stop = c.start(t)
 	c.waitPolls(t, "base-image-node")
 	runs := c.runs(t, "contoso", "base-image-node", task.TriggerCommit)
@@ -198,8 +197,7 @@ func TestCommitCatchUpAfterRestart(t *testing.T) {
 // queued again at the next start.
 func TestCommitExactlyOnceAcrossACrash(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock(t0)
-	c := newCommitEnv(t, t.TempDir(), clock)
+	c := newCommitEnv(t)
 	repo, h1 := gitRepo(t)
 	tk := c.gitTask(t, "base-image-node", repo+"#main", nil)
 	_, stop := c.start(t)

@@ -68,8 +68,7 @@ func send(t *testing.T, srv *httptest.Server, path string, d delivery) (int, Web
 
 func TestWebhook(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock(t0)
-	c := newCommitEnv(t, t.TempDir(), clock)
+	c := newCommitEnv(t)
 	ctx := context.Background()
 	repo, h1 := gitRepo(t)
 	c.gitTask(t, "base-image-node", repo+"#main", nil)
@@ -145,7 +144,7 @@ func TestWebhook(t *testing.T) {
 		t.Fatalf("cause = %+v, want %+v", runs[0].Cause.Commit, want)
 	}
 	// The poller sees the head the webhook recorded: no second run.
-	clock.Advance(3 * time.Second)
+	c.clock.Advance(3 * time.Second)
 	c.waitPolls(t, "base-image-node")
 	if runs := c.runs(t, "contoso", "base-image-node", task.TriggerCommit); len(runs) != 1 {
 		t.Fatalf("%d runs after the poll, want 1", len(runs))

@@ -55,3 +55,18 @@ func HTTP(ctx context.Context, url string, exited <-chan struct{}) error {
 		}
 	}
 }
+
+// Every calls fn every d until ctx ends, and returns then. A call that
+// outlasts d delays the next one rather than stacking calls.
+func Every(ctx context.Context, d time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn(ctx)
+		}
+	}
+}

@@ -45,56 +45,13 @@ func imageManifest(t *testing.T, registry, repo, layer string) []byte {
 	return m
 }
 
-const debianRelease = `PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
-NAME="Debian GNU/Linux"
-VERSION_ID="12"
-VERSION_CODENAME=bookworm
-ID=debian
-`
-
-const dpkgStatus = `Package: openssl
-Status: install ok installed
-Priority: optional
-Section: utils
-Installed-Size: 2299
-Maintainer: Debian OpenSSL Team <pkg-openssl-devel@alioth-lists.debian.net>
-Architecture: amd64
-Version: 3.0.9-1
-Description: Secure Sockets Layer toolkit - cryptographic utility
-
-Package: libssl3
-Status: install ok installed
-Priority: optional
-Section: libs
-Installed-Size: 6172
-Maintainer: Debian OpenSSL Team <pkg-openssl-devel@alioth-lists.debian.net>
-Architecture: amd64
-Source: openssl
-Version: 3.0.9-1
-Description: Secure Sockets Layer toolkit - shared libraries
-
-`
-
-// debianAdvisory affects openssl before 3.0.11-1~deb12u1: 3.0.9-1 is
-// affected, and Debian's ordering puts the fix (with ~) above it.
-const debianAdvisory = `{
-  "id": "DEBIAN-TEST-0001", "modified": "2024-01-01T00:00:00Z",
-  "affected": [{"package": {"ecosystem": "Debian:12", "name": "openssl"},
-    "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "3.0.11-1~deb12u1"}]}],
-    "database_specific": {"severity": "medium"}}],
-  "database_specific": {"severity": "MODERATE"}
-}`
-
 // TestScanIndexAndDatabaseArtifact: a multi-platform index is scanned per
 // platform (an Alpine image and a Debian one), its findings carry their
 // platform, and each platform image gets its own report; the database is
 // imported from an OCI artifact in a gantry registry (gantry vulndb
 // update); oras discover lists what a scan attached.
 func TestScanIndexAndDatabaseArtifact(t *testing.T) {
-	url := startServer(t)
-	useServer(t, url, "admin", "cli-test-admin")
-	addr := freeAddr(t)
-	must(t, "registry", "create", "-n", "contoso", "--listen", addr)
+	addr := scanRegistry(t)
 
 	// The database as an OCI artifact: a zip of OSV files in a layer.
 	var zb bytes.Buffer

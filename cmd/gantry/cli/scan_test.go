@@ -70,69 +70,13 @@ func main() { fmt.Println(language.English) }
 	return b
 }
 
-const alpineRelease = `NAME="Alpine Linux"
-ID=alpine
-VERSION_ID=3.18.4
-PRETTY_NAME="Alpine Linux v3.18"
-`
-
-const apkInstalled = `C:Q1b0PaJvMkVtRj5p0RHoVtPGbmF9c=
-P:musl
-V:1.2.4-r2
-A:x86_64
-S:383152
-I:622592
-T:the musl c library (libc) implementation
-U:https://musl.libc.org/
-L:MIT
-o:musl
-m:Natanael Copa <ncopa@alpinelinux.org>
-t:1695751585
-c:2e4b7b7d6b2d0a1ab4d1c6a5d3e8b1b0b0b0b0b0
-
-C:Q1Vu8eKm1ztLZyH3mkMbOqDLGEMM4=
-P:busybox
-V:1.36.1-r2
-A:x86_64
-S:509868
-I:958464
-T:Size optimized toolbox of many common UNIX utilities
-U:https://busybox.net/
-L:GPL-2.0-only
-o:busybox
-m:Sören Tempel <soeren+alpine@soeren-tempel.net>
-t:1695751585
-c:b7a2bc1c7d4a6c0c8f1c6c7d8b0b0b0b0b0b0b0b
-D:so:libc.musl-x86_64.so.1
-
-`
-
-// alpineAdvisory affects busybox before 1.36.1-r10: a version that string
-// comparison would put after 1.36.1-r2 ("r10" < "r2") is the fix.
-const alpineAdvisory = `{
-  "schema_version": "1.6.0",
-  "id": "ALPINE-TEST-2024-0001",
-  "aliases": ["CVE-2099-0001"],
-  "modified": "2024-05-01T00:00:00Z",
-  "published": "2024-04-01T00:00:00Z",
-  "summary": "busybox: test advisory written by gantry's tests",
-  "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N"}],
-  "affected": [{
-    "package": {"ecosystem": "Alpine:v3.18", "name": "busybox"},
-    "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.36.1-r10"}]}]
-  }]
-}`
-
 // TestScanGate drives the security-scan gate against a real server: an
 // OSV import, a scan of an image with a real Alpine package database and a
 // real Go binary, --fail-on exit codes, the referrers attached, the Go
 // vulnerability database matched by a rescan, quarantine and the
 // allowlist, and an image with no package reported as unscanned.
 func TestScanGate(t *testing.T) {
-	url := startServer(t)
-	useServer(t, url, "admin", "cli-test-admin")
-	addr := freeAddr(t)
-	must(t, "registry", "create", "-n", "contoso", "--listen", addr)
+	addr := scanRegistry(t)
 
 	must(t, "vulndb", "import", testenv.WriteTree(t, map[string]string{"ALPINE-TEST-2024-0001.json": alpineAdvisory}))
 	var db api.VulnDB
