@@ -56,8 +56,9 @@ func HTTP(ctx context.Context, url string, exited <-chan struct{}) error {
 	}
 }
 
-// Every calls fn every d until ctx ends, and returns then. A call that
-// outlasts d delays the next one rather than stacking calls.
+// Every calls fn every d until ctx ends, and returns then; it makes no
+// call once ctx has ended. A call that outlasts d delays the next one
+// rather than stacking calls.
 func Every(ctx context.Context, d time.Duration, fn func(context.Context)) {
 	t := time.NewTicker(d)
 	defer t.Stop()
@@ -66,6 +67,9 @@ func Every(ctx context.Context, d time.Duration, fn func(context.Context)) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if ctx.Err() != nil {
+				return // both were ready: select chose at random
+			}
 			fn(ctx)
 		}
 	}

@@ -65,3 +65,28 @@ func TestHTTP(t *testing.T) {
 		t.Fatalf("a server that never answers: %v", err)
 	}
 }
+
+// TestEvery calls its function on each tick and returns when the context
+// ends.
+func TestEvery(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	var calls int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		wait.Every(ctx, time.Millisecond, func(ctx context.Context) {
+			if calls++; calls == 3 {
+				cancel()
+			}
+		})
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Every did not return after its context ended")
+	}
+	if calls != 3 {
+		t.Fatalf("%d calls, want 3 (none after the context ended)", calls)
+	}
+}
