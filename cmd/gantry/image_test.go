@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -110,10 +109,10 @@ func TestImage(t *testing.T) {
 	if !testenv.WaitHTTP(url+"/v1/version", nil, time.Minute) {
 		t.Fatalf("the server in the container does not answer on %s", url)
 	}
-	if code, _ := get(t, url+"/v1/registries"); code != http.StatusUnauthorized {
+	if code, _ := testenv.Get(t, url+"/v1/registries"); code != http.StatusUnauthorized {
 		t.Errorf("GET /v1/registries without credentials: %d, want 401", code)
 	}
-	if code, body := get(t, url+"/v1/version"); code != http.StatusOK || !strings.Contains(body, `"`+fields["client"]+`"`) {
+	if code, body := testenv.Get(t, url+"/v1/version"); code != http.StatusOK || !strings.Contains(body, `"`+fields["client"]+`"`) {
 		t.Errorf("GET /v1/version: %d %s, want version %s", code, body, fields["client"])
 	}
 	top := strings.Fields(string(dockertest.CLI(t, "top", id, "-o", "pid,uid,gid")))
@@ -167,17 +166,6 @@ func removeBuiltImages(t *testing.T, log string) {
 			t.Errorf("cleanup: docker image rm %s: %v\n%s", m[i][1], err, out)
 		}
 	}
-}
-
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 func freePort(t *testing.T) string {

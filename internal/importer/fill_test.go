@@ -14,18 +14,6 @@ import (
 	"github.com/gantryhq/gantry/internal/testenv"
 )
 
-// waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // fillRows counts the persisted cache fills.
 func (e *env) fillRows(t testing.TB) int {
 	t.Helper()
@@ -99,7 +87,7 @@ func TestCacheFillRetriesAfterOutage(t *testing.T) {
 		return false
 	})
 	e := pullThroughCache(t, img, up, px, 50*time.Millisecond)
-	waitFor(t, 30*time.Second, "two failed fill attempts", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "two failed fill attempts", func() bool {
 		return strings.Count(e.logs.String(), "cache fill failed") >= 2
 	})
 	if !strings.Contains(e.logs.String(), "retrying") {
@@ -129,7 +117,7 @@ func TestCacheFillResumesAfterRestart(t *testing.T) {
 		return false
 	})
 	e := pullThroughCache(t, img, up, px, 50*time.Millisecond)
-	waitFor(t, 30*time.Second, "blob requests upstream", func() bool { return px.total("/blobs/") > 0 })
+	testenv.WaitFor(t, 30*time.Second, "blob requests upstream", func() bool { return px.total("/blobs/") > 0 })
 	e.restart(t)
 	close(gate)
 	e.waitFills(t)
@@ -169,9 +157,9 @@ func TestCacheFillDroppedWhenUpstreamForgets(t *testing.T) {
 	})
 	const retry = 20 * time.Millisecond
 	e := pullThroughCache(t, img, up, px, retry)
-	waitFor(t, 30*time.Second, "a failed fill attempt", func() bool { return strings.Contains(e.logs.String(), "cache fill failed") })
+	testenv.WaitFor(t, 30*time.Second, "a failed fill attempt", func() bool { return strings.Contains(e.logs.String(), "cache fill failed") })
 	gone.Store(true)
-	waitFor(t, 30*time.Second, "the fill dropped", func() bool { return strings.Contains(e.logs.String(), "dropping it") })
+	testenv.WaitFor(t, 30*time.Second, "the fill dropped", func() bool { return strings.Contains(e.logs.String(), "dropping it") })
 	e.waitFills(t)
 	if n := e.fillRows(t); n != 0 {
 		t.Fatalf("%d cache fills left in the database", n)
@@ -207,7 +195,7 @@ func TestCacheFillDroppedWithItsRule(t *testing.T) {
 	})
 	const retry = 200 * time.Millisecond
 	e := pullThroughCache(t, img, up, px, retry)
-	waitFor(t, 30*time.Second, "a failed fill attempt", func() bool { return strings.Contains(e.logs.String(), "retrying") })
+	testenv.WaitFor(t, 30*time.Second, "a failed fill attempt", func() bool { return strings.Contains(e.logs.String(), "retrying") })
 	if err := e.im.DeleteCacheRule(context.Background(), "contoso", "app-rule"); err != nil {
 		t.Fatal(err)
 	}

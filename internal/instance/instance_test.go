@@ -223,7 +223,7 @@ func TestCreateReplaceUnchanged(t *testing.T) {
 	t.Logf("during the replacement: %d requests, answers %v", p.ok.Load(), p.seen)
 	mustFetch(t, url, "v2 world")
 	// The old container is removed in the background.
-	waitFor(t, 30*time.Second, func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the old container's removal", func() bool {
 		_, err := e.engine.InspectContainer(c, in.ContainerID)
 		return errors.Is(err, docker.ErrNotFound)
 	})
@@ -400,26 +400,11 @@ func TestRestartAdoptsAndRestores(t *testing.T) {
 	if err := e.engine.RemoveContainer(c, got.ContainerID, docker.RemoveContainerOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the resync to replace the removed container", func() bool {
 		in, err := m4.Get(c, name)
 		return err == nil && in.State == instance.StateRunning && in.ContainerID != got.ContainerID
 	})
 	mustFetch(t, url, "v1 persisted")
-}
-
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("condition not met within %s", timeout)
-		case <-tick.C:
-		}
-	}
 }
 
 func TestFrontPorts(t *testing.T) {
@@ -456,7 +441,7 @@ func TestFrontPorts(t *testing.T) {
 		t.Fatalf("moving the front port: %s %v %+v", outcome, err, in2.Ports)
 	}
 	mustFetch(t, in2.URL(), "v1")
-	waitFor(t, 10*time.Second, func() bool { _, err := fetch(in.URL()); return err != nil })
+	testenv.WaitFor(t, 10*time.Second, "the site to go down", func() bool { _, err := fetch(in.URL()); return err != nil })
 }
 
 func freePort(t *testing.T) int {

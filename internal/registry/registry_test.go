@@ -23,6 +23,7 @@ import (
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/registry"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 const (
@@ -776,12 +777,12 @@ func TestInterruptedUploads(t *testing.T) {
 	content := bytes.Repeat([]byte("x"), 1000)
 	d := digest.FromBytes(content)
 	send("POST /v2/app/blobs/uploads/?digest="+d.String()+" HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", content[:400])
-	waitFor(t, func() bool { return len(filesUnder(e.root)) == 0 })
+	testenv.WaitFor(t, 2*time.Second, "the aborted upload's files to go", func() bool { return len(filesUnder(e.root)) == 0 })
 	e.assertEmpty(t)
 
 	loc := e.do(t, "POST", "/v2/app/blobs/uploads/", nil).Header.Get("Location")
 	send("PATCH "+loc+" HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", content[:400])
-	waitFor(t, func() bool { return e.do(t, "GET", loc, nil).Header.Get("Range") == "0-399" })
+	testenv.WaitFor(t, 2*time.Second, "the upload to hold 400 bytes", func() bool { return e.do(t, "GET", loc, nil).Header.Get("Range") == "0-399" })
 	e.expect(t, e.do(t, "PATCH", loc, content[400:], "Content-Range", "400-999"), http.StatusAccepted, "")
 	e.expect(t, e.do(t, "PUT", loc+"?digest="+d.String(), nil), http.StatusCreated, "")
 	if r := e.do(t, "GET", "/v2/app/blobs/"+d.String(), nil); !bytes.Equal(r.body, content) {
@@ -798,15 +799,4 @@ func filesUnder(dir string) []string {
 		return nil
 	})
 	return out
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for i := 0; i < 100; i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("condition not met in time")
 }

@@ -561,7 +561,7 @@ func (w *world) finishedRun(t *testing.T) string {
 // has stopped changing.
 func (w *world) settle(t *testing.T) {
 	t.Helper()
-	waitFor(t, time.Minute, "runs to finish", func() bool {
+	testenv.WaitFor(t, time.Minute, "runs to finish", func() bool {
 		var n int
 		if err := w.state.db.QueryRow(`SELECT count(*) FROM runs WHERE status IN (?, ?)`, task.RunQueued, task.RunRunning).Scan(&n); err != nil {
 			t.Fatal(err)

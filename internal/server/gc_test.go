@@ -109,7 +109,7 @@ func TestScheduledGC(t *testing.T) {
 	old := time.Now().Add(-time.Hour)
 	_ = os.Chtimes(spool, old, old)
 
-	waitFor(t, 20*time.Second, "the garbage to be collected", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the garbage to be collected", func() bool {
 		files, total := diskBlobs(t, s.cfg.Data)
 		for _, d := range garbage {
 			if _, ok := files[d]; ok {
@@ -136,7 +136,7 @@ func TestScheduledGC(t *testing.T) {
 	if r := oc.do("GET", upload, nil, nil); r.status != http.StatusNotFound {
 		t.Errorf("expired upload: %s", r)
 	}
-	waitFor(t, 5*time.Second, "the GC log line", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "the GC log line", func() bool {
 		return strings.Contains(s.log.String(), `msg="garbage collected"`)
 	})
 	var freed bool

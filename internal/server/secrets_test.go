@@ -196,7 +196,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	ok(false, "task", "create", "-r", "secrets", "-n", "git-task", "-c", git.URL+"/repo.git#main", "-f", "acr-task.yaml",
 		"--git-access-token", gitToken, "--assign-identity", "-o", "json")
 	header := "Basic " + base64.StdEncoding.EncodeToString([]byte("x-access-token:"+gitToken))
-	waitFor(t, 30*time.Second, "the commit trigger to use the git token", func() bool { return host.sawAuthorization(header) })
+	testenv.WaitFor(t, 30*time.Second, "the commit trigger to use the git token", func() bool { return host.sawAuthorization(header) })
 	var shown struct {
 		Identity struct {
 			PrincipalID string `json:"principalId"`
@@ -210,7 +210,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 			} `json:"sourceTrigger"`
 		} `json:"trigger"`
 	}
-	waitFor(t, 30*time.Second, "the poll error to be recorded", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the poll error to be recorded", func() bool {
 		if err := json.Unmarshal([]byte(ok(false, "task", "show", "-r", "secrets", "-n", "git-task", "-o", "json")), &shown); err != nil {
 			t.Fatal(err)
 		}
@@ -388,7 +388,7 @@ func TestGitTokenStaysWithItsHost(t *testing.T) {
 		File: "acr-task.yaml", GitAccessToken: token}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the commit trigger to poll host A with the token", func() bool { return a.sawAuthorization(header(token)) })
+	testenv.WaitFor(t, 30*time.Second, "the commit trigger to poll host A with the token", func() bool { return a.sawAuthorization(header(token)) })
 
 	// To host B without the token: refused, and B never sees it.
 	toB := hostB.URL + "/repo.git#main"
@@ -413,7 +413,7 @@ func TestGitTokenStaysWithItsHost(t *testing.T) {
 	if _, err := adm.UpdateTask(ctx, "gitreg", "moving", api.UpdateTaskRequest{Context: &toB, GitAccessToken: &tokenB}); err != nil {
 		t.Fatalf("moving the context with a new token: %v", err)
 	}
-	waitFor(t, 30*time.Second, "the commit trigger to poll host B with its token", func() bool { return b.sawAuthorization(header(tokenB)) })
+	testenv.WaitFor(t, 30*time.Second, "the commit trigger to poll host B with its token", func() bool { return b.sawAuthorization(header(tokenB)) })
 	if b.sawAuthorization(header(token)) {
 		t.Fatalf("host B received the token given for host A")
 	}

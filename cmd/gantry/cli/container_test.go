@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -70,18 +69,6 @@ func startContainerServer(t *testing.T) (image string, reg *dockertest.Registry,
 
 	useServer(t, srv.URL, auth.AdminUsername, "admin-password")
 	return image, reg, serverLog
-}
-
-// fetch returns the trimmed body of GET url.
-func fetch(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return strings.TrimSpace(string(b))
 }
 
 // TestContainerCommands runs `gantry container ...` through the real root
@@ -154,4 +141,11 @@ func TestContainerCommands(t *testing.T) {
 			t.Errorf("a secret reached the CLI output or the server log")
 		}
 	}
+}
+
+// fetch returns the trimmed body of GET url.
+func fetch(t *testing.T, url string) string {
+	t.Helper()
+	_, body := testenv.Get(t, url)
+	return strings.TrimSpace(body)
 }
