@@ -305,7 +305,8 @@ func (r *run) build(ctx context.Context, s *plan.Step, b *plan.Build, record boo
 		Secrets:     secrets,
 		Builder:     builder,
 	}
-	res, err := r.d.Build(ctx, docker.BuildSource{Dir: in.dir, Dockerfile: in.dfHost}, opts, out)
+	src := docker.BuildSource{Dir: in.dir, Dockerfile: in.dfHost}
+	res, err := r.d.Build(ctx, src, opts, out)
 	if err != nil && ctx.Err() == nil && builder == docker.BuilderBuildKit && len(secrets) == 0 &&
 		strings.Contains(err.Error(), "x509: certificate signed by unknown authority") {
 		// dockerd's BuildKit reads the registry CAs of /etc/docker/certs.d
@@ -314,7 +315,7 @@ func (r *run) build(ctx context.Context, s *plan.Step, b *plan.Build, record boo
 		// the classic builder (a build with secrets needs BuildKit).
 		r.log.Printf("Step ID: %s: BuildKit does not trust a registry's certificate (dockerd's BuildKit reads /etc/docker/certs.d when dockerd starts); building with the classic builder", s.ID)
 		opts.Builder = docker.BuilderClassic
-		res, err = r.d.Build(ctx, docker.BuildSource{Dir: in.dir, Dockerfile: in.dfHost}, opts, out)
+		res, err = r.d.Build(ctx, src, opts, out)
 	}
 	if err != nil {
 		if ctx.Err() != nil {

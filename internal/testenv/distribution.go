@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,8 +22,7 @@ type Distribution struct {
 	Username string // empty without authentication
 	Password string
 
-	stop     func()
-	stopOnce sync.Once
+	p *peer.Distribution
 }
 
 // URL returns the registry's base URL (http://host).
@@ -32,7 +30,7 @@ func (d *Distribution) URL() string { return "http://" + d.Host }
 
 // Stop stops the registry before the test ends (idempotent; it is
 // stopped in t.Cleanup anyway).
-func (d *Distribution) Stop() { d.stopOnce.Do(d.stop) }
+func (d *Distribution) Stop() { d.p.Stop() }
 
 // StartDistribution starts docker-registry on a free port of 127.0.0.1
 // with a temporary storage root (deletes enabled), with htpasswd
@@ -71,7 +69,7 @@ func StartDistribution(t testing.TB, auth bool) *Distribution {
 		o.Output = &logBuf
 		p, err := peer.Start(context.Background(), o)
 		if err == nil {
-			r.stop = p.Stop
+			r.p = p
 			t.Cleanup(func() {
 				r.Stop()
 				if t.Failed() {
